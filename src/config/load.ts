@@ -1,0 +1,193 @@
+/**
+ * Loads and checks `runbooks/*.yaml`. Every problem is reported as `file: field.path: what was
+ * expected`, all of them at once, and nothing is started with a config that has any.
+ */
+import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { dirname, join, resolve, basename } from 'node:path';
+import { parseEnv } from 'node:util';
+import YAML from 'yaml';
+import { z } from 'zod';
+import {
+  configFileSchema,
+  type ClusterConfig,
+  type ControlConfig,
+  type CredentialRef,
+  type InstanceConfig,
+} from './schema';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface RunbookConfig {
+  /** The YAML files this config was read from. */
+  files: string[];
+  control: ControlConfig;
+  clusters: Record<string, ClusterConfig>;
+  /** Absolute directory for the local sandbox's datadirs. */
+  sandboxDir: string;
+}
+
+export const DEFAULT_CONFIG_PATH = 'runbooks/sandbox.yaml';
+
+/** The config named by RUNBOOK_CONFIG (a file or a directory of *.yaml), else the sandbox. */
+export function configPathFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.RUNBOOK_CONFIG || DEFAULT_CONFIG_PATH);
+}
+
+const SECRET_KEY = /^(password|passwd|pass|pwd|secret|token)$/i;
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out || '(top level)';
+}
+
+/** Literal secrets are refused by name, so the message can say what to write instead. */
+function findLiteralSecrets(node: unknown, path: PropertyKey[] = []): string[] {
+  if (Array.isArray(node)) return node.flatMap((v, i) => findLiteralSecrets(v, [...path, i]));
+  if (node && typeof node === 'object') {
+    return Object.entries(node).flatMap(([k, v]) =>
+      SECRET_KEY.test(k)
+        ? [`${formatPath([...path, k])}: a literal password is not allowed; use passwordEnv: <ENV_VAR_NAME>`]
+        : findLiteralSecrets(v, [...path, k]),
+    );
+  }
+  return [];
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  if (issue.code === 'invalid_type') {
+    return `expected ${issue.expected}${issue.message.includes('received') ? `, ${issue.message.split(', ').pop()}` : ''}`;
+  }
+  return issue.message.replace(/^Invalid (string|input): /, 'expected ');
+}
+
+function readOneFile(file: string): z.infer<typeof configFileSchema> {
+  let raw: unknown;
+  try {
+    const doc = YAML.parseDocument(readFileSync(file, 'utf8'), { prettyErrors: true });
+    if (doc.errors.length) throw new Error(doc.errors[0]!.message.split('\n')[0]);
+    raw = doc.toJS() ?? {};
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message}`);
+  }
+  const problems = findLiteralSecrets(raw);
+  const parsed = configFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const message = `${formatPath(issue.path)}: ${describeIssue(issue)}`;
+      if (!problems.some((p) => p.startsWith(formatPath(issue.path)))) problems.push(message);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems.map((p) => `${file}: ${p}`).join('; '));
+  return parsed.data!;
+}
+
+/** Cross-field rules a schema cannot express: regions exist, ports and names are unique, one primary. */
+function checkCluster(file: string, clusterName: string, cluster: ClusterConfig, seenAddresses: Map<string, string>): string[] {
+  const problems: string[] = [];
+  const at = (path: string) => `${file}: clusters.${clusterName}.${path}`;
+  const names = new Set<string>();
+  cluster.instances.forEach((inst, i) => {
+    if (!cluster.regions.includes(inst.region)) {
+      problems.push(`${at(`instances[${i}].region`)}: unknown region "${inst.region}", expected one of ${cluster.regions.join(', ')}`);
+    }
+    if (names.has(inst.name)) problems.push(`${at(`instances[${i}].name`)}: duplicate instance name "${inst.name}"`);
+    names.add(inst.name);
+    const address = `${inst.host}:${inst.port}`;
+    const other = seenAddresses.get(address);
+    if (other) problems.push(`${at(`instances[${i}].port`)}: duplicate port ${inst.port} on ${inst.host}, already used by ${other}`);
+    seenAddresses.set(address, `${clusterName}/${inst.name}`);
+  });
+  const primaries = cluster.instances.filter((i) => i.role === 'primary');
+  if (primaries.length !== 1) {
+    problems.push(`${at('instances')}: expected exactly one instance with role: primary, found ${primaries.length}`);
+  }
+  return problems;
+}
+
+function yamlFilesIn(path: string): string[] {
+  if (!existsSync(path)) throw new ConfigError(`${path}: no such config file or directory`);
+  if (!statSync(path).isDirectory()) return [path];
+  const files = readdirSync(path)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(path, f));
+  if (!files.length) throw new ConfigError(`${path}: directory holds no *.yaml config`);
+  return files;
+}
+
+/** Fill unset environment variables from a dotenv file (sandbox passwords); never overrides. */
+function applyEnvFile(file: string, env: NodeJS.ProcessEnv): void {
+  if (!existsSync(file)) throw new ConfigError(`${file}: envFile not found`);
+  for (const [key, value] of Object.entries(parseEnv(readFileSync(file, 'utf8')))) {
+    if (env[key] === undefined) env[key] = value;
+  }
+}
+
+export function loadConfig(path: string = configPathFromEnv(), env: NodeJS.ProcessEnv = process.env): RunbookConfig {
+  const files = yamlFilesIn(resolve(path));
+  const problems: string[] = [];
+  const clusters: Record<string, ClusterConfig> = {};
+  const seenAddresses = new Map<string, string>();
+  let control: ControlConfig | undefined;
+  let controlFile: string | undefined;
+  let sandboxDir: string | undefined;
+
+  for (const file of files) {
+    const data = readOneFile(file);
+    if (data.envFile) applyEnvFile(resolve(dirname(file), data.envFile), env);
+    if (data.sandboxDir) sandboxDir = resolve(dirname(file), data.sandboxDir);
+    if (data.control) {
+      if (controlFile) problems.push(`${file}: control: already defined in ${controlFile}`);
+      control = data.control;
+      controlFile = file;
+      seenAddresses.set(`${control.host}:${control.port}`, 'control');
+    }
+    for (const [clusterName, cluster] of Object.entries(data.clusters)) {
+      if (clusters[clusterName]) problems.push(`${file}: clusters.${clusterName}: cluster defined twice`);
+      clusters[clusterName] = cluster;
+      problems.push(...checkCluster(file, clusterName, cluster, seenAddresses));
+    }
+  }
+  if (!control) problems.push(`${files.join(', ')}: control: missing; expected the control database (host, port, database, credentials)`);
+  if (problems.length) throw new ConfigError(problems.join('; '));
+  return {
+    files,
+    control: control!,
+    clusters,
+    sandboxDir: sandboxDir ?? resolve(dirname(files[0]!), '..', '.sandbox', basename(files[0]!).replace(/\.ya?ml$/, '')),
+  };
+}
+
+export function getCluster(config: RunbookConfig, clusterName: string): ClusterConfig {
+  const cluster = config.clusters[clusterName];
+  if (!cluster) {
+    const known = Object.keys(config.clusters);
+    throw new ConfigError(`unknown cluster "${clusterName}"; known: ${known.length ? known.join(', ') : '(none)'}`);
+  }
+  return cluster;
+}
+
+export function getInstance(config: RunbookConfig, clusterName: string, instanceName: string): InstanceConfig {
+  const cluster = getCluster(config, clusterName);
+  const inst = cluster.instances.find((i) => i.name === instanceName);
+  if (!inst) {
+    throw new ConfigError(`cluster "${clusterName}" has no instance "${instanceName}"; known: ${cluster.instances.map((i) => i.name).join(', ')}`);
+  }
+  return inst;
+}
+
+/** Resolve a credential reference at the moment of use; the password goes no further than the caller. */
+export function resolveCredential(ref: CredentialRef, env: NodeJS.ProcessEnv = process.env): { user: string; password: string } {
+  const password = env[ref.passwordEnv];
+  if (password === undefined) {
+    throw new ConfigError(`environment variable ${ref.passwordEnv} (password of MySQL user "${ref.user}") is not set`);
+  }
+  return { user: ref.user, password };
+}

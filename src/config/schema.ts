@@ -1,0 +1,112 @@
+/**
+ * The shape of `runbooks/*.yaml`. Everything an operator can misconfigure is checked here, before a
+ * runbook starts, so a typo is a one-line error at the terminal rather than a surprise mid-failover.
+ */
+import { z } from 'zod';
+
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a lower-case name: letters, digits, "-" or "_", starting with a letter');
+
+const envVarName = z
+  .string()
+  .regex(/^[A-Z_][A-Z0-9_]*$/, 'the NAME of an environment variable (upper case), never the secret itself');
+
+/**
+ * A credential is a user plus the name of the environment variable holding its password. The
+ * password itself never appears in a file, a workflow input or Temporal history: activities
+ * resolve it from their own environment at the moment they connect.
+ */
+export const credentialRef = z.strictObject({
+  user: z.string().min(1),
+  passwordEnv: envVarName,
+});
+
+const duration = z.number().positive();
+
+export const instanceSchema = z.strictObject({
+  name,
+  region: name,
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  /** Sandbox wiring only: which instance starts as primary. At run time roles are discovered. */
+  role: z.enum(['primary', 'replica']).default('replica'),
+  /** orchestrator-style promotion rule: `prefer` candidates win ties, `never` are never promoted. */
+  promotion: z.enum(['prefer', 'neutral', 'never']).default('neutral'),
+  serverId: z.number().int().min(1).max(4294967295).optional(),
+});
+
+export const approvalRuleSchema = z.strictObject({
+  mode: z.enum(['auto', 'required']),
+  approvers: z.array(z.string().min(1)).default([]),
+  /** The requester may not approve their own run. */
+  fourEyes: z.boolean().default(true),
+  timeoutMinutes: duration.default(15),
+  remindEveryMinutes: duration.default(5),
+});
+
+/** Approval policy per runbook, then per mode (`planned`, `emergency`, or `default`). */
+export const approvalPolicySchema = z.record(name, z.record(name, approvalRuleSchema));
+
+export const trafficHookSchema = z.strictObject({
+  name,
+  /** Run with /bin/sh -c; receives RUNBOOK_* environment variables (see README). */
+  command: z.string().min(1),
+  timeoutSeconds: duration.default(30),
+  /** What a failing hook does to the runbook: stop it, or log and continue. */
+  onFailure: z.enum(['abort', 'continue']).default('abort'),
+});
+
+export const notifySchema = z.strictObject({
+  slack: z.strictObject({ channel: z.string().min(1) }).optional(),
+  email: z.strictObject({ to: z.array(z.email()).min(1) }).optional(),
+});
+
+export const thresholdsSchema = z.strictObject({
+  maxLagSeconds: z.number().min(0).default(5),
+  catchUpTimeoutSeconds: duration.default(30),
+  probeTimeoutSeconds: duration.default(3),
+});
+
+export const clusterSchema = z.strictObject({
+  description: z.string().optional(),
+  locale: z.enum(['en', 'zh-CN']).default('en'),
+  regions: z.array(name).min(1),
+  credentials: z.strictObject({
+    admin: credentialRef,
+    replication: credentialRef,
+  }),
+  instances: z.array(instanceSchema).min(1),
+  thresholds: thresholdsSchema.default(thresholdsSchema.parse({})),
+  approval: approvalPolicySchema.default({}),
+  traffic: z.strictObject({ hooks: z.array(trafficHookSchema).default([]) }).default({ hooks: [] }),
+  fencing: z.strictObject({ hooks: z.array(trafficHookSchema).default([]) }).default({ hooks: [] }),
+  notify: notifySchema.default({}),
+});
+
+export const controlSchema = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain database name'),
+  credentials: credentialRef,
+});
+
+export const configFileSchema = z.strictObject({
+  /**
+   * A dotenv file, relative to this YAML file, whose values fill environment variables that are
+   * not already set. Meant for the local sandbox's throwaway passwords only.
+   */
+  envFile: z.string().optional(),
+  /** Where the local sandbox keeps its datadirs (relative to this file); sandbox configs only. */
+  sandboxDir: z.string().optional(),
+  control: controlSchema.optional(),
+  clusters: z.record(name, clusterSchema).default({}),
+});
+
+export type CredentialRef = z.infer<typeof credentialRef>;
+export type InstanceConfig = z.infer<typeof instanceSchema>;
+export type ApprovalRule = z.infer<typeof approvalRuleSchema>;
+export type TrafficHook = z.infer<typeof trafficHookSchema>;
+export type ClusterConfig = z.infer<typeof clusterSchema>;
+export type ControlConfig = z.infer<typeof controlSchema>;
+export type ConfigFile = z.infer<typeof configFileSchema>;
