@@ -1,0 +1,98 @@
+/**
+ * Types that cross the workflow/activity boundary. Type-only: workflow code imports this module,
+ * so it must never import I/O.
+ */
+
+export type StepStatus = 'started' | 'succeeded' | 'failed' | 'skipped';
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected';
+
+/** One row of `failover_log`; `at` is epoch ms of the event itself, not of the write. */
+export interface AuditRow {
+  workflowId: string;
+  runId: string;
+  runbook: string;
+  cluster: string;
+  incidentId?: string;
+  operator?: string;
+  reason?: string;
+  fromRegion?: string;
+  toRegion?: string;
+  step: string;
+  stepSeq: number;
+  status: StepStatus | RunStatus;
+  attempt?: number;
+  at: number;
+  detail?: Record<string, unknown>;
+}
+
+export interface SyncStatusRow {
+  cluster: string;
+  region: string;
+  status: string;
+  lastSyncTime?: number;
+  remark?: string;
+  instance?: string;
+  role?: string;
+  lagSeconds?: number | null;
+  gtidPosition?: string;
+}
+
+/** Names an instance; activities resolve host and credentials from their own config. */
+export interface InstanceRef {
+  cluster: string;
+  instance: string;
+}
+
+export interface ReplicationView {
+  sourceHost: string | null;
+  sourcePort: number | null;
+  /** The configured instance the source address belongs to, if any. */
+  sourceInstance: string | null;
+  ioRunning: 'Yes' | 'No' | 'Connecting';
+  sqlRunning: 'Yes' | 'No';
+  lagSeconds: number | null;
+  lastIoErrno: number;
+  lastIoError: string;
+  lastSqlErrno: number;
+  lastSqlError: string;
+  usingGtid: string | null;
+  receivedGtid: string | null;
+}
+
+export interface InstanceProbe {
+  cluster: string;
+  instance: string;
+  region: string;
+  address: string;
+  reachable: boolean;
+  error?: string;
+  flavor?: 'mariadb' | 'mysql';
+  version?: string;
+  serverId?: number;
+  readOnly?: boolean;
+  superReadOnly?: boolean | null;
+  binlogEnabled?: boolean;
+  logReplicaUpdates?: boolean;
+  binlogFormat?: string | null;
+  gtidStrictMode?: boolean;
+  gtid?: { binlogPos?: string; currentPos?: string; slavePos?: string; executed?: string };
+  replication: ReplicationView | null;
+  probedAt: number;
+  probeMs: number;
+}
+
+export type InstanceRole = 'primary' | 'replica' | 'orphan' | 'unreachable';
+
+export interface TopologyInstance extends InstanceProbe {
+  role: InstanceRole;
+}
+
+export interface Topology {
+  cluster: string;
+  /** The single writable instance that replicates from nobody, if there is exactly one. */
+  primary: string | null;
+  instances: TopologyInstance[];
+  /** Problems an operator must know before acting: two writers, broken or foreign replication. */
+  problems: string[];
+  probedAt: number;
+}
