@@ -1,0 +1,83 @@
+/**
+ * The control database's schema, as ordered migrations. Applied by `runbook sandbox up`, the worker
+ * at start and the CLI on first use; each is recorded in `schema_migrations` and every statement is
+ * safe to run again, because MySQL DDL is not transactional and a crash can land between the two.
+ */
+import type { Conn } from '../mysql/connect';
+
+interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'failover_log and sync_status, seed columns plus step-level audit',
+    statements: [
+      // Every column of the seed is kept, with the seed's meaning, so its queries still run
+      // (`INSERT INTO failover_log (from_region, to_region, operator, reason, status) ...`,
+      // `SELECT * FROM failover_log ORDER BY switch_time DESC LIMIT ?, ?`). Step rows add the rest.
+      `CREATE TABLE IF NOT EXISTS failover_log (
+        id BIGINT PRIMARY KEY AUTO_INCREMENT COMMENT 'log id',
+        from_region VARCHAR(32) NULL COMMENT 'region of the old primary (seed column)',
+        to_region VARCHAR(32) NULL COMMENT 'region of the new primary (seed column)',
+        switch_time DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) COMMENT 'when it happened, UTC, ms (seed column)',
+        operator VARCHAR(64) NULL COMMENT 'who ran it (seed column)',
+        reason VARCHAR(255) NULL COMMENT 'why (seed column)',
+        status VARCHAR(16) NOT NULL COMMENT 'started|succeeded|failed|skipped|timed_out|... (seed column)',
+        cluster VARCHAR(64) NULL,
+        incident_id VARCHAR(64) NULL,
+        workflow_id VARCHAR(255) NULL,
+        run_id VARCHAR(64) CHARACTER SET ascii NULL,
+        runbook VARCHAR(32) NULL,
+        step VARCHAR(128) NULL,
+        step_seq INT NULL COMMENT 'order of the step within its run; with workflow id and run id the idempotency key',
+        attempt INT NULL COMMENT 'activity attempt that produced this outcome',
+        detail JSON NULL,
+        logged_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) COMMENT 'when the row reached this table (later than switch_time if the control db was down)',
+        UNIQUE KEY uq_step_event (workflow_id, run_id, step_seq, status),
+        KEY idx_time (switch_time, id),
+        KEY idx_cluster_time (cluster, switch_time, id),
+        KEY idx_incident (incident_id, switch_time),
+        CONSTRAINT detail_is_json CHECK (detail IS NULL OR JSON_VALID(detail))
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='failover and runbook step log'`,
+      // The seed's upsert had no unique key to hit, so it inserted forever; (cluster, region) is it.
+      // Seed-style writes that name no cluster land under cluster '' and still upsert by region.
+      `CREATE TABLE IF NOT EXISTS sync_status (
+        id BIGINT PRIMARY KEY AUTO_INCREMENT,
+        cluster VARCHAR(64) NOT NULL DEFAULT '',
+        region VARCHAR(32) NOT NULL,
+        last_sync_time DATETIME(3) NULL,
+        status VARCHAR(16) NOT NULL,
+        remark VARCHAR(255) NULL,
+        updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+        instance VARCHAR(64) NULL,
+        role VARCHAR(16) NULL,
+        lag_seconds INT NULL,
+        gtid_position VARCHAR(1024) NULL,
+        UNIQUE KEY uq_cluster_region (cluster, region),
+        KEY idx_region (region)
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='replication state per cluster and region'`,
+    ],
+  },
+];
+
+export async function migrate(conn: Conn): Promise<number[]> {
+  await conn.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INT PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    applied_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+  ) ENGINE=InnoDB`);
+  const [rows] = await conn.query('SELECT version FROM schema_migrations');
+  const done = new Set((rows as { version: number }[]).map((r) => Number(r.version)));
+  const applied: number[] = [];
+  for (const m of MIGRATIONS) {
+    if (done.has(m.version)) continue;
+    for (const sql of m.statements) await conn.query(sql);
+    await conn.query('INSERT IGNORE INTO schema_migrations (version, name) VALUES (?, ?)', [m.version, m.name]);
+    applied.push(m.version);
+  }
+  return applied;
+}
