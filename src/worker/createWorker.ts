@@ -1,0 +1,51 @@
+/** The runbook worker: every workflow and activity, with the step-envelope interceptors. */
+import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import type { RunbookConfig } from '../config/load';
+import { stepEnvelopeInterceptor } from './stepEnvelope';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+export const WORKFLOW_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/interceptors.ts', import.meta.url));
+
+export interface RunbookWorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  config: RunbookConfig;
+  /** A module exporting the workflows (tests add their own fixture workflows to the real ones). */
+  workflowsPath?: string;
+  /** A prebuilt bundle (tests bundle once and start several workers). */
+  workflowBundle?: WorkflowBundleWithSourceMap;
+  /** Activities beyond the engine's own (test fixtures). */
+  extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
+  identity?: string;
+}
+
+/** Bundle workflow code once, with the interceptors it needs. */
+export function bundleWorkflows(workflowsPath = WORKFLOWS_PATH): Promise<WorkflowBundleWithSourceMap> {
+  return bundleWorkflowCode({ workflowsPath, workflowInterceptorModules: [WORKFLOW_INTERCEPTORS_PATH], logger: quietBundlerLogger });
+}
+
+const quietBundlerLogger = { trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error, log() {} } as never;
+
+export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<Worker> {
+  const workflows = opts.workflowBundle
+    ? { workflowBundle: opts.workflowBundle }
+    : { workflowsPath: opts.workflowsPath ?? WORKFLOWS_PATH };
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    ...(opts.identity ? { identity: opts.identity } : {}),
+    ...workflows,
+    activities: { ...createActivities({ config: opts.config }), ...opts.extraActivities },
+    interceptors: {
+      activity: [stepEnvelopeInterceptor],
+      workflowModules: opts.workflowBundle ? [] : [WORKFLOW_INTERCEPTORS_PATH],
+    },
+    // In-flight activities get this long to finish on SIGTERM before the worker gives up on them;
+    // Temporal retries them elsewhere, and every activity is idempotent.
+    shutdownGraceTime: '10s',
+  });
+}

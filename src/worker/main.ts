@@ -1,0 +1,55 @@
+/**
+ * The worker process: `npm run worker` / `runbook worker`.
+ *
+ * Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* (envconfig).
+ * Runbooks: RUNBOOK_CONFIG (file or directory, default runbooks/sandbox.yaml), RUNBOOK_TASK_QUEUE.
+ * Metrics: Prometheus on RUNBOOK_METRICS_ADDRESS (default 127.0.0.1:9464; "off" to disable).
+ * SIGTERM / SIGINT: stop polling, let running activities finish (grace 10 s), exit 0.
+ */
+import type { Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { loadConfig } from '../config/load';
+import { migrateControl } from '../control/store';
+import { connectClient, connectWorker, ensureSearchAttributes, temporalSettings } from '../temporal/client';
+import { createRunbookWorker, type RunbookWorkerOptions } from './createWorker';
+
+export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities'>> {
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise<void> {
+  const env = opts.env ?? process.env;
+  const metrics = env.RUNBOOK_METRICS_ADDRESS ?? '127.0.0.1:9464';
+  Runtime.install({
+    logger: new DefaultLogger((env.RUNBOOK_LOG_LEVEL as LogLevel) ?? 'INFO'),
+    telemetryOptions: metrics === 'off' ? {} : { metrics: { prometheus: { bindAddress: metrics } } },
+    shutdownSignals: ['SIGINT', 'SIGTERM'],
+  });
+  const config = loadConfig(undefined, env);
+  const settings = temporalSettings(env);
+
+  // Best effort: the audit activity migrates on first write anyway, and must not need this.
+  await migrateControl(config).catch((err) => console.warn(`control database not migrated yet: ${err.message}`));
+  const client = await connectClient(env);
+  await ensureSearchAttributes(client.connection as Connection, settings.namespace).catch((err) =>
+    console.warn(`could not register search attributes: ${err.message}`),
+  );
+  await client.connection.close();
+
+  const connection = await connectWorker(env);
+  const worker = await createRunbookWorker({ connection, namespace: settings.namespace, taskQueue: settings.taskQueue, config, ...opts });
+  console.log(
+    `worker ready: ${settings.address} namespace=${settings.namespace} task-queue=${settings.taskQueue}` +
+      (metrics === 'off' ? '' : ` metrics=http://${metrics}/metrics`),
+  );
+  await worker.run();
+  await connection.close();
+  console.log('worker stopped');
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'))) {
+  runWorkerProcess().catch((err) => {
+    console.error(`worker: ${err instanceof Error ? err.message : err}`);
+    process.exit(1);
+  });
+}

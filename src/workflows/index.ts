@@ -1,0 +1,3 @@
+/** Every workflow the worker registers. */
+export { healthCheck } from './healthCheck';
+export { runbookStateQuery } from './runbook';

@@ -1,0 +1,277 @@
+/**
+ * The step helper every runbook uses. A runbook is a short sequence of `rb.step(name, fn)` calls;
+ * this file does the rest, once, for all of them:
+ *
+ * - gives each step's activities a readable summary in the Temporal UI;
+ * - writes `started / succeeded / failed / skipped` rows to `failover_log`, keyed by workflow id,
+ *   run id and step sequence so that a retried or replayed step never duplicates a row;
+ * - never lets the audit stall the runbook: rows queue in workflow state and a background writer
+ *   delivers them, retrying while the control database is down; the run does not complete until
+ *   every row is written;
+ * - keeps the workflow's current details (a live markdown timeline), a `runbookState` query and
+ *   the search attributes (RunbookType, Cluster, IncidentId, RunbookStatus, Operator) up to date;
+ * - classifies failures (precondition, timeout, cancelled, error) and fails the run with a
+ *   message that names the step.
+ */
+import * as wf from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancelledFailure, TimeoutFailure } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { attemptFromDetails } from '../shared/stepEnvelope';
+import { Cluster, IncidentId, Operator, RunbookStatus, RunbookType } from '../shared/searchAttributes';
+import type { AuditRow, RunStatus, StepStatus } from '../shared/types';
+import { stepContext, type StepFrame } from './interceptors';
+
+export interface RunbookMeta {
+  /** Runbook type: `failover`, `restore`, `health-check`, ... */
+  runbook: string;
+  cluster: string;
+  operator: string;
+  incidentId?: string;
+  reason?: string;
+}
+
+export interface StepRecord {
+  seq: number;
+  name: string;
+  status: StepStatus;
+  startedAt: number;
+  endedAt?: number;
+  attempt?: number;
+  note?: string;
+  error?: string;
+  classification?: FailureKind;
+}
+
+export interface RunbookState {
+  meta: RunbookMeta;
+  status: RunStatus;
+  currentStep: string | null;
+  steps: StepRecord[];
+  /** Audit rows not yet written to failover_log (control database unreachable). */
+  auditPending: number;
+}
+
+export const runbookStateQuery = wf.defineQuery<RunbookState>('runbookState');
+
+export type FailureKind = 'precondition' | 'timeout' | 'cancelled' | 'error';
+
+export interface StepOptions<T> {
+  /** One line for the Temporal UI; defaults to `<runbook> <cluster>: <step>`. */
+  summary?: string;
+  /** A short human note for the timeline, from the step's result. */
+  note?: (result: T) => string;
+  /** Structured detail stored with the `succeeded` row. */
+  detail?: (result: T) => Record<string, unknown>;
+}
+
+// Audit writes retry without limit: the rows must arrive, and the run waits for them only at its end.
+const { recordAudit } = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '15s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
+});
+
+/** Workflow time: Temporal makes it deterministic (the time of the current workflow task). */
+const now = () => Date.now();
+
+export function classifyFailure(err: unknown): { kind: FailureKind; message: string; errorType?: string; attempt?: number } {
+  if (err instanceof CancelledFailure) return { kind: 'cancelled', message: err.message || 'cancelled' };
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure) {
+    return {
+      kind: cause.nonRetryable ? 'precondition' : 'error',
+      message: cause.message,
+      errorType: cause.type ?? undefined,
+      attempt: attemptFromDetails(cause.details),
+    };
+  }
+  if (cause instanceof TimeoutFailure) return { kind: 'timeout', message: `timed out (${cause.timeoutType})` };
+  if (cause instanceof CancelledFailure) return { kind: 'cancelled', message: cause.message || 'cancelled' };
+  return { kind: 'error', message: err instanceof Error ? err.message : String(err) };
+}
+
+function formatTime(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 23);
+}
+
+function formatDuration(ms: number | undefined): string {
+  if (ms === undefined) return '…';
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+const STATUS_ICON: Record<StepStatus, string> = { started: '⏳', succeeded: '✅', failed: '❌', skipped: '⏭️' };
+
+export class Runbook {
+  private seq = 0;
+  private status: RunStatus = 'running';
+  private readonly steps: StepRecord[] = [];
+  private readonly auditQueue: AuditRow[] = [];
+  private auditWriter: Promise<void> | undefined;
+  private currentStep: string | null = null;
+  private readonly info = wf.workflowInfo();
+  /** Set by a runbook once known (a failover's from/to), carried on later rows. */
+  regions: { from?: string; to?: string } = {};
+
+  constructor(readonly meta: RunbookMeta) {
+    wf.setHandler(runbookStateQuery, () => this.state());
+    wf.upsertSearchAttributes([
+      { key: RunbookType, value: meta.runbook },
+      { key: Cluster, value: meta.cluster },
+      { key: Operator, value: meta.operator },
+      { key: RunbookStatus, value: 'running' },
+      ...(meta.incidentId ? [{ key: IncidentId, value: meta.incidentId }] : []),
+    ]);
+    this.audit({ step: 'runbook', stepSeq: 0, status: 'started', at: now(), detail: { title: this.title() } });
+    this.render();
+  }
+
+  title(): string {
+    return `${this.meta.runbook} ${this.meta.cluster}${this.meta.incidentId ? ` (incident ${this.meta.incidentId})` : ''} by ${this.meta.operator}`;
+  }
+
+  state(): RunbookState {
+    return {
+      meta: this.meta,
+      status: this.status,
+      currentStep: this.currentStep,
+      steps: this.steps.map((s) => ({ ...s })),
+      auditPending: this.auditQueue.length,
+    };
+  }
+
+  /** Run one named step. `fn` calls the step's activities; their results pass through unchanged. */
+  async step<T>(name: string, fn: () => Promise<T>, opts: StepOptions<T> = {}): Promise<T> {
+    const rec: StepRecord = { seq: ++this.seq, name, status: 'started', startedAt: now() };
+    this.steps.push(rec);
+    this.currentStep = name;
+    this.audit({ step: name, stepSeq: rec.seq, status: 'started', at: rec.startedAt });
+    this.render();
+    wf.log.info(`step ${rec.seq} ${name}: started`);
+    const frame: StepFrame = { seq: rec.seq, summary: opts.summary ?? `${this.meta.runbook} ${this.meta.cluster}: ${name}` };
+    try {
+      const result = await stepContext.run(frame, fn);
+      Object.assign(rec, { status: 'succeeded', endedAt: now(), attempt: frame.attempt, note: opts.note?.(result) });
+      this.audit({
+        step: name,
+        stepSeq: rec.seq,
+        status: 'succeeded',
+        at: rec.endedAt!,
+        attempt: rec.attempt,
+        detail: { durationMs: rec.endedAt! - rec.startedAt, ...(rec.note ? { note: rec.note } : {}), ...opts.detail?.(result) },
+      });
+      wf.log.info(`step ${rec.seq} ${name}: succeeded${rec.note ? ` (${rec.note})` : ''}`);
+      return result;
+    } catch (err) {
+      const failure = classifyFailure(err);
+      Object.assign(rec, { status: 'failed', endedAt: now(), attempt: failure.attempt ?? frame.attempt, error: failure.message, classification: failure.kind });
+      this.audit({
+        step: name,
+        stepSeq: rec.seq,
+        status: 'failed',
+        at: rec.endedAt!,
+        attempt: rec.attempt,
+        detail: { durationMs: rec.endedAt! - rec.startedAt, classification: failure.kind, error: failure.message, errorType: failure.errorType },
+      });
+      wf.log.warn(`step ${rec.seq} ${name}: failed (${failure.kind}): ${failure.message}`);
+      if (failure.kind === 'cancelled') throw err;
+      throw ApplicationFailure.create({
+        type: 'StepFailed',
+        message: `step "${name}" failed (${failure.kind}): ${failure.message}`,
+        nonRetryable: true,
+        details: [{ step: name, seq: rec.seq, classification: failure.kind }],
+        cause: err instanceof Error ? err : undefined,
+      });
+    } finally {
+      this.currentStep = null;
+      this.render();
+    }
+  }
+
+  /** Record a step that was deliberately not run (dry-run, not applicable), with the reason. */
+  skip(name: string, reason: string): void {
+    const at = now();
+    this.steps.push({ seq: ++this.seq, name, status: 'skipped', startedAt: at, endedAt: at, note: reason });
+    this.audit({ step: name, stepSeq: this.seq, status: 'skipped', at, detail: { reason } });
+    this.render();
+  }
+
+  /** Final status: search attribute, timeline, a run-level row, and every audit row delivered. */
+  async finish(status: Exclude<RunStatus, 'running'>, error?: unknown): Promise<void> {
+    this.status = status;
+    wf.upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
+    const detail: Record<string, unknown> = { steps: this.steps.length };
+    if (error) detail.error = classifyFailure(error).message;
+    this.audit({ step: 'runbook', stepSeq: 0, status, at: now(), detail });
+    this.render();
+    // Even a cancelled run delivers its audit: the trail matters most when something went wrong.
+    await wf.CancellationScope.nonCancellable(() => this.drainAudit());
+  }
+
+  private audit(row: Omit<AuditRow, 'workflowId' | 'runId' | 'runbook' | 'cluster' | 'incidentId' | 'operator' | 'reason'>): void {
+    this.auditQueue.push({
+      workflowId: this.info.workflowId,
+      runId: this.info.runId,
+      runbook: this.meta.runbook,
+      cluster: this.meta.cluster,
+      incidentId: this.meta.incidentId,
+      operator: this.meta.operator,
+      reason: this.meta.reason,
+      fromRegion: this.regions.from,
+      toRegion: this.regions.to,
+      ...row,
+    });
+    this.kickAuditWriter();
+  }
+
+  private kickAuditWriter(): void {
+    if (this.auditWriter || !this.auditQueue.length) return;
+    // Outside any step's context: the audit write is not one of the step's activities.
+    this.auditWriter = stepContext.exit(() =>
+      wf.CancellationScope.nonCancellable(async () => {
+        while (this.auditQueue.length) {
+          const batch = this.auditQueue.slice(0, 100);
+          await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '15s' }, [batch]);
+          this.auditQueue.splice(0, batch.length);
+        }
+      }),
+    ).finally(() => {
+      this.auditWriter = undefined;
+      this.kickAuditWriter();
+    });
+  }
+
+  private async drainAudit(): Promise<void> {
+    while (this.auditQueue.length || this.auditWriter) {
+      this.kickAuditWriter();
+      await this.auditWriter;
+    }
+  }
+
+  /** The live markdown timeline shown as the workflow's current details in the Temporal UI. */
+  private render(): void {
+    const head = `**${this.title()}** — ${this.status}${this.currentStep ? `, now: ${this.currentStep}` : ''}`;
+    const rows = this.steps.map(
+      (s) =>
+        `| ${s.seq} | ${s.name} | ${STATUS_ICON[s.status]} ${s.status} | ${formatTime(s.startedAt)} | ${formatDuration(s.endedAt === undefined ? undefined : s.endedAt - s.startedAt)} | ${s.attempt ?? ''} | ${(s.error ?? s.note ?? '').replace(/\|/g, '\\|')} |`,
+    );
+    const pending = this.auditQueue.length ? `\n\n_${this.auditQueue.length} audit row(s) waiting for the control database_` : '';
+    wf.setCurrentDetails([head, '', '| # | Step | Status | Started (UTC) | Took | Attempt | Note |', '|---|---|---|---|---|---|---|', ...rows].join('\n') + pending);
+  }
+}
+
+function isCancellation(err: unknown): boolean {
+  return err instanceof CancelledFailure || (err instanceof ApplicationFailure && err.cause instanceof CancelledFailure) || wf.isCancellation(err);
+}
+
+/** Run a runbook body with a step helper; the run's outcome is recorded whatever happens. */
+export async function runRunbook<T>(meta: RunbookMeta, body: (rb: Runbook) => Promise<T>): Promise<T> {
+  const rb = new Runbook(meta);
+  let result: T;
+  try {
+    result = await body(rb);
+  } catch (err) {
+    await rb.finish(isCancellation(err) ? 'cancelled' : 'failed', err);
+    throw err;
+  }
+  await rb.finish('succeeded');
+  return result;
+}
