@@ -1,0 +1,157 @@
+/**
+ * `runbook …`: the operator's command line. Human output by default, `--json` for scripts; every
+ * error is one line on stderr and a non-zero exit.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { configPathFromEnv, getCluster, loadConfig, type RunbookConfig } from '../config/load';
+import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../control/store';
+import { probeTopology } from '../mysql/probe';
+import { Sandbox } from '../sandbox/sandbox';
+import { startDevServer, stopDevServer } from '../temporal/devServer';
+import { runDrill, temporalStateDir } from './drill';
+import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
+
+const program = new Command('runbook')
+  .description('Incident runbooks for MySQL/MariaDB high availability, on Temporal')
+  .option('-c, --config <path>', 'cluster config file or directory (default: $RUNBOOK_CONFIG or runbooks/sandbox.yaml)')
+  .showHelpAfterError('(run `runbook --help` for usage)')
+  .configureOutput({ outputError: (str, write) => write(str.split('\n')[0] + '\n') })
+  .exitOverride();
+
+function config(): RunbookConfig {
+  return loadConfig(program.opts().config ?? configPathFromEnv());
+}
+
+const json = new Option('--json', 'machine-readable output');
+const positiveInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number from 1, got "${v}"`);
+  return n;
+};
+
+const sandbox = program.command('sandbox').description('the local multi-region MariaDB sandbox');
+sandbox
+  .command('up')
+  .description('create (if needed) and start every instance, wire GTID replication, migrate the control schema')
+  .action(async () => {
+    const cfg = config();
+    const sb = new Sandbox(cfg, (l) => console.log(l));
+    await sb.up();
+    await migrateControl(cfg);
+    printSandboxStatus(sb);
+  });
+sandbox
+  .command('down')
+  .description('stop every instance (keeps the datadirs)')
+  .action(async () => {
+    const sb = new Sandbox(config(), (l) => console.log(l));
+    await sb.down();
+    console.log('sandbox stopped');
+  });
+sandbox
+  .command('destroy')
+  .description('stop every instance and delete the datadirs')
+  .action(async () => {
+    const cfg = config();
+    await new Sandbox(cfg, (l) => console.log(l)).destroy();
+    console.log(`sandbox destroyed (${cfg.sandboxDir})`);
+  });
+sandbox
+  .command('status')
+  .addOption(json)
+  .action((opts) => {
+    const sb = new Sandbox(config());
+    if (opts.json) printJson(sb.status());
+    else printSandboxStatus(sb);
+  });
+
+program
+  .command('topology <cluster>')
+  .description('probe every instance and show the live topology')
+  .addOption(json)
+  .action(async (cluster: string, opts) => {
+    const cfg = config();
+    getCluster(cfg, cluster);
+    const topology = await probeTopology(cfg, cluster);
+    if (opts.json) printJson(topology);
+    else printTopology(topology);
+  });
+
+program
+  .command('log')
+  .description('failover_log history, newest first')
+  .option('--cluster <name>')
+  .option('--incident <id>')
+  .option('--workflow <id>')
+  .option('--page <n>', 'page number, from 1', positiveInt('--page'), 1)
+  .option('--page-size <n>', 'rows per page', positiveInt('--page-size'), 20)
+  .addOption(json)
+  .action(async (opts) => {
+    const rows = await withControl(config(), (c) =>
+      failoverHistory(c, { cluster: opts.cluster, incidentId: opts.incident, workflowId: opts.workflow, page: opts.page, pageSize: opts.pageSize }),
+    );
+    if (opts.json) printJson(rows);
+    else printHistory(rows, opts.page);
+  });
+
+program
+  .command('sync-status')
+  .description('replication state per cluster and region')
+  .option('--cluster <name>')
+  .addOption(json)
+  .action(async (opts) => {
+    const rows = await withControl(config(), (c) => listSyncStatus(c, opts.cluster));
+    if (opts.json) printJson(rows);
+    else printSyncStatus(rows);
+  });
+
+const temporal = program.command('temporal').description('the embedded Temporal dev server (with its Web UI)');
+temporal
+  .command('up')
+  .option('--port <n>', 'gRPC port', positiveInt('--port'), 7233)
+  .option('--ui-port <n>', 'Web UI port', positiveInt('--ui-port'), 8233)
+  .action(async (opts) => {
+    const s = await startDevServer({ stateDir: temporalStateDir(config()), port: opts.port, uiPort: opts.uiPort, persistent: true });
+    console.log(`Temporal dev server ${s.started ? 'started' : 'already running'}: ${s.address}, Web UI ${s.uiUrl}`);
+  });
+temporal.command('down').action(async () => {
+  const pid = await stopDevServer(temporalStateDir(config()));
+  console.log(pid ? `Temporal dev server stopped (pid ${pid})` : 'Temporal dev server was not running');
+});
+
+program
+  .command('worker')
+  .description('run the worker (Temporal from TEMPORAL_ADDRESS etc.; see README)')
+  .action(async () => {
+    if (program.opts().config) process.env.RUNBOOK_CONFIG = program.opts().config;
+    const { runWorkerProcess } = await import('../worker/main');
+    await runWorkerProcess();
+  });
+
+program
+  .command('drill')
+  .description('the main job: Temporal dev server + sandbox up, a health-check runbook, its audit trail')
+  .action(async () => {
+    await runDrill(config());
+  });
+
+program
+  .command('config')
+  .description('validate the cluster configuration')
+  .action(() => {
+    const cfg = config();
+    console.log(`ok: ${cfg.files.join(', ')}: clusters ${Object.keys(cfg.clusters).join(', ') || '(none)'}`);
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode); // commander already printed one line
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`runbook: ${message.split('\n')[0]}`);
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,90 @@
+/** Human output of the CLI: tables for people, `--json` for scripts. */
+import Table from 'cli-table3';
+import type { HistoryRow } from '../control/store';
+import type { Sandbox } from '../sandbox/sandbox';
+import type { Topology } from '../shared/types';
+
+export function printJson(value: unknown): void {
+  console.log(JSON.stringify(value, null, 2));
+}
+
+function table(head: string[], rows: (string | number | null | undefined)[][]): string {
+  const t = new Table({ head, style: { head: [], border: [] } });
+  for (const r of rows) t.push(r.map((v) => (v === null || v === undefined ? '' : String(v))));
+  return t.toString();
+}
+
+export function printSandboxStatus(sb: Sandbox): void {
+  const rows = sb.instances.map((i) => {
+    const s = sb.state(i);
+    return [i.key, i.region ?? '', `${i.host}:${i.port}`, s.running ? `running (pid ${s.pid})` : 'stopped', i.dir];
+  });
+  console.log(table(['instance', 'region', 'address', 'state', 'datadir'], rows));
+}
+
+export function printTopology(t: Topology): void {
+  console.log(`cluster ${t.cluster}: primary ${t.primary ?? 'NONE'}`);
+  const rows = t.instances.map((i) => {
+    const r = i.replication;
+    return [
+      i.instance,
+      i.region,
+      i.address,
+      i.role,
+      i.reachable ? (i.readOnly ? 'ON' : 'OFF') : '',
+      r ? `${r.sourceInstance ?? `${r.sourceHost}:${r.sourcePort}`} io=${r.ioRunning} sql=${r.sqlRunning}` : '',
+      r ? (r.lagSeconds ?? 'NULL') : '',
+      i.gtid?.currentPos ?? i.gtid?.executed ?? '',
+      i.reachable ? `${i.flavor} ${i.version}` : i.error,
+    ];
+  });
+  console.log(table(['instance', 'region', 'address', 'role', 'read_only', 'replicates from', 'lag s', 'gtid', 'server'], rows));
+  if (t.problems.length) console.log(`problems:\n${t.problems.map((p) => `  - ${p}`).join('\n')}`);
+  else console.log('no problems found');
+}
+
+export function printHistory(rows: HistoryRow[], page: number): void {
+  if (!rows.length) {
+    console.log(page > 1 ? `no rows on page ${page}` : 'failover_log is empty');
+    return;
+  }
+  console.log(
+    table(
+      ['time (UTC)', 'cluster', 'runbook', 'incident', '#', 'step', 'status', 'attempt', 'from → to', 'operator', 'detail'],
+      rows.map((r) => [
+        r.switch_time,
+        r.cluster,
+        r.runbook,
+        r.incident_id,
+        r.step_seq,
+        r.step,
+        r.status,
+        r.attempt,
+        r.from_region || r.to_region ? `${r.from_region ?? ''} → ${r.to_region ?? ''}` : '',
+        r.operator,
+        summarizeDetail(r.detail),
+      ]),
+    ),
+  );
+}
+
+function summarizeDetail(detail: unknown): string {
+  if (detail === null || detail === undefined) return '';
+  const d = (typeof detail === 'string' ? JSON.parse(detail) : detail) as Record<string, unknown>;
+  const text = (d.error ?? d.note ?? d.reason ?? '') as string;
+  const took = typeof d.durationMs === 'number' ? `${d.durationMs} ms` : '';
+  return [took, text].filter(Boolean).join(' · ').slice(0, 80);
+}
+
+export function printSyncStatus(rows: Record<string, unknown>[]): void {
+  if (!rows.length) {
+    console.log('sync_status is empty (run a health check or the drill)');
+    return;
+  }
+  console.log(
+    table(
+      ['cluster', 'region', 'instance', 'role', 'status', 'lag s', 'last in sync (UTC)', 'updated (UTC)', 'remark'],
+      rows.map((r) => [r.cluster, r.region, r.instance, r.role, r.status, r.lag_seconds, r.last_sync_time, r.updated_at, String(r.remark ?? '').slice(0, 60)]) as never,
+    ),
+  );
+}
