@@ -1,0 +1,102 @@
+/** The control schema against a real MariaDB: seed queries still run, upserts update, history pages. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { failoverHistory, insertAuditRows, listSyncStatus, migrateControl, upsertSyncStatus, withControl } from '../../src/control/store';
+import type { Conn } from '../../src/mysql/connect';
+import { connectControl } from '../../src/control/store';
+import type { AuditRow } from '../../src/shared/types';
+import { Sandbox } from '../../src/sandbox/sandbox';
+import { testSandboxConfig } from '../support/sandbox';
+
+describe('control schema', () => {
+  const config = testSandboxConfig('control', 34200);
+  const sandbox = new Sandbox(config);
+  let conn: Conn;
+
+  beforeAll(async () => {
+    await sandbox.up();
+    expect(await migrateControl(config)).toEqual([1]);
+    conn = await connectControl(config);
+  });
+  afterAll(async () => {
+    conn?.destroy();
+    await sandbox.destroy();
+  });
+
+  it('migrations are recorded and a second run applies nothing', async () => {
+    expect(await migrateControl(config)).toEqual([]);
+    const [rows] = await conn.query('SELECT version FROM schema_migrations');
+    expect(rows).toEqual([{ version: 1 }]);
+  });
+
+  it("runs the seed's own statements unchanged (000 §3.1-3.4)", async () => {
+    await conn.query('INSERT INTO failover_log (from_region, to_region, operator, reason, status) VALUES (?, ?, ?, ?, ?)', [
+      'region-a', 'region-b', 'alice', 'seed-style switch', 'success',
+    ]);
+    const [history] = await conn.query('SELECT * FROM failover_log ORDER BY switch_time DESC LIMIT ?, ?', [0, 10]);
+    expect(history).toMatchObject([{ from_region: 'region-a', to_region: 'region-b', operator: 'alice', status: 'success' }]);
+
+    const seedUpsert = `INSERT INTO sync_status (region, last_sync_time, status, remark)
+      VALUES (?, ?, ?, ?)
+      ON DUPLICATE KEY UPDATE last_sync_time = VALUES(last_sync_time), status = VALUES(status), remark = VALUES(remark), updated_at = NOW()`;
+    await conn.query(seedUpsert, ['region-x', '2026-01-01 00:00:00', 'ok', 'first']);
+    await conn.query(seedUpsert, ['region-x', '2026-01-01 00:05:00', 'delayed', 'second']);
+    const [sync] = await conn.query("SELECT region, status, remark, last_sync_time FROM sync_status WHERE region = 'region-x'");
+    // The seed's table had no unique key, so this was two rows; with (cluster, region) it is one.
+    expect(sync).toEqual([{ region: 'region-x', status: 'delayed', remark: 'second', last_sync_time: '2026-01-01 00:05:00.000' }]);
+    await conn.query("SELECT * FROM sync_status ORDER BY region");
+  });
+
+  it('upsertSyncStatus updates the existing (cluster, region) row and keeps the last in-sync time', async () => {
+    await upsertSyncStatus(conn, { cluster: 'orders', region: 'region-b', status: 'in_sync', lastSyncTime: Date.UTC(2026, 0, 1), instance: 'orders-b', lagSeconds: 0 });
+    await upsertSyncStatus(conn, { cluster: 'orders', region: 'region-b', status: 'lagging', instance: 'orders-b', lagSeconds: 42, remark: 'SQL thread slow' });
+    const rows = await listSyncStatus(conn, 'orders');
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ region: 'region-b', status: 'lagging', lag_seconds: 42, remark: 'SQL thread slow', last_sync_time: '2026-01-01 00:00:00.000' });
+  });
+
+  it('writes audit rows exactly once, however often the write is retried', async () => {
+    const row = (seq: number, status: AuditRow['status'], at: number): AuditRow => ({
+      workflowId: 'wf-1', runId: 'run-1', runbook: 'failover', cluster: 'orders', incidentId: 'INC-1', operator: 'bob',
+      step: `step ${seq}`, stepSeq: seq, status, at, attempt: 1, detail: { n: seq },
+    });
+    const batch = [row(1, 'started', 1000), row(1, 'succeeded', 2000), row(2, 'started', 3000)];
+    await insertAuditRows(conn, batch);
+    await insertAuditRows(conn, batch); // a retried activity attempt
+    await insertAuditRows(conn, [row(2, 'started', 3000), row(2, 'failed', 4000)]);
+    const rows = await failoverHistory(conn, { workflowId: 'wf-1', pageSize: 100 });
+    expect(rows.map((r) => [r.step_seq, r.status])).toEqual([[2, 'failed'], [2, 'started'], [1, 'succeeded'], [1, 'started']]);
+    expect(rows[0]).toMatchObject({ cluster: 'orders', incident_id: 'INC-1', run_id: 'run-1', runbook: 'failover', switch_time: '1970-01-01 00:00:04.000' });
+    expect(rows[0]!.detail).toEqual({ n: 2 });
+  });
+
+  it('pages the history newest first, filtered by cluster and incident', async () => {
+    const rows: AuditRow[] = Array.from({ length: 7 }, (_, i) => ({
+      workflowId: 'wf-page', runId: 'r', runbook: 'failover', cluster: 'pages', incidentId: i < 5 ? 'INC-P' : 'INC-Q',
+      step: `s${i}`, stepSeq: i + 1, status: 'succeeded', at: Date.UTC(2026, 5, 1, 12, 0, i),
+    }));
+    await insertAuditRows(conn, rows);
+    const page1 = await failoverHistory(conn, { cluster: 'pages', page: 1, pageSize: 3 });
+    const page2 = await failoverHistory(conn, { cluster: 'pages', page: 2, pageSize: 3 });
+    const page3 = await failoverHistory(conn, { cluster: 'pages', page: 3, pageSize: 3 });
+    expect([page1, page2, page3].map((p) => p.map((r) => r.step))).toEqual([['s6', 's5', 's4'], ['s3', 's2', 's1'], ['s0']]);
+    const incident = await failoverHistory(conn, { incidentId: 'INC-Q' });
+    expect(incident.map((r) => r.step)).toEqual(['s6', 's5']);
+    await expect(failoverHistory(conn, { page: 0 })).rejects.toThrow('--page must be a whole number from 1, got 0');
+  });
+
+  it('the history queries have an index to use (cluster or incident, then time)', async () => {
+    // possible_keys, not key: on a table this small the optimizer rightly prefers a scan.
+    const plan = async (where: string) => {
+      const [rows] = await conn.query(`EXPLAIN SELECT * FROM failover_log WHERE ${where} = 'x' ORDER BY switch_time DESC, id DESC LIMIT 0, 20`);
+      return String((rows as { possible_keys: string }[])[0]!.possible_keys).split(',');
+    };
+    expect(await plan('cluster')).toContain('idx_cluster_time');
+    expect(await plan('incident_id')).toContain('idx_incident');
+    expect(await plan('workflow_id')).toContain('uq_step_event');
+  });
+
+  it('withControl reports an unreachable control database as an error', async () => {
+    await sandbox.stopInstance('control');
+    await expect(withControl(config, async () => 1, 1000)).rejects.toThrow(/ECONNREFUSED|connect/);
+  });
+});

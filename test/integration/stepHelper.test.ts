@@ -1,0 +1,177 @@
+/**
+ * The step helper on a real worker and dev server, against the real sandbox: audit rows, attempt
+ * numbers, summaries, search attributes, the live timeline, and a control database that goes away
+ * in the middle of a run.
+ */
+import { fileURLToPath } from 'node:url';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { connectControl, failoverHistory, withControl } from '../../src/control/store';
+import { createRunbookWorker } from '../../src/worker/createWorker';
+import type { RunbookState } from '../../src/workflows/runbook';
+import { fixtureActivities } from '../fixtures/activities';
+import { proceed, threeSteps } from '../fixtures/workflows';
+import { eventually, startTestSandbox } from '../support/sandbox';
+import type { RunbookConfig } from '../../src/config/load';
+import type { Sandbox } from '../../src/sandbox/sandbox';
+
+const taskQueue = `step-helper-${process.pid}`;
+let config: RunbookConfig;
+let sandbox: Sandbox;
+let client: Client;
+let worker: Worker;
+let workerRun: Promise<void>;
+let nativeConnection: NativeConnection;
+
+beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  ({ config, sandbox } = await startTestSandbox('step-helper', 34300));
+  const address = inject('temporalAddress');
+  nativeConnection = await NativeConnection.connect({ address });
+  worker = await createRunbookWorker({
+    connection: nativeConnection,
+    namespace: 'default',
+    taskQueue,
+    config,
+    workflowsPath: fileURLToPath(new URL('../fixtures/workflows.ts', import.meta.url)),
+    extraActivities: fixtureActivities,
+  });
+  workerRun = worker.run();
+  client = new Client({ connection: await Connection.connect({ address }) });
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRun;
+  await nativeConnection?.close();
+  await client?.connection.close();
+  await sandbox?.destroy();
+});
+
+const rowsOf = (workflowId: string) => withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 100 })).then((r) => r.reverse());
+
+describe('step helper', () => {
+  it('runs three steps and logs one row per step state, with the attempt that succeeded', async () => {
+    const workflowId = `three-steps-${Date.now()}`;
+    const handle = await client.workflow.start(threeSteps, {
+      taskQueue,
+      workflowId,
+      args: [{ cluster: 'orders', incidentId: 'INC-42', failTimes: 2 }],
+    });
+    expect(await handle.result()).toBe('succeeded on attempt 3');
+    const { runId } = await handle.describe();
+
+    const rows = await rowsOf(workflowId);
+    expect(rows.map((r) => [r.step_seq, r.step, r.status, r.attempt])).toEqual([
+      [0, 'runbook', 'started', null],
+      [1, 'probe topology', 'started', null],
+      [1, 'probe topology', 'succeeded', 1],
+      [2, 'flaky step', 'started', null],
+      [2, 'flaky step', 'succeeded', 3], // failed twice, retried by Temporal: still one row per state
+      [3, 'probe primary', 'started', null],
+      [3, 'probe primary', 'succeeded', 1],
+      [0, 'runbook', 'succeeded', null],
+    ]);
+    for (const r of rows) {
+      expect(r).toMatchObject({ cluster: 'orders', incident_id: 'INC-42', workflow_id: workflowId, run_id: runId, runbook: 'test', operator: 'tester', reason: 'step helper test' });
+    }
+    expect(rows[2]!.detail).toMatchObject({ note: 'primary orders-a' });
+    expect((rows[2]!.detail as { durationMs: number }).durationMs).toBeGreaterThanOrEqual(0);
+    // Millisecond timestamps, in order.
+    expect(rows.every((r) => /\.\d{3}$/.test(r.switch_time))).toBe(true);
+    expect([...rows.map((r) => r.switch_time)].sort()).toEqual(rows.map((r) => r.switch_time));
+  });
+
+  it('labels every step activity for the Temporal UI and keeps search attributes and the timeline current', async () => {
+    const workflowId = `three-steps-ui-${Date.now()}`;
+    const handle = await client.workflow.start(threeSteps, { taskQueue, workflowId, args: [{ cluster: 'orders', incidentId: 'INC-43', failTimes: 0 }] });
+    await handle.result();
+
+    const description = await handle.describe();
+    expect(description.typedSearchAttributes.getAll().filter((p) => p.key.name !== 'BuildIds').map((p) => [p.key.name, p.value]).sort()).toEqual([
+      ['Cluster', 'orders'],
+      ['IncidentId', 'INC-43'],
+      ['Operator', 'tester'],
+      ['RunbookStatus', 'succeeded'],
+      ['RunbookType', 'test'],
+    ]);
+
+    const history = await handle.fetchHistory();
+    const summaries = history.events!
+      .filter((e) => e.activityTaskScheduledEventAttributes)
+      .map((e) => [e.activityTaskScheduledEventAttributes!.activityType!.name, JSON.parse(Buffer.from(e.userMetadata!.summary!.data!).toString())]);
+    expect(summaries.filter(([type]) => type !== 'recordAudit')).toEqual([
+      ['probeTopology', 'test orders: probe topology'],
+      ['flakyStep', 'test orders: flaky step'],
+      ['probeInstance', 'probe orders-a'],
+    ]);
+    expect(summaries.filter(([type]) => type === 'recordAudit').every(([, s]) => /^audit: \d+ row\(s\) to failover_log$/.test(s))).toBe(true);
+
+    const metadata = (await handle.query('__temporal_workflow_metadata')) as { currentDetails: string };
+    expect(metadata.currentDetails).toContain('**test orders (incident INC-43) by tester** — succeeded');
+    expect(metadata.currentDetails).toMatch(/\| 2 \| flaky step \| ✅ succeeded \| [\d:.]+ \| \d+ ms \| 1 \|/);
+  });
+
+  it('fails a run at a broken precondition with a message naming the step, and logs it', async () => {
+    const workflowId = `three-steps-refused-${Date.now()}`;
+    const handle = await client.workflow.start(threeSteps, {
+      taskQueue,
+      workflowId,
+      args: [{ cluster: 'orders', incidentId: 'INC-44', failTimes: 0, refuseWith: 'candidate orders-c has errant GTID 0-9-1' }],
+    });
+    const err = await handle.result().catch((e) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect(err.cause.message).toBe('step "refusing step" failed (precondition): candidate orders-c has errant GTID 0-9-1');
+
+    const rows = await rowsOf(workflowId);
+    expect(rows.map((r) => [r.step_seq, r.step, r.status])).toEqual([
+      [0, 'runbook', 'started'],
+      [1, 'probe topology', 'started'],
+      [1, 'probe topology', 'succeeded'],
+      [2, 'flaky step', 'started'],
+      [2, 'flaky step', 'succeeded'],
+      [3, 'refusing step', 'started'],
+      [3, 'refusing step', 'failed'],
+      [0, 'runbook', 'failed'],
+    ]);
+    expect(rows[6]).toMatchObject({ attempt: 1, detail: { classification: 'precondition', errorType: 'PreconditionFailed', error: 'candidate orders-c has errant GTID 0-9-1' } });
+    const sa = (await handle.describe()).typedSearchAttributes.getAll().find((p) => p.key.name === 'RunbookStatus');
+    expect(sa?.value).toBe('failed');
+  });
+
+  it('does not stall when the control database goes down mid-run, and writes every row once when it is back', async () => {
+    const workflowId = `three-steps-control-down-${Date.now()}`;
+    const handle = await client.workflow.start(threeSteps, {
+      taskQueue,
+      workflowId,
+      args: [{ cluster: 'orders', incidentId: 'INC-45', failTimes: 1, gate: true }],
+    });
+    await eventually('first step logged', async () => (await rowsOf(workflowId)).length === 3);
+    await sandbox.stopInstance('control');
+
+    await handle.signal(proceed);
+    // Both remaining steps finish while the control database is down: the audit waits, the runbook does not.
+    const state = await eventually('steps done without the control db', async () => {
+      const s = await handle.query<RunbookState>('runbookState');
+      return s.steps.length === 3 && s.steps.every((x) => x.status === 'succeeded') ? s : undefined;
+    });
+    expect(state.auditPending).toBeGreaterThan(0);
+    const { status } = await handle.describe();
+    expect(status.name).toBe('RUNNING'); // it may not complete before its rows are written
+
+    await sandbox.startInstance(sandbox.instance('control'));
+    expect(await handle.result()).toBe('succeeded on attempt 2');
+    const rows = await rowsOf(workflowId);
+    expect(rows.map((r) => `${r.step_seq}:${r.status}`)).toEqual([
+      '0:started', '1:started', '1:succeeded', '2:started', '2:succeeded', '3:started', '3:succeeded', '0:succeeded',
+    ]);
+    // The event time is when the step happened, the logged time when the row finally arrived.
+    const late = rows.find((r) => r.step_seq === 2 && r.status === 'succeeded')!;
+    expect(late.logged_at > late.switch_time).toBe(true);
+    const conn = await connectControl(config);
+    const [dups] = await conn.query('SELECT COUNT(*) AS n FROM failover_log WHERE workflow_id = ? GROUP BY step_seq, status HAVING n > 1', [workflowId]);
+    conn.destroy();
+    expect(dups).toEqual([]);
+  });
+});

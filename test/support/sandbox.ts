@@ -1,0 +1,50 @@
+/**
+ * A private copy of the shipped sandbox topology for one test file: same clusters and settings as
+ * runbooks/sandbox.yaml, its own ports and datadirs, so files can run side by side.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import YAML from 'yaml';
+import { loadConfig, type RunbookConfig } from '../../src/config/load';
+import { Sandbox } from '../../src/sandbox/sandbox';
+
+export const SHIPPED_SANDBOX = resolve('runbooks/sandbox.yaml');
+
+export function testSandboxConfig(name: string, basePort: number): RunbookConfig {
+  const dir = mkdtempSync(join(tmpdir(), `runbook-${name}-`));
+  const doc = YAML.parse(readFileSync(SHIPPED_SANDBOX, 'utf8'));
+  doc.envFile = resolve('runbooks/sandbox.env');
+  doc.sandboxDir = join(dir, 'sandbox');
+  doc.control.port = basePort;
+  let next = basePort + 1;
+  for (const cluster of Object.values(doc.clusters) as { instances: { port: number }[] }[]) {
+    for (const inst of cluster.instances) inst.port = next++;
+  }
+  const file = join(dir, 'sandbox.yaml');
+  writeFileSync(file, YAML.stringify(doc));
+  return loadConfig(file);
+}
+
+export async function startTestSandbox(name: string, basePort: number): Promise<{ config: RunbookConfig; sandbox: Sandbox }> {
+  const config = testSandboxConfig(name, basePort);
+  const sandbox = new Sandbox(config);
+  await sandbox.up();
+  return { config, sandbox };
+}
+
+/** Poll until `check` returns a value (replication is asynchronous; never a fixed sleep). */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

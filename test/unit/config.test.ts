@@ -1,0 +1,108 @@
+/** Config validation: every error names the file, the field path and what was expected. */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { ConfigError, getCluster, loadConfig, resolveCredential } from '../../src/config/load';
+
+const shipped = YAML.parse(readFileSync('runbooks/sandbox.yaml', 'utf8'));
+
+/** The shipped sandbox config with one change applied, written to its own file. */
+function variant(change: (doc: any) => void): string {
+  const doc = structuredClone(shipped);
+  doc.envFile = resolve('runbooks/sandbox.env');
+  change(doc);
+  const file = join(mkdtempSync(join(tmpdir(), 'runbook-config-')), 'orders.yaml');
+  writeFileSync(file, YAML.stringify(doc));
+  return file;
+}
+
+function errorOf(file: string): string {
+  try {
+    loadConfig(file, {});
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('cluster config', () => {
+  it('loads the shipped sandbox: cluster orders, primary in region-a, two replicas', () => {
+    const config = loadConfig('runbooks/sandbox.yaml', {});
+    const orders = getCluster(config, 'orders');
+    expect(orders.instances.map((i) => [i.name, i.region, i.role, i.promotion])).toEqual([
+      ['orders-a', 'region-a', 'primary', 'prefer'],
+      ['orders-b', 'region-b', 'replica', 'prefer'],
+      ['orders-c', 'region-c', 'replica', 'neutral'],
+    ]);
+    expect(orders.approval.failover!.emergency).toMatchObject({ mode: 'required', approvers: ['alice', 'bob'], fourEyes: true });
+    expect(orders.thresholds).toEqual({ maxLagSeconds: 5, catchUpTimeoutSeconds: 30, probeTimeoutSeconds: 3 });
+  });
+
+  it('a missing field names its path and what was expected', () => {
+    const file = variant((d) => delete d.clusters.orders.instances[1].port);
+    expect(errorOf(file)).toBe(`${file}: clusters.orders.instances[1].port: expected number, received undefined`);
+  });
+
+  it('an unknown region names the instance and the known regions', () => {
+    const file = variant((d) => (d.clusters.orders.instances[2].region = 'region-z'));
+    expect(errorOf(file)).toBe(`${file}: clusters.orders.instances[2].region: unknown region "region-z", expected one of region-a, region-b, region-c`);
+  });
+
+  it('a duplicate port names both users of it', () => {
+    const file = variant((d) => (d.clusters.orders.instances[2].port = d.clusters.orders.instances[0].port));
+    expect(errorOf(file)).toBe(`${file}: clusters.orders.instances[2].port: duplicate port 33101 on 127.0.0.1, already used by orders/orders-a`);
+  });
+
+  it('a port shared with the control database is a duplicate too', () => {
+    const file = variant((d) => (d.clusters.orders.instances[1].port = d.control.port));
+    expect(errorOf(file)).toMatch(/instances\[1\]\.port: duplicate port 33100 on 127.0.0.1, already used by control/);
+  });
+
+  it('a literal password is refused, and says what to write instead', () => {
+    const file = variant((d) => (d.clusters.orders.credentials.admin = { user: 'root', password: 'hunter2' }));
+    const message = errorOf(file);
+    expect(message).toContain(`${file}: clusters.orders.credentials.admin.password: a literal password is not allowed; use passwordEnv: <ENV_VAR_NAME>`);
+    expect(message).not.toContain('hunter2');
+  });
+
+  it('a secret pasted into passwordEnv is refused without echoing it', () => {
+    const file = variant((d) => (d.control.credentials.passwordEnv = 's3cret!'));
+    const message = errorOf(file);
+    expect(message).toMatch(/control\.credentials\.passwordEnv: .*NAME of an environment variable/);
+  });
+
+  it('more than one primary, or an unknown field, is reported with all other errors at once', () => {
+    const file = variant((d) => {
+      d.clusters.orders.instances[1].role = 'primary';
+      d.clusters.orders.thresholds.maxLag = 3;
+    });
+    const message = errorOf(file);
+    expect(message).toContain('clusters.orders.thresholds: unknown field(s) "maxLag"');
+    expect(message.split('; ').length).toBeGreaterThanOrEqual(1);
+    const two = variant((d) => (d.clusters.orders.instances[1].role = 'primary'));
+    expect(errorOf(two)).toBe(`${two}: clusters.orders.instances: expected exactly one instance with role: primary, found 2`);
+  });
+
+  it('approval policy values are checked', () => {
+    const file = variant((d) => (d.clusters.orders.approval.failover.planned.mode = 'sometimes'));
+    expect(errorOf(file)).toMatch(/clusters\.orders\.approval\.failover\.planned\.mode: .*"auto"\|"required"/);
+  });
+
+  it('an unset password variable is named when the credential is resolved', () => {
+    expect(() => resolveCredential({ user: 'repl', passwordEnv: 'NOPE_NOT_SET' }, {})).toThrow(
+      'environment variable NOPE_NOT_SET (password of MySQL user "repl") is not set',
+    );
+    expect(resolveCredential({ user: 'repl', passwordEnv: 'X' }, { X: 'y' })).toEqual({ user: 'repl', password: 'y' });
+  });
+
+  it('an unknown cluster lists the known ones', () => {
+    expect(() => getCluster(loadConfig('runbooks/sandbox.yaml', {}), 'billing')).toThrow('unknown cluster "billing"; known: orders');
+  });
+
+  it('a missing file is one clear line', () => {
+    expect(() => loadConfig('/nonexistent/x.yaml', {})).toThrow('/nonexistent/x.yaml: no such config file or directory');
+  });
+});
