@@ -7,7 +7,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { RUNBOOK_SEARCH_ATTRIBUTES } from '../shared/searchAttributes';
 
 export const DEFAULT_TASK_QUEUE = 'runbooks';
@@ -43,7 +43,7 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
   if (missing.length) {
     await connection.operatorService.addSearchAttributes({
       namespace,
-      searchAttributes: Object.fromEntries(missing.map((k) => [k.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+      searchAttributes: Object.fromEntries(missing.map((k) => [k.name, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
     });
   }
   return missing.map((k) => k.name);

@@ -47,5 +47,8 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<W
     // In-flight activities get this long to finish on SIGTERM before the worker gives up on them;
     // Temporal retries them elsewhere, and every activity is idempotent.
     shutdownGraceTime: '10s',
+    // If this worker dies, its cached workflows' next tasks wait this long on its sticky queue
+    // before any other worker may take them (default 10 s): mid-incident, seconds matter.
+    stickyQueueScheduleToStartTimeout: '3s',
   });
 }

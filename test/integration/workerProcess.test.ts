@@ -1,0 +1,119 @@
+/**
+ * The real worker process (src/worker/main.ts via test/fixtures/workerEntry.ts): SIGKILLed in the
+ * middle of a step and restarted, the run completes with each audit row once; SIGTERM shuts it
+ * down gracefully; its Prometheus endpoint serves the SDK's metrics.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { Client, Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { RunbookConfig } from '../../src/config/load';
+import { failoverHistory, withControl } from '../../src/control/store';
+import type { Sandbox } from '../../src/sandbox/sandbox';
+import { freePort } from '../../src/temporal/devServer';
+import type { RunbookState } from '../../src/workflows/runbook';
+import { threeSteps } from '../fixtures/workflows';
+import { eventually, startTestSandbox } from '../support/sandbox';
+
+const taskQueue = `worker-process-${process.pid}`;
+let config: RunbookConfig;
+let sandbox: Sandbox;
+let client: Client;
+const children: ChildProcess[] = [];
+
+interface WorkerChild {
+  proc: ChildProcess;
+  output: () => string;
+  metricsAddress: string;
+}
+
+async function startWorker(): Promise<WorkerChild> {
+  const metricsAddress = `127.0.0.1:${await freePort()}`;
+  // node --import tsx, not the tsx CLI: that one is a wrapper process, and a SIGKILL sent to it
+  // would leave the real worker running.
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/workerEntry.ts'], {
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      TEMPORAL_NAMESPACE: 'default',
+      RUNBOOK_CONFIG: config.files[0],
+      RUNBOOK_TASK_QUEUE: taskQueue,
+      RUNBOOK_METRICS_ADDRESS: metricsAddress,
+      RUNBOOK_LOG_LEVEL: 'WARN',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(proc);
+  let output = '';
+  proc.stdout!.on('data', (d) => (output += d));
+  proc.stderr!.on('data', (d) => (output += d));
+  const exited = once(proc, 'exit').then(([code]) => Promise.reject(new Error(`worker exited (${code}) before it was ready:\n${output}`)));
+  await Promise.race([eventually('worker ready', async () => output.includes('worker ready'), 60_000), exited]);
+  exited.catch(() => {});
+  return { proc, output: () => output, metricsAddress };
+}
+
+beforeAll(async () => {
+  ({ config, sandbox } = await startTestSandbox('worker-process', 34400));
+  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await client?.connection.close();
+  await sandbox?.destroy();
+});
+
+describe('worker process', () => {
+  it('serves Prometheus metrics and stops gracefully on SIGTERM', async () => {
+    const worker = await startWorker();
+    const handle = await client.workflow.start(threeSteps, {
+      taskQueue,
+      workflowId: `metrics-${Date.now()}`,
+      args: [{ cluster: 'orders', incidentId: 'INC-M', failTimes: 0 }],
+    });
+    await handle.result();
+    const metrics = await (await fetch(`http://${worker.metricsAddress}/metrics`)).text();
+    expect(metrics).toMatch(/^temporal_workflow_completed\{.*\} 1$/m);
+    expect(metrics).toMatch(/temporal_activity_execution_latency/);
+
+    worker.proc.kill('SIGTERM');
+    const [code] = await once(worker.proc, 'exit');
+    expect(code).toBe(0);
+    expect(worker.output()).toContain('worker stopped');
+  });
+
+  it('completes a run whose worker was SIGKILLed mid-step, with every audit row once', async () => {
+    const first = await startWorker();
+    const workflowId = `sigkill-${Date.now()}`;
+    const handle = await client.workflow.start(threeSteps, {
+      taskQueue,
+      workflowId,
+      args: [{ cluster: 'orders', incidentId: 'INC-K', failTimes: 0, slowMs: 3000 }],
+    });
+    await eventually('the slow step to be running', async () => (await handle.query<RunbookState>('runbookState')).currentStep === 'slow step');
+    // Running on the worker, not merely scheduled: killed now, this attempt is lost mid-flight.
+    await eventually('the slow activity to have started', async () => {
+      const pending = (await handle.describe()).raw.pendingActivities ?? [];
+      return pending.some((a) => a.activityType?.name === 'slowStep' && a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED);
+    });
+    first.proc.kill('SIGKILL');
+    await once(first.proc, 'exit');
+
+    await startWorker();
+    // The killed attempt times out on heartbeats and runs again on the new worker.
+    expect(await handle.result()).toBe('2');
+    const rows = (await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 100 }))).reverse();
+    expect(rows.map((r) => [r.step_seq, r.step, r.status, r.attempt])).toEqual([
+      [0, 'runbook', 'started', null],
+      [1, 'probe topology', 'started', null],
+      [1, 'probe topology', 'succeeded', 1],
+      [2, 'slow step', 'started', null],
+      [2, 'slow step', 'succeeded', 2],
+      [3, 'probe primary', 'started', null],
+      [3, 'probe primary', 'succeeded', 1],
+      [0, 'runbook', 'succeeded', null],
+    ]);
+  });
+});
