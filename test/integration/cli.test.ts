@@ -1,0 +1,86 @@
+/** The `runbook` command as an operator types it: human output, --json, one-line errors. */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { insertAuditRows, migrateControl, withControl } from '../../src/control/store';
+import { startTestSandbox } from '../support/sandbox';
+import type { RunbookConfig } from '../../src/config/load';
+import type { Sandbox } from '../../src/sandbox/sandbox';
+
+const exec = promisify(execFile);
+let config: RunbookConfig;
+let sandbox: Sandbox;
+
+async function runbook(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('bin/runbook', ['--config', config.files[0]!, ...args], { env: { ...process.env, NO_COLOR: '1' } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+beforeAll(async () => {
+  ({ config, sandbox } = await startTestSandbox('cli', 34500));
+  await migrateControl(config);
+});
+afterAll(() => sandbox?.destroy());
+
+describe('runbook CLI', () => {
+  it('topology shows the live roles; --json is the same view for scripts', async () => {
+    const human = await runbook('topology', 'orders');
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain('cluster orders: primary orders-a');
+    expect(human.stdout).toMatch(/orders-b\s*│ region-b\s*│ 127\.0\.0\.1:34502 │ replica\s*│ ON/);
+    const json = JSON.parse((await runbook('topology', 'orders', '--json')).stdout);
+    expect(json.primary).toBe('orders-a');
+    expect(json.instances.map((i: { instance: string; role: string }) => `${i.instance}:${i.role}`)).toEqual(['orders-a:primary', 'orders-b:replica', 'orders-c:replica']);
+  });
+
+  it('log pages failover_log newest first, filtered by incident', async () => {
+    await withControl(config, (c) =>
+      insertAuditRows(
+        c,
+        Array.from({ length: 5 }, (_, i) => ({
+          workflowId: 'wf-cli', runId: 'r1', runbook: 'failover', cluster: 'orders', incidentId: 'INC-CLI',
+          step: `step-${i}`, stepSeq: i + 1, status: 'succeeded' as const, at: Date.UTC(2026, 0, 1, 0, 0, i),
+        })),
+      ),
+    );
+    const page2 = JSON.parse((await runbook('log', '--incident', 'INC-CLI', '--page', '2', '--page-size', '2', '--json')).stdout);
+    expect(page2.map((r: { step: string }) => r.step)).toEqual(['step-2', 'step-1']);
+    const human = await runbook('log', '--cluster', 'orders');
+    expect(human.stdout.indexOf('step-4')).toBeLessThan(human.stdout.indexOf('step-0'));
+  });
+
+  it('sync-status says when it is empty', async () => {
+    const out = await runbook('sync-status');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain('sync_status is empty');
+  });
+
+  it.each([
+    [['topology', 'billing'], 'runbook: unknown cluster "billing"; known: orders'],
+    [['log', '--page', 'two'], 'runbook: --page must be a whole number from 1, got "two"'],
+    [['frobnicate'], "error: unknown command 'frobnicate'"],
+  ])('%j fails with one clear line and a non-zero exit', async (args, message) => {
+    const out = await runbook(...args);
+    expect(out.code).not.toBe(0);
+    expect(out.stderr.trim().split('\n')[0]).toBe(message);
+    expect(out.stderr.trim().split('\n').length).toBeLessThanOrEqual(2);
+  });
+
+  it('a config error is one line naming the file and field, and changes nothing', async () => {
+    const out = await (async () => {
+      try {
+        await exec('bin/runbook', ['--config', '/nonexistent.yaml', 'sandbox', 'up']);
+        return { code: 0, stderr: '' };
+      } catch (err) {
+        return err as { code: number; stderr: string };
+      }
+    })();
+    expect(out.code).toBe(1);
+    expect(out.stderr.trim()).toBe('runbook: /nonexistent.yaml: no such config file or directory');
+  });
+});
