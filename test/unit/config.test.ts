@@ -106,3 +106,17 @@ describe('cluster config', () => {
     expect(() => loadConfig('/nonexistent/x.yaml', {})).toThrow('/nonexistent/x.yaml: no such config file or directory');
   });
 });
+
+describe('docker-compose.yml', () => {
+  it('is valid YAML whose worker config exists and validates', () => {
+    const compose = YAML.parse(readFileSync('docker-compose.yml', 'utf8'));
+    expect(Object.keys(compose.services)).toEqual(['temporal', 'mysql-primary', 'mysql-replica', 'control', 'worker']);
+    const configVar = (compose.services.worker.environment as string[]).find((e) => e.startsWith('RUNBOOK_CONFIG='))!;
+    const path = configVar.split('=')[1]!.replace('/app/', '');
+    const config = loadConfig(path, {});
+    expect(getCluster(config, 'orders').instances.map((i) => i.host)).toEqual(['mysql-primary', 'mysql-replica']);
+    // The search attributes the engine upserts are registered by the compose dev server too.
+    const attrs = (compose.services.temporal.command as string[]).filter((a) => a.endsWith('=Keyword'));
+    expect(attrs.sort()).toEqual(['Cluster=Keyword', 'IncidentId=Keyword', 'Operator=Keyword', 'RunbookStatus=Keyword', 'RunbookType=Keyword']);
+  });
+});
