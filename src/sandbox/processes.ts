@@ -1,6 +1,7 @@
 /** Small process utilities shared by the MariaDB sandbox and the Temporal dev server launcher. */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Find an executable on PATH or in the given extra directories (mariadbd lives in /usr/sbin). */
@@ -86,4 +87,13 @@ export async function terminate(pid: number, graceMs = 30_000): Promise<void> {
     process.kill(pid, 'SIGKILL');
     while (isAlive(pid)) await sleep(20);
   }
+}
+
+/** Whether nothing listens on host:port (so a server of ours can bind it). */
+export function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once('error', () => res(false));
+    srv.listen(port, host, () => srv.close(() => res(true)));
+  });
 }

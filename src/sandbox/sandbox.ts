@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, write
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { resolveCredential, type RunbookConfig } from '../config/load';
-import { commandLine, findExecutable, isAlive, readPid, terminate, waitFor } from './processes';
+import { commandLine, findExecutable, isAlive, portFree, readPid, terminate, waitFor } from './processes';
 
 const SBIN = ['/usr/sbin', '/usr/local/sbin', '/usr/local/opt/mariadb/bin', '/opt/homebrew/opt/mariadb/bin'];
 
@@ -181,6 +181,7 @@ export class Sandbox {
         ...(process.getuid?.() === 0 ? ['--user=root'] : []),
       ]);
     }
+    await this.checkPortFree(inst);
     rmSync(p.pid, { force: true });
     const logFd = openSync(join(inst.dir, 'mariadbd.out'), 'a');
     const child = spawn(requireExecutable('mariadbd'), [`--defaults-file=${p.cnf}`], { detached: true, stdio: ['ignore', logFd, logFd] });
@@ -192,6 +193,12 @@ export class Sandbox {
     child.unref();
     await this.waitReady(inst, () => exited);
     this.log(`started ${inst.key} on ${inst.host}:${inst.port} (pid ${child.pid})`);
+  }
+
+  private async checkPortFree(inst: SandboxInstance): Promise<void> {
+    if (!(await portFree(inst.port, inst.host === 'localhost' ? '127.0.0.1' : inst.host))) {
+      throw new Error(`sandbox: port ${inst.port} for ${inst.key} is already in use by another process`);
+    }
   }
 
   private async waitReady(inst: SandboxInstance, abort?: () => string | undefined): Promise<void> {
@@ -273,7 +280,11 @@ export class Sandbox {
 
   async up(): Promise<void> {
     const fresh = new Set(this.instances.filter((i) => !this.state(i).initialized).map((i) => i.key));
-    await Promise.all(this.instances.map((i) => this.startInstance(i)));
+    // Every port is checked before anything starts, so a taken port changes nothing.
+    for (const inst of this.instances) if (!this.state(inst).running) await this.checkPortFree(inst);
+    const started = await Promise.allSettled(this.instances.map((i) => this.startInstance(i)));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     for (const inst of this.instances) {
       if (inst.initialRole === 'control') await this.setupControl(inst);
       else await this.setupClusterUsers(inst);

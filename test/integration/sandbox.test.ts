@@ -1,5 +1,5 @@
 /** The sandbox from nothing: real mariadbd processes, real GTID replication, nothing left behind. */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import { probeTopology } from '../../src/mysql/probe';
@@ -110,5 +110,22 @@ describe('sandbox', () => {
     await sandbox.down();
     expect(sandbox.status().some((s) => s.running)).toBe(false);
     expect(ourMariadbds(config)).toEqual([]);
+  });
+});
+
+describe('sandbox on a taken port', () => {
+  it('refuses with one line naming the port and the instance, and starts nothing', async () => {
+    const { createServer } = await import('node:net');
+    const config = testSandboxConfig('sandbox-busy', 34150);
+    const squatter = createServer().listen(34152, '127.0.0.1');
+    await new Promise((r) => squatter.once('listening', r));
+    try {
+      const sandbox = new Sandbox(config);
+      await expect(sandbox.up()).rejects.toThrow('sandbox: port 34152 for orders/orders-b is already in use by another process');
+      expect(ourMariadbds(config)).toEqual([]);
+      expect(existsSync(config.sandboxDir)).toBe(false);
+    } finally {
+      squatter.close();
+    }
   });
 });
