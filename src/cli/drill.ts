@@ -91,6 +91,6 @@ export async function runDrill(config: RunbookConfig): Promise<void> {
   }
   heading('done');
   if (uiUrl) console.log(`Temporal Web UI: ${uiUrl}`);
-  console.log('The dev server and the sandbox keep running. Try: npx tsx src/cli/main.ts topology orders');
-  console.log('Stop them with: npx tsx src/cli/main.ts sandbox down && npx tsx src/cli/main.ts temporal down');
+  console.log('The dev server and the sandbox keep running. Try: bin/runbook topology orders; bin/runbook log');
+  console.log('Stop them with: bin/runbook sandbox down && bin/runbook temporal down');
 }

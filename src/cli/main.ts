@@ -143,6 +143,12 @@ program
     console.log(`ok: ${cfg.files.join(', ')}: clusters ${Object.keys(cfg.clusters).join(', ') || '(none)'}`);
   });
 
+// `runbook log | head` closes stdout early: that is the reader's choice, not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
