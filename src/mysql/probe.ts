@@ -6,7 +6,7 @@ import type { RunbookConfig } from '../config/load';
 import { getCluster } from '../config/load';
 import type { InstanceProbe, Topology, TopologyInstance } from '../shared/types';
 import { connect, instanceEndpoint, query, type Conn } from './connect';
-import { detectFlavor, dialectFor, type Dialect } from './dialect';
+import { detectFlavor, dialectFor, type Dialect, type ReplicaStatus } from './dialect';
 
 /** Flavour and dialect of a live connection. */
 export async function dialectOf(conn: Conn): Promise<{ dialect: Dialect; version: string }> {
@@ -47,22 +47,7 @@ export async function probeInstance(config: RunbookConfig, cluster: string, inst
       binlogFormat: v.binlogFormat,
       gtidStrictMode: v.gtidStrictMode,
       gtid: v.gtid,
-      replication: status
-        ? {
-            sourceHost: status.sourceHost,
-            sourcePort: status.sourcePort,
-            sourceInstance,
-            ioRunning: status.ioRunning,
-            sqlRunning: status.sqlRunning,
-            lagSeconds: status.lagSeconds,
-            lastIoErrno: status.lastIoErrno,
-            lastIoError: status.lastIoError,
-            lastSqlErrno: status.lastSqlErrno,
-            lastSqlError: status.lastSqlError,
-            usingGtid: status.usingGtid,
-            receivedGtid: status.receivedGtid,
-          }
-        : null,
+      replication: status ? { ...withoutSqlState(status), sourceInstance } : null,
       probeMs: Date.now() - started,
     };
   } catch (err) {
@@ -70,6 +55,10 @@ export async function probeInstance(config: RunbookConfig, cluster: string, inst
   } finally {
     conn?.destroy();
   }
+}
+
+function withoutSqlState({ sqlState: _, ...rest }: ReplicaStatus): Omit<ReplicaStatus, 'sqlState'> {
+  return rest;
 }
 
 function sameHost(a: string, b: string | null): boolean {

@@ -2,6 +2,7 @@
  * Types that cross the workflow/activity boundary. Type-only: workflow code imports this module,
  * so it must never import I/O.
  */
+import type { ReplicaStatus } from '../mysql/dialect';
 
 export type StepStatus = 'started' | 'succeeded' | 'failed' | 'skipped';
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected';
@@ -43,20 +44,10 @@ export interface InstanceRef {
   instance: string;
 }
 
-export interface ReplicationView {
-  sourceHost: string | null;
-  sourcePort: number | null;
+/** A replica's link to its source, as SHOW REPLICA STATUS reports it, plus which instance that is. */
+export interface ReplicationView extends Omit<ReplicaStatus, 'sqlState'> {
   /** The configured instance the source address belongs to, if any. */
   sourceInstance: string | null;
-  ioRunning: 'Yes' | 'No' | 'Connecting';
-  sqlRunning: 'Yes' | 'No';
-  lagSeconds: number | null;
-  lastIoErrno: number;
-  lastIoError: string;
-  lastSqlErrno: number;
-  lastSqlError: string;
-  usingGtid: string | null;
-  receivedGtid: string | null;
 }
 
 export interface InstanceProbe {
