@@ -30,5 +30,13 @@ export function createAuditActivities({ config }: ActivityDeps) {
         for (const row of rows) await upsertSyncStatus(conn, row);
       });
     },
+
+    /** The old primary of an emergency failover: its region's sync_status says it needs a failback. */
+    async markNeedsFailback(input: { cluster: string; region: string; instance: string; remark: string }): Promise<void> {
+      await ensureSchema();
+      await withControl(config, (conn) =>
+        upsertSyncStatus(conn, { cluster: input.cluster, region: input.region, instance: input.instance, role: 'old_primary', status: 'needs_failback', remark: input.remark }),
+      );
+    },
   };
 }

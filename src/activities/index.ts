@@ -2,11 +2,17 @@
 import { createAuditActivities } from './audit';
 import type { ActivityDeps } from './deps';
 import { createMysqlActivities } from './mysql';
+import { createNotifyActivities, type Notifier } from './notify';
+import { createPolicyActivities } from './policy';
+import { createTrafficActivities } from './traffic';
 
-export function createActivities(deps: ActivityDeps) {
+export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }) {
   return {
     ...createAuditActivities(deps),
     ...createMysqlActivities(deps),
+    ...createPolicyActivities(deps),
+    ...createTrafficActivities(deps),
+    ...createNotifyActivities(deps),
   };
 }
 

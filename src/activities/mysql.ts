@@ -1,7 +1,71 @@
-/** Activities that touch the managed MySQL/MariaDB instances. Names in, credentials resolved here. */
-import { probeInstance, probeTopology } from '../mysql/probe';
+/**
+ * Activities that touch the managed MySQL/MariaDB instances. Names in, credentials resolved here.
+ *
+ * Each one checks state before changing it (already read-only, already promoted, already
+ * replicating from X), so a retry or a restarted worker does the right thing; a broken
+ * precondition is a non-retryable failure with a message that says what is wrong.
+ */
+import { Context, heartbeat, sleep } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
+import { connect, instanceEndpoint, query, type Conn } from '../mysql/connect';
+import { mariaErrantDomains, type Dialect, type ReplicaStatus, type ServerVariables } from '../mysql/dialect';
+import { dialectOf, probeInstance, probeTopology } from '../mysql/probe';
 import type { InstanceProbe, InstanceRef, Topology } from '../shared/types';
 import type { ActivityDeps } from './deps';
+
+interface Session {
+  conn: Conn;
+  dialect: Dialect;
+  vars(): Promise<ServerVariables>;
+  replica(): Promise<ReplicaStatus | null>;
+  exec(sql: string, params?: unknown[]): Promise<unknown>;
+}
+
+/** A time-bounded admin session on one instance, always closed. */
+async function onInstance<T>(config: RunbookConfig, ref: InstanceRef, fn: (s: Session) => Promise<T>): Promise<T> {
+  const timeoutMs = getCluster(config, ref.cluster).thresholds.probeTimeoutSeconds * 1000;
+  let conn: Conn;
+  try {
+    conn = await connect(instanceEndpoint(config, ref.cluster, ref.instance), { timeoutMs });
+  } catch (err) {
+    throw ApplicationFailure.retryable(`${ref.instance} unreachable: ${(err as Error).message}`, 'InstanceUnreachable');
+  }
+  try {
+    const { dialect } = await dialectOf(conn);
+    const session: Session = {
+      conn,
+      dialect,
+      vars: async () => dialect.parseVariables((await query<Record<string, unknown>[]>(conn, dialect.variablesQuery()))[0]!),
+      replica: async () => dialect.parseReplicaStatus(await query<Record<string, unknown>[]>(conn, dialect.replicaStatusQuery())),
+      exec: (sql, params = []) => query(conn, sql, params, 30_000),
+    };
+    return await fn(session);
+  } finally {
+    conn.destroy();
+  }
+}
+
+const refuse = (message: string, type = 'PreconditionFailed') => ApplicationFailure.nonRetryable(message, type);
+
+function position(v: ServerVariables): string {
+  return v.gtid.currentPos ?? v.gtid.executed ?? '';
+}
+
+function addressOf(config: RunbookConfig, cluster: string, instance: string): { host: string; port: number } {
+  const i = getInstance(config, cluster, instance);
+  return { host: i.host, port: i.port };
+}
+
+function sameAddress(status: ReplicaStatus, addr: { host: string; port: number }): boolean {
+  const norm = (h: string | null) => (h === 'localhost' || h === '::1' ? '127.0.0.1' : h);
+  return status.sourcePort === addr.port && norm(status.sourceHost) === norm(addr.host);
+}
+
+/** Whether a heartbeat-ing activity's cancellation (or worker shutdown) should stop a wait. */
+function cancelled(): boolean {
+  return Context.current().cancellationSignal.aborted;
+}
 
 export function createMysqlActivities({ config }: ActivityDeps) {
   return {
@@ -13,6 +77,248 @@ export function createMysqlActivities({ config }: ActivityDeps) {
     /** All instances probed in parallel, roles derived from what they say. */
     async probeTopology(cluster: string): Promise<Topology> {
       return probeTopology(config, cluster);
+    },
+
+    /**
+     * Fence the old primary: read_only on (super_read_only too on MySQL 8), end the client sessions
+     * that could still write (never replication threads), and record the final GTID position, the
+     * point the candidate must reach. Safe to repeat: a second run kills any session that slipped in
+     * and reports the same position.
+     */
+    async fenceOldPrimary(ref: InstanceRef): Promise<{ alreadyReadOnly: boolean; killedSessions: number; finalPosition: string }> {
+      return onInstance(config, ref, async (s) => {
+        const before = await s.vars();
+        if (await s.replica()) throw refuse(`${ref.instance} is a replica, not the primary: refusing to fence it`);
+        let killed = 0;
+        const killClientSessions = async () => {
+          const sessions = await query<{ id: number | string }[]>(s.conn, s.dialect.clientSessionsQuery());
+          for (const session of sessions) {
+            try {
+              await s.exec(s.dialect.killConnection(Number(session.id)));
+              killed++;
+            } catch (err) {
+              if ((err as { errno?: number }).errno !== 1094) throw err; // 1094: unknown thread id (already gone)
+            }
+          }
+        };
+        // SET GLOBAL read_only waits for running writes; a stuck one must not hold the fence for
+        // lock_wait_timeout's default of a year: bound it, end the client sessions, try again.
+        await s.exec('SET SESSION lock_wait_timeout = 5');
+        if (!before.readOnly || before.superReadOnly === false) {
+          try {
+            for (const sql of s.dialect.setReadOnly(true)) await s.exec(sql);
+          } catch (err) {
+            if ((err as { errno?: number }).errno !== 1205) throw err;
+            await killClientSessions();
+            for (const sql of s.dialect.setReadOnly(true)) await s.exec(sql);
+          }
+        }
+        await killClientSessions();
+        const after = await s.vars();
+        if (!after.readOnly) throw ApplicationFailure.retryable(`${ref.instance} is still writable after SET GLOBAL read_only`);
+        return { alreadyReadOnly: before.readOnly, killedSessions: killed, finalPosition: after.gtid.binlogPos ?? position(after) };
+      });
+    },
+
+    /**
+     * Undo a fence (compensation after a failed catch-up): writable again, but only if it is still
+     * the primary (replicates from nobody), so a compensation can never make a replica writable.
+     */
+    async unfencePrimary(ref: InstanceRef): Promise<{ changed: boolean }> {
+      return onInstance(config, ref, async (s) => {
+        if (await s.replica()) throw refuse(`${ref.instance} now replicates from another server: leaving it read-only`);
+        const v = await s.vars();
+        if (!v.readOnly && v.superReadOnly !== true) return { changed: false };
+        for (const sql of s.dialect.setReadOnly(false)) await s.exec(sql);
+        return { changed: true };
+      });
+    },
+
+    /**
+     * Wait until the candidate has applied up to `position`, within `timeoutSeconds`. MASTER_GTID_WAIT
+     * keeps waiting even when replication stops, so it is called in one-second slices with a check of
+     * both threads in between; a stopped thread fails at once instead of burning the timeout.
+     */
+    async waitForCatchUp(input: InstanceRef & { position: string; timeoutSeconds: number }): Promise<{ waitedMs: number; appliedPosition: string }> {
+      const started = Date.now();
+      const deadline = started + input.timeoutSeconds * 1000;
+      return onInstance(config, input, async (s) => {
+        for (;;) {
+          heartbeat();
+          const slice = Math.max(0.1, Math.min(1, (deadline - Date.now()) / 1000));
+          const wait = s.dialect.waitForGtid(input.position, slice);
+          const [row] = await query<Record<string, unknown>[]>(s.conn, wait.sql, wait.params, (slice + 5) * 1000);
+          if (wait.interpret(row!) === 'reached') return { waitedMs: Date.now() - started, appliedPosition: position(await s.vars()) };
+          const r = await s.replica();
+          if (!r) throw refuse(`${input.instance} stopped being a replica while catching up`);
+          if (r.sqlRunning !== 'Yes' || r.lastSqlErrno) {
+            throw refuse(`replication SQL thread on ${input.instance} is ${r.sqlRunning} while catching up${r.lastSqlError ? `: ${r.lastSqlError}` : ''}`, 'ReplicationBroken');
+          }
+          if (r.ioRunning === 'No') throw refuse(`replication IO thread on ${input.instance} stopped while catching up${r.lastIoError ? `: ${r.lastIoError}` : ''}`, 'ReplicationBroken');
+          if (Date.now() >= deadline) {
+            throw refuse(`${input.instance} did not apply up to ${input.position} within ${input.timeoutSeconds} s (it is at ${position(await s.vars())})`, 'CatchUpTimeout');
+          }
+          if (cancelled()) throw ApplicationFailure.retryable('cancelled while waiting for catch-up');
+        }
+      });
+    },
+
+    /**
+     * Promote the candidate: stop replication, forget its source, writable. Already promoted (no
+     * source, writable) is success; a crash between the statements is finished on retry.
+     */
+    async promoteCandidate(input: InstanceRef & { expectedSource?: string }): Promise<{ alreadyPromoted: boolean; position: string }> {
+      return onInstance(config, input, async (s) => {
+        const r = await s.replica();
+        const v = await s.vars();
+        if (!r && !v.readOnly) return { alreadyPromoted: true, position: position(v) };
+        if (r && input.expectedSource && !sameAddress(r, addressOf(config, input.cluster, input.expectedSource))) {
+          throw refuse(`${input.instance} replicates from ${r.sourceHost}:${r.sourcePort}, not from ${input.expectedSource}: refusing to promote it`);
+        }
+        if (r) {
+          await s.exec(s.dialect.stopReplica());
+          await s.exec(s.dialect.resetReplicaAll());
+        }
+        for (const sql of s.dialect.setReadOnly(false)) await s.exec(sql);
+        return { alreadyPromoted: false, position: position(await s.vars()) };
+      });
+    },
+
+    /**
+     * Make an instance replicate from the new primary with GTID auto-positioning. Already doing so
+     * is success. Refused when the instance has transactions the new primary lacks (it needs a
+     * reseed, not a repoint). A demoted primary's slave position is stale, and under strict mode
+     * replicating from it fails as out-of-order; so the slave position is set from the instance's
+     * current position, and only after the errant check has proven that safe.
+     */
+    async repointReplica(input: InstanceRef & { newPrimary: string }): Promise<{ alreadyReplicating: boolean; fromPosition: string }> {
+      const target = addressOf(config, input.cluster, input.newPrimary);
+      const primaryPos = await onInstance(config, { cluster: input.cluster, instance: input.newPrimary }, async (s) => position(await s.vars()));
+      const repl = resolveCredential(getCluster(config, input.cluster).credentials.replication);
+      return onInstance(config, input, async (s) => {
+        const r = await s.replica();
+        const v = await s.vars();
+        if (r && sameAddress(r, target) && r.sqlRunning === 'Yes' && r.ioRunning !== 'No') {
+          return { alreadyReplicating: true, fromPosition: position(v) };
+        }
+        const errant = s.dialect.flavor === 'mariadb' ? mariaErrantDomains(position(v), primaryPos) : [];
+        if (errant.length) {
+          const list = errant.map((e) => `domain ${e.domain} (${input.instance} at ${e.candidateSeq}, ${input.newPrimary} at ${e.primarySeq ?? 'none'})`).join(', ');
+          throw refuse(`${input.instance} has transactions ${input.newPrimary} lacks: ${list}; it needs a reseed (failback), not a repoint`, 'ErrantTransactions');
+        }
+        if (!v.readOnly) for (const sql of s.dialect.setReadOnly(true)) await s.exec(sql);
+        if (r) await s.exec(s.dialect.stopReplica());
+        if (s.dialect.flavor === 'mariadb') {
+          const setPos = s.dialect.setGtidSlavePos(position(v));
+          await s.exec(setPos.sql, setPos.params);
+        }
+        const change = s.dialect.changePrimary({ host: target.host, port: target.port, user: repl.user, password: repl.password, connectRetrySeconds: 1 });
+        await s.exec(change.sql, change.params);
+        await s.exec(s.dialect.startReplica());
+        return { alreadyReplicating: false, fromPosition: position(v) };
+      });
+    },
+
+    /** Emergency: stop receiving from the dead primary so positions stop moving while we compare. */
+    async stopReplicationIo(ref: InstanceRef): Promise<{ receivedPosition: string | null }> {
+      return onInstance(config, ref, async (s) => {
+        const r = await s.replica();
+        if (!r) throw refuse(`${ref.instance} is not a replica`);
+        if (r.ioRunning !== 'No') await s.exec(s.dialect.stopReplicaIoThread());
+        return { receivedPosition: (await s.replica())?.receivedGtid ?? null };
+      });
+    },
+
+    /** Emergency: wait until everything received (relay log) is applied, then report the instance. */
+    async waitForRelayApplied(input: InstanceRef & { timeoutSeconds: number }): Promise<InstanceProbe> {
+      const deadline = Date.now() + input.timeoutSeconds * 1000;
+      await onInstance(config, input, async (s) => {
+        const r = await s.replica();
+        if (!r?.receivedGtid) return;
+        for (;;) {
+          heartbeat();
+          const wait = s.dialect.waitForGtid(r.receivedGtid, 1);
+          const [row] = await query<Record<string, unknown>[]>(s.conn, wait.sql, wait.params, 10_000);
+          if (wait.interpret(row!) === 'reached') return;
+          const now = await s.replica();
+          if (now?.lastSqlErrno) throw refuse(`SQL thread on ${input.instance} failed applying its relay log: ${now.lastSqlError}`, 'ReplicationBroken');
+          if (Date.now() > deadline) throw refuse(`${input.instance} did not apply its relay log (up to ${r.receivedGtid}) within ${input.timeoutSeconds} s`, 'CatchUpTimeout');
+        }
+      });
+      return probeInstance(config, input.cluster, input.instance);
+    },
+
+    /**
+     * Emergency: confirm the primary is really down. It must fail `attempts` probes `intervalMs`
+     * apart, AND every reachable replica's IO thread must have lost it too; a failure only the
+     * engine sees (its own network blip) is refused. Replicas notice within slave_net_timeout, so
+     * this waits up to `replicaGraceSeconds` for them to agree.
+     */
+    async confirmPrimaryDown(input: InstanceRef & { attempts: number; intervalMs: number; replicaGraceSeconds: number }): Promise<{ evidence: string[] }> {
+      const evidence: string[] = [];
+      for (let i = 1; i <= input.attempts; i++) {
+        heartbeat();
+        const p = await probeInstance(config, input.cluster, input.instance);
+        if (p.reachable) throw refuse(`${input.instance} answered probe ${i} of ${input.attempts}: the primary is not down`, 'PrimaryAlive');
+        evidence.push(`probe ${i}: ${p.error}`);
+        if (i < input.attempts) await sleep(input.intervalMs);
+      }
+      const replicas = getCluster(config, input.cluster).instances.filter((i) => i.name !== input.instance);
+      const deadline = Date.now() + input.replicaGraceSeconds * 1000;
+      for (;;) {
+        heartbeat();
+        const probes = await Promise.all(replicas.map((r) => probeInstance(config, input.cluster, r.name)));
+        const followers = probes.filter((p) => p.reachable && p.replication?.sourceInstance === input.instance);
+        const stillConnected = followers.filter((p) => p.replication!.ioRunning === 'Yes');
+        if (followers.length && !stillConnected.length) {
+          evidence.push(...followers.map((p) => `${p.instance}: IO thread ${p.replication!.ioRunning}${p.replication!.lastIoError ? ` (${p.replication!.lastIoError})` : ''}`));
+          return { evidence };
+        }
+        if (!followers.length) throw refuse(`no reachable replica of ${input.instance}: cannot confirm the failure, and nothing to promote`, 'NoReplicas');
+        if (Date.now() > deadline) {
+          throw refuse(
+            `${input.instance} is unreachable from the engine, but ${stillConnected.map((p) => p.instance).join(', ')} still replicate from it: refusing a failover on a failure only the engine sees`,
+            'PrimaryAlive',
+          );
+        }
+        await sleep(500);
+      }
+    },
+
+    /**
+     * Verify the result: a heartbeat write on the new primary, every other reachable instance
+     * replicating from it with both threads running and that write applied, and exactly one
+     * writable instance in the cluster.
+     */
+    async verifyCluster(input: { cluster: string; primary: string; workflowId: string; timeoutSeconds: number; skip?: string[] }): Promise<{ heartbeatPosition: string; replicas: string[] }> {
+      const primaryRef = { cluster: input.cluster, instance: input.primary };
+      const heartbeatPosition = await onInstance(config, primaryRef, async (s) => {
+        await s.exec('CREATE DATABASE IF NOT EXISTS runbook_heartbeat');
+        await s.exec('CREATE TABLE IF NOT EXISTS runbook_heartbeat.heartbeat (id TINYINT PRIMARY KEY, written_at DATETIME(3) NOT NULL, writer VARCHAR(64) NOT NULL, workflow_id VARCHAR(255) NOT NULL)');
+        await s.exec('REPLACE INTO runbook_heartbeat.heartbeat VALUES (1, UTC_TIMESTAMP(3), ?, ?)', [input.primary, input.workflowId]);
+        return (await s.vars()).gtid.binlogPos ?? position(await s.vars());
+      });
+      const others = getCluster(config, input.cluster).instances.map((i) => i.name).filter((n) => n !== input.primary && !input.skip?.includes(n));
+      const deadline = Date.now() + input.timeoutSeconds * 1000;
+      for (;;) {
+        heartbeat();
+        const problems: string[] = [];
+        const topology = await probeTopology(config, input.cluster);
+        const writable = topology.instances.filter((i) => i.reachable && i.readOnly === false).map((i) => i.instance);
+        if (writable.length !== 1 || writable[0] !== input.primary) problems.push(`writable instances: ${writable.join(', ') || 'none'} (expected only ${input.primary})`);
+        for (const name of others) {
+          const i = topology.instances.find((x) => x.instance === name)!;
+          const r = i.replication;
+          if (!i.reachable) problems.push(`${name} unreachable`);
+          else if (!r || r.sourceInstance !== input.primary) problems.push(`${name} does not replicate from ${input.primary}`);
+          else if (r.ioRunning !== 'Yes' || r.sqlRunning !== 'Yes') problems.push(`${name} IO ${r.ioRunning} SQL ${r.sqlRunning} ${r.lastIoError || r.lastSqlError}`.trim());
+          else if (r.lagSeconds !== 0) problems.push(`${name} lag ${r.lagSeconds ?? 'unknown'} s`);
+          else if (mariaErrantDomains(heartbeatPosition, i.gtid?.currentPos ?? '').length) problems.push(`${name} has not applied the heartbeat ${heartbeatPosition} yet`);
+        }
+        if (!problems.length) return { heartbeatPosition, replicas: others };
+        if (Date.now() > deadline) throw refuse(`verification failed after ${input.timeoutSeconds} s: ${problems.join('; ')}`, 'VerificationFailed');
+        await sleep(200);
+      }
     },
   };
 }

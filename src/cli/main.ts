@@ -9,6 +9,7 @@ import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
+import { decide, showStatus, startFailover } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -17,6 +18,11 @@ const program = new Command('runbook')
   .showHelpAfterError('(run `runbook --help` for usage)')
   .configureOutput({ outputError: (str, write) => write(str.split('\n')[0] + '\n') })
   .exitOverride();
+
+// --config reaches every part of the CLI (and a worker it starts) through RUNBOOK_CONFIG.
+program.hook('preAction', () => {
+  if (program.opts().config) process.env.RUNBOOK_CONFIG = program.opts().config;
+});
 
 function config(): RunbookConfig {
   return loadConfig(program.opts().config ?? configPathFromEnv());
@@ -123,7 +129,6 @@ program
   .command('worker')
   .description('run the worker (Temporal from TEMPORAL_ADDRESS etc.; see README)')
   .action(async () => {
-    if (program.opts().config) process.env.RUNBOOK_CONFIG = program.opts().config;
     const { runWorkerProcess } = await import('../worker/main');
     await runWorkerProcess();
   });
@@ -133,6 +138,42 @@ program
   .description('the main job: Temporal dev server + sandbox up, a health-check runbook, its audit trail')
   .action(async () => {
     await runDrill(config());
+  });
+
+program
+  .command('failover <cluster>')
+  .description('planned switchover (default) or emergency failover; follows the run until it ends')
+  .option('--to <target>', 'region or instance to promote (default: the most advanced eligible replica)')
+  .option('--emergency', 'the primary is down: emergency failover')
+  .option('--dry-run', 'preflight only: print the plan, change nothing')
+  .requiredOption('--reason <text>', 'why (goes to the audit log)')
+  .requiredOption('--as <name>', 'who is asking (the requester; may not approve their own run)')
+  .option('--incident <id>', 'incident id (default: generated); the workflow id is failover-<cluster>-<incident>')
+  .option('--detach', 'start it and return at once')
+  .addOption(json)
+  .action(async (cluster: string, opts) => {
+    getCluster(config(), cluster); // an unknown cluster is refused before anything starts
+    const code = await startFailover({ cluster, ...opts });
+    process.exitCode = code;
+  });
+
+for (const decision of ['approve', 'reject'] as const) {
+  program
+    .command(`${decision} <workflowId>`)
+    .description(`${decision} a runbook waiting for approval`)
+    .requiredOption('--as <name>', 'your identity (checked against the approver list)')
+    .option('--comment <text>')
+    .action(async (workflowId: string, opts) => {
+      process.exitCode = await decide(workflowId, decision, opts.as, opts.comment);
+    });
+}
+
+program
+  .command('status <workflowId>')
+  .description('state of a runbook: steps, plan, pending approval, outcome')
+  .addOption(json)
+  .action(async (workflowId: string, opts) => {
+    await showStatus(workflowId, Boolean(opts.json));
   });
 
 program

@@ -62,6 +62,30 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='replication state per cluster and region'`,
     ],
   },
+  {
+    version: 2,
+    name: 'writer_endpoint, the built-in traffic switch',
+    statements: [
+      // The built-in traffic switch: one row per cluster naming where writes go. Applications and
+      // proxies read it (or are pointed at it by a hook), so moving the writer is one row change that
+      // survives the loss of any cluster instance, because it lives in the control database.
+      // `generation` goes up on every change, so a reader can tell a new writer from a stale cache
+      // and a fencing step can refuse writes stamped with an older generation. workflow_id and
+      // incident_id say which runbook run moved it; a retried activity that finds the row already
+      // naming its instance changes nothing, generation included.
+      `CREATE TABLE IF NOT EXISTS writer_endpoint (
+        cluster VARCHAR(64) PRIMARY KEY,
+        instance VARCHAR(64) NOT NULL COMMENT 'config name of the instance that takes writes',
+        region VARCHAR(32) NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        port INT NOT NULL,
+        generation BIGINT NOT NULL COMMENT 'incremented on every change of writer',
+        workflow_id VARCHAR(255) NULL COMMENT 'the runbook run that last changed it',
+        incident_id VARCHAR(64) NULL,
+        updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='where each cluster takes writes (built-in traffic switch)'`,
+    ],
+  },
 ];
 
 export async function migrate(conn: Conn): Promise<number[]> {

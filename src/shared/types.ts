@@ -5,7 +5,9 @@
 import type { ReplicaStatus } from '../mysql/dialect';
 
 export type StepStatus = 'started' | 'succeeded' | 'failed' | 'skipped';
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected';
+/** Single-row events of a run, e.g. approval decisions; each gets its own step sequence number. */
+export type EventStatus = 'requested' | 'reminded' | 'approved' | 'rejected' | 'refused' | 'timed_out' | 'auto_approved';
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected' | 'dry_run';
 
 /** One row of `failover_log`; `at` is epoch ms of the event itself, not of the write. */
 export interface AuditRow {
@@ -20,7 +22,7 @@ export interface AuditRow {
   toRegion?: string;
   step: string;
   stepSeq: number;
-  status: StepStatus | RunStatus;
+  status: StepStatus | EventStatus | RunStatus;
   attempt?: number;
   at: number;
   detail?: Record<string, unknown>;

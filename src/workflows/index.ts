@@ -1,3 +1,5 @@
 /** Every workflow the worker registers. */
 export { healthCheck } from './healthCheck';
 export { runbookStateQuery } from './runbook';
+export { failover } from './failover';
+export { approveSignal, rejectSignal, decideUpdate } from './approval';

@@ -18,7 +18,7 @@ import { ActivityFailure, ApplicationFailure, CancelledFailure, TimeoutFailure }
 import type { Activities } from '../activities';
 import { attemptFromDetails } from '../shared/stepEnvelope';
 import { Cluster, IncidentId, Operator, RunbookStatus, RunbookType } from '../shared/searchAttributes';
-import type { AuditRow, RunStatus, StepStatus } from '../shared/types';
+import type { AuditRow, EventStatus, RunStatus, StepStatus } from '../shared/types';
 import { stepContext, type StepFrame } from './interceptors';
 
 export interface RunbookMeta {
@@ -33,7 +33,7 @@ export interface RunbookMeta {
 export interface StepRecord {
   seq: number;
   name: string;
-  status: StepStatus;
+  status: StepStatus | EventStatus;
   startedAt: number;
   endedAt?: number;
   attempt?: number;
@@ -49,6 +49,8 @@ export interface RunbookState {
   steps: StepRecord[];
   /** Audit rows not yet written to failover_log (control database unreachable). */
   auditPending: number;
+  /** Runbook-specific live facts (a failover's plan, its pending approval). */
+  details: Record<string, unknown>;
 }
 
 export const runbookStateQuery = wf.defineQuery<RunbookState>('runbookState');
@@ -98,7 +100,19 @@ function formatDuration(ms: number | undefined): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-const STATUS_ICON: Record<StepStatus, string> = { started: '⏳', succeeded: '✅', failed: '❌', skipped: '⏭️' };
+const STATUS_ICON: Record<StepStatus | EventStatus, string> = {
+  started: '⏳',
+  succeeded: '✅',
+  failed: '❌',
+  skipped: '⏭️',
+  requested: '✋',
+  reminded: '🔔',
+  approved: '👍',
+  auto_approved: '👍',
+  rejected: '👎',
+  refused: '⛔',
+  timed_out: '⌛',
+};
 
 export class Runbook {
   private seq = 0;
@@ -110,6 +124,10 @@ export class Runbook {
   private readonly info = wf.workflowInfo();
   /** Set by a runbook once known (a failover's from/to), carried on later rows. */
   regions: { from?: string; to?: string } = {};
+  /** Live facts for the `runbookState` query (plan, approval); runbooks fill it. */
+  readonly details: Record<string, unknown> = {};
+  /** How the run ends when its body returns normally (a rejected approval is not a failure). */
+  outcome: Exclude<RunStatus, 'running' | 'failed' | 'cancelled'> = 'succeeded';
 
   constructor(readonly meta: RunbookMeta) {
     wf.setHandler(runbookStateQuery, () => this.state());
@@ -135,6 +153,7 @@ export class Runbook {
       currentStep: this.currentStep,
       steps: this.steps.map((s) => ({ ...s })),
       auditPending: this.auditQueue.length,
+      details: this.details,
     };
   }
 
@@ -184,6 +203,15 @@ export class Runbook {
       this.currentStep = null;
       this.render();
     }
+  }
+
+  /** A single-row event with its own sequence number (an approval decision, a reminder). */
+  event(name: string, status: EventStatus, detail: Record<string, unknown> = {}, note?: string): void {
+    const at = now();
+    this.steps.push({ seq: ++this.seq, name, status, startedAt: at, endedAt: at, note });
+    this.audit({ step: name, stepSeq: this.seq, status, at, detail });
+    wf.log.info(`event ${this.seq} ${name}: ${status}${note ? ` (${note})` : ''}`);
+    this.render();
   }
 
   /** Record a step that was deliberately not run (dry-run, not applicable), with the reason. */
@@ -272,6 +300,6 @@ export async function runRunbook<T>(meta: RunbookMeta, body: (rb: Runbook) => Pr
     await rb.finish(isCancellation(err) ? 'cancelled' : 'failed', err);
     throw err;
   }
-  await rb.finish('succeeded');
+  await rb.finish(rb.outcome);
   return result;
 }

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failoverHistory, insertAuditRows, listSyncStatus, migrateControl, upsertSyncStatus, withControl } from '../../src/control/store';
 import type { Conn } from '../../src/mysql/connect';
+import { MIGRATIONS } from '../../src/control/migrations';
 import { connectControl } from '../../src/control/store';
 import type { AuditRow } from '../../src/shared/types';
 import { Sandbox } from '../../src/sandbox/sandbox';
@@ -14,7 +15,7 @@ describe('control schema', () => {
 
   beforeAll(async () => {
     await sandbox.up();
-    expect(await migrateControl(config)).toEqual([1]);
+    expect(await migrateControl(config)).toEqual(MIGRATIONS.map((m) => m.version));
     conn = await connectControl(config);
   });
   afterAll(async () => {
@@ -25,7 +26,7 @@ describe('control schema', () => {
   it('migrations are recorded and a second run applies nothing', async () => {
     expect(await migrateControl(config)).toEqual([]);
     const [rows] = await conn.query('SELECT version FROM schema_migrations');
-    expect(rows).toEqual([{ version: 1 }]);
+    expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
   });
 
   it("runs the seed's own statements unchanged (000 §3.1-3.4)", async () => {

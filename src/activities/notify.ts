@@ -1,0 +1,85 @@
+/**
+ * Telling people what a runbook is doing. Notifiers are pluggable (Slack and email come later);
+ * the log notifier is always there. A notification never fails a runbook: every notifier's error
+ * is reported back, never thrown.
+ */
+import { asyncLocalStorage, log } from '@temporalio/activity';
+import type { ActivityDeps } from './deps';
+
+export interface RunbookNotification {
+  kind: 'approval-needed' | 'approval-reminder' | 'step' | 'started' | 'completed' | 'failed' | 'aborted';
+  cluster: string;
+  runbook: string;
+  workflowId: string;
+  incidentId?: string;
+  title: string;
+  text: string;
+}
+
+export interface Notifier {
+  name: string;
+  send(n: RunbookNotification): Promise<void>;
+}
+
+/** One line per notification: to the activity logger inside an activity, else to the console. */
+export class LogNotifier implements Notifier {
+  readonly name = 'log';
+
+  static format(n: RunbookNotification): string {
+    const oneLine = (s: string) => s.replace(/\s*\r?\n\s*/g, ' | ').trim();
+    const incident = n.incidentId ? ` incident=${n.incidentId}` : '';
+    return `[notify ${n.kind}] ${n.cluster}/${n.runbook} workflow=${n.workflowId}${incident}: ${oneLine(n.title)}${n.text ? ` - ${oneLine(n.text)}` : ''}`;
+  }
+
+  async send(n: RunbookNotification): Promise<void> {
+    const line = LogNotifier.format(n);
+    if (asyncLocalStorage.getStore() !== undefined) {
+      log.info(line, { notification: n.kind, cluster: n.cluster, runbook: n.runbook, workflowId: n.workflowId, incidentId: n.incidentId });
+    } else {
+      console.log(line);
+    }
+  }
+}
+
+/** A notifier that hangs must not hold the runbook: each send gets this long (ms). */
+const DEFAULT_SEND_TIMEOUT_MS = 10_000;
+
+export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifier[]; sendTimeoutMs?: number }) {
+  const notifiers = deps.notifiers ?? [new LogNotifier()];
+  const timeoutMs = deps.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
+
+  const sendOne = async (notifier: Notifier, n: RunbookNotification): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        // Promise.resolve().then: a notifier that throws synchronously is caught like one that rejects.
+        Promise.resolve().then(() => notifier.send(n)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  return {
+    /** Send to every notifier at once; report who got it and who failed, and never throw. */
+    async notify(n: RunbookNotification): Promise<{ delivered: string[]; failed: { notifier: string; error: string }[] }> {
+      const outcomes = await Promise.allSettled(notifiers.map((notifier) => sendOne(notifier, n)));
+      const delivered: string[] = [];
+      const failed: { notifier: string; error: string }[] = [];
+      outcomes.forEach((o, i) => {
+        const name = notifiers[i]!.name;
+        if (o.status === 'fulfilled') delivered.push(name);
+        else failed.push({ notifier: name, error: o.reason instanceof Error ? o.reason.message : String(o.reason) });
+      });
+      for (const f of failed) {
+        const line = `notification ${n.kind} for ${n.workflowId} not delivered by ${f.notifier}: ${f.error}`;
+        if (asyncLocalStorage.getStore() !== undefined) log.warn(line);
+        else console.warn(line);
+      }
+      return { delivered, failed };
+    },
+  };
+}

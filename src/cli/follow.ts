@@ -1,0 +1,94 @@
+/**
+ * Following a runbook from the terminal: each step as it starts and ends, with elapsed time, the
+ * pending approval with what to type, and the outcome.
+ */
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { FailoverPlan } from '../shared/failover';
+import type { ApprovalState } from '../workflows/approval';
+import type { RunbookState, StepRecord } from '../workflows/runbook';
+
+const ICON: Record<string, string> = {
+  started: '…',
+  succeeded: '✔',
+  failed: '✘',
+  skipped: '-',
+  requested: '?',
+  reminded: '!',
+  approved: '✔',
+  auto_approved: '✔',
+  rejected: '✘',
+  refused: '⛔',
+  timed_out: '⌛',
+};
+
+function line(start: number, s: StepRecord): string {
+  const at = ((s.endedAt ?? s.startedAt) - start) / 1000;
+  const took = s.endedAt !== undefined && s.status !== 'started' && s.endedAt > s.startedAt ? ` (${s.endedAt - s.startedAt} ms)` : '';
+  const note = s.error ?? s.note;
+  return `[${at.toFixed(1).padStart(6)}s] ${ICON[s.status] ?? ' '} ${s.name} ${s.status}${took}${note ? ` — ${note}` : ''}`;
+}
+
+export function describeApproval(workflowId: string, a: ApprovalState, plan?: FailoverPlan): string {
+  const lines = ['', '  approval needed' + (a.forcedBecause ? ` (${a.forcedBecause})` : '') + ':'];
+  if (plan) {
+    lines.push(`    ${plan.from.instance} (${plan.from.region}) → ${plan.to.instance} (${plan.to.region}), lag ${plan.lagSeconds ?? 'n/a'} s`);
+    lines.push(`    GTID: primary ${plan.positions.primary}, candidate ${plan.positions.candidate}`);
+    if (plan.expectedLoss) lines.push(`    expected loss: ${plan.expectedLoss.summary}`);
+    for (const r of plan.risks) lines.push(`    risk: ${r}`);
+  }
+  lines.push(`    approvers: ${a.rule.approvers.join(', ') || 'anyone'}${a.rule.fourEyes ? `, not ${a.requester}` : ''}`);
+  lines.push(`    bin/runbook approve ${workflowId} --as NAME    |    bin/runbook reject ${workflowId} --as NAME`, '');
+  return lines.join('\n');
+}
+
+/** Print the run's progress until it ends; returns the result or throws the failure. */
+export async function follow<T>(handle: WorkflowHandle, print: (s: string) => void = console.log): Promise<T> {
+  const printed = new Map<number, string>();
+  let start: number | undefined;
+  let approvalShown = false;
+  let done = false;
+  const result = handle.result().finally(() => (done = true));
+  const poll = async () => {
+    let state: RunbookState;
+    try {
+      state = await handle.query<RunbookState>('runbookState');
+    } catch {
+      return; // not started by a worker yet, or already closed
+    }
+    start ??= state.steps[0]?.startedAt;
+    for (const s of state.steps) {
+      const key = `${s.status}`;
+      if (printed.get(s.seq) === key) continue;
+      if (s.status === 'started' && printed.has(s.seq)) continue;
+      printed.set(s.seq, key);
+      print(line(start ?? s.startedAt, s));
+    }
+    const approval = state.details.approval as ApprovalState | undefined;
+    if (approval?.status === 'pending' && !approvalShown) {
+      approvalShown = true;
+      print(describeApproval(handle.workflowId, approval, state.details.plan as FailoverPlan | undefined));
+    }
+  };
+  while (!done) {
+    await poll();
+    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 250))]);
+  }
+  await poll();
+  return result as Promise<T>;
+}
+
+/** Warn when nothing polls the task queue: a started run would wait for a worker forever. */
+export async function workerPresent(client: Client, taskQueue: string): Promise<boolean> {
+  const res = await client.workflowService.describeTaskQueue({
+    namespace: client.options.namespace,
+    taskQueue: { name: taskQueue },
+    taskQueueType: 1, // workflow
+  });
+  return (res.pollers?.length ?? 0) > 0;
+}
+
+export function failureMessage(err: unknown): string {
+  if (err instanceof WorkflowFailedError) return err.cause?.message ?? err.message;
+  return err instanceof Error ? err.message : String(err);
+}

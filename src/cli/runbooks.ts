@@ -1,0 +1,122 @@
+/** CLI commands that start and steer runbooks through Temporal. */
+import { WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { failoverHistory, withControl } from '../control/store';
+import { loadConfig, configPathFromEnv } from '../config/load';
+import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttributes';
+import { connectClient, temporalSettings } from '../temporal/client';
+import type { DecisionVerdict } from '../workflows/approval';
+import type { FailoverInput, FailoverResult } from '../workflows/failover';
+import type { RunbookState } from '../workflows/runbook';
+import { describeApproval, failureMessage, follow, workerPresent } from './follow';
+import { printHistory, printJson } from './output';
+import type { ApprovalState } from '../workflows/approval';
+import type { FailoverPlan } from '../shared/failover';
+
+export function newIncidentId(): string {
+  return `INC-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
+}
+
+export function failoverWorkflowId(cluster: string, incidentId: string): string {
+  return `failover-${cluster}-${incidentId}`;
+}
+
+export interface FailoverCliOptions {
+  cluster: string;
+  to?: string;
+  emergency?: boolean;
+  dryRun?: boolean;
+  reason: string;
+  as: string;
+  incident?: string;
+  detach?: boolean;
+  json?: boolean;
+}
+
+async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = await connectClient();
+  try {
+    return await fn(client);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+/** Start a failover and (unless detached) follow it; returns the exit code. */
+export async function startFailover(o: FailoverCliOptions, client?: Client): Promise<number> {
+  const run = async (c: Client) => {
+    const { taskQueue } = temporalSettings();
+    const incidentId = o.incident ?? newIncidentId();
+    const mode = o.emergency ? 'emergency' : 'planned';
+    const input: FailoverInput = { cluster: o.cluster, mode, target: o.to, reason: o.reason, requester: o.as, incidentId, dryRun: o.dryRun };
+    if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
+    const handle = await c.workflow.start('failover', {
+      taskQueue,
+      workflowId: failoverWorkflowId(o.cluster, incidentId),
+      // A failed run of an incident may be retried; a completed one is never repeated by accident.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      args: [input],
+      staticSummary: `failover ${o.cluster}: ${o.to ? `→ ${o.to} ` : ''}(${mode}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
+      staticDetails: `reason: ${o.reason}\nincident: ${incidentId}`,
+      typedSearchAttributes: [
+        { key: RunbookType, value: 'failover' },
+        { key: Cluster, value: o.cluster },
+        { key: IncidentId, value: incidentId },
+        { key: Operator, value: o.as },
+      ],
+    });
+    console.error(`started ${handle.workflowId} (incident ${incidentId})`);
+    if (o.detach) {
+      if (o.json) printJson({ workflowId: handle.workflowId, incidentId });
+      return 0;
+    }
+    try {
+      const result = await follow<FailoverResult>(handle, (s) => console.error(s));
+      if (o.json) printJson(result);
+      else console.log(`\n${result.status}: ${result.plan.from.instance} (${result.plan.from.region}) → ${result.plan.to.instance} (${result.plan.to.region})`);
+      return result.status === 'succeeded' || result.status === 'dry_run' ? 0 : 3;
+    } catch (err) {
+      console.error(`runbook: ${handle.workflowId} failed: ${failureMessage(err)}`);
+      return 1;
+    }
+  };
+  return client ? run(client) : withClient(run);
+}
+
+/** Approve or reject through the `decide` update: the verdict (accepted or why not) comes back at once. */
+export async function decide(workflowId: string, decision: 'approve' | 'reject', approver: string, comment?: string): Promise<number> {
+  return withClient(async (c) => {
+    const verdict = await c.workflow
+      .getHandle(workflowId)
+      .executeUpdate<DecisionVerdict, [unknown]>('decide', { args: [{ decision, approver, channel: 'cli', comment }] })
+      .catch((err) => {
+        if (err instanceof WorkflowNotFoundError) throw new Error(`no runbook ${workflowId}`);
+        throw err;
+      });
+    if (!verdict.accepted) {
+      console.error(`runbook: ${decision} refused: ${verdict.reason}`);
+      return 1;
+    }
+    console.log(`${decision === 'approve' ? 'approved' : 'rejected'} ${workflowId} as ${approver}`);
+    return 0;
+  });
+}
+
+export async function showStatus(workflowId: string, json: boolean): Promise<void> {
+  await withClient(async (c) => {
+    const handle = c.workflow.getHandle(workflowId);
+    const description = await handle.describe().catch((err) => {
+      if (err instanceof WorkflowNotFoundError) throw new Error(`no runbook ${workflowId}`);
+      throw err;
+    });
+    const state = await handle.query<RunbookState>('runbookState').catch(() => undefined);
+    const rows = await withControl(loadConfig(configPathFromEnv()), (conn) => failoverHistory(conn, { workflowId, pageSize: 200 })).catch(() => []);
+    if (json) {
+      printJson({ workflowId, runId: description.runId, status: description.status.name, state, log: rows });
+      return;
+    }
+    console.log(`${workflowId}: ${description.status.name}${state ? ` (${state.status}${state.currentStep ? `, now: ${state.currentStep}` : ''})` : ''}`);
+    const approval = state?.details.approval as ApprovalState | undefined;
+    if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan as FailoverPlan | undefined));
+    printHistory(rows.reverse(), 1);
+  });
+}

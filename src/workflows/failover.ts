@@ -1,0 +1,235 @@
+/**
+ * Failover runbook: planned switchover and emergency failover.
+ *
+ * Planned:   preflight → approval → fence old primary → wait for catch-up → promote candidate →
+ *            switch traffic → repoint replicas → verify → record.
+ *            A catch-up that fails or times out is compensated (the old primary is unfenced), so
+ *            the cluster is left as it was. No acknowledged write is lost: the candidate applies
+ *            everything up to the fenced primary's final GTID position before it is promoted.
+ * Emergency: confirm failure → fence (read_only, else STONITH hook) → stop IO threads → apply relay
+ *            logs → choose candidate (and state the expected loss) → approval → promote → switch
+ *            traffic → repoint → verify → record (old primary: needs failback).
+ */
+import * as wf from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { FailoverMode, FailoverPlan } from '../shared/failover';
+import { describePlan, planEmergency, planSwitchover } from '../shared/plan';
+import { lastKnownPrimary } from '../shared/failedPrimary';
+import { ApprovalGate } from './approval';
+import { runRunbook, type Runbook } from './runbook';
+
+export interface FailoverInput {
+  cluster: string;
+  mode: FailoverMode;
+  /** A region or an instance; default: the most advanced eligible replica. */
+  target?: string;
+  reason: string;
+  requester: string;
+  incidentId: string;
+  dryRun?: boolean;
+}
+
+export interface FailoverResult {
+  status: 'succeeded' | 'dry_run' | 'rejected' | 'timed_out';
+  plan: FailoverPlan;
+}
+
+// Quick, idempotent statements: retried a few times, each attempt bounded.
+const act = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumAttempts: 4 },
+});
+// Waits that heartbeat: a dead worker is noticed within seconds and the wait resumes elsewhere.
+const waits = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '5s',
+  retry: { initialInterval: '500ms', maximumAttempts: 3 },
+});
+// A failover must never be started on a guess: confirming a failure is not retried.
+const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
+
+export const failoverSteps = {
+  planned: ['fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', 'repoint replicas', 'verify', 'record'],
+  emergency: ['fence old primary', 'stop replication IO', 'apply relay logs', 'promote candidate', 'switch traffic', 'repoint replicas', 'verify', 'record'],
+};
+
+export async function failover(input: FailoverInput): Promise<FailoverResult> {
+  const meta = { runbook: 'failover', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
+  return runRunbook(meta, async (rb) => {
+    const policy = await rb.step('load policy', () => act.clusterPolicy({ cluster: input.cluster, runbook: 'failover', mode: input.mode }), {
+      note: (p) => `approval ${p.approval.mode}, max lag ${p.thresholds.maxLagSeconds} s, catch-up ${p.thresholds.catchUpTimeoutSeconds} s`,
+    });
+    const gate = new ApprovalGate(rb, policy.approval, input.requester);
+    return input.mode === 'planned' ? plannedSwitchover(rb, gate, input, policy) : emergencyFailover(rb, gate, input, policy);
+  });
+}
+
+async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>): Promise<FailoverResult> {
+  const { cluster } = input;
+  const plan = await rb.step(
+    'preflight',
+    async () => {
+      const result = planSwitchover(await act.probeTopology(cluster), policy, input.target);
+      if (!result.ok) throw ApplicationFailure.nonRetryable(`refusing the switchover: ${result.refusals.join('; ')}`, 'Unsafe');
+      return result.plan;
+    },
+    { note: (p) => `${p.from.instance} → ${p.to.instance}, lag ${p.lagSeconds} s`, detail: (p) => ({ plan: p }) },
+  );
+  adopt(rb, plan);
+  if (input.dryRun) return dryRun(rb, plan);
+
+  const decision = await rb.step('approval', () => gate.request(title(input, plan), describePlan(plan)), { note: (d) => d });
+  if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
+
+  const from = { cluster, instance: plan.from.instance };
+  const to = { cluster, instance: plan.to.instance };
+  const fence = await rb.step('fence old primary', () => act.fenceOldPrimary(from), {
+    note: (f) => `read-only at ${f.finalPosition}, ${f.killedSessions} session(s) ended`,
+    detail: (f) => f,
+  });
+  try {
+    await rb.step(
+      'wait for catch-up',
+      () => waits.waitForCatchUp({ ...to, position: fence.finalPosition, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }),
+      { note: (w) => `${plan.to.instance} at ${w.appliedPosition} after ${w.waitedMs} ms` },
+    );
+  } catch (err) {
+    // Leave the cluster as it was, even if this run is being cancelled.
+    await wf.CancellationScope.nonCancellable(() => rb.step('unfence old primary (compensation)', () => act.unfencePrimary(from)));
+    throw err;
+  }
+  await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${p.position}` });
+  await switchTraffic(rb, input, plan);
+  await repoint(rb, plan, [plan.from.instance, ...plan.others]);
+  await verifyAndRecord(rb, input, plan, []);
+  return { status: 'succeeded', plan };
+}
+
+async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>): Promise<FailoverResult> {
+  const { cluster } = input;
+  const before = await rb.step('identify failed primary', async () => {
+    const found = lastKnownPrimary(await act.probeTopology(cluster));
+    if (!found.ok) throw ApplicationFailure.nonRetryable(`refusing the emergency failover: ${found.reason}`, 'Unsafe');
+    return found;
+  }, { note: (f) => `${f.primary}, last seen at ${f.lastKnownPosition ?? 'unknown'}` });
+  const primary = { cluster, instance: before.primary };
+  await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: 3, intervalMs: 1000, replicaGraceSeconds: 15 }), {
+    note: (c) => c.evidence.join('; '),
+  });
+  if (input.dryRun) {
+    rb.skip('fence old primary', 'dry run');
+    rb.outcome = 'dry_run';
+    const candidates = before.replicas.map((r) => r.instance).join(', ');
+    throw ApplicationFailure.nonRetryable(`dry run stops before touching replication (candidates: ${candidates})`, 'DryRun');
+  }
+  const fenced = await rb.step('fence old primary', () => fenceUnreachable(rb, input, before.primary), { note: (f) => f.how });
+
+  const replicas = before.replicas.map((r) => r.instance);
+  await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => act.stopReplicationIo({ cluster, instance }))));
+  const applied = await rb.step('apply relay logs', () =>
+    Promise.all(replicas.map((instance) => waits.waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
+  );
+  const plan = await rb.step(
+    'choose candidate',
+    async () => {
+      const result = planEmergency({ primary: before.primary, primaryLastKnown: before.lastKnownPosition, replicas: applied, policy, target: input.target });
+      if (!result.ok) throw ApplicationFailure.nonRetryable(`no safe candidate: ${result.refusals.join('; ')}`, 'Unsafe');
+      return result.plan;
+    },
+    { note: (p) => `${p.to.instance}: ${p.expectedLoss?.summary}`, detail: (p) => ({ plan: p }) },
+  );
+  adopt(rb, plan);
+
+  const decision = await rb.step('approval', () => gate.request(title(input, plan), describePlan(plan), fenced.confirmed ? {} : { forceRequired: fenced.how }), { note: (d) => d });
+  if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
+
+  await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${p.position}` });
+  await switchTraffic(rb, input, plan);
+  await repoint(rb, plan, plan.others);
+  await verifyAndRecord(rb, input, plan, [plan.from.instance]);
+  return { status: 'succeeded', plan };
+}
+
+/** Read-only if it still answers; else the configured STONITH hooks; else a human must decide. */
+async function fenceUnreachable(rb: Runbook, input: FailoverInput, primary: string): Promise<{ confirmed: boolean; how: string }> {
+  try {
+    const f = await act.fenceOldPrimary({ cluster: input.cluster, instance: primary });
+    return { confirmed: true, how: `read-only at ${f.finalPosition}` };
+  } catch {
+    const results = await act.runHooks({ cluster: input.cluster, kind: 'fencing', env: hookEnv(input, primary, primary, rb) });
+    if (results.length && results.every((r) => r.ok)) return { confirmed: true, how: `fencing hook(s) ${results.map((r) => r.name).join(', ')} succeeded` };
+    return { confirmed: false, how: results.length ? 'a fencing hook failed: fencing not confirmed' : 'unreachable and no fencing hook configured: fencing not confirmed' };
+  }
+}
+
+function hookEnv(input: FailoverInput, oldInstance: string, newInstance: string, rb: Runbook) {
+  const plan = rb.details.plan as FailoverPlan | undefined;
+  return {
+    cluster: input.cluster,
+    mode: input.mode,
+    oldInstance,
+    newInstance,
+    oldPrimary: plan?.from.address ?? '',
+    newPrimary: plan?.to.address ?? '',
+    oldRegion: plan?.from.region ?? '',
+    newRegion: plan?.to.region ?? '',
+    incidentId: input.incidentId,
+    workflowId: wf.workflowInfo().workflowId,
+  };
+}
+
+async function switchTraffic(rb: Runbook, input: FailoverInput, plan: FailoverPlan): Promise<void> {
+  await rb.step(
+    'switch traffic',
+    async () => {
+      const endpoint = await act.setWriterEndpoint({ cluster: input.cluster, instance: plan.to.instance, workflowId: wf.workflowInfo().workflowId, incidentId: input.incidentId });
+      const hooks = await act.runHooks({ cluster: input.cluster, kind: 'traffic', env: hookEnv(input, plan.from.instance, plan.to.instance, rb) });
+      return { endpoint, hooks };
+    },
+    { note: (r) => `writer endpoint generation ${r.endpoint.generation}${r.hooks.length ? `, hooks: ${r.hooks.map((h) => `${h.name} ${h.ok ? 'ok' : 'FAILED'}`).join(', ')}` : ''}` },
+  );
+}
+
+async function repoint(rb: Runbook, plan: FailoverPlan, instances: string[]): Promise<void> {
+  for (const instance of instances) {
+    await rb.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
+      note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${r.fromPosition}`),
+    });
+  }
+}
+
+async function verifyAndRecord(rb: Runbook, input: FailoverInput, plan: FailoverPlan, skip: string[]): Promise<void> {
+  const workflowId = wf.workflowInfo().workflowId;
+  await rb.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, workflowId, timeoutSeconds: 30, skip }), {
+    note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
+  });
+  await rb.step('record', async () => {
+    await act.recordSyncStatus(await act.probeTopology(input.cluster));
+    if (input.mode === 'emergency') {
+      await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
+    }
+    await act.notify({ kind: 'completed', cluster: input.cluster, runbook: 'failover', workflowId, incidentId: input.incidentId, title: `failover ${input.cluster} completed`, text: `${plan.from.instance} → ${plan.to.instance}` });
+  });
+}
+
+function adopt(rb: Runbook, plan: FailoverPlan): void {
+  rb.regions = { from: plan.from.region, to: plan.to.region };
+  rb.details.plan = plan;
+}
+
+function dryRun(rb: Runbook, plan: FailoverPlan): FailoverResult {
+  for (const step of failoverSteps[plan.mode]) rb.skip(step, 'dry run: nothing changed');
+  rb.outcome = 'dry_run';
+  return { status: 'dry_run', plan };
+}
+
+function abort(rb: Runbook, plan: FailoverPlan, decision: 'rejected' | 'timed_out'): FailoverResult {
+  for (const step of failoverSteps[plan.mode]) rb.skip(step, `approval ${decision}: nothing changed`);
+  rb.outcome = decision;
+  return { status: decision, plan };
+}
+
+function title(input: FailoverInput, plan: FailoverPlan): string {
+  return `failover ${input.cluster}: ${plan.from.region} → ${plan.to.region} (${input.mode}) by ${input.requester}`;
+}
