@@ -193,21 +193,26 @@ export function createMysqlActivities({ config }: ActivityDeps) {
      */
     async repointReplica(input: InstanceRef & { newPrimary: string }): Promise<{ alreadyReplicating: boolean; fromPosition: string }> {
       const target = addressOf(config, input.cluster, input.newPrimary);
-      const primaryPos = await onInstance(config, { cluster: input.cluster, instance: input.newPrimary }, async (s) => position(await s.vars()));
       const repl = resolveCredential(getCluster(config, input.cluster).credentials.replication);
       return onInstance(config, input, async (s) => {
         const r = await s.replica();
-        const v = await s.vars();
         if (r && sameAddress(r, target) && r.sqlRunning === 'Yes' && r.ioRunning !== 'No') {
-          return { alreadyReplicating: true, fromPosition: position(v) };
+          return { alreadyReplicating: true, fromPosition: position(await s.vars()) };
         }
+        // Stop first, then read the position: a replica still applying would otherwise move past
+        // the position we read, and re-fetching from there is an out-of-order error under strict mode.
+        if (r) await s.exec(s.dialect.stopReplica());
+        const v = await s.vars();
+        // The new primary's position only grows: read it after this instance stopped moving, or
+        // events this instance received meanwhile (say, through a repointed old primary) look errant.
+        const primaryPos = await onInstance(config, { cluster: input.cluster, instance: input.newPrimary }, async (p) => position(await p.vars()));
         const errant = s.dialect.flavor === 'mariadb' ? mariaErrantDomains(position(v), primaryPos) : [];
         if (errant.length) {
+          if (r) await s.exec(s.dialect.startReplica()); // leave it as we found it
           const list = errant.map((e) => `domain ${e.domain} (${input.instance} at ${e.candidateSeq}, ${input.newPrimary} at ${e.primarySeq ?? 'none'})`).join(', ');
           throw refuse(`${input.instance} has transactions ${input.newPrimary} lacks: ${list}; it needs a reseed (failback), not a repoint`, 'ErrantTransactions');
         }
         if (!v.readOnly) for (const sql of s.dialect.setReadOnly(true)) await s.exec(sql);
-        if (r) await s.exec(s.dialect.stopReplica());
         if (s.dialect.flavor === 'mariadb') {
           const setPos = s.dialect.setGtidSlavePos(position(v));
           await s.exec(setPos.sql, setPos.params);

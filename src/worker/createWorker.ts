@@ -1,6 +1,6 @@
 /** The runbook worker: every workflow and activity, with the step-envelope interceptors. */
 import { fileURLToPath } from 'node:url';
-import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { RunbookConfig } from '../config/load';
 import { stepEnvelopeInterceptor } from './stepEnvelope';
@@ -20,6 +20,8 @@ export interface RunbookWorkerOptions {
   /** Activities beyond the engine's own (test fixtures). */
   extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
   identity?: string;
+  /** More activity interceptors (tests use one to crash the worker at a chosen point). */
+  activityInterceptors?: ActivityInterceptorsFactory[];
 }
 
 /** Bundle workflow code once, with the interceptors it needs. */
@@ -41,7 +43,7 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<W
     ...workflows,
     activities: { ...createActivities({ config: opts.config }), ...opts.extraActivities },
     interceptors: {
-      activity: [stepEnvelopeInterceptor],
+      activity: [stepEnvelopeInterceptor, ...(opts.activityInterceptors ?? [])],
       workflowModules: opts.workflowBundle ? [] : [WORKFLOW_INTERCEPTORS_PATH],
     },
     // In-flight activities get this long to finish on SIGTERM before the worker gives up on them;

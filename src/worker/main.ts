@@ -13,7 +13,7 @@ import { migrateControl } from '../control/store';
 import { connectClient, connectWorker, ensureSearchAttributes, temporalSettings } from '../temporal/client';
 import { createRunbookWorker, type RunbookWorkerOptions } from './createWorker';
 
-export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities'>> {
+export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities' | 'activityInterceptors'>> {
   env?: NodeJS.ProcessEnv;
 }
 

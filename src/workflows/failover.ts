@@ -49,10 +49,13 @@ const waits = wf.proxyActivities<Activities>({
 // A failover must never be started on a guess: confirming a failure is not retried.
 const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
 
-export const failoverSteps = {
-  planned: ['fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', 'repoint replicas', 'verify', 'record'],
-  emergency: ['fence old primary', 'stop replication IO', 'apply relay logs', 'promote candidate', 'switch traffic', 'repoint replicas', 'verify', 'record'],
-};
+/** The steps that change something, in order, as they would run for this plan. */
+export function changingSteps(plan: FailoverPlan): string[] {
+  const repoints = (plan.mode === 'planned' ? [plan.from.instance, ...plan.others] : plan.others).map((i) => `repoint ${i}`);
+  return plan.mode === 'planned'
+    ? ['fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', ...repoints, 'verify', 'record']
+    : ['promote candidate', 'switch traffic', ...repoints, 'verify', 'record'];
+}
 
 export async function failover(input: FailoverInput): Promise<FailoverResult> {
   const meta = { runbook: 'failover', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
@@ -219,13 +222,13 @@ function adopt(rb: Runbook, plan: FailoverPlan): void {
 }
 
 function dryRun(rb: Runbook, plan: FailoverPlan): FailoverResult {
-  for (const step of failoverSteps[plan.mode]) rb.skip(step, 'dry run: nothing changed');
+  for (const step of changingSteps(plan)) rb.skip(step, 'dry run: nothing changed');
   rb.outcome = 'dry_run';
   return { status: 'dry_run', plan };
 }
 
 function abort(rb: Runbook, plan: FailoverPlan, decision: 'rejected' | 'timed_out'): FailoverResult {
-  for (const step of failoverSteps[plan.mode]) rb.skip(step, `approval ${decision}: nothing changed`);
+  for (const step of changingSteps(plan)) rb.skip(step, `approval ${decision}: nothing changed`);
   rb.outcome = decision;
   return { status: decision, plan };
 }

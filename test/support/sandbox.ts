@@ -11,7 +11,8 @@ import { Sandbox } from '../../src/sandbox/sandbox';
 
 export const SHIPPED_SANDBOX = resolve('runbooks/sandbox.yaml');
 
-export function testSandboxConfig(name: string, basePort: number): RunbookConfig {
+/** `change` may edit the parsed YAML (policies, promotion rules) before it is written. */
+export function testSandboxConfig(name: string, basePort: number, change?: (doc: any) => void): RunbookConfig {
   const dir = mkdtempSync(join(tmpdir(), `runbook-${name}-`));
   const doc = YAML.parse(readFileSync(SHIPPED_SANDBOX, 'utf8'));
   doc.envFile = resolve('runbooks/sandbox.env');
@@ -21,13 +22,14 @@ export function testSandboxConfig(name: string, basePort: number): RunbookConfig
   for (const cluster of Object.values(doc.clusters) as { instances: { port: number }[] }[]) {
     for (const inst of cluster.instances) inst.port = next++;
   }
+  change?.(doc);
   const file = join(dir, 'sandbox.yaml');
   writeFileSync(file, YAML.stringify(doc));
   return loadConfig(file);
 }
 
-export async function startTestSandbox(name: string, basePort: number): Promise<{ config: RunbookConfig; sandbox: Sandbox }> {
-  const config = testSandboxConfig(name, basePort);
+export async function startTestSandbox(name: string, basePort: number, change?: (doc: any) => void): Promise<{ config: RunbookConfig; sandbox: Sandbox }> {
+  const config = testSandboxConfig(name, basePort, change);
   const sandbox = new Sandbox(config);
   await sandbox.up();
   return { config, sandbox };

@@ -1,0 +1,218 @@
+/**
+ * Planned switchover on the real sandbox and a real worker: no acknowledged write lost under a
+ * continuous load, five times back and forth; refusals that change nothing; a catch-up timeout
+ * that is compensated; approvals (approve, reject, four-eyes, allow-list, timeout); dry-run; and
+ * a replay of the recorded history (determinism).
+ */
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { RunbookConfig } from '../../src/config/load';
+import { failoverHistory, withControl } from '../../src/control/store';
+import { connect, instanceEndpoint } from '../../src/mysql/connect';
+import type { Sandbox } from '../../src/sandbox/sandbox';
+import { createRunbookWorker, WORKFLOW_INTERCEPTORS_PATH, WORKFLOWS_PATH } from '../../src/worker/createWorker';
+import type { FailoverResult } from '../../src/workflows/failover';
+import { approveSignal } from '../../src/workflows/approval';
+import { decide, runFailover, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
+import { eventually, startTestSandbox } from '../support/sandbox';
+import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
+
+const taskQueue = `failover-planned-${process.pid}`;
+let config: RunbookConfig;
+let sandbox: Sandbox;
+let client: Client;
+let worker: Worker;
+let workerRun: Promise<void>;
+let native: NativeConnection;
+
+beforeAll(async () => {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  ({ config, sandbox } = await startTestSandbox('failover-planned', 34800, (doc) => {
+    const orders = doc.clusters.orders;
+    orders.instances[2].promotion = 'never';
+    orders.thresholds.catchUpTimeoutSeconds = 3;
+    orders.approval.failover.planned = { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 0.1, remindEveryMinutes: 0.04 };
+  }));
+  await prepareLoadSchema(config, 'orders', 'orders-a');
+  native = await NativeConnection.connect({ address: inject('temporalAddress') });
+  worker = await createRunbookWorker({ connection: native, namespace: 'default', taskQueue, config });
+  workerRun = worker.run();
+  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRun;
+  await native?.close();
+  await client?.connection.close();
+  if (!process.env.KEEP_SANDBOX) await sandbox?.destroy();
+});
+
+async function onInstance(instance: string, ...statements: string[]): Promise<void> {
+  const conn = await connect(instanceEndpoint(config, 'orders', instance));
+  try {
+    for (const sql of statements) await conn.query(sql);
+  } finally {
+    conn.destroy();
+  }
+}
+
+/** Expect a failover to be refused with `message`, and the cluster to be exactly as before. */
+async function expectRefusedUnchanged(input: Parameters<typeof startFailover>[2], message: RegExp): Promise<string> {
+  const before = await shape(config);
+  const handle = await startFailover(client, taskQueue, input);
+  const err = await handle.result().catch((e) => e);
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  expect(err.cause.message).toMatch(message);
+  expect(await shape(config)).toEqual(before);
+  return handle.workflowId;
+}
+
+describe('planned switchover', () => {
+  it('dry-run prints the plan and changes nothing', async () => {
+    const before = await shape(config);
+    const handle = await startFailover(client, taskQueue, { dryRun: true });
+    const result = (await handle.result()) as FailoverResult;
+    expect(result.status).toBe('dry_run');
+    expect(result.plan).toMatchObject({ from: { instance: 'orders-a', region: 'region-a' }, to: { instance: 'orders-b', region: 'region-b' }, lagSeconds: 0 });
+    expect(await shape(config)).toEqual(before);
+    const log = await stepLog(config, handle.workflowId);
+    expect(log.filter((r) => r.status === 'skipped').map((r) => r.step)).toEqual([
+      'fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', 'repoint orders-a', 'repoint orders-c', 'verify', 'record',
+    ]);
+    expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'dry_run' });
+  });
+
+  it('refuses a "never" candidate, changing nothing', async () => {
+    await expectRefusedUnchanged({ target: 'orders-c' }, /orders-c has promotion rule "never"/);
+  });
+
+  it('refuses a candidate with broken replication, changing nothing', async () => {
+    await onInstance('orders-b', 'STOP SLAVE IO_THREAD');
+    try {
+      await expectRefusedUnchanged({ target: 'region-b' }, /replication on orders-b is broken: IO thread No/);
+    } finally {
+      await onInstance('orders-b', 'START SLAVE');
+    }
+  });
+
+  it('refuses a lagging candidate (SQL thread stopped), changing nothing', async () => {
+    await onInstance('orders-b', 'STOP SLAVE SQL_THREAD');
+    await onInstance('orders-a', "INSERT INTO loadtest.acks VALUES (-1, 'lag', NOW(6))");
+    try {
+      await expectRefusedUnchanged({ target: 'region-b' }, /orders-b .*(SQL thread No|lags)/);
+    } finally {
+      await onInstance('orders-b', 'START SLAVE');
+    }
+  });
+
+  it('rejects: nothing changes and the run ends as rejected', async () => {
+    const before = await shape(config);
+    const handle = await startFailover(client, taskQueue, {});
+    await waitForApprovalRequest(handle);
+    expect(await decide(handle, 'reject', 'alice')).toEqual({ accepted: true, status: 'rejected' });
+    expect(((await handle.result()) as FailoverResult).status).toBe('rejected');
+    expect(await shape(config)).toEqual(before);
+    const log = await stepLog(config, handle.workflowId);
+    expect(log).toContainEqual({ seq: expect.any(Number), step: 'reject by alice via test', status: 'rejected' });
+    expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'rejected' });
+  });
+
+  it('refuses self-approval and an unlisted approver, logs both, then proceeds on a valid signal', async () => {
+    const handle = await startFailover(client, taskQueue, { requester: 'alice' });
+    await waitForApprovalRequest(handle);
+    expect(await decide(handle, 'approve', 'alice')).toEqual({ accepted: false, status: 'pending', reason: 'four-eyes: alice requested this run and may not approve it' });
+    expect(await decide(handle, 'approve', 'mallory')).toEqual({ accepted: false, status: 'pending', reason: 'mallory is not an approver (alice, bob)' });
+    expect((await stateOf(handle)).details.approval).toMatchObject({ status: 'pending' });
+    await handle.signal(approveSignal, { approver: 'bob', channel: 'slack', comment: 'lgtm' });
+    expect(((await handle.result()) as FailoverResult).status).toBe('succeeded');
+    const rows = await withControl(config, (c) => failoverHistory(c, { workflowId: handle.workflowId, pageSize: 100 }));
+    const refused = rows.filter((r) => r.status === 'refused').reverse();
+    expect(refused.map((r) => [r.step, (r.detail as { reason: string }).reason])).toEqual([
+      ['approve by alice via test', 'four-eyes: alice requested this run and may not approve it'],
+      ['approve by mallory via test', 'mallory is not an approver (alice, bob)'],
+    ]);
+    expect(rows.find((r) => r.status === 'approved')).toMatchObject({ step: 'approve by bob via slack', detail: { approver: 'bob', channel: 'slack', comment: 'lgtm' } });
+    expect(await shape(config)).toMatchObject({ primary: 'orders-b', writable: ['orders-b'], problems: [] });
+    // back to orders-a for the tests that follow
+    expect((await runFailover(client, taskQueue, { target: 'region-a' })).result.status).toBe('succeeded');
+  });
+
+  it('times out an unanswered approval, with reminders, and changes nothing', async () => {
+    const before = await shape(config);
+    const handle = await startFailover(client, taskQueue, {});
+    expect(((await handle.result()) as FailoverResult).status).toBe('timed_out');
+    expect(await shape(config)).toEqual(before);
+    const log = await stepLog(config, handle.workflowId);
+    expect(log.filter((r) => r.status === 'reminded').length).toBeGreaterThanOrEqual(1);
+    expect(log.filter((r) => r.step === 'fence old primary').map((r) => r.status)).toEqual(['skipped']);
+    expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'timed_out' });
+    const sa = (await handle.describe()).typedSearchAttributes.getAll().find((p) => p.key.name === 'RunbookStatus');
+    expect(sa?.value).toBe('timed_out');
+  });
+
+  it('compensates a catch-up timeout: the old primary is writable again and the run fails with the reason', async () => {
+    const lock = await connect(instanceEndpoint(config, 'orders', 'orders-b'));
+    try {
+      // The candidate's SQL thread blocks on this lock, so it cannot catch up.
+      await lock.query('LOCK TABLES loadtest.acks WRITE');
+      await onInstance('orders-a', "INSERT INTO loadtest.acks VALUES (-2, 'blocked', NOW(6))");
+      const handle = await startFailover(client, taskQueue, { target: 'region-b' });
+      await waitForApprovalRequest(handle);
+      await decide(handle, 'approve', 'bob');
+      const err = await handle.result().catch((e) => e);
+      expect(err.cause.message).toMatch(/^step "wait for catch-up" failed \(precondition\): orders-b did not apply up to 0-34801-\d+ within 3 s/);
+      const log = await stepLog(config, handle.workflowId);
+      expect(log.filter((r) => r.step === 'unfence old primary (compensation)').map((r) => r.status)).toEqual(['started', 'succeeded']);
+      expect(log.some((r) => r.step === 'promote candidate')).toBe(false);
+      expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-a': null, 'orders-b': 'orders-a', 'orders-c': 'orders-a' } });
+    } finally {
+      await lock.query('UNLOCK TABLES');
+      lock.destroy();
+    }
+    await eventually('orders-b caught up again', async () => (await shape(config)).problems.length === 0);
+  });
+
+  it('five switchovers back and forth under continuous writes lose no acknowledged write', async () => {
+    const load = new WriteLoad(config, 'orders', 'orders-a');
+    load.start();
+    await eventually('writes flowing', async () => load.acks.length > 20);
+    const workflowIds: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const target = i % 2 === 0 ? 'orders-b' : 'orders-a';
+      const { result, workflowId } = await runFailover(client, taskQueue, { target, reason: `switchover ${i + 1}` });
+      workflowIds.push(workflowId);
+      expect(result.status).toBe('succeeded');
+      const other = target === 'orders-a' ? 'orders-b' : 'orders-a';
+      expect(await shape(config)).toMatchObject({ primary: target, writable: [target], sources: { [target]: null, [other]: target, 'orders-c': target } });
+      const acked = load.acks.length;
+      await eventually(`writes on ${target}`, async () => load.acks.length > acked + 10 && load.acks.at(-1)!.instance === target);
+    }
+    await load.stop();
+    expect(load.unavailabilityWindows().map((w) => `${w.from}→${w.to}`)).toEqual([
+      'orders-a→orders-b', 'orders-b→orders-a', 'orders-a→orders-b', 'orders-b→orders-a', 'orders-a→orders-b',
+    ]);
+    await eventually('replicas caught up', async () => (await shape(config)).problems.length === 0);
+    for (const instance of ['orders-b', 'orders-a', 'orders-c']) expect(await load.missingOn(instance)).toEqual([]);
+    expect(load.acks.length).toBeGreaterThan(100);
+
+    // Each step once per run, and the seed-style summary row.
+    const rows = await withControl(config, (c) => failoverHistory(c, { workflowId: workflowIds[4], pageSize: 100 }));
+    const keys = rows.map((r) => `${r.step_seq}:${r.status}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(rows[0]).toMatchObject({ step: 'runbook', status: 'succeeded', from_region: 'region-a', to_region: 'region-b', operator: 'carol', reason: 'switchover 5' });
+  });
+
+  it('replays a recorded switchover history deterministically', async () => {
+    const { workflowId } = await runFailover(client, taskQueue, { target: 'orders-a' });
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH, interceptors: { workflowModules: [WORKFLOW_INTERCEPTORS_PATH] } }, history, workflowId);
+  });
+
+  it('refuses a candidate with an errant transaction, changing nothing', async () => {
+    // A write on the replica itself (root bypasses read_only): a GTID the primary never had.
+    await onInstance('orders-b', "INSERT INTO loadtest.acks VALUES (-3, 'errant', NOW(6))");
+    await expectRefusedUnchanged({ target: 'orders-b' }, /orders-b has errant transactions the primary lacks: domain 0/);
+  });
+});
