@@ -291,11 +291,11 @@ export function createMysqlActivities({ config }: ActivityDeps) {
     },
 
     /**
-     * Verify the result: a heartbeat write on the new primary, every other reachable instance
+     * Verify the result: a heartbeat write on the new primary, every instance that was repointed
      * replicating from it with both threads running and that write applied, and exactly one
      * writable instance in the cluster.
      */
-    async verifyCluster(input: { cluster: string; primary: string; workflowId: string; timeoutSeconds: number; skip?: string[] }): Promise<{ heartbeatPosition: string; replicas: string[] }> {
+    async verifyCluster(input: { cluster: string; primary: string; replicas: string[]; workflowId: string; timeoutSeconds: number }): Promise<{ heartbeatPosition: string; replicas: string[] }> {
       const primaryRef = { cluster: input.cluster, instance: input.primary };
       const heartbeatPosition = await onInstance(config, primaryRef, async (s) => {
         await s.exec('CREATE DATABASE IF NOT EXISTS runbook_heartbeat');
@@ -303,7 +303,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
         await s.exec('REPLACE INTO runbook_heartbeat.heartbeat VALUES (1, UTC_TIMESTAMP(3), ?, ?)', [input.primary, input.workflowId]);
         return (await s.vars()).gtid.binlogPos ?? position(await s.vars());
       });
-      const others = getCluster(config, input.cluster).instances.map((i) => i.name).filter((n) => n !== input.primary && !input.skip?.includes(n));
+      const others = input.replicas;
       const deadline = Date.now() + input.timeoutSeconds * 1000;
       for (;;) {
         heartbeat();

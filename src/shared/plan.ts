@@ -238,7 +238,8 @@ export function planSwitchover(topology: Topology, policy: ClusterPolicy, target
     cluster: policy.cluster,
     from: { instance: primaryName, region: primary.region, address: primary.address },
     to: { instance: to.instance, region: to.region, address: to.address },
-    others: rest.map((i) => i.instance),
+    // Only what can be reached is repointed; the rest is named in the risks.
+    others: rest.filter((i) => i.reachable).map((i) => i.instance),
     lagSeconds: chosen.lag,
     positions: { primary: primaryCur.pos, candidate: chosen.pos },
     risks,
@@ -368,7 +369,7 @@ export function planEmergency(input: {
   for (const n of others) {
     const p = replicas.find((r) => r.instance === n);
     if (!p) {
-      risks.push(`${n} was not probed and may not be repointed`);
+      risks.push(`${n} was not probed and will not be repointed`);
       continue;
     }
     if (!p.reachable) {
@@ -389,7 +390,8 @@ export function planEmergency(input: {
     cluster: policy.cluster,
     from: { instance: primary, region: conf.region, address: conf.address },
     to: { instance: to.instance, region: to.region, address: to.address },
-    others,
+    // Only what can be reached is repointed; the rest is named in the risks.
+    others: others.filter((n) => replicas.some((r) => r.instance === n && r.reachable)),
     lagSeconds: null,
     positions: { primary: primaryLastKnown ?? 'unknown', candidate: chosen.pos },
     risks,

@@ -105,7 +105,7 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
   await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${p.position}` });
   await switchTraffic(rb, input, plan);
   await repoint(rb, plan, [plan.from.instance, ...plan.others]);
-  await verifyAndRecord(rb, input, plan, []);
+  await verifyAndRecord(rb, input, plan, [plan.from.instance, ...plan.others]);
   return { status: 'succeeded', plan };
 }
 
@@ -150,19 +150,23 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${p.position}` });
   await switchTraffic(rb, input, plan);
   await repoint(rb, plan, plan.others);
-  await verifyAndRecord(rb, input, plan, [plan.from.instance]);
+  await verifyAndRecord(rb, input, plan, plan.others);
   return { status: 'succeeded', plan };
 }
 
 /** Read-only if it still answers; else the configured STONITH hooks; else a human must decide. */
 async function fenceUnreachable(rb: Runbook, input: FailoverInput, primary: string): Promise<{ confirmed: boolean; how: string }> {
   try {
-    const f = await act.fenceOldPrimary({ cluster: input.cluster, instance: primary });
+    const f = await once.fenceOldPrimary({ cluster: input.cluster, instance: primary });
     return { confirmed: true, how: `read-only at ${f.finalPosition}` };
   } catch {
-    const results = await act.runHooks({ cluster: input.cluster, kind: 'fencing', env: hookEnv(input, primary, primary, rb) });
-    if (results.length && results.every((r) => r.ok)) return { confirmed: true, how: `fencing hook(s) ${results.map((r) => r.name).join(', ')} succeeded` };
-    return { confirmed: false, how: results.length ? 'a fencing hook failed: fencing not confirmed' : 'unreachable and no fencing hook configured: fencing not confirmed' };
+    try {
+      const results = await once.runHooks({ cluster: input.cluster, kind: 'fencing', env: hookEnv(input, primary, primary, rb) });
+      if (results.length && results.every((r) => r.ok)) return { confirmed: true, how: `fencing hook(s) ${results.map((r) => r.name).join(', ')} succeeded` };
+      return { confirmed: false, how: results.length ? 'a fencing hook failed: fencing not confirmed' : 'unreachable and no fencing hook configured: fencing not confirmed' };
+    } catch (err) {
+      return { confirmed: false, how: `fencing not confirmed: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}` };
+    }
   }
 }
 
@@ -202,9 +206,9 @@ async function repoint(rb: Runbook, plan: FailoverPlan, instances: string[]): Pr
   }
 }
 
-async function verifyAndRecord(rb: Runbook, input: FailoverInput, plan: FailoverPlan, skip: string[]): Promise<void> {
+async function verifyAndRecord(rb: Runbook, input: FailoverInput, plan: FailoverPlan, replicas: string[]): Promise<void> {
   const workflowId = wf.workflowInfo().workflowId;
-  await rb.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, workflowId, timeoutSeconds: 30, skip }), {
+  await rb.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
     note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
   });
   await rb.step('record', async () => {

@@ -3,7 +3,6 @@
  * middle of a step and restarted, the run completes with each audit row once; SIGTERM shuts it
  * down gracefully; its Prometheus endpoint serves the SDK's metrics.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
@@ -11,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { failoverHistory, withControl } from '../../src/control/store';
 import type { Sandbox } from '../../src/sandbox/sandbox';
-import { freePort } from '../../src/temporal/devServer';
+import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
 import type { RunbookState } from '../../src/workflows/runbook';
 import { threeSteps } from '../fixtures/workflows';
 import { eventually, startTestSandbox } from '../support/sandbox';
@@ -20,39 +19,8 @@ const taskQueue = `worker-process-${process.pid}`;
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let client: Client;
-const children: ChildProcess[] = [];
 
-interface WorkerChild {
-  proc: ChildProcess;
-  output: () => string;
-  metricsAddress: string;
-}
-
-async function startWorker(): Promise<WorkerChild> {
-  const metricsAddress = `127.0.0.1:${await freePort()}`;
-  // node --import tsx, not the tsx CLI: that one is a wrapper process, and a SIGKILL sent to it
-  // would leave the real worker running.
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/workerEntry.ts'], {
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: inject('temporalAddress'),
-      TEMPORAL_NAMESPACE: 'default',
-      RUNBOOK_CONFIG: config.files[0],
-      RUNBOOK_TASK_QUEUE: taskQueue,
-      RUNBOOK_METRICS_ADDRESS: metricsAddress,
-      RUNBOOK_LOG_LEVEL: 'WARN',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(proc);
-  let output = '';
-  proc.stdout!.on('data', (d) => (output += d));
-  proc.stderr!.on('data', (d) => (output += d));
-  const exited = once(proc, 'exit').then(([code]) => Promise.reject(new Error(`worker exited (${code}) before it was ready:\n${output}`)));
-  await Promise.race([eventually('worker ready', async () => output.includes('worker ready'), 60_000), exited]);
-  exited.catch(() => {});
-  return { proc, output: () => output, metricsAddress };
-}
+const startWorker = () => startWorkerProcess(config, taskQueue);
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('worker-process', 34400));
@@ -60,7 +28,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killWorkerProcesses();
   await client?.connection.close();
   await sandbox?.destroy();
 });

@@ -324,10 +324,10 @@ describe('describePlan', () => {
         '**Emergency failover** of `orders`: `orders-a` (region-a, 10.0.0.1:3306) → `orders-b` (region-b, 10.0.0.2:3306)',
         '- Measured lag: not measured',
         '- GTID positions: old primary last known `0-1-120`, candidate `0-1-117`',
-        '- Replicas to repoint: orders-c',
+        '- Replicas to repoint: none',
         "- Expected loss: orders-b lacks 3 transaction(s) of the old primary's last known position (0-1-120 vs 0-1-117)",
         '- Risks:',
-        '  - orders-c was not probed and may not be repointed',
+        '  - orders-c was not probed and will not be repointed',
       ].join('\n'),
     );
   });
