@@ -149,7 +149,7 @@ function allReasons(assessed: Assessed[]): string[] {
 // Planned switchover
 // ---------------------------------------------------------------------------
 
-function assessPlanned(p: InstanceProbe, primary: string, primaryPos: string, policy: ClusterPolicy): Assessed {
+function assessPlanned(p: InstanceProbe, primary: string, primaryPos: string, primaryServerId: number | undefined, policy: ClusterPolicy): Assessed {
   const { promotion, reasons } = baseReasons(p, policy);
   const name = p.instance;
   const r = p.replication;
@@ -171,10 +171,13 @@ function assessPlanned(p: InstanceProbe, primary: string, primaryPos: string, po
     return out;
   }
   out.pos = cur.pos;
-  const errant = mariaErrantDomains(cur.pos, primaryPos);
+  const primarySeqs = seqs(primaryPos);
+  const candSeqs = seqs(cur.pos);
+  // Instances are probed concurrently under live writes: a replica read after the primary can be
+  // ahead with transactions the primary itself wrote since. Only GTIDs written by another server
+  // are errant.
+  const errant = mariaErrantDomains(cur.pos, primaryPos).filter((e) => primaryServerId === undefined || candSeqs.get(e.domain)?.server !== primaryServerId);
   if (errant.length > 0) {
-    const primarySeqs = seqs(primaryPos);
-    const candSeqs = seqs(cur.pos);
     const domains = errant.map((e) => {
       const sameSeq = e.primarySeq !== null && e.primarySeq === e.candidateSeq;
       const differ = sameSeq && primarySeqs.get(e.domain)?.server !== candSeqs.get(e.domain)?.server;
@@ -203,11 +206,11 @@ export function planSwitchover(topology: Topology, policy: ClusterPolicy, target
   const notProbed: string[] = [];
   if (resolved.names === null) {
     if (others.length === 0) return refuse([`no replica of ${primaryName} to promote`]);
-    for (const i of others) assessed.push(assessPlanned(i, primaryName, primaryCur.pos, policy));
+    for (const i of others) assessed.push(assessPlanned(i, primaryName, primaryCur.pos, primary.serverId, policy));
   } else {
     for (const n of resolved.names) {
       const i = others.find((o) => o.instance === n);
-      if (i) assessed.push(assessPlanned(i, primaryName, primaryCur.pos, policy));
+      if (i) assessed.push(assessPlanned(i, primaryName, primaryCur.pos, primary.serverId, policy));
       else notProbed.push(`${n} was not probed`);
     }
   }

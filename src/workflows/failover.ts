@@ -35,9 +35,10 @@ export interface FailoverResult {
   plan: FailoverPlan;
 }
 
-// Quick, idempotent statements: retried a few times, each attempt bounded.
+// Quick, idempotent statements: retried a few times, each attempt bounded (fencing may wait 5 s
+// for a running write, end sessions and wait again); a worker dying mid-call is noticed by then.
 const act = wf.proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
+  startToCloseTimeout: '15s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumAttempts: 4 },
 });
 // Waits that heartbeat: a dead worker is noticed within seconds and the wait resumes elsewhere.

@@ -68,7 +68,7 @@ export interface StepOptions<T> {
 
 // Audit writes retry without limit: the rows must arrive, and the run waits for them only at its end.
 const { recordAudit } = wf.proxyActivities<Activities>({
-  startToCloseTimeout: '15s',
+  startToCloseTimeout: '5s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
 });
 
@@ -257,7 +257,7 @@ export class Runbook {
       wf.CancellationScope.nonCancellable(async () => {
         while (this.auditQueue.length) {
           const batch = this.auditQueue.slice(0, 100);
-          await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '15s' }, [batch]);
+          await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '5s' }, [batch]);
           this.auditQueue.splice(0, batch.length);
         }
       }),

@@ -121,6 +121,16 @@ describe('planSwitchover', () => {
     expect(plan(planSwitchover(t, policy)).to.instance).toBe('orders-c');
   });
 
+  it('does not mistake the primary\'s own newer writes, read after it was probed, for errant ones', () => {
+    const primary = { ...primaryA('0-1-10'), serverId: 1 };
+    const raced = buildTopology('orders', [primary, replica('orders-b', '0-1-12'), replica('orders-c')]);
+    expect(plan(planSwitchover(raced, policy, 'orders-b')).to.instance).toBe('orders-b');
+    const foreign = buildTopology('orders', [primary, replica('orders-b', '0-2-12'), replica('orders-c')]);
+    expect(refusals(planSwitchover(foreign, policy, 'orders-b'))).toEqual([
+      'orders-b has errant transactions the primary lacks: domain 0 (orders-b at seq 12, primary at 10)',
+    ]);
+  });
+
   it('refuses broken replication', () => {
     const t = buildTopology('orders', [
       primaryA(),
