@@ -1,10 +1,10 @@
 /**
  * The main job (`./dev drill`): bring up the embedded default (a Temporal dev server with its Web
- * UI, the local MariaDB sandbox), show the live topology, run a runbook through the real worker,
- * and print its audit trail from failover_log. The stack is left running for the Web UI;
+ * UI, the local MariaDB sandbox), show the live topology, run a health check and a planned
+ * switchover through the real worker, and print their audit trails from failover_log. The stack is left running for the Web UI;
  * `runbook sandbox down` and `runbook temporal down` stop it.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { RunbookConfig } from '../config/load';
@@ -16,10 +16,25 @@ import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttr
 import { startDevServer } from '../temporal/devServer';
 import { createRunbookWorker } from '../worker/createWorker';
 import { healthCheck } from '../workflows';
+import { temporalSettings } from '../temporal/client';
+import { failoverWorkflowId, startFailover } from './runbooks';
 import { printHistory, printSyncStatus, printTopology } from './output';
 
+function approvalNote(config: RunbookConfig, cluster: string): string {
+  const rule = config.clusters[cluster]!.approval.failover?.planned;
+  return rule?.mode === 'auto' ? 'auto-approved by the cluster policy' : `approve it from another terminal: bin/runbook approve <workflow> --as ${rule?.approvers[0] ?? 'NAME'}`;
+}
+
+async function printTrail(config: RunbookConfig, workflowId: string, uiUrl: string | null, namespace: string): Promise<void> {
+  const rows = await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 200 }));
+  console.log(`audit trail of ${workflowId} from failover_log:`);
+  printHistory(rows.reverse(), 1);
+  if (uiUrl) console.log(`in the Temporal UI: ${uiUrl}/namespaces/${namespace}/workflows/${workflowId}`);
+}
+
+/** Beside the sandbox's datadirs, not inside: `sandbox destroy` must not orphan the dev server. */
 export function temporalStateDir(config: RunbookConfig): string {
-  return join(config.sandboxDir, 'temporal');
+  return join(dirname(config.sandboxDir), 'temporal');
 }
 
 const heading = (text: string) => console.log(`\n== ${text}`);
@@ -56,36 +71,42 @@ export async function runDrill(config: RunbookConfig): Promise<void> {
   const connection = await NativeConnection.connect({ address });
   const clientConnection = await Connection.connect({ address });
   const client = new Client({ connection: clientConnection, namespace });
-  const taskQueue = `drill-${process.pid}`;
+  const { taskQueue } = temporalSettings();
   const worker = await createRunbookWorker({ connection, namespace, taskQueue, config });
+  const workerRun = worker.run();
   const operator = process.env.USER || 'drill';
+  const stamp = new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14);
   try {
     for (const cluster of Object.keys(config.clusters)) {
-      const incidentId = `drill-${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}`;
+      const incidentId = `DRILL-${stamp}`;
       const workflowId = `health-check-${cluster}-${incidentId}`;
-      heading(`runbook health-check on ${cluster} (workflow ${workflowId})`);
-      await worker.runUntil(
-        client.workflow.execute(healthCheck, {
-          taskQueue,
-          workflowId,
-          args: [{ cluster, operator, incidentId, reason: 'drill' }],
-          staticSummary: `health-check ${cluster} by ${operator} (drill)`,
-          typedSearchAttributes: [
-            { key: RunbookType, value: 'health-check' },
-            { key: Cluster, value: cluster },
-            { key: IncidentId, value: incidentId },
-            { key: Operator, value: operator },
-          ],
-        }),
-      );
-      const rows = await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 100 }));
-      console.log('audit trail from failover_log:');
-      printHistory(rows.reverse(), 1);
-      if (uiUrl) console.log(`in the Temporal UI: ${uiUrl}/namespaces/${namespace}/workflows/${workflowId}`);
+      heading(`runbook health-check on ${cluster}`);
+      await client.workflow.execute(healthCheck, {
+        taskQueue,
+        workflowId,
+        args: [{ cluster, operator, incidentId, reason: 'drill' }],
+        staticSummary: `health-check ${cluster} by ${operator} (drill)`,
+        typedSearchAttributes: [
+          { key: RunbookType, value: 'health-check' },
+          { key: Cluster, value: cluster },
+          { key: IncidentId, value: incidentId },
+          { key: Operator, value: operator },
+        ],
+      });
+      await printTrail(config, workflowId, uiUrl, namespace);
+
+      heading(`runbook failover on ${cluster}: a planned switchover (${approvalNote(config, cluster)})`);
+      const code = await startFailover({ cluster, reason: 'drill: planned switchover', as: operator, incident: incidentId }, client);
+      await printTrail(config, failoverWorkflowId(cluster, incidentId), uiUrl, namespace);
+      if (code !== 0) throw new Error(`the drill's switchover did not succeed (exit ${code}); see the trail above`);
+      heading(`live topology of ${cluster} after the switchover`);
+      printTopology(await probeTopology(config, cluster));
     }
     heading('sync_status');
     printSyncStatus(await withControl(config, (c) => listSyncStatus(c)));
   } finally {
+    worker.shutdown();
+    await workerRun;
     await connection.close();
     await clientConnection.close();
   }

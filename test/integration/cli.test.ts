@@ -22,7 +22,7 @@ async function runbook(...args: string[]): Promise<{ code: number; stdout: strin
 }
 
 beforeAll(async () => {
-  ({ config, sandbox } = await startTestSandbox('cli', 34500));
+  ({ config, sandbox } = await startTestSandbox('cli', 24500));
   await migrateControl(config);
 });
 afterAll(() => sandbox?.destroy());
@@ -32,7 +32,7 @@ describe('runbook CLI', () => {
     const human = await runbook('topology', 'orders');
     expect(human.code).toBe(0);
     expect(human.stdout).toContain('cluster orders: primary orders-a');
-    expect(human.stdout).toMatch(/orders-b\s*│ region-b\s*│ 127\.0\.0\.1:34502 │ replica\s*│ ON/);
+    expect(human.stdout).toMatch(/orders-b\s*│ region-b\s*│ 127\.0\.0\.1:24502 │ replica\s*│ ON/);
     const json = JSON.parse((await runbook('topology', 'orders', '--json')).stdout);
     expect(json.primary).toBe('orders-a');
     expect(json.instances.map((i: { instance: string; role: string }) => `${i.instance}:${i.role}`)).toEqual(['orders-a:primary', 'orders-b:replica', 'orders-c:replica']);

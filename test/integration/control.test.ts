@@ -9,7 +9,7 @@ import { Sandbox } from '../../src/sandbox/sandbox';
 import { testSandboxConfig } from '../support/sandbox';
 
 describe('control schema', () => {
-  const config = testSandboxConfig('control', 34200);
+  const config = testSandboxConfig('control', 24200);
   const sandbox = new Sandbox(config);
   let conn: Conn;
 

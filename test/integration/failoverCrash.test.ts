@@ -19,7 +19,7 @@ let sandbox: Sandbox;
 let client: Client;
 
 beforeAll(async () => {
-  ({ config, sandbox } = await startTestSandbox('failover-crash', 35000));
+  ({ config, sandbox } = await startTestSandbox('failover-crash', 25000));
   await prepareLoadSchema(config, 'orders', 'orders-a');
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
 });

@@ -32,7 +32,7 @@ let native: NativeConnection;
 
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  ({ config, sandbox } = await startTestSandbox('failover-emergency', 34900, (doc) => {
+  ({ config, sandbox } = await startTestSandbox('failover-emergency', 24900, (doc) => {
     const orders = doc.clusters.orders;
     orders.approval.failover.emergency = { mode: 'auto' };
     // A stand-in STONITH: succeeds only once the test says the host is fenced.

@@ -28,7 +28,7 @@ let native: NativeConnection;
 
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  ({ config, sandbox } = await startTestSandbox('failover-planned', 34800, (doc) => {
+  ({ config, sandbox } = await startTestSandbox('failover-planned', 24800, (doc) => {
     const orders = doc.clusters.orders;
     orders.instances[2].promotion = 'never';
     orders.thresholds.catchUpTimeoutSeconds = 3;
@@ -162,7 +162,7 @@ describe('planned switchover', () => {
       await waitForApprovalRequest(handle);
       await decide(handle, 'approve', 'bob');
       const err = await handle.result().catch((e) => e);
-      expect(err.cause.message).toMatch(/^step "wait for catch-up" failed \(precondition\): orders-b did not apply up to 0-34801-\d+ within 3 s/);
+      expect(err.cause.message).toMatch(/^step "wait for catch-up" failed \(precondition\): orders-b did not apply up to 0-24801-\d+ within 3 s/);
       const log = await stepLog(config, handle.workflowId);
       expect(log.filter((r) => r.step === 'unfence old primary (compensation)').map((r) => r.status)).toEqual(['started', 'succeeded']);
       expect(log.some((r) => r.step === 'promote candidate')).toBe(false);

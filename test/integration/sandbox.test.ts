@@ -24,7 +24,7 @@ function ourMariadbds(config: RunbookConfig): number[] {
 }
 
 describe('sandbox', () => {
-  const config = testSandboxConfig('sandbox', 34100);
+  const config = testSandboxConfig('sandbox', 24100);
   const sandbox = new Sandbox(config);
 
   beforeAll(async () => {
@@ -80,7 +80,7 @@ describe('sandbox', () => {
       expect(byName[r]!.gtid!.slavePos).toBe(byName['orders-a']!.gtid!.binlogPos);
     }
     // Three transactions on the primary (create database, create table, insert), domain 0.
-    expect(byName['orders-a']!.gtid!.binlogPos).toMatch(/^0-34101-3$/);
+    expect(byName['orders-a']!.gtid!.binlogPos).toMatch(/^0-24101-3$/);
     expect(new Set(t.instances.map((i) => i.serverId)).size).toBe(3);
   });
 
@@ -116,12 +116,12 @@ describe('sandbox', () => {
 describe('sandbox on a taken port', () => {
   it('refuses with one line naming the port and the instance, and starts nothing', async () => {
     const { createServer } = await import('node:net');
-    const config = testSandboxConfig('sandbox-busy', 34150);
-    const squatter = createServer().listen(34152, '127.0.0.1');
+    const config = testSandboxConfig('sandbox-busy', 24150);
+    const squatter = createServer().listen(24152, '127.0.0.1');
     await new Promise((r) => squatter.once('listening', r));
     try {
       const sandbox = new Sandbox(config);
-      await expect(sandbox.up()).rejects.toThrow('sandbox: port 34152 for orders/orders-b is already in use by another process');
+      await expect(sandbox.up()).rejects.toThrow('sandbox: port 24152 for orders/orders-b is already in use by another process');
       expect(ourMariadbds(config)).toEqual([]);
       expect(existsSync(config.sandboxDir)).toBe(false);
     } finally {

@@ -26,7 +26,7 @@ let nativeConnection: NativeConnection;
 
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  ({ config, sandbox } = await startTestSandbox('step-helper', 34300));
+  ({ config, sandbox } = await startTestSandbox('step-helper', 24300));
   const address = inject('temporalAddress');
   nativeConnection = await NativeConnection.connect({ address });
   worker = await createRunbookWorker({

@@ -12,7 +12,7 @@ describe('writer endpoint', () => {
   let traffic: ReturnType<typeof createTrafficActivities>;
 
   beforeAll(async () => {
-    ({ config, sandbox } = await startTestSandbox('traffic', 34700));
+    ({ config, sandbox } = await startTestSandbox('traffic', 24700));
     expect(await migrateControl(config)).toContain(2);
     traffic = createTrafficActivities({ config });
   });

@@ -23,7 +23,7 @@ let client: Client;
 const startWorker = () => startWorkerProcess(config, taskQueue);
 
 beforeAll(async () => {
-  ({ config, sandbox } = await startTestSandbox('worker-process', 34400));
+  ({ config, sandbox } = await startTestSandbox('worker-process', 24400));
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
 });
 

@@ -53,12 +53,12 @@ describe('cluster config', () => {
 
   it('a duplicate port names both users of it', () => {
     const file = variant((d) => (d.clusters.orders.instances[2].port = d.clusters.orders.instances[0].port));
-    expect(errorOf(file)).toBe(`${file}: clusters.orders.instances[2].port: duplicate port 33101 on 127.0.0.1, already used by orders/orders-a`);
+    expect(errorOf(file)).toBe(`${file}: clusters.orders.instances[2].port: duplicate port 23101 on 127.0.0.1, already used by orders/orders-a`);
   });
 
   it('a port shared with the control database is a duplicate too', () => {
     const file = variant((d) => (d.clusters.orders.instances[1].port = d.control.port));
-    expect(errorOf(file)).toMatch(/instances\[1\]\.port: duplicate port 33100 on 127.0.0.1, already used by control/);
+    expect(errorOf(file)).toMatch(/instances\[1\]\.port: duplicate port 23100 on 127.0.0.1, already used by control/);
   });
 
   it('a literal password is refused, and says what to write instead', () => {
