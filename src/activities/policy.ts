@@ -1,5 +1,5 @@
 /** The non-secret policy a runbook decides with, read from the worker's own config. */
-import { getCluster } from '../config/load';
+import { getCluster, type RunbookConfig } from '../config/load';
 import type { ApprovalRule } from '../config/schema';
 import type { ClusterPolicy } from '../shared/failover';
 import type { ActivityDeps } from './deps';
@@ -7,9 +7,7 @@ import type { ActivityDeps } from './deps';
 /** When a cluster says nothing about a runbook, a human decides: the safe default. */
 const REQUIRE_A_HUMAN: ApprovalRule = { mode: 'required', approvers: [], fourEyes: true, timeoutMinutes: 15, remindEveryMinutes: 5 };
 
-export function createPolicyActivities({ config }: ActivityDeps) {
-  return {
-    async clusterPolicy(input: { cluster: string; runbook: string; mode: string }): Promise<ClusterPolicy> {
+export function clusterPolicyOf(config: RunbookConfig, input: { cluster: string; runbook: string; mode: string }): ClusterPolicy {
       const c = getCluster(config, input.cluster);
       const a = c.approval;
       const approval = a[input.runbook]?.[input.mode] ?? a[input.runbook]?.default ?? a.default?.[input.mode] ?? a.default?.default ?? REQUIRE_A_HUMAN;
@@ -21,6 +19,12 @@ export function createPolicyActivities({ config }: ActivityDeps) {
         trafficHooks: c.traffic.hooks.map((h) => h.name),
         fencingHooks: c.fencing.hooks.map((h) => h.name),
       };
+}
+
+export function createPolicyActivities({ config }: ActivityDeps) {
+  return {
+    async clusterPolicy(input: { cluster: string; runbook: string; mode: string }): Promise<ClusterPolicy> {
+      return clusterPolicyOf(config, input);
     },
   };
 }

@@ -1,6 +1,10 @@
 /** CLI commands that start and steer runbooks through Temporal. */
 import { WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { clusterPolicyOf } from '../activities/policy';
 import { failoverHistory, withControl } from '../control/store';
+import { probeTopology } from '../mysql/probe';
+import { lastKnownPrimary } from '../shared/failedPrimary';
+import { describePlan, planSwitchover } from '../shared/plan';
 import { loadConfig, configPathFromEnv } from '../config/load';
 import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttributes';
 import { connectClient, temporalSettings } from '../temporal/client';
@@ -41,6 +45,28 @@ async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * `region-a → region-b` for the run's static summary in the Temporal UI, from the CLI's own look at
+ * the topology. Only a label: the workflow's preflight decides, and may decide otherwise.
+ */
+async function intendedRoute(o: FailoverCliOptions, mode: 'planned' | 'emergency'): Promise<string> {
+  try {
+    const config = loadConfig(configPathFromEnv());
+    const topology = await probeTopology(config, o.cluster);
+    const regionOf = (name: string) => topology.instances.find((i) => i.instance === name)?.region ?? name;
+    if (mode === 'planned') {
+      const r = planSwitchover(topology, clusterPolicyOf(config, { cluster: o.cluster, runbook: 'failover', mode }), o.to);
+      if (r.ok) return `${r.plan.from.region} → ${r.plan.to.region} `;
+    } else {
+      const failed = lastKnownPrimary(topology);
+      if (failed.ok) return `${regionOf(failed.primary)} → ${o.to ?? '?'} `;
+    }
+  } catch {
+    /* the label is best effort */
+  }
+  return o.to ? `→ ${o.to} ` : '';
+}
+
 /** Start a failover and (unless detached) follow it; returns the exit code. */
 export async function startFailover(o: FailoverCliOptions, client?: Client): Promise<number> {
   const run = async (c: Client) => {
@@ -55,7 +81,7 @@ export async function startFailover(o: FailoverCliOptions, client?: Client): Pro
       // A failed run of an incident may be retried; a completed one is never repeated by accident.
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       args: [input],
-      staticSummary: `failover ${o.cluster}: ${o.to ? `→ ${o.to} ` : ''}(${mode}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
+      staticSummary: `failover ${o.cluster}: ${await intendedRoute(o, mode)}(${mode}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
       staticDetails: `reason: ${o.reason}\nincident: ${incidentId}`,
       typedSearchAttributes: [
         { key: RunbookType, value: 'failover' },
@@ -72,7 +98,10 @@ export async function startFailover(o: FailoverCliOptions, client?: Client): Pro
     try {
       const result = await follow<FailoverResult>(handle, (s) => console.error(s));
       if (o.json) printJson(result);
-      else console.log(`\n${result.status}: ${result.plan.from.instance} (${result.plan.from.region}) → ${result.plan.to.instance} (${result.plan.to.region})`);
+      else {
+        if (result.status === 'dry_run') console.log(`\n${describePlan(result.plan)}`);
+        console.log(`\n${result.status}: ${result.plan.from.instance} (${result.plan.from.region}) → ${result.plan.to.instance} (${result.plan.to.region})`);
+      }
       return result.status === 'succeeded' || result.status === 'dry_run' ? 0 : 3;
     } catch (err) {
       console.error(`runbook: ${handle.workflowId} failed: ${failureMessage(err)}`);

@@ -415,7 +415,7 @@ export function describePlan(plan: FailoverPlan): string {
     `**${title}** of \`${plan.cluster}\`: \`${from.instance}\` (${from.region}, ${from.address}) → \`${to.instance}\` (${to.region}, ${to.address})`,
     `- Measured lag: ${plan.lagSeconds === null ? 'not measured' : `${plan.lagSeconds} s`}`,
     `- GTID positions: ${plan.mode === 'planned' ? 'primary' : 'old primary last known'} \`${show(plan.positions.primary)}\`, candidate \`${show(plan.positions.candidate)}\``,
-    `- Replicas to repoint: ${plan.others.length > 0 ? plan.others.join(', ') : 'none'}`,
+    `- To repoint to ${plan.to.instance}: ${[...(plan.mode === 'planned' ? [`${plan.from.instance} (the old primary)`] : []), ...plan.others].join(', ') || 'none'}`,
   ];
   if (plan.expectedLoss) lines.push(`- Expected loss: ${plan.expectedLoss.summary}`);
   if (plan.risks.length === 0) lines.push('- Risks: none');

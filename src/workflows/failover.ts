@@ -89,21 +89,21 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
   const from = { cluster, instance: plan.from.instance };
   const to = { cluster, instance: plan.to.instance };
   const fence = await rb.step('fence old primary', () => act.fenceOldPrimary(from), {
-    note: (f) => `read-only at ${f.finalPosition}, ${f.killedSessions} session(s) ended`,
+    note: (f) => `read-only at ${pos(f.finalPosition)}, ${f.killedSessions} session(s) ended`,
     detail: (f) => f,
   });
   try {
     await rb.step(
       'wait for catch-up',
       () => waits.waitForCatchUp({ ...to, position: fence.finalPosition, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }),
-      { note: (w) => `${plan.to.instance} at ${w.appliedPosition} after ${w.waitedMs} ms` },
+      { note: (w) => `${plan.to.instance} at ${pos(w.appliedPosition)} after ${w.waitedMs} ms` },
     );
   } catch (err) {
     // Leave the cluster as it was, even if this run is being cancelled.
     await wf.CancellationScope.nonCancellable(() => rb.step('unfence old primary (compensation)', () => act.unfencePrimary(from)));
     throw err;
   }
-  await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${p.position}` });
+  await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${pos(p.position)}` });
   await switchTraffic(rb, input, plan);
   await repoint(rb, plan, [plan.from.instance, ...plan.others]);
   await verifyAndRecord(rb, input, plan, [plan.from.instance, ...plan.others]);
@@ -148,7 +148,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   const decision = await rb.step('approval', () => gate.request(title(input, plan), describePlan(plan), fenced.confirmed ? {} : { forceRequired: fenced.how }), { note: (d) => d });
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
-  await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${p.position}` });
+  await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${pos(p.position)}` });
   await switchTraffic(rb, input, plan);
   await repoint(rb, plan, plan.others);
   await verifyAndRecord(rb, input, plan, plan.others);
@@ -159,7 +159,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
 async function fenceUnreachable(rb: Runbook, input: FailoverInput, primary: string): Promise<{ confirmed: boolean; how: string }> {
   try {
     const f = await once.fenceOldPrimary({ cluster: input.cluster, instance: primary });
-    return { confirmed: true, how: `read-only at ${f.finalPosition}` };
+    return { confirmed: true, how: `read-only at ${pos(f.finalPosition)}` };
   } catch {
     try {
       const results = await once.runHooks({ cluster: input.cluster, kind: 'fencing', env: hookEnv(input, primary, primary, rb) });
@@ -202,7 +202,7 @@ async function switchTraffic(rb: Runbook, input: FailoverInput, plan: FailoverPl
 async function repoint(rb: Runbook, plan: FailoverPlan, instances: string[]): Promise<void> {
   for (const instance of instances) {
     await rb.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
-      note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${r.fromPosition}`),
+      note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
     });
   }
 }
@@ -237,6 +237,9 @@ function abort(rb: Runbook, plan: FailoverPlan, decision: 'rejected' | 'timed_ou
   rb.outcome = decision;
   return { status: decision, plan };
 }
+
+/** A GTID position for a human: an empty one (a fresh server) says so. */
+const pos = (p: string) => p || '(empty GTID position)';
 
 function title(input: FailoverInput, plan: FailoverPlan): string {
   return `failover ${input.cluster}: ${plan.from.region} → ${plan.to.region} (${input.mode}) by ${input.requester}`;
