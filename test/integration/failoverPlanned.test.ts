@@ -4,7 +4,7 @@
  * that is compensated; approvals (approve, reject, four-eyes, allow-list, timeout); dry-run; and
  * a replay of the recorded history (determinism).
  */
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure, Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
@@ -167,6 +167,30 @@ describe('planned switchover', () => {
       expect(log.filter((r) => r.step === 'unfence old primary (compensation)').map((r) => r.status)).toEqual(['started', 'succeeded']);
       expect(log.some((r) => r.step === 'promote candidate')).toBe(false);
       expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-a': null, 'orders-b': 'orders-a', 'orders-c': 'orders-a' } });
+    } finally {
+      await lock.query('UNLOCK TABLES');
+      lock.destroy();
+    }
+    await eventually('orders-b caught up again', async () => (await shape(config)).problems.length === 0);
+  });
+
+  it('a run cancelled while the candidate catches up still unfences the old primary', async () => {
+    const lock = await connect(instanceEndpoint(config, 'orders', 'orders-b'));
+    try {
+      await lock.query('LOCK TABLES loadtest.acks WRITE');
+      await onInstance('orders-a', "INSERT INTO loadtest.acks VALUES (-4, 'blocked', NOW(6))");
+      const handle = await startFailover(client, taskQueue, { target: 'region-b' });
+      await waitForApprovalRequest(handle);
+      await decide(handle, 'approve', 'bob');
+      await eventually('catching up', async () => (await stateOf(handle)).currentStep === 'wait for catch-up');
+      await handle.cancel();
+      const err = await handle.result().catch((e) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(err.cause).toBeInstanceOf(CancelledFailure);
+      const log = await stepLog(config, handle.workflowId);
+      expect(log.filter((r) => r.step === 'unfence old primary (compensation)').map((r) => r.status)).toEqual(['started', 'succeeded']);
+      expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'cancelled' });
+      expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'] });
     } finally {
       await lock.query('UNLOCK TABLES');
       lock.destroy();
