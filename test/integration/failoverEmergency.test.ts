@@ -7,18 +7,17 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { listSyncStatus, withControl } from '../../src/control/store';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
-import { createRunbookWorker } from '../../src/worker/createWorker';
 import type { ApprovalState } from '../../src/workflows/approval';
 import type { FailoverResult } from '../../src/workflows/failover';
 import { decide, shape, startFailover, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
+import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 import { prepareLoadSchema } from '../support/writeLoad';
 
 const taskQueue = `failover-emergency-${process.pid}`;
@@ -26,12 +25,9 @@ const fenceFlag = join(mkdtempSync(join(tmpdir(), 'runbook-stonith-')), 'fenced'
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let client: Client;
-let worker: Worker;
-let workerRun: Promise<void>;
-let native: NativeConnection;
+let stack: InProcessWorker;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   ({ config, sandbox } = await startTestSandbox('failover-emergency', 24900, (doc) => {
     const orders = doc.clusters.orders;
     orders.approval.failover.emergency = { mode: 'auto' };
@@ -39,28 +35,16 @@ beforeAll(async () => {
     orders.fencing = { hooks: [{ name: 'stonith', command: `test -f ${fenceFlag} && echo "fenced $RUNBOOK_OLD_INSTANCE"`, timeoutSeconds: 5 }] };
   }));
   await prepareLoadSchema(config, 'orders', 'orders-a');
-  native = await NativeConnection.connect({ address: inject('temporalAddress') });
-  worker = await createRunbookWorker({ connection: native, namespace: 'default', taskQueue, config });
-  workerRun = worker.run();
-  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+  stack = await startInProcessWorker(config, taskQueue);
+  client = stack.client;
 });
 
 afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await native?.close();
-  await client?.connection.close();
+  await stack?.stop();
   await sandbox?.destroy();
 });
 
-async function onInstance(instance: string, ...statements: string[]): Promise<void> {
-  const conn = await connect(instanceEndpoint(config, 'orders', instance));
-  try {
-    for (const sql of statements) await conn.query(sql);
-  } finally {
-    conn.destroy();
-  }
-}
+const onInstance = (instance: string, ...statements: string[]) => sql(config, instance, ...statements);
 
 function pidOf(instance: string): number {
   return sandbox.state(sandbox.instance(instance)).pid!;

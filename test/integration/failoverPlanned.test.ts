@@ -4,30 +4,28 @@
  * that is compensated; approvals (approve, reject, four-eyes, allow-list, timeout); dry-run; and
  * a replay of the recorded history (determinism).
  */
-import { CancelledFailure, Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { CancelledFailure, type Client, WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { failoverHistory, withControl } from '../../src/control/store';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
-import { createRunbookWorker, WORKFLOW_INTERCEPTORS_PATH, WORKFLOWS_PATH } from '../../src/worker/createWorker';
+import { WORKFLOW_INTERCEPTORS_PATH, WORKFLOWS_PATH } from '../../src/worker/createWorker';
 import type { FailoverResult } from '../../src/workflows/failover';
 import { approveSignal } from '../../src/workflows/approval';
 import { decide, runFailover, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
+import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
 
 const taskQueue = `failover-planned-${process.pid}`;
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let client: Client;
-let worker: Worker;
-let workerRun: Promise<void>;
-let native: NativeConnection;
+let stack: InProcessWorker;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   ({ config, sandbox } = await startTestSandbox('failover-planned', 24800, (doc) => {
     const orders = doc.clusters.orders;
     orders.instances[2].promotion = 'never';
@@ -35,28 +33,16 @@ beforeAll(async () => {
     orders.approval.failover.planned = { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 0.1, remindEveryMinutes: 0.04 };
   }));
   await prepareLoadSchema(config, 'orders', 'orders-a');
-  native = await NativeConnection.connect({ address: inject('temporalAddress') });
-  worker = await createRunbookWorker({ connection: native, namespace: 'default', taskQueue, config });
-  workerRun = worker.run();
-  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+  stack = await startInProcessWorker(config, taskQueue);
+  client = stack.client;
 });
 
 afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await native?.close();
-  await client?.connection.close();
+  await stack?.stop();
   if (!process.env.KEEP_SANDBOX) await sandbox?.destroy();
 });
 
-async function onInstance(instance: string, ...statements: string[]): Promise<void> {
-  const conn = await connect(instanceEndpoint(config, 'orders', instance));
-  try {
-    for (const sql of statements) await conn.query(sql);
-  } finally {
-    conn.destroy();
-  }
-}
+const onInstance = (instance: string, ...statements: string[]) => sql(config, instance, ...statements);
 
 /** Expect a failover to be refused with `message`, and the cluster to be exactly as before. */
 async function expectRefusedUnchanged(input: Parameters<typeof startFailover>[2], message: RegExp): Promise<string> {

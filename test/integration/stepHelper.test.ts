@@ -4,15 +4,14 @@
  * in the middle of a run.
  */
 import { fileURLToPath } from 'node:url';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectControl, failoverHistory, withControl } from '../../src/control/store';
-import { createRunbookWorker } from '../../src/worker/createWorker';
 import type { RunbookState } from '../../src/workflows/runbook';
 import { fixtureActivities } from '../fixtures/activities';
 import { proceed, threeSteps } from '../fixtures/workflows';
 import { eventually, startTestSandbox } from '../support/sandbox';
+import { startInProcessWorker, type InProcessWorker } from '../support/stack';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 
@@ -20,32 +19,19 @@ const taskQueue = `step-helper-${process.pid}`;
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let client: Client;
-let worker: Worker;
-let workerRun: Promise<void>;
-let nativeConnection: NativeConnection;
+let stack: InProcessWorker;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
   ({ config, sandbox } = await startTestSandbox('step-helper', 24300));
-  const address = inject('temporalAddress');
-  nativeConnection = await NativeConnection.connect({ address });
-  worker = await createRunbookWorker({
-    connection: nativeConnection,
-    namespace: 'default',
-    taskQueue,
-    config,
+  stack = await startInProcessWorker(config, taskQueue, {
     workflowsPath: fileURLToPath(new URL('../fixtures/workflows.ts', import.meta.url)),
     extraActivities: fixtureActivities,
   });
-  workerRun = worker.run();
-  client = new Client({ connection: await Connection.connect({ address }) });
+  client = stack.client;
 });
 
 afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await nativeConnection?.close();
-  await client?.connection.close();
+  await stack?.stop();
   await sandbox?.destroy();
 });
 
