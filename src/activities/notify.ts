@@ -4,21 +4,18 @@
  * is reported back, never thrown.
  */
 import { asyncLocalStorage, log } from '@temporalio/activity';
+import type { NotifyResult, NotifyThread, RunbookNotification } from '../shared/notifications';
 import type { ActivityDeps } from './deps';
 
-export interface RunbookNotification {
-  kind: 'approval-needed' | 'approval-reminder' | 'step' | 'started' | 'completed' | 'failed' | 'aborted';
-  cluster: string;
-  runbook: string;
-  workflowId: string;
-  incidentId?: string;
-  title: string;
-  text: string;
-}
+export type { RunbookNotification, NotifyThread, NotifyResult };
 
+/**
+ * A channel. `send` gets the run's thread state (e.g. where the Slack root message is) and may
+ * return an updated one, which the workflow keeps for the next notification.
+ */
 export interface Notifier {
   name: string;
-  send(n: RunbookNotification): Promise<void>;
+  send(n: RunbookNotification, thread: NotifyThread): Promise<NotifyThread | void>;
 }
 
 /** One line per notification: to the activity logger inside an activity, else to the console. */
@@ -28,7 +25,8 @@ export class LogNotifier implements Notifier {
   static format(n: RunbookNotification): string {
     const oneLine = (s: string) => s.replace(/\s*\r?\n\s*/g, ' | ').trim();
     const incident = n.incidentId ? ` incident=${n.incidentId}` : '';
-    return `[notify ${n.kind}] ${n.cluster}/${n.runbook} workflow=${n.workflowId}${incident}: ${oneLine(n.title)}${n.text ? ` - ${oneLine(n.text)}` : ''}`;
+    const what = n.step ? `${n.step.name} ${n.step.status}${n.step.note ? ` (${n.step.note})` : ''}` : n.status;
+    return `[notify ${n.kind}] ${n.cluster}/${n.runbook} workflow=${n.workflowId}${incident}: ${oneLine(n.title)} - ${oneLine(what)}`;
   }
 
   async send(n: RunbookNotification): Promise<void> {
@@ -48,12 +46,12 @@ export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifi
   const notifiers = deps.notifiers ?? [new LogNotifier()];
   const timeoutMs = deps.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
 
-  const sendOne = async (notifier: Notifier, n: RunbookNotification): Promise<void> => {
+  const sendOne = async (notifier: Notifier, n: RunbookNotification, thread: NotifyThread): Promise<NotifyThread | void> => {
     let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
+      return await Promise.race([
         // Promise.resolve().then: a notifier that throws synchronously is caught like one that rejects.
-        Promise.resolve().then(() => notifier.send(n)),
+        Promise.resolve().then(() => notifier.send(n, thread)),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
         }),
@@ -65,13 +63,17 @@ export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifi
 
   return {
     /** Send to every notifier at once; report who got it and who failed, and never throw. */
-    async notify(n: RunbookNotification): Promise<{ delivered: string[]; failed: { notifier: string; error: string }[] }> {
-      const outcomes = await Promise.allSettled(notifiers.map((notifier) => sendOne(notifier, n)));
+    async notify(n: RunbookNotification, thread: NotifyThread = {}): Promise<NotifyResult> {
+      const outcomes = await Promise.allSettled(notifiers.map((notifier) => sendOne(notifier, n, thread)));
+      let next: NotifyThread = { ...thread };
       const delivered: string[] = [];
       const failed: { notifier: string; error: string }[] = [];
       outcomes.forEach((o, i) => {
         const name = notifiers[i]!.name;
-        if (o.status === 'fulfilled') delivered.push(name);
+        if (o.status === 'fulfilled') {
+          delivered.push(name);
+          if (o.value) next = { ...next, ...o.value };
+        }
         else failed.push({ notifier: name, error: o.reason instanceof Error ? o.reason.message : String(o.reason) });
       });
       for (const f of failed) {
@@ -79,7 +81,7 @@ export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifi
         if (asyncLocalStorage.getStore() !== undefined) log.warn(line);
         else console.warn(line);
       }
-      return { delivered, failed };
+      return { thread: next, delivered, failed };
     },
   };
 }

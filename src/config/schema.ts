@@ -60,6 +60,18 @@ export const trafficHookSchema = z.strictObject({
 export const notifySchema = z.strictObject({
   slack: z.strictObject({ channel: z.string().min(1) }).optional(),
   email: z.strictObject({ to: z.array(z.email()).min(1) }).optional(),
+  /** Who to call, for the incident notices (seed §7.3 "contact"). */
+  contact: z.string().optional(),
+});
+
+/**
+ * People who may act on this cluster's runbooks, and how each channel knows them: a click from
+ * Slack user U… or an emailed link to alice@… becomes the approver identity `alice`.
+ */
+export const personSchema = z.strictObject({
+  name: z.string().min(1),
+  slack: z.string().regex(/^[UW][A-Z0-9]+$/, 'a Slack user id such as U012ABCDEF').optional(),
+  email: z.email().optional(),
 });
 
 export const thresholdsSchema = z.strictObject({
@@ -82,6 +94,7 @@ export const clusterSchema = z.strictObject({
   traffic: z.strictObject({ hooks: z.array(trafficHookSchema).default([]) }).default({ hooks: [] }),
   fencing: z.strictObject({ hooks: z.array(trafficHookSchema).default([]) }).default({ hooks: [] }),
   notify: notifySchema.default({}),
+  people: z.array(personSchema).default([]),
 });
 
 export const controlSchema = z.strictObject({
@@ -107,6 +120,7 @@ export type CredentialRef = z.infer<typeof credentialRef>;
 export type InstanceConfig = z.infer<typeof instanceSchema>;
 export type ApprovalRule = z.infer<typeof approvalRuleSchema>;
 export type TrafficHook = z.infer<typeof trafficHookSchema>;
+export type Person = z.infer<typeof personSchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
 export type ControlConfig = z.infer<typeof controlSchema>;
 export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -1,0 +1,69 @@
+/**
+ * What runbooks tell people, as data: one event shape for every channel (log, Slack, email), built
+ * in workflow code (no I/O, no secrets) and rendered by each notifier in the cluster's locale.
+ */
+
+export type NotificationKind =
+  | 'incident-opened' // a run started
+  | 'approval-needed'
+  | 'approval-reminder'
+  | 'approval-decided'
+  | 'step' // a step ended (succeeded, failed, skipped)
+  | 'completed' // the run succeeded (recovery completed)
+  | 'failed'
+  | 'aborted'; // rejected, timed out, cancelled, dry run
+
+export type Severity = 'L1' | 'L2' | 'L3';
+
+export interface TimelineEntry {
+  seq: number;
+  name: string;
+  status: string;
+  startedAt: number;
+  durationMs?: number;
+  note?: string;
+}
+
+export interface RunbookNotification {
+  kind: NotificationKind;
+  cluster: string;
+  runbook: string;
+  workflowId: string;
+  incidentId?: string;
+  /** One line, e.g. `failover orders: region-a → region-b (planned) by alice`. */
+  title: string;
+  /** Seed §7.3 impact level: L1 most severe. */
+  severity: Severity;
+  requester: string;
+  reason: string;
+  /** The run's status right now, one line (`waiting for approval`, `promoting orders-b`, …). */
+  status: string;
+  /** What the run will do or did, markdown (the failover plan). */
+  plan?: string;
+  /** Seed §7.3 fields; absent ones are left out of the message. */
+  impact?: string;
+  eta?: string;
+  contact?: string;
+  rootCause?: string;
+  followUp?: string[];
+  timeline: TimelineEntry[];
+  /** For `step`: the step that just ended. */
+  step?: TimelineEntry;
+  /** For `approval-needed` / `approval-reminder`. */
+  approval?: { approvers: string[]; fourEyes: boolean; deadline: number; forcedBecause?: string };
+  /** For `approval-decided`. */
+  decision?: { decision: 'approve' | 'reject'; approver: string; channel: string; comment?: string };
+  startedAt: number;
+  endedAt?: number;
+}
+
+/** Per-run state a notifier keeps between messages (the Slack root message), held by the workflow. */
+export interface NotifyThread {
+  slack?: { channel: string; ts: string };
+}
+
+export interface NotifyResult {
+  thread: NotifyThread;
+  delivered: string[];
+  failed: { notifier: string; error: string }[];
+}
