@@ -7,7 +7,6 @@
  * and time out after `timeoutMinutes`.
  */
 import * as wf from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { ApprovalRule } from '../config/schema';
 import type { Runbook } from './runbook';
 
@@ -47,8 +46,6 @@ export interface DecisionVerdict {
 export const approveSignal = wf.defineSignal<[DecisionInput]>('approve');
 export const rejectSignal = wf.defineSignal<[DecisionInput]>('reject');
 export const decideUpdate = wf.defineUpdate<DecisionVerdict, [DecisionInput & { decision: 'approve' | 'reject' }]>('decide');
-
-const { notify } = wf.proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 3 } });
 
 const now = () => Date.now(); // workflow time, deterministic
 
@@ -97,6 +94,10 @@ export class ApprovalGate {
     }
     this.state.status = d.decision === 'approve' ? 'approved' : 'rejected';
     this.rb.event(`${d.decision} by ${who}`, this.state.status as 'approved' | 'rejected', { approver: d.approver, channel: record.channel, comment: d.comment }, d.comment);
+    this.rb.notify('approval-decided', {
+      status: `${this.state.status} by ${d.approver}`,
+      decision: { decision: d.decision, approver: d.approver, channel: record.channel ?? 'unknown', comment: d.comment },
+    });
     return { accepted: true, status: this.state.status };
   }
 
@@ -104,7 +105,7 @@ export class ApprovalGate {
    * Ask for approval of `summary` (markdown) and wait for the verdict. Auto-approves when the rule
    * says so, unless `forceRequired` gives a reason a human must decide anyway.
    */
-  async request(title: string, summary: string, opts: { forceRequired?: string } = {}): Promise<'approved' | 'auto_approved' | 'rejected' | 'timed_out'> {
+  async request(opts: { forceRequired?: string } = {}): Promise<'approved' | 'auto_approved' | 'rejected' | 'timed_out'> {
     const { rule } = this.state;
     if (rule.mode === 'auto' && !opts.forceRequired) {
       this.state.status = 'auto_approved';
@@ -116,9 +117,8 @@ export class ApprovalGate {
     this.state.requestedAt = now();
     this.state.deadline = this.state.requestedAt + rule.timeoutMinutes * 60_000;
     const who = rule.approvers.length ? rule.approvers.join(', ') : 'any operator';
-    const text = `${summary}\n\nApprovers: ${who}${rule.fourEyes ? ' (four-eyes: not the requester)' : ''}; times out in ${rule.timeoutMinutes} min.${opts.forceRequired ? `\nHuman approval required: ${opts.forceRequired}` : ''}`;
     this.rb.event('approval', 'requested', { approvers: rule.approvers, fourEyes: rule.fourEyes, timeoutMinutes: rule.timeoutMinutes, forcedBecause: opts.forceRequired }, `waiting for ${who}`);
-    await this.announce('approval-needed', title, text);
+    this.announce('approval-needed');
     for (;;) {
       const remaining = this.state.deadline - now();
       if (remaining <= 0) break;
@@ -126,7 +126,7 @@ export class ApprovalGate {
       if (decided) return this.state.status as 'approved' | 'rejected';
       if (this.state.deadline - now() > 0) {
         this.rb.event('approval reminder', 'reminded', {}, `still waiting for ${who}`);
-        await this.announce('approval-reminder', `Reminder: ${title}`, text);
+        this.announce('approval-reminder');
       }
     }
     this.state.status = 'timed_out';
@@ -134,11 +134,12 @@ export class ApprovalGate {
     return 'timed_out';
   }
 
-  private async announce(kind: 'approval-needed' | 'approval-reminder', title: string, text: string): Promise<void> {
-    const info = wf.workflowInfo();
-    // A notification that cannot be delivered must not block the approval: people can still decide.
-    await notify({ kind, cluster: this.rb.meta.cluster, runbook: this.rb.meta.runbook, workflowId: info.workflowId, incidentId: this.rb.meta.incidentId, title, text }).catch(
-      (err) => wf.log.warn(`notification failed: ${err}`),
-    );
+  /** Tell the approvers (Slack buttons, email links); delivery never holds the approval up. */
+  private announce(kind: 'approval-needed' | 'approval-reminder'): void {
+    const { rule, deadline, forcedBecause } = this.state;
+    this.rb.notify(kind, {
+      status: 'waiting for approval',
+      approval: { approvers: rule.approvers, fourEyes: rule.fourEyes, deadline: deadline!, forcedBecause },
+    });
   }
 }

@@ -80,10 +80,10 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
     },
     { note: (p) => `${p.from.instance} → ${p.to.instance}, lag ${p.lagSeconds} s`, detail: (p) => ({ plan: p }) },
   );
-  adopt(rb, plan);
+  adopt(rb, input, plan);
   if (input.dryRun) return dryRun(rb, plan);
 
-  const decision = await rb.step('approval', () => gate.request(title(input, plan), describePlan(plan)), { note: (d) => d });
+  const decision = await rb.step('approval', () => gate.request(), { note: (d) => d });
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
   const from = { cluster, instance: plan.from.instance };
@@ -143,9 +143,9 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
     },
     { note: (p) => `${p.to.instance}: ${p.expectedLoss?.summary}`, detail: (p) => ({ plan: p }) },
   );
-  adopt(rb, plan);
+  adopt(rb, input, plan);
 
-  const decision = await rb.step('approval', () => gate.request(title(input, plan), describePlan(plan), fenced.confirmed ? {} : { forceRequired: fenced.how }), { note: (d) => d });
+  const decision = await rb.step('approval', () => gate.request(fenced.confirmed ? {} : { forceRequired: fenced.how }), { note: (d) => d });
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
   await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${pos(p.position)}` });
@@ -217,13 +217,26 @@ async function verifyAndRecord(rb: Runbook, input: FailoverInput, plan: Failover
     if (input.mode === 'emergency') {
       await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
     }
-    await act.notify({ kind: 'completed', cluster: input.cluster, runbook: 'failover', workflowId, incidentId: input.incidentId, title: `failover ${input.cluster} completed`, text: `${plan.from.instance} → ${plan.to.instance}` });
   });
 }
 
-function adopt(rb: Runbook, plan: FailoverPlan): void {
+/** The plan is known: it goes on every later audit row, into the run's state, and to people. */
+function adopt(rb: Runbook, input: FailoverInput, plan: FailoverPlan): void {
   rb.regions = { from: plan.from.region, to: plan.to.region };
   rb.details.plan = plan;
+  if (input.dryRun) return; // a dry run is nobody's incident
+  rb.open({
+    title: title(input, plan),
+    severity: input.mode === 'emergency' ? 'L1' : 'L3',
+    plan: describePlan(plan),
+    impact:
+      input.mode === 'emergency'
+        ? `writes to ${input.cluster} fail until ${plan.to.instance} is promoted${plan.expectedLoss ? `; ${plan.expectedLoss.summary}` : ''}`
+        : `writes to ${input.cluster} pause for about a second while ${plan.from.instance} hands over to ${plan.to.instance}`,
+    eta: input.mode === 'emergency' ? 'minutes, after approval' : 'seconds, after approval',
+    rootCause: input.reason,
+    followUp: input.mode === 'emergency' ? [`fail back or reseed ${plan.from.instance} (marked needs_failback in sync_status)`] : [],
+  });
 }
 
 function dryRun(rb: Runbook, plan: FailoverPlan): FailoverResult {

@@ -20,6 +20,8 @@ import { attemptFromDetails } from '../shared/stepEnvelope';
 import { Cluster, IncidentId, Operator, RunbookStatus, RunbookType } from '../shared/searchAttributes';
 import type { AuditRow, EventStatus, RunStatus, StepStatus } from '../shared/types';
 import { stepContext, type StepFrame } from './interceptors';
+import { OrderedSender } from './queue';
+import type { NotifyThread, RunbookNotification, Severity, TimelineEntry } from '../shared/notifications';
 
 export interface RunbookMeta {
   /** Runbook type: `failover`, `restore`, `health-check`, ... */
@@ -55,6 +57,17 @@ export interface RunbookState {
 
 export const runbookStateQuery = wf.defineQuery<RunbookState>('runbookState');
 
+/** What people are told when a runbook opens an incident (seed §7.3 notice fields). */
+export interface IncidentNotice {
+  title: string;
+  severity: Severity;
+  plan?: string;
+  impact?: string;
+  eta?: string;
+  rootCause?: string;
+  followUp?: string[];
+}
+
 export type FailureKind = 'precondition' | 'timeout' | 'cancelled' | 'error';
 
 export interface StepOptions<T> {
@@ -70,6 +83,12 @@ export interface StepOptions<T> {
 const { recordAudit } = wf.proxyActivities<Activities>({
   startToCloseTimeout: '5s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
+});
+
+// Notifications: bounded, so Slack or SMTP being down never holds a runbook for long.
+const { notify: notifyActivity } = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '60s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
 });
 
 /** Workflow time: Temporal makes it deterministic (the time of the current workflow task). */
@@ -112,14 +131,23 @@ const STATUS_ICON: Record<StepStatus | EventStatus, string> = {
   rejected: '👎',
   refused: '⛔',
   timed_out: '⌛',
+  notify_failed: '📵',
 };
 
 export class Runbook {
   private seq = 0;
   private status: RunStatus = 'running';
   private readonly steps: StepRecord[] = [];
-  private readonly auditQueue: AuditRow[] = [];
-  private auditWriter: Promise<void> | undefined;
+  /** Audit rows wait here while the control database is unreachable; the runbook does not. */
+  private readonly auditRows = new OrderedSender<AuditRow>(async (batch) => {
+    await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '5s' }, [batch]);
+  }, 100);
+  /** Notifications go out in order, one at a time: each may move the Slack thread along. */
+  private readonly notices = new OrderedSender<RunbookNotification>(async ([n]) => this.deliver(n!), 1);
+  private thread: NotifyThread = {};
+  /** Set by `open`: this run is an incident people are told about, step by step. */
+  private incident: IncidentNotice | undefined;
+  private readonly startedAt = now();
   private currentStep: string | null = null;
   private readonly info = wf.workflowInfo();
   /** Set by a runbook once known (a failover's from/to), carried on later rows. */
@@ -152,7 +180,7 @@ export class Runbook {
       status: this.status,
       currentStep: this.currentStep,
       steps: this.steps.map((s) => ({ ...s })),
-      auditPending: this.auditQueue.length,
+      auditPending: this.auditRows.pending,
       details: this.details,
     };
   }
@@ -178,6 +206,7 @@ export class Runbook {
         detail: { durationMs: rec.endedAt! - rec.startedAt, ...(rec.note ? { note: rec.note } : {}), ...opts.detail?.(result) },
       });
       wf.log.info(`step ${rec.seq} ${name}: succeeded${rec.note ? ` (${rec.note})` : ''}`);
+      this.notifyStep(rec);
       return result;
     } catch (err) {
       const failure = classifyFailure(err);
@@ -191,6 +220,7 @@ export class Runbook {
         detail: { durationMs: rec.endedAt! - rec.startedAt, classification: failure.kind, error: failure.message, errorType: failure.errorType },
       });
       wf.log.warn(`step ${rec.seq} ${name}: failed (${failure.kind}): ${failure.message}`);
+      this.notifyStep(rec);
       if (failure.kind === 'cancelled') throw err;
       throw ApplicationFailure.create({
         type: 'StepFailed',
@@ -203,6 +233,52 @@ export class Runbook {
       this.currentStep = null;
       this.render();
     }
+  }
+
+  /**
+   * Open an incident: from here on, people are told (Slack, email, log) when it starts, as each
+   * step ends, about approvals, and how it ended. Call again to update the notice (e.g. the plan).
+   */
+  open(notice: IncidentNotice): void {
+    const first = !this.incident;
+    this.incident = { ...this.incident, ...notice };
+    if (first) this.notify('incident-opened', { status: this.currentStep ? `running: ${this.currentStep}` : 'started' });
+  }
+
+  /** Queue a notification about this run (only once an incident is open). */
+  notify(kind: RunbookNotification['kind'], extra: Partial<RunbookNotification> = {}): void {
+    const incident = this.incident;
+    if (!incident) return;
+    this.notices.push({
+      kind,
+      cluster: this.meta.cluster,
+      runbook: this.meta.runbook,
+      workflowId: this.info.workflowId,
+      incidentId: this.meta.incidentId,
+      requester: this.meta.operator,
+      reason: this.meta.reason ?? '',
+      status: this.currentStep ? `running: ${this.currentStep}` : this.status,
+      timeline: this.timeline(),
+      startedAt: this.startedAt,
+      ...incident,
+      ...extra,
+    });
+  }
+
+  private timeline(): TimelineEntry[] {
+    return this.steps.map((s) => ({
+      seq: s.seq,
+      name: s.name,
+      status: s.status,
+      startedAt: s.startedAt,
+      durationMs: s.endedAt === undefined ? undefined : s.endedAt - s.startedAt,
+      note: s.error ?? s.note,
+    }));
+  }
+
+  private notifyStep(rec: StepRecord): void {
+    const entry = this.timeline().find((t) => t.seq === rec.seq)!;
+    this.notify('step', { step: entry, status: `${rec.name}: ${rec.status}` });
   }
 
   /** A single-row event with its own sequence number (an approval decision, a reminder). */
@@ -230,12 +306,19 @@ export class Runbook {
     if (error) detail.error = classifyFailure(error).message;
     this.audit({ step: 'runbook', stepSeq: 0, status, at: now(), detail });
     this.render();
+    if (this.incident) {
+      const kind = status === 'succeeded' ? 'completed' : status === 'failed' ? 'failed' : 'aborted';
+      this.notify(kind, { status: detail.error ? `${status}: ${detail.error}` : status, endedAt: now() });
+    }
     // Even a cancelled run delivers its audit: the trail matters most when something went wrong.
-    await wf.CancellationScope.nonCancellable(() => this.drainAudit());
+    await wf.CancellationScope.nonCancellable(async () => {
+      await this.notices.drain();
+      await this.auditRows.drain();
+    });
   }
 
   private audit(row: Omit<AuditRow, 'workflowId' | 'runId' | 'runbook' | 'cluster' | 'incidentId' | 'operator' | 'reason'>): void {
-    this.auditQueue.push({
+    this.auditRows.push({
       workflowId: this.info.workflowId,
       runId: this.info.runId,
       runbook: this.meta.runbook,
@@ -247,30 +330,20 @@ export class Runbook {
       toRegion: this.regions.to,
       ...row,
     });
-    this.kickAuditWriter();
   }
 
-  private kickAuditWriter(): void {
-    if (this.auditWriter || !this.auditQueue.length) return;
-    // Outside any step's context: the audit write is not one of the step's activities.
-    this.auditWriter = stepContext.exit(() =>
-      wf.CancellationScope.nonCancellable(async () => {
-        while (this.auditQueue.length) {
-          const batch = this.auditQueue.slice(0, 100);
-          await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '5s' }, [batch]);
-          this.auditQueue.splice(0, batch.length);
-        }
-      }),
-    ).finally(() => {
-      this.auditWriter = undefined;
-      this.kickAuditWriter();
-    });
-  }
-
-  private async drainAudit(): Promise<void> {
-    while (this.auditQueue.length || this.auditWriter) {
-      this.kickAuditWriter();
-      await this.auditWriter;
+  /** Send one notification; a channel that fails is logged in failover_log, never fatal. */
+  private async deliver(n: RunbookNotification): Promise<void> {
+    let failed: { notifier: string; error: string }[];
+    try {
+      const result = await notifyActivity.executeWithOptions({ summary: `notify: ${n.kind}${n.step ? ` (${n.step.name})` : ''}` }, [n, this.thread]);
+      this.thread = result.thread;
+      failed = result.failed;
+    } catch (err) {
+      failed = [{ notifier: 'all', error: classifyFailure(err).message }];
+    }
+    for (const f of failed) {
+      this.event(`notification ${n.kind} via ${f.notifier}`, 'notify_failed', { kind: n.kind, notifier: f.notifier, error: f.error }, f.error);
     }
   }
 
@@ -281,7 +354,7 @@ export class Runbook {
       (s) =>
         `| ${s.seq} | ${s.name} | ${STATUS_ICON[s.status]} ${s.status} | ${formatTime(s.startedAt)} | ${formatDuration(s.endedAt === undefined ? undefined : s.endedAt - s.startedAt)} | ${s.attempt ?? ''} | ${(s.error ?? s.note ?? '').replace(/\|/g, '\\|')} |`,
     );
-    const pending = this.auditQueue.length ? `\n\n_${this.auditQueue.length} audit row(s) waiting for the control database_` : '';
+    const pending = this.auditRows.pending ? `\n\n_${this.auditRows.pending} audit row(s) waiting for the control database_` : '';
     wf.setCurrentDetails([head, '', '| # | Step | Status | Started (UTC) | Took | Attempt | Note |', '|---|---|---|---|---|---|---|', ...rows].join('\n') + pending);
   }
 }
