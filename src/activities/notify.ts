@@ -40,7 +40,8 @@ export class LogNotifier implements Notifier {
 }
 
 /** A notifier that hangs must not hold the runbook: each send gets this long (ms). */
-const DEFAULT_SEND_TIMEOUT_MS = 10_000;
+// Above a Slack call's own retry budget (honouring Retry-After), so a late success is never cut off.
+const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 
 export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifier[]; sendTimeoutMs?: number }) {
   const notifiers = deps.notifiers ?? [new LogNotifier()];

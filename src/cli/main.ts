@@ -177,6 +177,16 @@ program
   });
 
 program
+  .command('serve')
+  .description('the approval endpoint: Slack interactivity (POST /slack/interactions) and email approval links (/approve/…)')
+  .option('--port <n>', 'port to listen on', positiveInt('--port'), Number(process.env.RUNBOOK_HTTP_PORT ?? 8787))
+  .option('--host <address>', 'address to bind', process.env.RUNBOOK_HTTP_HOST ?? '127.0.0.1')
+  .action(async (opts) => {
+    const { serveApprovals } = await import('../server/serve');
+    await serveApprovals(config(), opts.port, opts.host);
+  });
+
+program
   .command('config')
   .description('validate the cluster configuration')
   .action(() => {

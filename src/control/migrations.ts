@@ -86,6 +86,26 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='where each cluster takes writes (built-in traffic switch)'`,
     ],
   },
+  {
+    version: 3,
+    name: 'approval endpoint: replayed Slack requests and used email links',
+    statements: [
+      // A signed Slack request is accepted once: a replay within the 5-minute window is refused.
+      `CREATE TABLE IF NOT EXISTS slack_request_seen (
+        signature CHAR(64) CHARACTER SET ascii PRIMARY KEY,
+        request_ts BIGINT NOT NULL,
+        seen_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+        KEY idx_seen (seen_at)
+      ) ENGINE=InnoDB`,
+      // An emailed approve/reject link works once, whatever happens after.
+      `CREATE TABLE IF NOT EXISTS approval_link_used (
+        nonce VARCHAR(64) CHARACTER SET ascii PRIMARY KEY,
+        workflow_id VARCHAR(255) NOT NULL,
+        approver VARCHAR(255) NOT NULL,
+        used_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+      ) ENGINE=InnoDB`,
+    ],
+  },
 ];
 
 export async function migrate(conn: Conn): Promise<number[]> {

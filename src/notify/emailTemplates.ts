@@ -148,8 +148,8 @@ const en: Strings = {
     `Each link opens a confirmation page (nothing happens until you confirm there), works only once and ${
       expiresAt === undefined ? 'expires' : `expires at ${isoUtc(expiresAt)}`
     }. The links are personal: do not forward this email.`,
-  noLinks: (id) => `Approval links are not configured: decide from the CLI with \`runbook approve ${id} --as <your name>\` or \`runbook reject ${id} --as <your name>\`.`,
-  cliAlternative: (id) => `Or from the CLI: \`runbook approve ${id} --as <your name>\` / \`runbook reject ${id} --as <your name>\`.`,
+  noLinks: (id) => `Approval links are not configured: decide from the CLI with \`runbook approve ${id} --as YOUR_NAME\` or \`runbook reject ${id} --as YOUR_NAME\`.`,
+  cliAlternative: (id) => `Or from the CLI: \`runbook approve ${id} --as YOUR_NAME\` / \`runbook reject ${id} --as YOUR_NAME\`.`,
   recoveryTime: 'Recovery time',
   totalDuration: (d) => `total ${d}`,
   rootCause: 'Root cause',
@@ -204,8 +204,8 @@ const zh: Strings = {
     `链接会先打开确认页面（确认前不会执行任何操作），仅可使用一次，${
       expiresAt === undefined ? '且会过期' : `将于 ${isoUtc(expiresAt)} 过期`
     }。链接仅供本人使用，请勿转发此邮件。`,
-  noLinks: (id) => `未配置审批链接：请使用命令行审批：\`runbook approve ${id} --as <您的名字>\` 或 \`runbook reject ${id} --as <您的名字>\`。`,
-  cliAlternative: (id) => `也可使用命令行：\`runbook approve ${id} --as <您的名字>\` / \`runbook reject ${id} --as <您的名字>\`。`,
+  noLinks: (id) => `未配置审批链接：请使用命令行审批：\`runbook approve ${id} --as 您的名字\` 或 \`runbook reject ${id} --as 您的名字\`。`,
+  cliAlternative: (id) => `也可使用命令行：\`runbook approve ${id} --as 您的名字\` / \`runbook reject ${id} --as 您的名字\`。`,
   recoveryTime: '恢复时间',
   totalDuration: (d) => `总耗时 ${d}`,
   rootCause: '根本原因',
@@ -243,12 +243,21 @@ function timelineRow(e: TimelineEntry): [string, string, string, string, string]
   return [String(e.seq), e.note ? `${e.name} (${e.note})` : e.name, e.status, started, duration];
 }
 
+/** Columns a string takes in a monospaced font (CJK and full-width characters take two). */
+function displayWidth(s: string): number {
+  let w = 0;
+  for (const ch of s) w += /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]/.test(ch) ? 2 : 1;
+  return w;
+}
+
+const padDisplay = (s: string, width: number) => s + ' '.repeat(Math.max(0, width - displayWidth(s)));
+
 function renderText(blocks: Block[], s: Strings): string {
   const out: string[] = [];
   for (const b of blocks) {
     switch (b.type) {
       case 'heading':
-        out.push(b.text, '='.repeat(Math.min(72, Math.max(8, b.text.length))));
+        out.push(b.text, '='.repeat(Math.min(72, Math.max(8, displayWidth(b.text)))));
         break;
       case 'title':
         out.push(b.text, '');
@@ -263,7 +272,7 @@ function renderText(blocks: Block[], s: Strings): string {
         break;
       }
       case 'section':
-        out.push(`${b.label}${s.sep}`);
+        out.push(`${b.label}${s.sep.trimEnd()}`);
         break;
       case 'pre':
         out.push(b.text.replace(/\r\n/g, '\n').trimEnd(), '');
@@ -278,8 +287,8 @@ function renderText(blocks: Block[], s: Strings): string {
         break;
       case 'timeline': {
         const rows = [s.timelineColumns, ...b.entries.map(timelineRow)];
-        const widths = s.timelineColumns.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-        for (const r of rows) out.push(`  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd());
+        const widths = s.timelineColumns.map((_, i) => Math.max(...rows.map((r) => displayWidth(r[i]!))));
+        for (const r of rows) out.push(`  ${r.map((c, i) => (i === r.length - 1 ? c : padDisplay(c, widths[i]!))).join('  ')}`.trimEnd());
         out.push('');
         break;
       }

@@ -2,6 +2,9 @@
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { LogNotifier, type Notifier } from '../activities/notify';
+import { EmailNotifier } from '../notify/email';
+import { SlackNotifier } from '../notify/slack';
 import type { RunbookConfig } from '../config/load';
 import { stepEnvelopeInterceptor } from './stepEnvelope';
 
@@ -20,6 +23,8 @@ export interface RunbookWorkerOptions {
   /** Activities beyond the engine's own (test fixtures). */
   extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
   identity?: string;
+  /** Where notifications go (default: the log only). */
+  notifiers?: Notifier[];
   /** More activity interceptors (tests use one to crash the worker at a chosen point). */
   activityInterceptors?: ActivityInterceptorsFactory[];
 }
@@ -41,7 +46,7 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<W
     taskQueue: opts.taskQueue,
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...workflows,
-    activities: { ...createActivities({ config: opts.config }), ...opts.extraActivities },
+    activities: { ...createActivities({ config: opts.config, notifiers: opts.notifiers }), ...opts.extraActivities },
     interceptors: {
       activity: [stepEnvelopeInterceptor, ...(opts.activityInterceptors ?? [])],
       workflowModules: opts.workflowBundle ? [] : [WORKFLOW_INTERCEPTORS_PATH],
@@ -53,4 +58,10 @@ export async function createRunbookWorker(opts: RunbookWorkerOptions): Promise<W
     // before any other worker may take them (default 10 s): mid-incident, seconds matter.
     stickyQueueScheduleToStartTimeout: '3s',
   });
+}
+
+/** The log always; Slack and email when their settings are in the environment (see README). */
+export function notifiersFromEnv(config: RunbookConfig, env: NodeJS.ProcessEnv = process.env): Notifier[] {
+  const candidates: (Notifier | undefined)[] = [new LogNotifier(), SlackNotifier.fromEnv(config, env), EmailNotifier.fromEnv(config, env)];
+  return candidates.filter((n): n is Notifier => n !== undefined);
 }

@@ -11,7 +11,7 @@ import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { loadConfig } from '../config/load';
 import { migrateControl } from '../control/store';
 import { connectClient, connectWorker, ensureSearchAttributes, temporalSettings } from '../temporal/client';
-import { createRunbookWorker, type RunbookWorkerOptions } from './createWorker';
+import { createRunbookWorker, notifiersFromEnv, type RunbookWorkerOptions } from './createWorker';
 
 export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities' | 'activityInterceptors'>> {
   env?: NodeJS.ProcessEnv;
@@ -37,10 +37,12 @@ export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise
   await client.connection.close();
 
   const connection = await connectWorker(env);
-  const worker = await createRunbookWorker({ connection, namespace: settings.namespace, taskQueue: settings.taskQueue, config, ...opts });
+  const notifiers = notifiersFromEnv(config, env);
+  const worker = await createRunbookWorker({ connection, namespace: settings.namespace, taskQueue: settings.taskQueue, config, notifiers, ...opts });
   console.log(
     `worker ready: ${settings.address} namespace=${settings.namespace} task-queue=${settings.taskQueue}` +
-      (metrics === 'off' ? '' : ` metrics=http://${metrics}/metrics`),
+      (metrics === 'off' ? '' : ` metrics=http://${metrics}/metrics`) +
+      ` notify=${notifiers.map((n) => n.name).join(',')}`,
   );
   await worker.run();
   await connection.close();

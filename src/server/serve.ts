@@ -1,0 +1,20 @@
+/** `runbook serve`: the approval endpoint as its own process, secrets from the environment. */
+import { WebClient } from '@slack/web-api';
+import type { RunbookConfig } from '../config/load';
+import { migrateControl } from '../control/store';
+import { linkKeyFromEnv } from '../notify/links';
+import { connectClient } from '../temporal/client';
+import { startApprovalServer } from './approvalServer';
+
+export async function serveApprovals(config: RunbookConfig, port: number, host: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  await migrateControl(config);
+  const client = await connectClient(env);
+  const slack = env.SLACK_BOT_TOKEN ? new WebClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL ? { slackApiUrl: env.SLACK_API_URL } : {}) : undefined;
+  const server = await startApprovalServer({ config, client, port, host, slackSigningSecret: env.SLACK_SIGNING_SECRET, slack, linkKey: linkKeyFromEnv(env) });
+  console.log(`approval endpoint on ${server.url}: Slack ${env.SLACK_SIGNING_SECRET ? 'on' : 'off (no SLACK_SIGNING_SECRET)'}, email links ${linkKeyFromEnv(env) ? 'on' : 'off (no RUNBOOK_LINK_SIGNING_KEY)'}`);
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
+  });
+  await server.close();
+  await client.connection.close();
+}
