@@ -20,7 +20,7 @@ export interface InProcessWorker {
 export async function startInProcessWorker(
   config: RunbookConfig,
   taskQueue: string,
-  extra: Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities'> = {},
+  extra: Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities' | 'notifiers'> = {},
 ): Promise<InProcessWorker> {
   if (!runtimeInstalled) {
     Runtime.install({ logger: new DefaultLogger('ERROR') });

@@ -1,0 +1,184 @@
+/**
+ * Approvals through Slack and email, end to end: a real worker and dev server, the real sandbox, a
+ * local Slack Web API, a local SMTP server and the approval endpoint. A planned failover approved by
+ * a signed Slack click; forged, stale, replayed, unknown and self approvals refused and logged while
+ * the run keeps waiting; and a failover approved through an emailed link while Slack answers errors.
+ */
+import { WebClient } from '@slack/web-api';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { RunbookConfig } from '../../src/config/load';
+import { failoverHistory, migrateControl, withControl } from '../../src/control/store';
+import { EmailNotifier } from '../../src/notify/email';
+import { signApprovalToken } from '../../src/notify/links';
+import { SlackNotifier } from '../../src/notify/slack';
+import type { Sandbox } from '../../src/sandbox/sandbox';
+import { startApprovalServer, type ApprovalServer } from '../../src/server/approvalServer';
+import type { FailoverResult } from '../../src/workflows/failover';
+import { FakeSlack } from '../support/fakeSlack';
+import { shape, startFailover, stateOf, waitForApprovalRequest } from '../support/failover';
+import { eventually, startTestSandbox } from '../support/sandbox';
+import { postClick, signedClick } from '../support/slackInteraction';
+import { startSmtp, type TestSmtp } from '../support/smtp';
+import { startInProcessWorker, type InProcessWorker } from '../support/stack';
+
+const SECRET = 'test-slack-signing-secret';
+const KEY = 'test-link-signing-key-0123456789abcdef';
+const taskQueue = `approval-channels-${process.pid}`;
+let config: RunbookConfig;
+let sandbox: Sandbox;
+let slack: FakeSlack;
+let smtp: TestSmtp;
+let server: ApprovalServer;
+let serverClient: Client;
+let stack: InProcessWorker;
+
+beforeAll(async () => {
+  ({ config, sandbox } = await startTestSandbox('approval-channels', 25100, (doc) => {
+    doc.clusters.orders.approval.failover.planned = { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 5 };
+  }));
+  await migrateControl(config);
+  slack = new FakeSlack();
+  const { url: slackUrl } = await slack.start();
+  smtp = await startSmtp();
+  serverClient = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+  server = await startApprovalServer({
+    config,
+    client: serverClient,
+    slackSigningSecret: SECRET,
+    slack: new WebClient(slack.token, { slackApiUrl: slackUrl }),
+    linkKey: KEY,
+    log: () => {},
+  });
+  stack = await startInProcessWorker(config, taskQueue, {
+    notifiers: [
+      new SlackNotifier({ config, token: slack.token, apiUrl: slackUrl, retries: 1, maxRetryTimeMs: 1000, timeoutMs: 2000 }),
+      new EmailNotifier({ config, transport: { host: '127.0.0.1', port: smtp.port, secure: false, ignoreTLS: true }, from: 'runbooks@example.test', linkKey: KEY, publicUrl: server.url }),
+    ],
+  });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  await server?.close();
+  await serverClient?.connection.close();
+  await slack?.stop();
+  await smtp?.close();
+  await sandbox?.destroy();
+});
+
+/** The root message of a run, once it carries the Approve / Reject buttons. */
+async function rootWithButtons(workflowId: string) {
+  return eventually('Slack root message with buttons', async () =>
+    slack.calls.find(
+      (c) => (c.method === 'chat.postMessage' || c.method === 'chat.update') && c.answer === 'ok' && JSON.stringify(c.body.blocks ?? []).includes(workflowId) && JSON.stringify(c.body.blocks).includes('runbook_approve'),
+    ),
+  );
+}
+
+const click = (userId: string, actionId: 'runbook_approve' | 'runbook_reject', workflowId: string, over: { secret?: string; timestamp?: number } = {}) =>
+  signedClick({ secret: over.secret ?? SECRET, userId, actionId, workflowId, timestamp: over.timestamp });
+
+const ephemeralFor = (userId: string) => slack.calls.filter((c) => c.method === 'chat.postEphemeral' && c.body.user === userId).map((c) => String(c.body.text));
+
+const refusedRows = async (workflowId: string) =>
+  (await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 200 }))).filter((r) => r.status === 'refused');
+
+describe('approval through Slack', () => {
+  it('a planned failover approved by a click in Slack', async () => {
+    const handle = await startFailover(stack.client, taskQueue, { requester: 'carol', reason: 'slack approval' });
+    const root = await rootWithButtons(handle.workflowId);
+    expect(['#db-incidents', 'C0DBINCIDENTS']).toContain(root.body.channel);
+
+    const answer = await postClick(server.url, click('U0BOB', 'runbook_approve', handle.workflowId));
+    expect(answer.status).toBe(200);
+    expect(answer.ms).toBeLessThan(3000);
+    expect(((await handle.result()) as FailoverResult).status).toBe('succeeded');
+    await eventually('ephemeral verdict', async () => ephemeralFor('U0BOB').length > 0);
+    expect(ephemeralFor('U0BOB')).toEqual(['Recorded: approved by bob.']);
+
+    // The root was updated in place, each step went to its thread, the summary came last.
+    const ts = (await eventually('root ts', async () => slack.calls.find((c) => c.method === 'chat.postMessage' && !c.body.thread_ts && c.answer === 'ok'))).body;
+    const updates = slack.calls.filter((c) => c.method === 'chat.update');
+    expect(updates.length).toBeGreaterThan(3);
+    const replies = await eventually('summary reply', async () => {
+      const r = slack.calls.filter((c) => c.method === 'chat.postMessage' && c.body.thread_ts);
+      return JSON.stringify(r.at(-1)?.body ?? {}).includes('verify') && r.length > 5 ? r : undefined;
+    });
+    expect(replies.some((r) => JSON.stringify(r.body).includes('fence old primary'))).toBe(true);
+    expect(JSON.stringify(updates.at(-1)!.body.blocks)).not.toContain('runbook_approve'); // buttons gone
+    expect(ts.channel).toBe('#db-incidents');
+
+    const approved = (await withControl(config, (c) => failoverHistory(c, { workflowId: handle.workflowId, pageSize: 200 }))).find((r) => r.status === 'approved');
+    expect(approved).toMatchObject({ step: 'approve by bob via slack', detail: { approver: 'bob', channel: 'slack' } });
+  });
+
+  it('refuses forged, stale, replayed, unknown-user and self approvals, logs each, and the run keeps waiting', async () => {
+    const handle = await startFailover(stack.client, taskQueue, { requester: 'carol', reason: 'refusals' });
+    await rootWithButtons(handle.workflowId);
+    const before = await shape(config);
+
+    expect((await postClick(server.url, click('U0BOB', 'runbook_approve', handle.workflowId, { secret: 'not-the-secret' }))).status).toBe(401);
+    expect((await postClick(server.url, click('U0BOB', 'runbook_approve', handle.workflowId, { timestamp: Math.floor(Date.now() / 1000) - 600 }))).status).toBe(401);
+    const stranger = click('U0MALLORY', 'runbook_approve', handle.workflowId);
+    expect((await postClick(server.url, stranger)).status).toBe(200);
+    expect((await postClick(server.url, stranger)).status).toBe(409); // the same signed request again
+    expect((await postClick(server.url, click('U0CAROL', 'runbook_approve', handle.workflowId))).status).toBe(200);
+
+    await eventually('ephemeral refusals', async () => ephemeralFor('U0MALLORY').length > 0 && ephemeralFor('U0CAROL').length > 0);
+    expect(ephemeralFor('U0MALLORY')).toEqual(["Not recorded: Slack user U0MALLORY is not one of orders's people."]);
+    expect(ephemeralFor('U0CAROL')).toEqual(['Not recorded: four-eyes: carol requested this run and may not approve it.']);
+    expect(((await stateOf(handle)).details.approval as { status: string }).status).toBe('pending');
+    expect(await shape(config)).toEqual(before);
+
+    const logged = await withControl(config, async (c) => (await c.query("SELECT step, JSON_VALUE(detail, '$.reason') AS reason FROM failover_log WHERE status = 'refused' AND runbook = 'approval-endpoint' ORDER BY id"))[0] as { reason: string }[]);
+    const reasons = logged.map((r) => r.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['bad signature', "Slack user U0MALLORY is not one of orders's people", 'replayed request', 'four-eyes: carol requested this run and may not approve it']));
+    expect(reasons.some((r) => r.startsWith('stale request'))).toBe(true);
+    expect((await refusedRows(handle.workflowId)).map((r) => (r.detail as { reason: string }).reason)).toContain('four-eyes: carol requested this run and may not approve it');
+
+    expect((await postClick(server.url, click('U0ALICE', 'runbook_reject', handle.workflowId))).status).toBe(200);
+    expect(((await handle.result()) as FailoverResult).status).toBe('rejected');
+    expect(await shape(config)).toEqual(before);
+  });
+});
+
+describe('approval through an emailed link', () => {
+  it('approves a failover from the link while Slack answers errors; the link is single-use', async () => {
+    slack.down(true);
+    try {
+      const handle = await startFailover(stack.client, taskQueue, { requester: 'carol', reason: 'slack is down' });
+      await waitForApprovalRequest(handle);
+      const mail = await eventually('approval mail to bob', async () =>
+        smtp.received.find((m) => m.envelopeTo.includes('bob@example.com') && String(m.mail.subject).startsWith('[APPROVAL NEEDED]') && String(m.mail.text).includes(handle.workflowId)),
+      );
+      const approveLink = /https?:\/\/\S+\/approve\/[A-Za-z0-9_.-]+/.exec(String(mail.mail.text))![0];
+      const rejectLink = [...String(mail.mail.text).matchAll(/https?:\/\/\S+\/approve\/[A-Za-z0-9_.-]+/g)].map((m) => m[0]).find((l) => l !== approveLink)!;
+
+      // A GET only shows the confirmation page: mail scanners follow links.
+      const confirm = await fetch(approveLink);
+      expect(confirm.status).toBe(200);
+      expect(await confirm.text()).toMatch(/<form method="post">.*Approve/s);
+      expect(((await stateOf(handle)).details.approval as { status: string }).status).toBe('pending');
+
+      const done = await fetch(approveLink, { method: 'POST' });
+      expect(done.status).toBe(200);
+      expect(await done.text()).toContain('Recorded for');
+      expect(((await handle.result()) as FailoverResult).status).toBe('succeeded');
+
+      expect((await fetch(approveLink, { method: 'POST' })).status).toBe(410); // used
+      expect((await fetch(rejectLink, { method: 'POST' })).status).toBe(409); // valid link, but the run is decided
+      const token = approveLink.split('/approve/')[1]!;
+      const tampered = `${token.slice(0, -2)}${token.endsWith('A') ? 'BB' : 'AA'}`;
+      expect((await fetch(`${server.url}/approve/${tampered}`)).status).toBe(400);
+      const expired = signApprovalToken({ workflowId: handle.workflowId, decision: 'approve', approver: 'bob', expiresAt: Date.now() - 1000, nonce: 'expired-nonce' }, KEY);
+      expect((await fetch(`${server.url}/approve/${expired}`)).status).toBe(410);
+
+      const rows = await withControl(config, (c) => failoverHistory(c, { workflowId: handle.workflowId, pageSize: 200 }));
+      expect(rows.find((r) => r.status === 'approved')).toMatchObject({ step: 'approve by bob via email' });
+      expect(rows.filter((r) => r.status === 'notify_failed').length).toBeGreaterThan(0); // Slack's failures, logged
+    } finally {
+      slack.down(false);
+    }
+  });
+});
