@@ -87,7 +87,7 @@ const { recordAudit } = wf.proxyActivities<Activities>({
 
 // Notifications: bounded, so Slack or SMTP being down never holds a runbook for long.
 const { notify: notifyActivity } = wf.proxyActivities<Activities>({
-  startToCloseTimeout: '60s',
+  startToCloseTimeout: '35s', // a notifier gets 30 s per send
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
 });
 
