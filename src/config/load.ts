@@ -26,6 +26,8 @@ export interface RunbookConfig {
   clusters: Record<string, ClusterConfig>;
   /** Absolute directory for the local sandbox's datadirs. */
   sandboxDir: string;
+  /** Absolute directory for backups (one folder per backup, with its manifest) and archived binlogs. */
+  backupDir: string;
 }
 
 export const DEFAULT_CONFIG_PATH = 'runbooks/sandbox.yaml';
@@ -138,11 +140,13 @@ export function loadConfig(path: string = configPathFromEnv(), env: NodeJS.Proce
   let control: ControlConfig | undefined;
   let controlFile: string | undefined;
   let sandboxDir: string | undefined;
+  let backupDir: string | undefined;
 
   for (const file of files) {
     const data = readOneFile(file);
     if (data.envFile) applyEnvFile(resolve(dirname(file), data.envFile), env);
     if (data.sandboxDir) sandboxDir = resolve(dirname(file), data.sandboxDir);
+    if (data.backupDir) backupDir = resolve(dirname(file), data.backupDir);
     if (data.control) {
       if (controlFile) problems.push(`${file}: control: already defined in ${controlFile}`);
       control = data.control;
@@ -157,12 +161,8 @@ export function loadConfig(path: string = configPathFromEnv(), env: NodeJS.Proce
   }
   if (!control) problems.push(`${files.join(', ')}: control: missing; expected the control database (host, port, database, credentials)`);
   if (problems.length) throw new ConfigError(problems.join('; '));
-  return {
-    files,
-    control: control!,
-    clusters,
-    sandboxDir: sandboxDir ?? resolve(dirname(files[0]!), '..', '.sandbox', basename(files[0]!).replace(/\.ya?ml$/, '')),
-  };
+  const sandbox = sandboxDir ?? resolve(dirname(files[0]!), '..', '.sandbox', basename(files[0]!).replace(/\.ya?ml$/, ''));
+  return { files, control: control!, clusters, sandboxDir: sandbox, backupDir: backupDir ?? resolve(dirname(sandbox), 'backups') };
 }
 
 export function getCluster(config: RunbookConfig, clusterName: string): ClusterConfig {

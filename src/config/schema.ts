@@ -112,6 +112,8 @@ export const configFileSchema = z.strictObject({
   envFile: z.string().optional(),
   /** Where the local sandbox keeps its datadirs (relative to this file); sandbox configs only. */
   sandboxDir: z.string().optional(),
+  /** Where backups and archived binlogs go (relative to this file); default beside the sandbox. */
+  backupDir: z.string().optional(),
   control: controlSchema.optional(),
   clusters: z.record(name, clusterSchema).default({}),
 });
