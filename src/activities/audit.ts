@@ -3,6 +3,7 @@
  * idempotent (unique keys), so Temporal running an attempt twice changes nothing.
  */
 import { log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import { migrateControl, insertAuditRows, upsertSyncStatus, withControl } from '../control/store';
 import { getCluster } from '../config/load';
 import { syncStatusRows } from '../shared/syncStatus';
@@ -29,6 +30,30 @@ export function createAuditActivities({ config }: ActivityDeps) {
       await withControl(config, async (conn) => {
         for (const row of rows) await upsertSyncStatus(conn, row);
       });
+    },
+
+    /**
+     * Take the cluster's lock for a runbook that changes it. Holding it already is success (a
+     * retried or resumed run); another run holding it is a refusal naming that run.
+     */
+    async acquireClusterLock(input: { cluster: string; workflowId: string; runbook: string; operator: string }): Promise<void> {
+      await ensureSchema();
+      await withControl(config, async (conn) => {
+        await conn.query('INSERT IGNORE INTO runbook_lock (cluster, workflow_id, runbook, operator) VALUES (?, ?, ?, ?)', [input.cluster, input.workflowId, input.runbook, input.operator]);
+        const [rows] = await conn.query('SELECT workflow_id, runbook, operator, acquired_at FROM runbook_lock WHERE cluster = ?', [input.cluster]);
+        const holder = (rows as { workflow_id: string; runbook: string; operator: string; acquired_at: string }[])[0];
+        if (holder && holder.workflow_id !== input.workflowId) {
+          throw ApplicationFailure.nonRetryable(
+            `cluster ${input.cluster} is locked by ${holder.runbook} run ${holder.workflow_id} (${holder.operator}, since ${holder.acquired_at} UTC); if that run is over, release it with: runbook unlock ${input.cluster}`,
+            'ClusterLocked',
+          );
+        }
+      });
+    },
+
+    /** Release the cluster's lock if this run holds it (safe to repeat). */
+    async releaseClusterLock(input: { cluster: string; workflowId: string }): Promise<void> {
+      await withControl(config, (conn) => conn.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [input.cluster, input.workflowId]));
     },
 
     /** The old primary of an emergency failover: its region's sync_status says it needs a failback. */

@@ -177,6 +177,27 @@ program
   });
 
 program
+  .command('unlock <cluster>')
+  .description("release a cluster's runbook lock left by a run that is over (terminated, lost)")
+  .requiredOption('--as <name>', 'who releases it (logged)')
+  .action(async (cluster: string, opts) => {
+    const cfg = config();
+    getCluster(cfg, cluster);
+    const holder = await withControl(cfg, async (c) => {
+      const [rows] = await c.query('SELECT workflow_id FROM runbook_lock WHERE cluster = ?', [cluster]);
+      const row = (rows as { workflow_id: string }[])[0];
+      if (!row) return undefined;
+      await c.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [cluster, row.workflow_id]);
+      await c.query(
+        "INSERT INTO failover_log (status, runbook, cluster, step, operator, workflow_id, detail) VALUES ('unlocked', 'cli', ?, 'cluster lock released by hand', ?, ?, ?)",
+        [cluster, opts.as, row.workflow_id, JSON.stringify({ heldBy: row.workflow_id })],
+      );
+      return row.workflow_id;
+    });
+    console.log(holder ? `released ${cluster}'s lock (held by ${holder})` : `${cluster} is not locked`);
+  });
+
+program
   .command('serve')
   .description('the approval endpoint: Slack interactivity (POST /slack/interactions) and email approval links (/approve/…)')
   .option('--port <n>', 'port to listen on', positiveInt('--port'), Number(process.env.RUNBOOK_HTTP_PORT ?? 8787))

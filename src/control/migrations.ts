@@ -106,6 +106,20 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE=InnoDB`,
     ],
   },
+  {
+    version: 4,
+    name: 'runbook_lock: one changing runbook per cluster at a time',
+    statements: [
+      // Two failovers of one cluster at once could leave two writable primaries: the second is refused.
+      `CREATE TABLE IF NOT EXISTS runbook_lock (
+        cluster VARCHAR(64) PRIMARY KEY,
+        workflow_id VARCHAR(255) NOT NULL,
+        runbook VARCHAR(32) NOT NULL,
+        operator VARCHAR(64) NULL,
+        acquired_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+      ) ENGINE=InnoDB`,
+    ],
+  },
 ];
 
 export async function migrate(conn: Conn): Promise<number[]> {

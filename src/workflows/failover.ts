@@ -65,7 +65,15 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
       note: (p) => `approval ${p.approval.mode}, max lag ${p.thresholds.maxLagSeconds} s, catch-up ${p.thresholds.catchUpTimeoutSeconds} s`,
     });
     const gate = new ApprovalGate(rb, policy.approval, input.requester);
-    return input.mode === 'planned' ? plannedSwitchover(rb, gate, input, policy) : emergencyFailover(rb, gate, input, policy);
+    const run = () => (input.mode === 'planned' ? plannedSwitchover(rb, gate, input, policy) : emergencyFailover(rb, gate, input, policy));
+    if (input.dryRun) return run(); // reads only: no lock
+    const lock = { cluster: input.cluster, workflowId: wf.workflowInfo().workflowId };
+    await rb.step('lock cluster', () => act.acquireClusterLock({ ...lock, runbook: 'failover', operator: input.requester }));
+    try {
+      return await run();
+    } finally {
+      await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => act.releaseClusterLock(lock)));
+    }
   });
 }
 

@@ -54,6 +54,14 @@ describe('runbook CLI', () => {
     expect(human.stdout.indexOf('step-4')).toBeLessThan(human.stdout.indexOf('step-0'));
   });
 
+  it('unlock releases a lock left by a run that is over, and logs who did it', async () => {
+    await withControl(config, (c) => c.query("INSERT INTO runbook_lock (cluster, workflow_id, runbook, operator) VALUES ('orders', 'failover-orders-GONE', 'failover', 'dave')"));
+    expect((await runbook('unlock', 'orders', '--as', 'alice')).stdout.trim()).toBe("released orders's lock (held by failover-orders-GONE)");
+    expect((await runbook('unlock', 'orders', '--as', 'alice')).stdout.trim()).toBe('orders is not locked');
+    const rows = JSON.parse((await runbook('log', '--cluster', 'orders', '--page-size', '1', '--json')).stdout);
+    expect(rows[0]).toMatchObject({ status: 'unlocked', operator: 'alice', workflow_id: 'failover-orders-GONE' });
+  });
+
   it('sync-status says when it is empty', async () => {
     const out = await runbook('sync-status');
     expect(out.code).toBe(0);

@@ -57,8 +57,8 @@ describe('worker crash during a switchover', () => {
     const keys = log.map((r) => `${r.seq}:${r.status}`);
     expect(new Set(keys).size).toBe(keys.length);
     expect(log.filter((r) => r.status === 'succeeded').map((r) => r.step)).toEqual([
-      'load policy', 'preflight', 'approval', 'fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic',
-      `repoint ${target === 'orders-a' ? 'orders-b' : 'orders-a'}`, 'repoint orders-c', 'verify', 'record', 'runbook',
+      'load policy', 'lock cluster', 'preflight', 'approval', 'fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic',
+      `repoint ${target === 'orders-a' ? 'orders-b' : 'orders-a'}`, 'repoint orders-c', 'verify', 'record', 'unlock cluster', 'runbook',
     ]);
     expect(await shape(config)).toMatchObject({ primary: target, writable: [target], problems: [] });
     expect(await load.missingOn(target)).toEqual([]);

@@ -105,6 +105,22 @@ describe('planned switchover', () => {
     expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'rejected' });
   });
 
+  it('refuses a second failover of a cluster while one is running, and frees the lock when it ends', async () => {
+    const first = await startFailover(client, taskQueue, {});
+    await waitForApprovalRequest(first);
+    const second = await startFailover(client, taskQueue, {});
+    const err = await second.result().catch((e) => e);
+    expect(err.cause.message).toBe(
+      `step "lock cluster" failed (precondition): cluster orders is locked by failover run ${first.workflowId} (carol, since ${err.cause.message.match(/since (.*) UTC/)[1]} UTC); if that run is over, release it with: runbook unlock orders`,
+    );
+    await decide(first, 'reject', 'alice');
+    expect(((await first.result()) as FailoverResult).status).toBe('rejected');
+    const third = await startFailover(client, taskQueue, { dryRun: true });
+    expect(((await third.result()) as FailoverResult).status).toBe('dry_run');
+    const locks = await withControl(config, async (c) => (await c.query('SELECT * FROM runbook_lock'))[0]);
+    expect(locks).toEqual([]);
+  });
+
   it('refuses self-approval and an unlisted approver, logs both, then proceeds on a valid signal', async () => {
     const handle = await startFailover(client, taskQueue, { requester: 'alice' });
     await waitForApprovalRequest(handle);
