@@ -110,7 +110,7 @@ describe('cluster config', () => {
 describe('docker-compose.yml', () => {
   it('is valid YAML whose worker config exists and validates', () => {
     const compose = YAML.parse(readFileSync('docker-compose.yml', 'utf8'));
-    expect(Object.keys(compose.services)).toEqual(['temporal', 'mysql-primary', 'mysql-replica', 'control', 'worker']);
+    expect(Object.keys(compose.services)).toEqual(['temporal', 'mysql-primary', 'mysql-replica', 'control', 'worker', 'approvals']);
     const configVar = (compose.services.worker.environment as string[]).find((e) => e.startsWith('RUNBOOK_CONFIG='))!;
     const path = configVar.split('=')[1]!.replace('/app/', '');
     const config = loadConfig(path, {});
