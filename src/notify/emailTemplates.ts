@@ -5,6 +5,9 @@
  * twice, so the two bodies cannot drift apart; every interpolated value is escaped in HTML.
  */
 import type { NotificationKind, RunbookNotification, TimelineEntry } from '../shared/notifications';
+import { formatDuration } from '../shared/format';
+
+export { formatDuration };
 
 export type EmailLocale = 'en' | 'zh-CN';
 
@@ -38,16 +41,6 @@ export function isoUtc(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '-';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const totalSeconds = Math.round(ms / 1000);
-  const h = Math.floor(totalSeconds / 3600);
-  const m = Math.floor((totalSeconds % 3600) / 60);
-  const s = totalSeconds % 60;
-  return h ? `${h} h ${m} min ${s} s` : `${m} min ${s} s`;
-}
 
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
 

@@ -12,6 +12,9 @@ import type { RunbookConfig } from '../config/load';
 import type { Person } from '../config/schema';
 import type { Notifier } from '../activities/notify';
 import type { NotificationKind, NotifyThread, RunbookNotification, Severity, TimelineEntry } from '../shared/notifications';
+import { formatDuration, STATUS_ICON } from '../shared/format';
+
+export { formatDuration };
 
 export type SlackLocale = 'en' | 'zh-CN';
 
@@ -186,20 +189,8 @@ const KIND_ICON: Record<NotificationKind, string> = {
   aborted: '⛔',
 };
 
-const STATUS_ICON: Record<string, string> = {
-  started: '⏳',
-  succeeded: '✅',
-  failed: '❌',
-  skipped: '⏭️',
-  requested: '✋',
-  reminded: '🔔',
-  approved: '👍',
-  auto_approved: '👍',
-  rejected: '👎',
-  refused: '⛔',
-  timed_out: '⌛',
-  notify_failed: '📵',
-};
+
+const STATUS_ICONS: Record<string, string> = STATUS_ICON;
 
 const SEVERITY_ICON: Record<Severity, string> = { L1: '🔴', L2: '🟠', L3: '🟡' };
 
@@ -219,16 +210,6 @@ function oneLine(s: string): string {
   return s.replace(/\s*\r?\n\s*/g, ' ').trim();
 }
 
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined) return '…';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const totalSeconds = Math.round(ms / 1000);
-  const h = Math.floor(totalSeconds / 3600);
-  const m = Math.floor((totalSeconds % 3600) / 60);
-  const s = totalSeconds % 60;
-  return h ? `${h} h ${m} min` : `${m} min ${s} s`;
-}
 
 function isoUtc(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
@@ -269,7 +250,7 @@ export function markdownToMrkdwn(md: string): string {
 }
 
 function statusIcon(status: string): string {
-  return STATUS_ICON[status] ?? '•';
+  return STATUS_ICONS[status] ?? '•';
 }
 
 /** `✅ *promote* succeeded · 1.2 s — orders-b is primary` */

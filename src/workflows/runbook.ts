@@ -21,6 +21,7 @@ import { Cluster, IncidentId, Operator, RunbookStatus, RunbookType } from '../sh
 import type { AuditRow, EventStatus, RunStatus, StepStatus } from '../shared/types';
 import { stepContext, type StepFrame } from './interceptors';
 import { OrderedSender } from './queue';
+import { formatDuration, STATUS_ICON } from '../shared/format';
 import type { NotifyThread, RunbookNotification, Severity, TimelineEntry } from '../shared/notifications';
 
 export interface RunbookMeta {
@@ -114,25 +115,7 @@ function formatTime(ms: number): string {
   return new Date(ms).toISOString().slice(11, 23);
 }
 
-function formatDuration(ms: number | undefined): string {
-  if (ms === undefined) return '…';
-  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
-}
 
-const STATUS_ICON: Record<StepStatus | EventStatus, string> = {
-  started: '⏳',
-  succeeded: '✅',
-  failed: '❌',
-  skipped: '⏭️',
-  requested: '✋',
-  reminded: '🔔',
-  approved: '👍',
-  auto_approved: '👍',
-  rejected: '👎',
-  refused: '⛔',
-  timed_out: '⌛',
-  notify_failed: '📵',
-};
 
 export class Runbook {
   private seq = 0;

@@ -1,0 +1,30 @@
+/** How steps and durations read to people, the same in the Temporal UI, Slack and email. Workflow-safe. */
+import type { EventStatus, StepStatus } from './types';
+
+export const STATUS_ICON: Record<StepStatus | EventStatus, string> = {
+  started: '⏳',
+  succeeded: '✅',
+  failed: '❌',
+  skipped: '⏭️',
+  requested: '✋',
+  reminded: '🔔',
+  approved: '👍',
+  auto_approved: '👍',
+  rejected: '👎',
+  refused: '⛔',
+  timed_out: '⌛',
+  notify_failed: '📵',
+};
+
+/** `850 ms`, `2.4 s`, `3 min 5 s`, `1 h 2 min 3 s`; `…` while unknown (still running). */
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined) return '…';
+  if (!Number.isFinite(ms) || ms < 0) return '-';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const totalSeconds = Math.round(ms / 1000);
+  const h = Math.floor(totalSeconds / 3600);
+  const m = Math.floor((totalSeconds % 3600) / 60);
+  const s = totalSeconds % 60;
+  return h ? `${h} h ${m} min ${s} s` : `${m} min ${s} s`;
+}
