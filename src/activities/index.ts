@@ -1,5 +1,6 @@
 /** Every activity the worker registers, grouped by the system it touches. */
 import { createAuditActivities } from './audit';
+import { createBackupActivities } from './backup';
 import type { ActivityDeps } from './deps';
 import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
@@ -9,6 +10,7 @@ import { createTrafficActivities } from './traffic';
 export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }) {
   return {
     ...createAuditActivities(deps),
+    ...createBackupActivities(deps),
     ...createMysqlActivities(deps),
     ...createPolicyActivities(deps),
     ...createTrafficActivities(deps),

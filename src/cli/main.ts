@@ -9,7 +9,7 @@ import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
-import { decide, showStatus, startFailover } from './runbooks';
+import { backupCommand, decide, showStatus, startFailover } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -174,6 +174,18 @@ program
   .addOption(json)
   .action(async (workflowId: string, opts) => {
     await showStatus(workflowId, Boolean(opts.json));
+  });
+
+program
+  .command('backup <cluster>')
+  .description('take a backup (logical, physical or both) and archive the binlogs; or schedule it')
+  .addOption(new Option('--kind <kind>', 'what to take').choices(['logical', 'physical', 'both']).default('both'))
+  .option('--instance <name>', 'back up this instance (default: a healthy replica, else the primary)')
+  .requiredOption('--as <name>', 'who asks (logged)')
+  .option('--schedule <cron>', 'create a Temporal Schedule instead, e.g. "0 3 * * *" (UTC)')
+  .action(async (cluster: string, opts) => {
+    getCluster(config(), cluster);
+    process.exitCode = await backupCommand({ cluster, kind: opts.kind, instance: opts.instance, as: opts.as, schedule: opts.schedule });
   });
 
 program

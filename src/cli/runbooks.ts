@@ -1,5 +1,6 @@
 /** CLI commands that start and steer runbooks through Temporal. */
-import { WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { ScheduleOverlapPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { BackupInput, BackupResult } from '../workflows/backup';
 import { clusterPolicyOf } from '../activities/policy';
 import { failoverHistory, withControl } from '../control/store';
 import { probeTopology } from '../mysql/probe';
@@ -147,5 +148,45 @@ export async function showStatus(workflowId: string, json: boolean): Promise<voi
     const approval = state?.details.approval as ApprovalState | undefined;
     if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan as FailoverPlan | undefined));
     printHistory(rows.reverse(), 1);
+  });
+}
+
+export interface BackupCliOptions {
+  cluster: string;
+  kind: 'logical' | 'physical' | 'both';
+  instance?: string;
+  as: string;
+  schedule?: string;
+}
+
+/** Take a backup now (following it), or register a Temporal Schedule that takes it by cron. */
+export async function backupCommand(o: BackupCliOptions): Promise<number> {
+  return withClient(async (c) => {
+    const { taskQueue } = temporalSettings();
+    const input: BackupInput = { cluster: o.cluster, kind: o.kind, instance: o.instance, requester: o.as, reason: o.schedule ? `scheduled (${o.schedule})` : 'on demand' };
+    if (o.schedule) {
+      const scheduleId = `backup-${o.cluster}-${o.kind}`;
+      await c.schedule.create({
+        scheduleId,
+        spec: { cronExpressions: [o.schedule] },
+        action: { type: 'startWorkflow', workflowType: 'backup', args: [input], taskQueue, workflowId: scheduleId },
+        // A backup still running when the next is due is not doubled up.
+        policies: { overlap: ScheduleOverlapPolicy.SKIP },
+      });
+      console.log(`schedule ${scheduleId} created: ${o.schedule} (UTC); see it in the Temporal UI under Schedules`);
+      return 0;
+    }
+    const workflowId = `backup-${o.cluster}-${newIncidentId().slice(4)}`;
+    const handle = await c.workflow.start('backup', { taskQueue, workflowId, args: [input], staticSummary: `backup ${o.cluster} (${o.kind}) by ${o.as}` });
+    console.error(`started ${workflowId}`);
+    try {
+      const result = await follow<BackupResult>(handle, (line) => console.error(line));
+      for (const m of result.manifests) console.log(`${m.kind} backup ${m.id} of ${m.instance}: GTID ${m.gtid || '(empty)'}, ${m.binlog.file}:${m.binlog.position}, ${m.sizeBytes} bytes, sha256 ${m.sha256.slice(0, 12)}…`);
+      console.log(`${result.binlogs.length} binlog file(s) archived`);
+      return 0;
+    } catch (err) {
+      console.error(`runbook: ${workflowId} failed: ${failureMessage(err)}`);
+      return 1;
+    }
   });
 }

@@ -3,3 +3,4 @@ export { healthCheck } from './healthCheck';
 export { runbookStateQuery } from './runbook';
 export { failover } from './failover';
 export { approveSignal, rejectSignal, decideUpdate } from './approval';
+export { backup } from './backup';

@@ -1,7 +1,8 @@
 /** The `runbook` command as an operator types it: human output, --json, one-line errors. */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { insertAuditRows, migrateControl, withControl } from '../../src/control/store';
 import { startTestSandbox } from '../support/sandbox';
 import type { RunbookConfig } from '../../src/config/load';
@@ -13,7 +14,9 @@ let sandbox: Sandbox;
 
 async function runbook(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await exec('bin/runbook', ['--config', config.files[0]!, ...args], { env: { ...process.env, NO_COLOR: '1' } });
+    const { stdout, stderr } = await exec('bin/runbook', ['--config', config.files[0]!, ...args], {
+      env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress') },
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -60,6 +63,22 @@ describe('runbook CLI', () => {
     expect((await runbook('unlock', 'orders', '--as', 'alice')).stdout.trim()).toBe('orders is not locked');
     const rows = JSON.parse((await runbook('log', '--cluster', 'orders', '--page-size', '1', '--json')).stdout);
     expect(rows[0]).toMatchObject({ status: 'unlocked', operator: 'alice', workflow_id: 'failover-orders-GONE' });
+  });
+
+  it('backup --schedule registers a Temporal Schedule for the backup runbook', async () => {
+    const out = await runbook('backup', 'orders', '--as', 'alice', '--kind', 'logical', '--schedule', '30 2 * * *');
+    expect(out.stdout.trim()).toBe('schedule backup-orders-logical created: 30 2 * * * (UTC); see it in the Temporal UI under Schedules');
+    const client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+    try {
+      const schedule = client.schedule.getHandle('backup-orders-logical');
+      const d = await schedule.describe();
+      expect(d.action).toMatchObject({ type: 'startWorkflow', workflowType: 'backup' });
+      expect(d.spec.calendars?.[0]).toMatchObject({ hour: [{ start: 2, end: 2, step: 1 }], minute: [{ start: 30, end: 30, step: 1 }] });
+      await schedule.delete();
+    } finally {
+      await client.connection.close();
+    }
+    expect((await runbook('backup', 'orders', '--as', 'alice', '--kind', 'incremental')).stderr).toContain("argument 'incremental' is invalid");
   });
 
   it('sync-status says when it is empty', async () => {

@@ -1,0 +1,463 @@
+/**
+ * Runs the MariaDB backup tools (mariadb-dump, mariadb-backup, mariadb-binlog) safely:
+ *
+ * - the password goes to the tool in a private `--defaults-extra-file` (mode 0600 in a 0700 temp
+ *   dir, deleted as soon as the tool exits), never on its argv, in its environment or in a log;
+ *   the child gets a minimal environment (not the worker's, which holds the config's password
+ *   variables) whose HOME is that private dir, so an operator's ~/.my.cnf cannot override it;
+ * - every run is bounded by a timeout and an abort signal (SIGTERM, then SIGKILL 5 s later);
+ * - a failure says which tool, its exit status and the last lines of its stderr;
+ * - long runs report progress (bytes so far) every second, for the activity's heartbeat.
+ *
+ * No Temporal here: the activities in src/activities/backup.ts map these errors to failures.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { findExecutable } from '../sandbox/processes';
+
+const TOOL_DIRS = ['/usr/bin', '/usr/local/bin', '/usr/local/opt/mariadb/bin', '/opt/homebrew/opt/mariadb/bin'];
+const DEFAULT_TIMEOUT_MS = 25 * 60_000;
+const KILL_GRACE_MS = 5_000;
+const STDERR_KEEP = 16 * 1024;
+
+export interface ToolCredentials {
+  user: string;
+  password: string;
+}
+
+export interface ServerLogin extends ToolCredentials {
+  host: string;
+  port: number;
+}
+
+export interface ProgressOptions {
+  /** Called about once a second while the tool runs, with the bytes written so far. */
+  onProgress?: (bytes: number) => void;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export class ToolNotFoundError extends Error {
+  override name = 'ToolNotFoundError';
+}
+
+export class ToolError extends Error {
+  override name = 'ToolError';
+  constructor(
+    message: string,
+    readonly tool: string,
+    readonly exitCode: number | null,
+    readonly exitSignal: string | null,
+    readonly stderrTail: string,
+    readonly reason: 'exit' | 'timeout' | 'aborted' | 'output',
+  ) {
+    super(message);
+  }
+}
+
+export function toolPath(name: string): string {
+  const path = findExecutable(name, TOOL_DIRS);
+  if (!path) throw new ToolNotFoundError(`${name} not found: install MariaDB's client and backup tools (apt-get install mariadb-client mariadb-backup)`);
+  return path;
+}
+
+/** A value for a MariaDB option file: double-quoted, with the escapes the option-file parser knows. */
+function optionValue(v: string): string {
+  if (v.includes('\0')) throw new Error('a MySQL credential cannot contain a NUL byte');
+  return `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t')}"`;
+}
+
+function redact(text: string, secret: string | undefined): string {
+  return secret ? text.split(secret).join('***') : text;
+}
+
+/**
+ * A minimal environment for a tool: never the worker's own, which holds every credential the config
+ * names (ORDERS_ADMIN_PASSWORD, ...) and would be readable in /proc/<pid>/environ. HOME is the
+ * private dir, so no ~/.my.cnf applies; MYSQL_PWD and friends are not passed on.
+ */
+function toolEnvironment(home: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { HOME: home, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  for (const key of ['LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'TMPDIR']) {
+    if (process.env[key] !== undefined) env[key] = process.env[key];
+  }
+  return env;
+}
+
+export interface RunToolOptions extends ProgressOptions {
+  /** Written to a private --defaults-extra-file, given to the tool as its first argument. */
+  credentials?: ToolCredentials;
+  /** Stream stdout into this file (created, mode 0600; must not exist); else stdout is collected. */
+  stdoutFile?: string;
+  /** How to measure progress (default: stdout bytes). */
+  measure?: () => Promise<number>;
+}
+
+export interface ToolRun {
+  stdout: string;
+  stderr: string;
+  stdoutBytes: number;
+  durationMs: number;
+}
+
+/**
+ * Run one tool to completion. argv never carries a secret: with `credentials`, the only extra
+ * argument is `--defaults-extra-file=<private file>`.
+ */
+export async function runTool(cmd: string, args: string[], opts: RunToolOptions = {}): Promise<ToolRun> {
+  const tool = cmd.split('/').pop()!;
+  const started = Date.now();
+  opts.signal?.throwIfAborted();
+  let privateDir: string | undefined;
+  try {
+    privateDir = await mkdtemp(join(tmpdir(), 'runbook-tool-'));
+    const env = toolEnvironment(privateDir);
+    const argv = [...args];
+    if (opts.credentials) {
+      const file = join(privateDir, 'client.cnf');
+      const text = `[client]\nuser=${optionValue(opts.credentials.user)}\npassword=${optionValue(opts.credentials.password)}\n`;
+      await writeFile(file, text, { mode: 0o600, flag: 'wx' });
+      argv.unshift(`--defaults-extra-file=${file}`);
+    }
+    return await spawnAndWait(tool, cmd, argv, env, opts, started);
+  } finally {
+    if (privateDir) await rm(privateDir, { recursive: true, force: true });
+  }
+}
+
+function spawnAndWait(tool: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv, opts: RunToolOptions, started: number): Promise<ToolRun> {
+  return new Promise<ToolRun>((resolve, reject) => {
+    const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let stdout = '';
+    let stdoutBytes = 0;
+    let stopped: 'timeout' | 'aborted' | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    const secret = opts.credentials?.password;
+
+    const stop = (why: 'timeout' | 'aborted') => {
+      if (stopped || child.exitCode !== null || child.signalCode !== null) return;
+      stopped = why;
+      child.kill('SIGTERM');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+      killTimer.unref();
+    };
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timer = setTimeout(() => stop('timeout'), timeoutMs);
+    const onAbort = () => stop('aborted');
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const measure = opts.measure ?? (async () => stdoutBytes);
+    const ticker = opts.onProgress
+      ? setInterval(() => {
+          measure()
+            .then((b) => opts.onProgress?.(b))
+            .catch(() => {}); // progress is best effort; it must never fail the run
+        }, 1000)
+      : undefined;
+
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      stderr = (stderr + d).slice(-STDERR_KEEP);
+    });
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        stdoutBytes += chunk.length;
+        done(null, chunk);
+      },
+    });
+    const output: Promise<void> = opts.stdoutFile
+      ? pipeline(child.stdout, counter, createWriteStream(opts.stdoutFile, { flags: 'wx', mode: 0o600 }))
+      : new Promise<void>((res, rej) => {
+          child.stdout.setEncoding('utf8');
+          child.stdout.on('data', (d: string) => {
+            stdoutBytes += Buffer.byteLength(d);
+            stdout += d;
+          });
+          child.stdout.on('end', res);
+          child.stdout.on('error', rej);
+        });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res, rej) => {
+      child.on('error', rej);
+      child.on('close', (code, signal) => res({ code, signal }));
+    });
+
+    const tail = () => {
+      const lines = redact(stderr, secret).trimEnd().split('\n').filter((l) => l.trim());
+      return lines.slice(-12).join('\n');
+    };
+    Promise.all([exited, output.then(() => undefined, (err: Error) => err)])
+      .then(([{ code, signal }, outputError]) => {
+        const durationMs = Date.now() - started;
+        if (stopped) {
+          const what = stopped === 'timeout' ? `timed out after ${timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}` : 'was cancelled';
+          throw new ToolError(`${tool} ${what}${tail() ? `; stderr:\n${tail()}` : ''}`, tool, code, signal, tail(), stopped);
+        }
+        if (code !== 0) {
+          throw new ToolError(`${tool} failed (${signal ?? `exit ${code}`})${tail() ? `; stderr:\n${tail()}` : ''}`, tool, code, signal, tail(), 'exit');
+        }
+        if (outputError) throw new ToolError(`${tool}: writing its output failed: ${outputError.message}`, tool, code, signal, tail(), 'output');
+        resolve({ stdout, stderr: redact(stderr, secret), stdoutBytes, durationMs });
+      })
+      .catch((err: unknown) => {
+        if (err instanceof ToolError) reject(err);
+        else reject(new ToolError(`${tool} could not run: ${redact((err as Error).message, secret)}`, tool, null, null, tail(), 'exit'));
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        if (killTimer) clearTimeout(killTimer);
+        if (ticker) clearInterval(ticker);
+        opts.signal?.removeEventListener('abort', onAbort);
+      });
+  });
+}
+
+/** First line of `<tool> --version`, e.g. `mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, …`. */
+const versions = new Map<string, Promise<string>>();
+export function toolVersion(name: string): Promise<string> {
+  let v = versions.get(name);
+  if (!v) {
+    v = runTool(toolPath(name), ['--version'], { timeoutMs: 15_000 }).then((run) => {
+      const line = `${run.stdout}\n${run.stderr}`.split('\n').find((l) => l.includes(name)) ?? name;
+      return line.trim().replace(/^\S*\//, '').replace(/\s+/g, ' ');
+    });
+    v.catch(() => versions.delete(name));
+    versions.set(name, v);
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing what the tools leave behind (pure).
+
+/** `-- CHANGE MASTER TO MASTER_LOG_FILE='mysql-bin.000001', MASTER_LOG_POS=856;` near the top of a dump. */
+export function parseDumpBinlogPosition(head: string): { file: string; position: number } | undefined {
+  const m = /^-- CHANGE MASTER TO MASTER_LOG_FILE='([^']+)', MASTER_LOG_POS=(\d+);/m.exec(head);
+  return m ? { file: m[1]!, position: Number(m[2]) } : undefined;
+}
+
+/** `-- SET GLOBAL gtid_slave_pos='0-1-3';`, written by mariadb-dump --gtid at the END of a dump. */
+export function parseDumpGtid(tail: string): string | undefined {
+  const all = [...tail.matchAll(/^-- SET GLOBAL gtid_slave_pos='([^']*)';/gm)];
+  return all.length ? all[all.length - 1]![1] : undefined;
+}
+
+/** `xtrabackup_binlog_info` of a mariadb-backup target dir: `file<TAB>pos[<TAB>gtid]`. */
+export function parseXtrabackupBinlogInfo(text: string): { file: string; position: number; gtid: string } | undefined {
+  const line = text.split('\n').find((l) => l.trim());
+  if (!line) return undefined;
+  const [file, pos, gtid] = line.trim().split('\t');
+  if (!file || !pos || !/^\d+$/.test(pos)) return undefined;
+  return { file, position: Number(pos), gtid: (gtid ?? '').trim() };
+}
+
+async function readSlice(file: string, from: 'start' | 'end', bytes: number): Promise<string> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    const length = Math.min(size, bytes);
+    const buf = Buffer.alloc(length);
+    await fh.read(buf, 0, length, from === 'start' ? 0 : size - length);
+    return buf.toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three tools.
+
+export interface LogicalBackupResult {
+  binlog: { file: string; position: number };
+  gtid: string;
+  sizeBytes: number;
+  tool: string;
+  durationMs: number;
+}
+
+/**
+ * A consistent logical dump of the whole server, streamed into `outFile` (created, mode 0600).
+ * The binlog coordinates come from the comment near the top, the GTID from the one at the end; a
+ * dump without both (or without mariadb-dump's completion line) is refused.
+ */
+export async function logicalBackup(opts: ServerLogin & ProgressOptions & { outFile: string }): Promise<LogicalBackupResult> {
+  const args = [
+    `--host=${opts.host}`,
+    `--port=${opts.port}`,
+    '--single-transaction',
+    '--master-data=2',
+    '--gtid',
+    '--routines',
+    '--events',
+    '--triggers',
+    '--all-databases',
+    '--hex-blob',
+  ];
+  const run = await runTool(toolPath('mariadb-dump'), args, {
+    credentials: { user: opts.user, password: opts.password },
+    stdoutFile: opts.outFile,
+    onProgress: opts.onProgress,
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs,
+  });
+  const head = await readSlice(opts.outFile, 'start', 64 * 1024);
+  const tail = await readSlice(opts.outFile, 'end', 64 * 1024);
+  const binlog = parseDumpBinlogPosition(head);
+  const gtid = parseDumpGtid(tail);
+  const problem = !/^-- Dump completed/m.test(tail)
+    ? 'has no "-- Dump completed" line (truncated)'
+    : !binlog
+      ? 'has no binlog position (is the binary log enabled on the source?)'
+      : gtid === undefined
+        ? 'has no gtid_slave_pos comment at its end'
+        : undefined;
+  if (problem) throw new ToolError(`mariadb-dump output ${opts.outFile} ${problem}`, 'mariadb-dump', 0, null, '', 'output');
+  return { binlog: binlog!, gtid: gtid!, sizeBytes: (await stat(opts.outFile)).size, tool: await toolVersion('mariadb-dump'), durationMs: run.durationMs };
+}
+
+export interface PhysicalBackupResult {
+  binlog: { file: string; position: number };
+  gtid: string;
+  sizeBytes: number;
+  tool: string;
+  durationMs: number;
+}
+
+/**
+ * `mariadb-backup --backup` then `--prepare` into `targetDir` (must not exist or be empty).
+ * mariadb-backup copies the server's datadir from the local filesystem: it only works on the
+ * database host itself. `datadir` is the server's `@@datadir`, passed explicitly so a [mysqld]
+ * datadir in the host's my.cnf cannot point it elsewhere. The position comes from
+ * `xtrabackup_binlog_info` in the target dir (not the stale xtrabackup_binlog_pos_innodb).
+ */
+export async function physicalBackup(opts: ServerLogin & ProgressOptions & { targetDir: string; datadir: string }): Promise<PhysicalBackupResult> {
+  const started = Date.now();
+  const cmd = toolPath('mariadb-backup');
+  const measure = () => dirSize(opts.targetDir);
+  const deadline = started + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  await runTool(cmd, ['--backup', `--target-dir=${opts.targetDir}`, `--datadir=${opts.datadir}`, `--host=${opts.host}`, `--port=${opts.port}`], {
+    credentials: { user: opts.user, password: opts.password },
+    onProgress: opts.onProgress,
+    measure,
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs,
+  });
+  // --prepare works on the copy only: no server connection, no credentials.
+  await runTool(cmd, ['--prepare', `--target-dir=${opts.targetDir}`], {
+    onProgress: opts.onProgress,
+    measure,
+    signal: opts.signal,
+    timeoutMs: Math.max(1000, deadline - Date.now()),
+  });
+  const infoFile = join(opts.targetDir, 'xtrabackup_binlog_info');
+  let info: ReturnType<typeof parseXtrabackupBinlogInfo>;
+  try {
+    info = parseXtrabackupBinlogInfo(await readFile(infoFile, 'utf8'));
+  } catch (err) {
+    throw new ToolError(`mariadb-backup left no readable ${infoFile}: ${(err as Error).message} (is the binary log enabled on the source?)`, 'mariadb-backup', 0, null, '', 'output');
+  }
+  if (!info) throw new ToolError(`${infoFile} holds no binlog position`, 'mariadb-backup', 0, null, '', 'output');
+  return {
+    binlog: { file: info.file, position: info.position },
+    gtid: info.gtid,
+    sizeBytes: await dirSize(opts.targetDir),
+    tool: await toolVersion('mariadb-backup'),
+    durationMs: Date.now() - started,
+  };
+}
+
+/**
+ * Copy binlog files from a server over the replication protocol (`--read-from-remote-server
+ * --raw`): works for a remote primary, and never moves, purges or changes anything on it. Each file
+ * lands as `<outDir>/<file>`, as it stood when it was read.
+ */
+export async function fetchBinlogs(opts: ServerLogin & ProgressOptions & { files: string[]; outDir: string }): Promise<{ durationMs: number }> {
+  if (!opts.files.length) return { durationMs: 0 };
+  for (const f of opts.files) if (!/^[A-Za-z0-9._-]+$/.test(f) || f.startsWith('-')) throw new Error(`refusing odd binlog file name ${JSON.stringify(f)}`);
+  const outDir = opts.outDir.endsWith(sep) ? opts.outDir : opts.outDir + sep;
+  const run = await runTool(
+    toolPath('mariadb-binlog'),
+    ['--read-from-remote-server', '--raw', `--host=${opts.host}`, `--port=${opts.port}`, `--result-file=${outDir}`, ...opts.files],
+    {
+      credentials: { user: opts.user, password: opts.password },
+      onProgress: opts.onProgress,
+      measure: () => dirSize(opts.outDir),
+      signal: opts.signal,
+      timeoutMs: opts.timeoutMs,
+    },
+  );
+  return { durationMs: run.durationMs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files.
+
+/** Every regular file under `dir`, relative to it, `/`-separated, sorted. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) out.push(relative(dir, p).split(sep).join('/'));
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+export async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  const walk = async (d: string) => {
+    let entries;
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch {
+      return; // not created yet, or removed meanwhile
+    }
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) total += await stat(p).then((s) => s.size, () => 0);
+    }
+  };
+  await walk(dir);
+  return total;
+}
+
+export async function sha256OfFile(file: string, onBytes?: (n: number) => void): Promise<{ sha256: string; sizeBytes: number }> {
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+    hash.update(chunk as Buffer);
+    sizeBytes += (chunk as Buffer).length;
+    onBytes?.(sizeBytes);
+  }
+  return { sha256: hash.digest('hex'), sizeBytes };
+}
+
+export interface FilesDigest {
+  /** sha256 of the sha256sum-style listing (`<hex>  <path>\n`, paths sorted); see BackupManifest.sha256. */
+  sha256: string;
+  sizeBytes: number;
+  perFile: { file: string; sha256: string; sizeBytes: number }[];
+}
+
+/** The digest of a set of files under `dir` (paths relative to it). A missing file throws (ENOENT). */
+export async function sha256OfFiles(dir: string, files: string[], onProgress?: (bytes: number) => void): Promise<FilesDigest> {
+  const perFile: FilesDigest['perFile'] = [];
+  let done = 0;
+  for (const file of [...files].sort()) {
+    const r = await sha256OfFile(join(dir, file), (n) => onProgress?.(done + n));
+    done += r.sizeBytes;
+    perFile.push({ file, ...r });
+  }
+  const listing = perFile.map((f) => `${f.sha256}  ${f.file}\n`).join('');
+  return { sha256: createHash('sha256').update(listing).digest('hex'), sizeBytes: done, perFile };
+}
