@@ -29,9 +29,10 @@ import {
 } from '../backup/manifest';
 import { fetchBinlogs, listFiles, logicalBackup, physicalBackup, sha256OfFile, sha256OfFiles, ToolError, ToolNotFoundError, type ServerLogin } from '../backup/tools';
 import { ConfigError, getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
-import { connect, instanceEndpoint, query, type Conn } from '../mysql/connect';
+import { query, type Conn } from '../mysql/connect';
 import type { InstanceRef } from '../shared/types';
 import type { ActivityDeps } from './deps';
+import { withInstance } from './instance';
 
 export interface TakeBackupInput extends InstanceRef {
   kind: BackupKind;
@@ -54,20 +55,7 @@ function classify(err: unknown): unknown {
   return err;
 }
 
-async function onServer<T>(config: RunbookConfig, ref: InstanceRef, fn: (conn: Conn) => Promise<T>): Promise<T> {
-  const timeoutMs = getCluster(config, ref.cluster).thresholds.probeTimeoutSeconds * 1000;
-  let conn: Conn;
-  try {
-    conn = await connect(instanceEndpoint(config, ref.cluster, ref.instance), { timeoutMs });
-  } catch (err) {
-    throw ApplicationFailure.retryable(`${ref.instance} unreachable: ${(err as Error).message}`, 'InstanceUnreachable');
-  }
-  try {
-    return await fn(conn);
-  } finally {
-    conn.destroy();
-  }
-}
+const onServer = withInstance;
 
 /** Host, port and the cluster's admin login for the tools; the password goes no further. */
 function loginFor(config: RunbookConfig, ref: InstanceRef): ServerLogin {

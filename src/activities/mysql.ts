@@ -8,11 +8,12 @@
 import { Context, heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
-import { connect, instanceEndpoint, query, type Conn } from '../mysql/connect';
+import { query, type Conn } from '../mysql/connect';
 import { mariaErrantDomains, type Dialect, type ReplicaStatus, type ServerVariables } from '../mysql/dialect';
 import { dialectOf, probeInstance, probeTopology } from '../mysql/probe';
 import type { InstanceProbe, InstanceRef, Topology } from '../shared/types';
 import type { ActivityDeps } from './deps';
+import { withInstance } from './instance';
 
 interface Session {
   conn: Conn;
@@ -24,26 +25,16 @@ interface Session {
 
 /** A time-bounded admin session on one instance, always closed. */
 async function onInstance<T>(config: RunbookConfig, ref: InstanceRef, fn: (s: Session) => Promise<T>): Promise<T> {
-  const timeoutMs = getCluster(config, ref.cluster).thresholds.probeTimeoutSeconds * 1000;
-  let conn: Conn;
-  try {
-    conn = await connect(instanceEndpoint(config, ref.cluster, ref.instance), { timeoutMs });
-  } catch (err) {
-    throw ApplicationFailure.retryable(`${ref.instance} unreachable: ${(err as Error).message}`, 'InstanceUnreachable');
-  }
-  try {
+  return withInstance(config, ref, async (conn) => {
     const { dialect } = await dialectOf(conn);
-    const session: Session = {
+    return fn({
       conn,
       dialect,
       vars: async () => dialect.parseVariables((await query<Record<string, unknown>[]>(conn, dialect.variablesQuery()))[0]!),
       replica: async () => dialect.parseReplicaStatus(await query<Record<string, unknown>[]>(conn, dialect.replicaStatusQuery())),
       exec: (sql, params = []) => query(conn, sql, params, 30_000),
-    };
-    return await fn(session);
-  } finally {
-    conn.destroy();
-  }
+    });
+  });
 }
 
 const refuse = (message: string, type = 'PreconditionFailed') => ApplicationFailure.nonRetryable(message, type);
