@@ -1,6 +1,7 @@
 /** Every activity the worker registers, grouped by the system it touches. */
 import { createAuditActivities } from './audit';
 import { createBackupActivities } from './backup';
+import { createBinlogActivities } from './binlog';
 import type { ActivityDeps } from './deps';
 import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
@@ -11,6 +12,7 @@ export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }
   return {
     ...createAuditActivities(deps),
     ...createBackupActivities(deps),
+    ...createBinlogActivities(deps),
     ...createMysqlActivities(deps),
     ...createPolicyActivities(deps),
     ...createTrafficActivities(deps),

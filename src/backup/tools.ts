@@ -97,6 +97,10 @@ export interface RunToolOptions extends ProgressOptions {
   stdoutFile?: string;
   /** How to measure progress (default: stdout bytes). */
   measure?: () => Promise<number>;
+  /** Feed this file to the tool's standard input (`mariadb --binary-mode < flashback.sql`). */
+  stdinFile?: string;
+  /** Extra environment, e.g. TZ=UTC so mariadb-binlog prints event times in UTC. */
+  env?: Record<string, string>;
 }
 
 export interface ToolRun {
@@ -117,7 +121,7 @@ export async function runTool(cmd: string, args: string[], opts: RunToolOptions 
   let privateDir: string | undefined;
   try {
     privateDir = await mkdtemp(join(tmpdir(), 'runbook-tool-'));
-    const env = toolEnvironment(privateDir);
+    const env = { ...toolEnvironment(privateDir), ...opts.env };
     const argv = [...args];
     if (opts.credentials) {
       const file = join(privateDir, 'client.cnf');
@@ -133,7 +137,10 @@ export async function runTool(cmd: string, args: string[], opts: RunToolOptions 
 
 function spawnAndWait(tool: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv, opts: RunToolOptions, started: number): Promise<ToolRun> {
   return new Promise<ToolRun>((resolve, reject) => {
-    const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.on('error', () => {}); // a tool that exits early closes its stdin: its exit status tells
+    if (opts.stdinFile) createReadStream(opts.stdinFile).on('error', reject).pipe(child.stdin);
+    else child.stdin.end();
     let stderr = '';
     let stdout = '';
     let stdoutBytes = 0;
