@@ -16,6 +16,8 @@ import { sql } from '../support/stack';
 let config: RunbookConfig;
 let sandbox: Sandbox;
 const env = new MockActivityEnvironment();
+/** Run an activity function inside the SDK's activity context (heartbeats work), typed. */
+const inActivity = <T>(fn: () => Promise<T>): Promise<T> => env.run(fn) as Promise<T>;
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('binlog', 25400));
@@ -31,7 +33,7 @@ beforeAll(async () => {
     'DROP TABLE shop.orders', // the other mistake
     'INSERT INTO shop.users VALUES (3, 300)', // later work that must survive
   );
-  await env.run(() => createBackupActivities({ config }).archiveBinlogs({ cluster: 'orders', instance: 'orders-a' }));
+  await inActivity(() => createBackupActivities({ config }).archiveBinlogs({ cluster: 'orders', instance: 'orders-a' }));
 });
 afterAll(() => sandbox?.destroy());
 
@@ -46,28 +48,28 @@ async function users(): Promise<[number, number][]> {
 
 describe('archived binlogs', () => {
   it('finds the DROP TABLE and the UPDATE without WHERE, with exact positions', async () => {
-    const drops = await env.run(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'orders', statement: 'DROP TABLE' } }));
+    const drops = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'orders', statement: 'DROP TABLE' } }));
     expect(drops).toHaveLength(1);
     expect(drops[0]).toMatchObject({ kind: 'ddl', statements: ['DROP TABLE `shop`.`orders`'], file: 'mysql-bin.000001' });
     expect(drops[0]!.endPosition).toBeGreaterThan(drops[0]!.startPosition);
-    const updates = await env.run(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE(?!.*WHERE)' } }));
+    const updates = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE(?!.*WHERE)' } }));
     expect(updates.map((u) => [u.statements, u.rowEvents])).toEqual([[['UPDATE shop.users SET points = 0'], [{ type: 'UPDATE', table: 'shop.users', rows: 2 }]]]);
     expect(updates[0]!.gtid).toMatch(/^0-25401-\d+$/);
   });
 
   it('undoes the UPDATE by flashback and keeps the later writes', async () => {
-    const [update] = await env.run(() => binlog().findBadEvents({ cluster: 'orders', query: { statement: '^UPDATE' } }));
+    const [update] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { statement: '^UPDATE' } }));
     expect(await users()).toEqual([[1, 0], [2, 0], [3, 300]]);
-    const prepared = await env.run(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: update!.gtid, file: update!.file, apply: false }));
+    const prepared = await inActivity(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: update!.gtid, file: update!.file, apply: false }));
     expect(prepared.applied).toBe(false);
     expect(await users()).toEqual([[1, 0], [2, 0], [3, 300]]); // preparing changes nothing
-    await env.run(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: update!.gtid, file: update!.file, apply: true }));
+    await inActivity(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: update!.gtid, file: update!.file, apply: true }));
     expect(await users()).toEqual([[1, 100], [2, 200], [3, 300]]);
   });
 
   it('refuses flashback over the DROP TABLE', async () => {
-    const [drop] = await env.run(() => binlog().findBadEvents({ cluster: 'orders', query: { statement: 'DROP TABLE' } }));
-    await expect(env.run(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: drop!.gtid, file: drop!.file, apply: true }))).rejects.toThrow(
+    const [drop] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { statement: 'DROP TABLE' } }));
+    await expect(inActivity(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: drop!.gtid, file: drop!.file, apply: true }))).rejects.toThrow(
       `${drop!.gtid} is DDL (DROP TABLE \`shop\`.\`orders\`): flashback cannot undo it; use restore and replay`,
     );
   });
