@@ -6,6 +6,7 @@ import type { ActivityDeps } from './deps';
 import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
 import { createPolicyActivities } from './policy';
+import { createRestoreActivities } from './restore';
 import { createTrafficActivities } from './traffic';
 
 export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }) {
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }
     ...createBinlogActivities(deps),
     ...createMysqlActivities(deps),
     ...createPolicyActivities(deps),
+    ...createRestoreActivities(deps),
     ...createTrafficActivities(deps),
     ...createNotifyActivities(deps),
   };

@@ -152,8 +152,9 @@ export class Sandbox {
     return conn;
   }
 
-  async withRoot<T>(key: string, fn: (conn: mysql.Connection) => Promise<T>): Promise<T> {
-    const conn = await this.rootConnection(this.instance(key));
+  /** Root over the unix socket, on a configured instance (by key) or an extra one (restore scratch). */
+  async withRoot<T>(key: string | SandboxInstance, fn: (conn: mysql.Connection) => Promise<T>): Promise<T> {
+    const conn = await this.rootConnection(typeof key === 'string' ? this.instance(key) : key);
     try {
       return await fn(conn);
     } finally {
@@ -300,8 +301,13 @@ export class Sandbox {
     for (const inst of this.instances) writeFileSync(this.paths(inst).initialized, new Date().toISOString() + '\n');
   }
 
-  async stopInstance(key: string): Promise<void> {
-    const inst = this.instance(key);
+  /** Socket path of an instance, for tools that connect as root (`mariadb --socket`). */
+  socketOf(inst: SandboxInstance): string {
+    return this.paths(inst).socket;
+  }
+
+  async stopInstance(key: string | SandboxInstance): Promise<void> {
+    const inst = typeof key === 'string' ? this.instance(key) : key;
     const { pid } = this.state(inst);
     if (pid) {
       await terminate(pid);

@@ -4,3 +4,4 @@ export { runbookStateQuery } from './runbook';
 export { failover } from './failover';
 export { approveSignal, rejectSignal, decideUpdate } from './approval';
 export { backup } from './backup';
+export { restore } from './restore';
