@@ -72,7 +72,7 @@ describe('restore runbook', () => {
   });
 
   it('refuses when the pattern matches more than one event, before restoring anything', async () => {
-    const err = await run('restore', [input({ badEvent: { statement: 'INSERT' } })], 'restore-ambiguous').catch((e) => e);
+    const err = (await run('restore', [input({ badEvent: { statement: 'INSERT' } })], 'restore-ambiguous').catch((e: unknown) => e)) as { cause: Error };
     expect(err.cause.message).toMatch(/^step "locate bad event" failed \(precondition\): \d+ events match; narrow the window, table or pattern/);
   });
 });
