@@ -1,0 +1,71 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { checkCoverage, lastTransactionAtOrBefore, parseBinlogGtids, parsePointInTime, type ArchivedTransaction } from '../../src/backup/coverage';
+import { parseBinlogText } from '../../src/backup/binlogEvents';
+import type { BinlogArchiveEntry } from '../../src/backup/manifest';
+
+const entry = (file: string): BinlogArchiveEntry => ({ file, sizeBytes: 1, sha256: 'x', complete: true });
+const tx = (seq: number, file: string, t = seq * 1000): ArchivedTransaction => ({ gtid: `0-7-${seq}`, file, startPosition: seq * 100, timestamp: t });
+const index = [entry('mysql-bin.000001'), entry('mysql-bin.000002'), entry('mysql-bin.000003')];
+const txns = [tx(1, 'mysql-bin.000001'), tx(2, 'mysql-bin.000001'), tx(3, 'mysql-bin.000002'), tx(4, 'mysql-bin.000002'), tx(5, 'mysql-bin.000003')];
+
+describe('checkCoverage', () => {
+  it('accepts an unbroken run from the backup to the target and names the files it needs', () => {
+    expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-2', to: '0-7-4' })).toEqual({
+      ok: true, files: ['mysql-bin.000002'], transactions: 2, first: '0-7-3', last: '0-7-4',
+    });
+  });
+
+  it('refuses a file missing from the sequence', () => {
+    const r = checkCoverage({ index: [index[0]!, index[2]!], damaged: [], transactions: txns, from: '0-7-1', to: '0-7-5' });
+    expect(r).toEqual({ ok: false, problem: 'binlog file mysql-bin.000002 is missing from the archive (between mysql-bin.000001 and mysql-bin.000003)' });
+  });
+
+  it('refuses a GTID gap and says where', () => {
+    const r = checkCoverage({ index, damaged: [], transactions: txns.filter((t) => t.gtid !== '0-7-3' && t.gtid !== '0-7-4'), from: '0-7-1', to: '0-7-5' });
+    expect(r).toEqual({ ok: false, problem: 'GTID gap: 0-*-3 … 0-*-4 missing after 0-7-2 (mysql-bin.000001:200), next is 0-7-5 in mysql-bin.000003' });
+  });
+
+  it('refuses an archive that starts after the backup', () => {
+    const r = checkCoverage({ index, damaged: [], transactions: txns.slice(2), from: '0-7-1', to: '0-7-4' });
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.problem).toBe("GTID gap: 0-*-2 missing after the backup's 0-7-1, next is 0-7-3 in mysql-bin.000002");
+  });
+
+  it('refuses a target beyond the archive, a target not after the backup, and a damaged file', () => {
+    expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-1', to: '0-7-9' })).toEqual({
+      ok: false, problem: 'target 0-7-9 is beyond the archive, which holds 0-7-5 (mysql-bin.000003): archive newer binlogs (run a backup) first',
+    });
+    expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-4', to: '0-7-4' })).toEqual({ ok: false, problem: "target 0-7-4 is not after the backup's position 0-7-4" });
+    expect(checkCoverage({ index, damaged: [{ file: 'mysql-bin.000002', why: 'sha256 differs from the index' }], transactions: txns, from: '0-7-1', to: '0-7-4' })).toEqual({
+      ok: false, problem: 'archived binlog mysql-bin.000002 is unusable: sha256 differs from the index',
+    });
+  });
+
+  it('follows the target domain only, across a server id change (a failover)', () => {
+    const mixed = [tx(1, 'mysql-bin.000001'), { ...tx(2, 'mysql-bin.000001'), gtid: '1-9-50' }, { ...tx(2, 'mysql-bin.000002'), gtid: '0-8-2' }];
+    expect(checkCoverage({ index, damaged: [], transactions: mixed, from: '0-7-1,1-9-49', to: '0-8-2' })).toMatchObject({ ok: true, transactions: 1 });
+  });
+});
+
+describe('points in time', () => {
+  it('refuses a time without a zone, and a non-date', () => {
+    expect(() => parsePointInTime('2026-03-14 09:26:53')).toThrow('point in time "2026-03-14 09:26:53" has no time zone: add Z or an offset like +08:00');
+    expect(() => parsePointInTime('yesterday Z')).toThrow('is not an ISO 8601 date-time');
+    expect(parsePointInTime('2026-03-14T17:26:53+08:00')).toBe(Date.UTC(2026, 2, 14, 9, 26, 53));
+  });
+
+  it('takes the last transaction committed at or before the second named', () => {
+    expect(lastTransactionAtOrBefore(txns, 3999)?.gtid).toBe('0-7-3');
+    expect(lastTransactionAtOrBefore(txns, 999)).toBeUndefined();
+  });
+});
+
+describe('parseBinlogGtids', () => {
+  it('reads the same transactions, positions and times as the full parser', () => {
+    const text = readFileSync('test/fixtures/binlog/drop-and-update.txt', 'utf8');
+    const full = parseBinlogText(text, 'mysql-bin.000001').map((g) => ({ gtid: g.gtid, file: g.file, startPosition: g.startPosition, timestamp: g.timestamp }));
+    expect(full.length).toBeGreaterThan(3);
+    expect(parseBinlogGtids(text, 'mysql-bin.000001')).toEqual(full);
+  });
+});
