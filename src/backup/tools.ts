@@ -17,7 +17,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { findExecutable } from '../sandbox/processes';
 
@@ -222,6 +222,224 @@ function spawnAndWait(tool: string, cmd: string, argv: string[], env: NodeJS.Pro
         if (ticker) clearInterval(ticker);
         opts.signal?.removeEventListener('abort', onAbort);
       });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two tools joined by a pipe (`mariadb-binlog … | mariadb --binary-mode`).
+
+export interface PipeSide {
+  cmd: string;
+  args: string[];
+  /**
+   * Written to a private option file given as `--defaults-file=<file>` (first argument), so the
+   * tool reads that file ONLY: no /etc/mysql/my.cnf, no ~/.my.cnf. Without credentials the side
+   * gets `--no-defaults`. Either way a host option file cannot slip in `force`, `database=`,
+   * `init-command` or a binlog filter. Connection options (socket, host, port, TLS) go in `args`.
+   */
+  credentials?: ToolCredentials;
+}
+
+export interface RunPipeOptions extends ProgressOptions {
+  /** Extra environment for both sides, e.g. TZ=UTC. */
+  env?: Record<string, string>;
+  /**
+   * Sits between the two: sees every byte the producer writes before the consumer does. If it
+   * fails (callback error), nothing more is forwarded, both sides are killed (the consumer never
+   * sees EOF) and runPipe rejects with that very error.
+   */
+  through?: Transform;
+  /** How to measure progress (default: bytes forwarded to the consumer). */
+  measure?: () => Promise<number>;
+}
+
+export interface PipeRun {
+  /** Bytes forwarded from the producer to the consumer. */
+  bytes: number;
+  durationMs: number;
+  producerStderr: string;
+  consumerStdout: string;
+  consumerStderr: string;
+}
+
+/**
+ * Run `producer | consumer` with runTool's safety: private option files, minimal environment
+ * (HOME = the private dir), a timeout and an abort signal that kill both, progress every second,
+ * and a failure that names the side that failed with the tail of its stderr.
+ *
+ * The consumer's stdin is closed (EOF) only after the producer exited 0 and all its output was
+ * forwarded. When the producer fails or is stopped, the consumer is killed instead: the mariadb
+ * client executes an unterminated statement it holds at EOF (verified with 10.11: `printf 'INSERT …'
+ * | mariadb` inserts the row; killed with SIGTERM it does not), and a producer that dies mid-line
+ * could otherwise make it run a truncated `DELETE FROM t WHERE …` as `DELETE FROM t`.
+ */
+export async function runPipe(producer: PipeSide, consumer: PipeSide, opts: RunPipeOptions = {}): Promise<PipeRun> {
+  const started = Date.now();
+  opts.signal?.throwIfAborted();
+  let privateDir: string | undefined;
+  try {
+    privateDir = await mkdtemp(join(tmpdir(), 'runbook-pipe-'));
+    const env = { ...toolEnvironment(privateDir), ...opts.env };
+    const argvOf = async (side: PipeSide, name: string): Promise<string[]> => {
+      if (!side.credentials) return ['--no-defaults', ...side.args];
+      const file = join(privateDir!, `${name}.cnf`);
+      const text = `[client]\nuser=${optionValue(side.credentials.user)}\npassword=${optionValue(side.credentials.password)}\n`;
+      await writeFile(file, text, { mode: 0o600, flag: 'wx' });
+      return [`--defaults-file=${file}`, ...side.args];
+    };
+    const argv = { producer: await argvOf(producer, 'producer'), consumer: await argvOf(consumer, 'consumer') };
+    return await spawnPipe(producer, consumer, argv, env, opts, started);
+  } finally {
+    if (privateDir) await rm(privateDir, { recursive: true, force: true });
+  }
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+function spawnPipe(producer: PipeSide, consumer: PipeSide, argv: { producer: string[]; consumer: string[] }, env: NodeJS.ProcessEnv, opts: RunPipeOptions, started: number): Promise<PipeRun> {
+  const pName = producer.cmd.split('/').pop()!;
+  const cName = consumer.cmd.split('/').pop()!;
+  const name = `${pName} | ${cName}`;
+  const secrets = [producer.credentials?.password, consumer.credentials?.password];
+  const clean = (text: string): string => secrets.reduce<string>((t, s) => redact(t, s), text);
+  const tailOf = (text: string) =>
+    clean(text)
+      .trimEnd()
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(-12)
+      .join('\n');
+
+  return new Promise<PipeRun>((resolve, reject) => {
+    const p = spawn(producer.cmd, argv.producer, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(consumer.cmd, argv.consumer, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let pErr = '';
+    let cErr = '';
+    let cOut = '';
+    let bytes = 0;
+    let stopped: 'timeout' | 'aborted' | undefined;
+    let refused: Error | undefined;
+    let spawnError: Error | undefined;
+    const killed = { producer: false, consumer: false };
+    const killTimers: NodeJS.Timeout[] = [];
+    let pExit: Exit | undefined;
+    let cExit: Exit | undefined;
+
+    const kill = (side: 'producer' | 'consumer') => {
+      const child = side === 'producer' ? p : c;
+      if (child.exitCode !== null || child.signalCode !== null || killed[side]) return;
+      killed[side] = true;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+      t.unref();
+      killTimers.push(t);
+    };
+    const stop = (why: 'timeout' | 'aborted') => {
+      if (stopped || (pExit && cExit)) return;
+      stopped = why;
+      kill('producer');
+      kill('consumer');
+    };
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timer = setTimeout(() => stop('timeout'), timeoutMs);
+    const onAbort = () => stop('aborted');
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const measure = opts.measure ?? (async () => bytes);
+    const ticker = opts.onProgress
+      ? setInterval(() => {
+          measure()
+            .then((b) => opts.onProgress?.(b))
+            .catch(() => {}); // best effort, never fails the run
+        }, 1000)
+      : undefined;
+
+    p.stderr.setEncoding('utf8');
+    p.stderr.on('data', (d: string) => (pErr = (pErr + d).slice(-STDERR_KEEP)));
+    c.stderr.setEncoding('utf8');
+    c.stderr.on('data', (d: string) => (cErr = (cErr + d).slice(-STDERR_KEEP)));
+    c.stdout.setEncoding('utf8');
+    c.stdout.on('data', (d: string) => (cOut = (cOut + d).slice(-STDERR_KEEP)));
+    c.stdin.on('error', () => {}); // EPIPE when the consumer exits early: its exit status tells
+
+    // Forward by hand, never ending the consumer's stdin on the way (see runPipe).
+    const source: Readable = opts.through ? p.stdout.pipe(opts.through) : p.stdout;
+    opts.through?.on('error', (err: Error) => {
+      refused ??= err;
+      p.stdout.unpipe(opts.through!);
+      kill('producer');
+      kill('consumer');
+    });
+    source.on('data', (chunk: Buffer) => {
+      if (refused || stopped) return;
+      bytes += chunk.length;
+      if (!c.stdin.write(chunk)) {
+        source.pause();
+        c.stdin.once('drain', () => source.resume());
+      }
+    });
+    const forwarded = new Promise<void>((res) => {
+      source.on('end', res);
+      source.on('close', res);
+    });
+
+    let settled = false;
+    const settle = () => {
+      if (!pExit || !cExit || settled) return;
+      settled = true;
+      clearTimeout(timer);
+      for (const t of killTimers) clearTimeout(t);
+      if (ticker) clearInterval(ticker);
+      opts.signal?.removeEventListener('abort', onAbort);
+      const durationMs = Date.now() - started;
+      const fail = (message: string, tool: string, exit: Exit, stderr: string, reason: ToolError['reason']) =>
+        reject(new ToolError(message, tool, exit.code, exit.signal, tailOf(stderr), reason));
+      const status = (e: Exit) => e.signal ?? `exit ${e.code}`;
+      const withTail = (label: string, text: string) => (tailOf(text) ? `; ${label} stderr:\n${tailOf(text)}` : '');
+      if (spawnError) return fail(`${name} could not run: ${clean(spawnError.message)}`, name, cExit, cErr, 'exit');
+      if (stopped) {
+        const what = stopped === 'timeout' ? `timed out after ${timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}` : 'was cancelled';
+        return fail(`${name} ${what}${withTail(pName, pErr)}${withTail(cName, cErr)}`, name, cExit, `${pErr}\n${cErr}`, stopped);
+      }
+      if (refused) return reject(refused);
+      // The consumer's own failure comes first: the producer then usually dies of a broken pipe.
+      if (cExit.code !== 0 && !killed.consumer) return fail(`${cName} failed (${status(cExit)}) reading from ${pName}${withTail(cName, cErr)}`, cName, cExit, cErr, 'exit');
+      if (pExit.code !== 0 && !killed.producer) return fail(`${pName} failed (${status(pExit)}) writing to ${cName}${withTail(pName, pErr)}`, pName, pExit, pErr, 'exit');
+      if (killed.producer) return fail(`${cName} exited (${status(cExit)}) before reading all of ${pName}'s output${withTail(cName, cErr)}`, cName, cExit, cErr, 'exit');
+      resolve({ bytes, durationMs, producerStderr: clean(pErr), consumerStdout: cOut, consumerStderr: clean(cErr) });
+    };
+
+    const onSpawnError = (err: Error) => {
+      spawnError ??= err;
+      kill('producer');
+      kill('consumer');
+    };
+    p.on('error', (err) => {
+      onSpawnError(err);
+      pExit ??= { code: null, signal: null };
+      settle();
+    });
+    c.on('error', (err) => {
+      onSpawnError(err);
+      cExit ??= { code: null, signal: null };
+      settle();
+    });
+    p.on('close', (code, signal) => {
+      pExit = { code, signal };
+      if (code === 0 && !stopped && !refused) {
+        // All of its output forwarded (and passed by `through`): only now may the consumer see EOF.
+        void forwarded.then(() => {
+          if (!refused && !stopped && !killed.consumer) c.stdin.end();
+        });
+      } else {
+        kill('consumer');
+      }
+      settle();
+    });
+    c.on('close', (code, signal) => {
+      cExit = { code, signal };
+      kill('producer'); // nobody reads its output any more
+      settle();
+    });
   });
 }
 
