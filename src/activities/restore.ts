@@ -1,35 +1,79 @@
 /**
- * Point-in-time recovery into a recovery instance, never over production: load a backup, then
- * replay the archived binlogs through the server's own replication SQL thread from a throwaway
- * binlog-server instance that holds them (`START SLAVE UNTIL master_gtid_pos=…`), skipping the bad
- * transaction by moving `gtid_slave_pos` past it. Progress lives in the recovery instance's own
- * `gtid_slave_pos`, so a retried or resumed activity continues where replay stopped.
+ * Point-in-time recovery into a recovery instance, never over production. A backup is restored
+ * (logical: the dump is loaded; physical: copied back into a fresh datadir), then the archived
+ * binlogs are replayed up to the target:
  *
- * This slice runs the two scratch instances locally, as extra instances of the sandbox (loopback
- * configs only; ports control+10 and control+11); a configured recovery host is not built yet.
+ * - `sql-thread` (default): the server's own replication SQL thread applies them from a throwaway
+ *   binlog-server instance holding the archive (`START SLAVE UNTIL master_gtid_pos=…`); a bad
+ *   transaction is skipped by moving `gtid_slave_pos` past it. Progress lives in the recovery
+ *   instance's `gtid_slave_pos`, so a retried or resumed activity continues where replay stopped.
+ * - `pipe` (fallback): `mariadb-binlog … | mariadb --binary-mode` in one session, from GTID to
+ *   GTID; the applied position is read back from the recovery instance before each run.
+ *
+ * After verification and approval, `cutOverTables` copies recovered tables back into production
+ * through a staging schema and swaps them in with one atomic RENAME, keeping the damaged table.
+ *
+ * The scratch instances run locally, as extra instances of the sandbox (loopback only; ports
+ * control+10 and control+11). A configured recovery host is not built yet.
  */
-import { access, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { access, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type mysql from 'mysql2/promise';
-import { getCluster } from '../config/load';
-import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
+import { getCluster, getInstance, resolveCredential } from '../config/load';
+import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
+import { copyBackPhysical, pipeReplay } from '../backup/restoreTools';
 import { runTool, toolPath } from '../backup/tools';
-import { compareMariaGtid } from '../mysql/dialect';
+import { checksumTable, diffChecksums, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
+import { query as runQuery } from '../mysql/connect';
+import { compareMariaGtid, formatMariaGtidList, parseMariaGtidList } from '../mysql/dialect';
 import { Sandbox, type SandboxInstance } from '../sandbox/sandbox';
 import type { ActivityDeps } from './deps';
 import { withInstance } from './instance';
 
 const REPL = { user: 'restore_repl', password: 'restore-repl-local-only' };
 
+/**
+ * A recovery instance is scratch: durability per commit buys nothing (a crash means restoring
+ * again) and costs most of replay's time; bigger buffers hold the working set of a real restore.
+ */
+export const RECOVERY_CNF = ['innodb_buffer_pool_size=512M', 'innodb_log_file_size=256M', 'sync_binlog=0', 'innodb_flush_log_at_trx_commit=2'];
+
+export type ReplayMethod = 'sql-thread' | 'pipe';
+
 export interface RecoveryRef {
   cluster: string;
   restoreId: string;
 }
 
+/** One table after replay, beside production (checksums chunked by primary-key range). */
+export interface TableVerdict {
+  table: string;
+  recovery: { rows: number; checksum: string } | null;
+  production: { rows: number; checksum: string } | null;
+  equal: boolean;
+  /** Up to 20 differing chunks, with their primary-key bounds. */
+  differingChunks: ChunkDiff[];
+  chunks: number;
+  note: string;
+}
+
+export interface Verification {
+  appliedTo: string;
+  expected: string;
+  /** Production's position; when past the archive, its later writes explain differences. */
+  productionAt: string;
+  productionMovedOn: boolean;
+  tables: TableVerdict[];
+  problems: string[];
+}
+
 export function createRestoreActivities({ config }: ActivityDeps) {
   const clusterDir = (cluster: string) => join(config.backupDir, cluster);
+  const archiveDir = (cluster: string) => join(clusterDir(cluster), BINLOG_ARCHIVE_DIR);
 
   const scratch = (ref: RecoveryRef): { sandbox: Sandbox; binlogServer: SandboxInstance; recovery: SandboxInstance } => {
     let sandbox: Sandbox;
@@ -40,7 +84,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
     }
     const base = config.control.port;
     const dir = join(clusterDir(ref.cluster), 'restore', ref.restoreId);
-    const make = (name: string, port: number): SandboxInstance => ({
+    const make = (name: string, port: number, extraCnf?: string[]): SandboxInstance => ({
       key: `restore/${name}`,
       name,
       host: '127.0.0.1',
@@ -48,83 +92,148 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       serverId: 1_000_000 + port,
       initialRole: 'replica',
       dir: join(dir, name),
+      extraCnf,
     });
-    return { sandbox, binlogServer: make('binlog-server', base + 10), recovery: make('recovery', base + 11) };
+    return { sandbox, binlogServer: make('binlog-server', base + 10), recovery: make('recovery', base + 11, RECOVERY_CNF) };
   };
 
   const query = async (sb: Sandbox, inst: SandboxInstance, sql: string, params: unknown[] = []) =>
     sb.withRoot(inst, async (c: mysql.Connection) => (await c.query(sql, params))[0] as Record<string, unknown>[]);
 
+  const readManifest = async (cluster: string, backupId: string): Promise<BackupManifest> =>
+    JSON.parse(await readFile(join(clusterDir(cluster), backupId, MANIFEST_FILE), 'utf8')) as BackupManifest;
+
+  const archiveFiles = async (cluster: string): Promise<string[]> =>
+    (JSON.parse(await readFile(join(archiveDir(cluster), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[]).map((e) => join(archiveDir(cluster), e.file));
+
+  /**
+   * What the recovery instance has applied. SQL thread: its `gtid_slave_pos`. Pipe: the GTIDs the
+   * piped events carried into its own binlog (reset after the load), over the backup's position.
+   */
+  const appliedOn = async (sandbox: Sandbox, recovery: SandboxInstance, method: ReplayMethod): Promise<string> => {
+    const [row] = await query(sandbox, recovery, 'SELECT @@gtid_slave_pos AS slave, @@gtid_binlog_pos AS binlog');
+    if (method === 'sql-thread') return String(row!.slave);
+    const merged = new Map(parseMariaGtidList(String(row!.slave)).map((g) => [g.domain, g]));
+    for (const g of parseMariaGtidList(String(row!.binlog))) if ((merged.get(g.domain)?.seq ?? -1) < g.seq) merged.set(g.domain, g);
+    return formatMariaGtidList([...merged.values()]);
+  };
+
+  /** Whether `at` has reached `gtid` in gtid's domain (server ids are not compared). */
+  const reached = (at: string, gtid: string) => {
+    const want = parseMariaGtidList(gtid)[0]!;
+    return (parseMariaGtidList(at).find((g) => g.domain === want.domain)?.seq ?? 0) >= want.seq;
+  };
+
   return {
     /**
-     * Start the binlog server on a copy of the archived binlogs and the recovery instance loaded
-     * with the backup, its binlog and GTID state reset to the backup's position. Done once: a
-     * marker file makes a retry skip the load.
+     * Restore the backup into the recovery instance and reset its binlog/GTID state to the
+     * backup's position; for SQL-thread replay also start the binlog server on a copy of the
+     * archive. Done once: a marker file makes a retry skip the load, and a load that died half
+     * way is started again from an empty datadir.
      */
-    async prepareRecovery(input: RecoveryRef & { backupId: string }): Promise<{ backupGtid: string; archivedUpTo: string }> {
+    async prepareRecovery(input: RecoveryRef & { backupId: string; method: ReplayMethod }): Promise<{ backupGtid: string; kind: BackupManifest['kind']; loadMs: number }> {
       getCluster(config, input.cluster);
       const { sandbox, binlogServer, recovery } = scratch(input);
-      const manifest = JSON.parse(await readFile(join(clusterDir(input.cluster), input.backupId, MANIFEST_FILE), 'utf8')) as BackupManifest;
-      if (manifest.kind !== 'logical') throw ApplicationFailure.nonRetryable(`restore of ${manifest.kind} backups is not built yet; choose a logical backup`, 'NotBuilt');
-      const archive = join(clusterDir(input.cluster), BINLOG_ARCHIVE_DIR);
-      const entries = JSON.parse(await readFile(join(archive, BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
+      const manifest = await readManifest(input.cluster, input.backupId);
+      const backupDir = join(clusterDir(input.cluster), input.backupId);
 
-      // The binlog server serves the archive: copies of the files and an index naming them.
-      const binlogDir = join(binlogServer.dir, 'binlog');
-      await mkdir(binlogDir, { recursive: true });
-      if (!(await exists(join(binlogServer.dir, 'data')))) {
-        for (const e of entries) await copyFile(join(archive, e.file), join(binlogDir, e.file));
-        await writeFile(join(binlogDir, 'mysql-bin.index'), entries.map((e) => join(binlogDir, e.file)).join('\n') + '\n');
-      }
-      await sandbox.startInstance(binlogServer);
-      await sandbox.withRoot(binlogServer, async (c) => {
-        await c.query('SET SESSION sql_log_bin = 0');
-        await c.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [REPL.user, '127.0.0.1', REPL.password]);
-        await c.query('GRANT REPLICATION SLAVE ON *.* TO ?@?', [REPL.user, '127.0.0.1']);
-      });
-      const [state] = await query(sandbox, binlogServer, 'SELECT @@gtid_binlog_pos AS pos');
-
-      await sandbox.startInstance(recovery);
-      const loaded = join(recovery.dir, 'loaded');
-      if (!(await exists(loaded))) {
-        heartbeat('loading the dump');
-        await runTool(toolPath('mariadb'), [`--socket=${sandbox.socketOf(recovery)}`, '--user=root', '--binary-mode'], {
-          stdinFile: join(clusterDir(input.cluster), input.backupId, LOGICAL_DUMP_FILE),
-          onProgress: () => heartbeat('loading the dump'),
-          timeoutMs: 6 * 3600_000,
+      if (input.method === 'sql-thread') {
+        // The binlog server serves the archive: copies of the files and an index naming them.
+        const entries = JSON.parse(await readFile(join(archiveDir(input.cluster), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
+        const binlogDir = join(binlogServer.dir, 'binlog');
+        await mkdir(binlogDir, { recursive: true });
+        if (!(await exists(join(binlogServer.dir, 'data')))) {
+          for (const e of entries) await copyFile(join(archiveDir(input.cluster), e.file), join(binlogDir, e.file));
+          await writeFile(join(binlogDir, 'mysql-bin.index'), entries.map((e) => join(binlogDir, e.file)).join('\n') + '\n');
+        }
+        await sandbox.startInstance(binlogServer);
+        await sandbox.withRoot(binlogServer, async (c) => {
+          await c.query('SET SESSION sql_log_bin = 0');
+          await c.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [REPL.user, '127.0.0.1', REPL.password]);
+          await c.query('GRANT REPLICATION SLAVE ON *.* TO ?@?', [REPL.user, '127.0.0.1']);
         });
-        // Loading wrote this server's own binlog; replay must start from the backup's position.
+      }
+
+      const loaded = join(recovery.dir, 'loaded');
+      let loadMs = 0;
+      if (!(await exists(loaded))) {
+        const started = Date.now();
+        await sandbox.stopInstance(recovery);
+        await rm(join(recovery.dir, 'data'), { recursive: true, force: true });
+        await rm(join(recovery.dir, 'binlog'), { recursive: true, force: true });
+        if (manifest.kind === 'physical') {
+          heartbeat('copying the physical backup back');
+          await copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(recovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) });
+          await sandbox.startInstance(recovery);
+        } else {
+          await sandbox.startInstance(recovery);
+          heartbeat('loading the dump');
+          await runTool(toolPath('mariadb'), [`--socket=${sandbox.socketOf(recovery)}`, '--user=root', '--binary-mode'], {
+            stdinFile: join(backupDir, LOGICAL_DUMP_FILE),
+            onProgress: (bytes) => heartbeat({ phase: 'load dump', bytes }),
+            timeoutMs: 6 * 3600_000,
+          });
+        }
+        // The load wrote this server's own binlog (and a physical copy carries the source's
+        // replication state): replay must start from exactly the backup's position.
         await sandbox.withRoot(recovery, async (c) => {
+          await c.query('STOP SLAVE');
+          await c.query('RESET SLAVE ALL');
           await c.query('RESET MASTER');
           await c.query('SET GLOBAL gtid_slave_pos = ?', [manifest.gtid]);
-          await c.query(
-            `CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = ${binlogServer.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos`,
-            [REPL.user, REPL.password],
-          );
+          if (input.method === 'sql-thread') {
+            await c.query(
+              `CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = ${binlogServer.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos`,
+              [REPL.user, REPL.password],
+            );
+          }
         });
         await writeFile(loaded, `${manifest.id}\n`);
+        loadMs = Date.now() - started;
+      } else {
+        await sandbox.startInstance(recovery);
       }
-      return { backupGtid: manifest.gtid, archivedUpTo: String(state!.pos) };
+      return { backupGtid: manifest.gtid, kind: manifest.kind, loadMs };
     },
 
     /**
-     * Apply archived transactions up to and including `until` through the SQL thread, then stop.
-     * Already there is success (a resumed run).
+     * Apply archived transactions after `after` up to and including `until`, then stop. Already
+     * there is success (a resumed run). `after` matters to the pipe only (the SQL thread keeps its
+     * own position): past a skipped transaction it is the skipped GTID.
      */
-    async replayTo(input: RecoveryRef & { until: string; timeoutSeconds: number }): Promise<{ appliedTo: string }> {
+    async replayTo(input: RecoveryRef & { method: ReplayMethod; after: string; until: string; timeoutSeconds: number }): Promise<{ appliedTo: string }> {
       const { sandbox, recovery } = scratch(input);
-      const pos = async () => String((await query(sandbox, recovery, 'SELECT @@gtid_slave_pos AS p'))[0]!.p);
-      const reached = async () => compareMariaGtid(await pos(), input.until).bAhead.length === 0;
-      if (await reached()) return { appliedTo: await pos() };
+      await sandbox.startInstance(recovery); // a no-op unless the worker's host rebooted it away
+      if (reached(await appliedOn(sandbox, recovery, input.method), input.until)) return { appliedTo: await appliedOn(sandbox, recovery, input.method) };
+      if (input.method === 'pipe') {
+        // Resume after whatever a killed earlier run already applied, never before `after`.
+        const domain = parseMariaGtidList(input.until)[0]!.domain;
+        const applied = parseMariaGtidList(await appliedOn(sandbox, recovery, 'pipe')).find((g) => g.domain === domain);
+        const startAfter = applied && !reached(input.after, formatMariaGtidList([applied])) ? formatMariaGtidList([applied]) : input.after;
+        const run = await pipeReplay({
+          files: await archiveFiles(input.cluster),
+          startAfter,
+          stopAt: input.until,
+          target: { socket: sandbox.socketOf(recovery), user: 'root' },
+          onProgress: (bytes) => heartbeat({ phase: 'pipe replay', bytes }),
+          timeoutMs: input.timeoutSeconds * 1000,
+        });
+        const appliedTo = await appliedOn(sandbox, recovery, 'pipe');
+        if (!reached(appliedTo, input.until)) throw ApplicationFailure.nonRetryable(`pipe replay ended at ${appliedTo}, short of ${input.until} (${run.appliedTo})`, 'ReplayFailed');
+        return { appliedTo };
+      }
+      const pos = () => appliedOn(sandbox, recovery, 'sql-thread');
       await query(sandbox, recovery, 'STOP SLAVE');
       await query(sandbox, recovery, `START SLAVE UNTIL master_gtid_pos = ?`, [input.until]);
       const deadline = Date.now() + input.timeoutSeconds * 1000;
       for (;;) {
-        heartbeat(await pos());
-        if (await reached()) break;
+        const at = await pos();
+        heartbeat(at);
+        if (reached(at, input.until)) break;
         const [status] = await query(sandbox, recovery, 'SHOW SLAVE STATUS');
-        if (status && Number(status.Last_SQL_Errno)) throw ApplicationFailure.nonRetryable(`replay stopped at ${await pos()}: ${status.Last_SQL_Error}`, 'ReplayFailed');
-        if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`replay did not reach ${input.until} within ${input.timeoutSeconds} s (at ${await pos()})`, 'ReplayTimeout');
+        if (status && Number(status.Last_SQL_Errno)) throw ApplicationFailure.nonRetryable(`replay stopped at ${at}: ${status.Last_SQL_Error}`, 'ReplayFailed');
+        if (status && Number(status.Last_IO_Errno)) throw ApplicationFailure.retryable(`replay cannot read the archive at ${at}: ${status.Last_IO_Error}`, 'ReplayIoError');
+        if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`replay did not reach ${input.until} within ${input.timeoutSeconds} s (at ${at})`, 'ReplayTimeout');
         await sleep(100);
       }
       await query(sandbox, recovery, 'STOP SLAVE');
@@ -132,41 +241,147 @@ export function createRestoreActivities({ config }: ActivityDeps) {
     },
 
     /** Skip one transaction: move the applied position past it without applying it. */
-    async skipTransaction(input: RecoveryRef & { gtid: string; previous: string }): Promise<{ skipped: string }> {
+    async skipTransaction(input: RecoveryRef & { method: ReplayMethod; gtid: string; previous: string }): Promise<{ skipped: string }> {
       const { sandbox, recovery } = scratch(input);
-      const [row] = await query(sandbox, recovery, 'SELECT @@gtid_slave_pos AS p');
-      const at = String(row!.p);
-      if (compareMariaGtid(at, input.gtid).equal || compareMariaGtid(at, input.gtid).aAhead.length) return { skipped: input.gtid }; // done before
-      if (!compareMariaGtid(at, input.previous).equal) {
+      const at = await appliedOn(sandbox, recovery, input.method);
+      if (reached(at, input.gtid)) {
+        if (input.method === 'sql-thread') return { skipped: input.gtid }; // done before
+        // The pipe applies from the skipped GTID on; having applied it would be a bug to stop on.
+        throw ApplicationFailure.nonRetryable(`${input.gtid} was applied on the recovery instance (at ${at}); restore again`, 'NotAtSkipPoint');
+      }
+      if (!compareMariaGtid(at, input.previous).equal && !(reached(at, input.previous) && !reached(at, input.gtid))) {
         throw ApplicationFailure.nonRetryable(`refusing to skip ${input.gtid}: the recovery instance is at ${at}, not at the transaction before it (${input.previous})`, 'NotAtSkipPoint');
       }
-      await query(sandbox, recovery, 'STOP SLAVE');
-      await query(sandbox, recovery, 'SET GLOBAL gtid_slave_pos = ?', [input.gtid]);
+      if (input.method === 'sql-thread') {
+        await query(sandbox, recovery, 'STOP SLAVE');
+        await query(sandbox, recovery, 'SET GLOBAL gtid_slave_pos = ?', [input.gtid]);
+      }
       return { skipped: input.gtid };
     },
 
     /**
-     * Compare the recovery instance with production: exact applied position, and per table the row
-     * count and a checksum (CRC32 of every row's columns, combined with BIT_XOR).
+     * Verify the recovery instance against production: it reached exactly `expected`; the bad
+     * event's tables exist; a skipped event's effect is absent (row counts differ by what it did,
+     * an UPDATE leaves differing chunks); every other table equals production chunk by chunk
+     * (per-primary-key-range CRC32/BIT_XOR) unless production has moved on past the archive.
      */
-    async compareTables(input: RecoveryRef & { primary: string; tables: string[] }): Promise<{ appliedTo: string; tables: { table: string; recovery: TableSum | null; production: TableSum | null }[] }> {
+    async verifyRecovery(
+      input: RecoveryRef & {
+        method: ReplayMethod;
+        primary: string;
+        expected: string;
+        tables: string[];
+        event?: { gtid: string; kind: 'ddl' | 'trans'; tables: string[]; rowEvents: { type: 'INSERT' | 'UPDATE' | 'DELETE'; table: string; rows: number }[] };
+        skipped: boolean;
+      },
+    ): Promise<Verification> {
       const { sandbox, recovery } = scratch(input);
-      const appliedTo = String((await query(sandbox, recovery, 'SELECT @@gtid_slave_pos AS p'))[0]!.p);
-      const sumOn = async (run: (sql: string) => Promise<Record<string, unknown>[]>, table: string): Promise<TableSum | null> => {
-        const [db, name] = table.split('.');
-        const cols = await run(`SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '${db}' AND TABLE_NAME = '${name}' ORDER BY ORDINAL_POSITION`);
-        if (!cols.length) return null;
-        const concat = `CONCAT_WS('#', ${cols.map((c) => `COALESCE(\`${c.c}\`, 'NULL')`).join(', ')})`;
-        const [r] = await run(`SELECT COUNT(*) AS n, COALESCE(BIT_XOR(CRC32(${concat})), 0) AS crc FROM \`${db}\`.\`${name}\``);
-        return { rows: Number(r!.n), checksum: String(r!.crc) };
-      };
-      const tables = [];
+      const appliedTo = await appliedOn(sandbox, recovery, input.method);
+      const problems: string[] = [];
+      const want = parseMariaGtidList(input.expected)[0]!;
+      const got = parseMariaGtidList(appliedTo).find((g) => g.domain === want.domain);
+      if (got?.seq !== want.seq) problems.push(`the recovery instance is at ${appliedTo}, not exactly at ${input.expected}`);
+
+      const ref = { cluster: input.cluster, instance: input.primary };
+      const productionAt = await withInstance(config, ref, async (c) => String((await runQuery<Record<string, unknown>[]>(c, 'SELECT @@gtid_binlog_pos AS p'))[0]!.p));
+      const productionMovedOn = (parseMariaGtidList(productionAt).find((g) => g.domain === want.domain)?.seq ?? 0) > want.seq;
+      const eventTables = input.event?.tables ?? [];
+      const tables: TableVerdict[] = [];
       for (const table of input.tables) {
-        const rec = await sumOn((sql) => query(sandbox, recovery, sql), table);
-        const prod = await withInstance(config, { cluster: input.cluster, instance: input.primary }, async (c) => sumOn(async (sql) => (await c.query(sql))[0] as Record<string, unknown>[], table));
-        tables.push({ table, recovery: rec, production: prod });
+        heartbeat(table);
+        const prod = await withInstance(config, ref, (c) => checksumTable(c, table));
+        const rec = await sandbox.withRoot(recovery, (c) => checksumTable(c, table, { boundaries: prod?.boundaries }));
+        const diff = diffChecksums(rec, prod);
+        tables.push({
+          table,
+          recovery: summary(rec),
+          production: summary(prod),
+          equal: diff.equal,
+          differingChunks: diff.differingChunks.slice(0, 20),
+          chunks: Math.max(rec?.chunks.length ?? 0, prod?.chunks.length ?? 0),
+          note: diff.note,
+        });
       }
-      return { appliedTo, tables };
+      for (const t of eventTables) {
+        const v = tables.find((x) => x.table === t);
+        if (v && !v.recovery && input.event?.kind === 'ddl') problems.push(`the recovery instance lacks ${t}`);
+      }
+      if (input.skipped && input.event && !productionMovedOn) {
+        // Later writes were replayed on both sides; what remains between them is the skipped event.
+        for (const t of eventTables) {
+          const v = tables.find((x) => x.table === t);
+          if (!v?.recovery || !v.production) continue;
+          const net = input.event.rowEvents.filter((r) => r.table === t).reduce((n, r) => n + (r.type === 'INSERT' ? r.rows : r.type === 'DELETE' ? -r.rows : 0), 0);
+          if (v.recovery.rows - v.production.rows !== -net) problems.push(`${t}: ${v.recovery.rows} row(s) recovered, expected ${v.production.rows - net} (production ${v.production.rows} without the skipped event's ${net >= 0 ? '+' : ''}${net})`);
+          if (input.event.rowEvents.some((r) => r.table === t) && v.equal) problems.push(`${t} equals production: the skipped event's effect is still there`);
+        }
+      }
+      if (input.skipped && !productionMovedOn) {
+        for (const v of tables.filter((x) => !eventTables.includes(x.table) && !x.equal)) problems.push(`${v.table} differs from production: ${v.note}`);
+      }
+      return { appliedTo, expected: input.expected, productionAt, productionMovedOn, tables, problems };
+    },
+
+    /**
+     * Copy recovered tables back into production: each is loaded into a staging schema on the
+     * primary (it replicates like any write), checked against the recovery instance, then swapped
+     * in with one atomic RENAME; a damaged table is kept in the staging schema, never dropped.
+     * Refused when production's table changed since verification (its later writes would be lost).
+     * Safe to run again: a table already swapped in is recognised by its checksum.
+     */
+    async cutOverTables(input: RecoveryRef & { primary: string; tables: { table: string; productionChecksum: string | null }[] }): Promise<{ stagingSchema: string; tables: { table: string; action: string }[] }> {
+      const { sandbox, recovery } = scratch(input);
+      const ref = { cluster: input.cluster, instance: input.primary };
+      const staging = `restore_${createHash('sha256').update(input.restoreId).digest('hex').slice(0, 12)}`;
+      const inst = getInstance(config, input.cluster, input.primary);
+      const admin = resolveCredential(getCluster(config, input.cluster).credentials.admin);
+      const out: { table: string; action: string }[] = [];
+      for (const { table, productionChecksum } of input.tables) {
+        const { db, name } = parseTableName(table);
+        const recovered = await sandbox.withRoot(recovery, (c) => checksumTable(c, table));
+        if (!recovered) throw ApplicationFailure.nonRetryable(`the recovery instance has no ${table} to copy back`, 'NothingToCopy');
+        const now = await withInstance(config, ref, (c) => checksumTable(c, table, { boundaries: recovered.boundaries }));
+        if (now && diffChecksums(recovered, now).equal) {
+          out.push({ table, action: 'already in place' });
+          continue;
+        }
+        if ((now?.checksum ?? null) !== productionChecksum) {
+          throw ApplicationFailure.nonRetryable(
+            `production's ${table} changed since verification (${productionChecksum ?? 'absent'} → ${now?.checksum ?? 'absent'}): its newer writes would be lost; restore again`,
+            'ProductionChanged',
+          );
+        }
+        const stagedName = `${staging}.${name}`;
+        const staged = await withInstance(config, ref, (c) => checksumTable(c, stagedName, { boundaries: recovered.boundaries }));
+        if (!staged || !diffChecksums(recovered, staged).equal) {
+          heartbeat(`copying ${table}`);
+          const dir = await mkdtemp(join(tmpdir(), 'runbook-cutover-'));
+          try {
+            const dump = join(dir, 'table.sql');
+            // No triggers: a trigger cannot follow its table across schemas in a RENAME.
+            await runTool(toolPath('mariadb-dump'), [`--socket=${sandbox.socketOf(recovery)}`, '--user=root', '--single-transaction', '--skip-triggers', '--hex-blob', db, name], {
+              stdoutFile: dump,
+              onProgress: (bytes) => heartbeat({ phase: `dump ${table}`, bytes }),
+            });
+            await withInstance(config, ref, (c) => runQuery(c, `CREATE DATABASE IF NOT EXISTS ${quoteIdent(staging)}`));
+            await runTool(toolPath('mariadb'), ['--binary-mode', `--host=${inst.host}`, `--port=${inst.port}`, staging], {
+              credentials: admin,
+              stdinFile: dump,
+              onProgress: (bytes) => heartbeat({ phase: `load ${table}`, bytes }),
+            });
+          } finally {
+            await rm(dir, { recursive: true, force: true });
+          }
+          const check = await withInstance(config, ref, (c) => checksumTable(c, stagedName, { boundaries: recovered.boundaries }));
+          if (!check || !diffChecksums(recovered, check).equal) throw ApplicationFailure.retryable(`the copy of ${table} in ${staging} differs from the recovery instance`, 'CopyMismatch');
+        }
+        const q = (d: string, t: string) => `${quoteIdent(d)}.${quoteIdent(t)}`;
+        await withInstance(config, ref, (c) =>
+          runQuery(c, now ? `RENAME TABLE ${q(db, name)} TO ${q(staging, `${name}__damaged`)}, ${q(staging, name)} TO ${q(db, name)}` : `RENAME TABLE ${q(staging, name)} TO ${q(db, name)}`),
+        );
+        out.push({ table, action: now ? `replaced; the damaged table is kept as ${staging}.${name}__damaged` : 'restored (it was missing)' });
+      }
+      return { stagingSchema: staging, tables: out };
     },
 
     /** Stop the scratch instances (the recovery instance's datadir stays for inspection). */
@@ -178,9 +393,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
   };
 }
 
-export interface TableSum {
-  rows: number;
-  checksum: string;
+function summary(t: TableChecksum | null): { rows: number; checksum: string } | null {
+  return t ? { rows: t.rows, checksum: t.checksum } : null;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -191,4 +405,3 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
-

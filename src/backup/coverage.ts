@@ -42,7 +42,7 @@ export function checkCoverage(input: CoverageInput): Coverage {
   if (target.length !== 1) return { ok: false, problem: `target must be one GTID, got "${input.to}"` };
   const to = target[0]!;
   const fromSeq = parseMariaGtidList(input.from).find((g) => g.domain === to.domain)?.seq ?? 0;
-  if (to.seq <= fromSeq) return { ok: false, problem: `target ${input.to} is not after the backup's position ${input.from}` };
+  if (to.seq < fromSeq) return { ok: false, problem: `target ${input.to} is before the backup's position ${input.from}` };
 
   const damaged = input.damaged[0];
   if (damaged) return { ok: false, problem: `archived binlog ${damaged.file} is unusable: ${damaged.why}` };
@@ -81,6 +81,7 @@ export function checkCoverage(input: CoverageInput): Coverage {
     used.add(t.file);
     expected++;
   }
+  if (to.seq === fromSeq) return { ok: true, files: [], transactions: 0, last: input.to }; // the backup is the target: nothing to replay
   if (!last || parseMariaGtidList(last.gtid)[0]!.seq !== to.seq) {
     const upTo = last ? `${last.gtid} (${last.file})` : `nothing after the backup's ${fmt({ ...to, seq: fromSeq })}`;
     return { ok: false, problem: `target ${input.to} is beyond the archive, which holds ${upTo}: archive newer binlogs (run a backup) first` };
@@ -112,18 +113,29 @@ export function parsePointInTime(at: string): number {
 
 /** Transactions of one `mariadb-binlog` text (no -v needed): GTID, file, start, time. */
 export function parseBinlogGtids(text: string, file: string): ArchivedTransaction[] {
-  const out: ArchivedTransaction[] = [];
+  const scan = gtidScanner(file);
+  for (const line of text.split('\n')) scan.line(line);
+  return scan.transactions;
+}
+
+const GTID_HEADER = /^#(\d{2})(\d{2})(\d{2})\s+(\d{1,2}):(\d{2}):(\d{2}) server id \d+\s+end_log_pos \d+\s.*?\tGTID (\d+-\d+-\d+)/;
+
+/** Line by line, so a large binlog's text is streamed rather than held in memory. */
+export function gtidScanner(file: string): { line(text: string): void; transactions: ArchivedTransaction[] } {
+  const transactions: ArchivedTransaction[] = [];
   let lastAt = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('# at ')) {
-      lastAt = Number(line.slice(5));
-      continue;
-    }
-    const m = /^#(\d{2})(\d{2})(\d{2})\s+(\d{1,2}):(\d{2}):(\d{2}) server id \d+\s+end_log_pos \d+\s.*?\tGTID (\d+-\d+-\d+)/.exec(line);
-    if (m) {
+  return {
+    transactions,
+    line(text: string) {
+      if (text.startsWith('# at ')) {
+        lastAt = Number(text.slice(5));
+        return;
+      }
+      if (!text.startsWith('#') || !text.includes('\tGTID ')) return;
+      const m = GTID_HEADER.exec(text);
+      if (!m) return;
       const [, yy, mo, dd, hh, mi, ss, gtid] = m;
-      out.push({ gtid: gtid!, file, startPosition: lastAt, timestamp: Date.UTC(2000 + Number(yy), Number(mo) - 1, Number(dd), Number(hh), Number(mi), Number(ss)) });
-    }
-  }
-  return out;
+      transactions.push({ gtid: gtid!, file, startPosition: lastAt, timestamp: Date.UTC(2000 + Number(yy), Number(mo) - 1, Number(dd), Number(hh), Number(mi), Number(ss)) });
+    },
+  };
 }

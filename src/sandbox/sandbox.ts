@@ -29,6 +29,8 @@ export interface SandboxInstance {
   serverId: number;
   initialRole: 'control' | 'primary' | 'replica';
   dir: string;
+  /** Extra `[mariadbd]` options, written last so they win (a recovery instance's bigger buffers). */
+  extraCnf?: string[];
 }
 
 export interface InstanceState {
@@ -134,6 +136,7 @@ export class Sandbox {
       'character-set-server=utf8mb4',
       ...replication,
       ...(process.getuid?.() === 0 ? ['user=root'] : []),
+      ...(inst.extraCnf ?? []),
     ];
     writeFileSync(p.cnf, lines.join('\n') + '\n');
   }

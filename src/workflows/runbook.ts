@@ -228,6 +228,11 @@ export class Runbook {
     if (first) this.notify('incident-opened', { status: this.currentStep ? `running: ${this.currentStep}` : 'started' });
   }
 
+  /** Change what the open incident's notices say from now on (the outcome, the timings). */
+  updateNotice(notice: Partial<IncidentNotice>): void {
+    if (this.incident) this.incident = { ...this.incident, ...notice };
+  }
+
   /** Queue a notification about this run (only once an incident is open). */
   notify(kind: RunbookNotification['kind'], extra: Partial<RunbookNotification> = {}): void {
     const incident = this.incident;

@@ -32,11 +32,12 @@ describe('checkCoverage', () => {
     expect(!r.ok && r.problem).toBe("GTID gap: 0-*-2 missing after the backup's 0-7-1, next is 0-7-3 in mysql-bin.000002");
   });
 
-  it('refuses a target beyond the archive, a target not after the backup, and a damaged file', () => {
+  it('refuses a target beyond the archive or before the backup, and a damaged file; the backup itself needs nothing', () => {
     expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-1', to: '0-7-9' })).toEqual({
       ok: false, problem: 'target 0-7-9 is beyond the archive, which holds 0-7-5 (mysql-bin.000003): archive newer binlogs (run a backup) first',
     });
-    expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-4', to: '0-7-4' })).toEqual({ ok: false, problem: "target 0-7-4 is not after the backup's position 0-7-4" });
+    expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-4', to: '0-7-3' })).toEqual({ ok: false, problem: "target 0-7-3 is before the backup's position 0-7-4" });
+    expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-4', to: '0-7-4' })).toEqual({ ok: true, files: [], transactions: 0, last: '0-7-4' });
     expect(checkCoverage({ index, damaged: [{ file: 'mysql-bin.000002', why: 'sha256 differs from the index' }], transactions: txns, from: '0-7-1', to: '0-7-4' })).toEqual({
       ok: false, problem: 'archived binlog mysql-bin.000002 is unusable: sha256 differs from the index',
     });
