@@ -25,7 +25,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type mysql from 'mysql2/promise';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
-import { copyBackPhysical, pipeReplay } from '../backup/restoreTools';
+import { copyBackPhysical, pipeReplay, RestoreRefusedError } from '../backup/restoreTools';
 import { runTool, toolPath } from '../backup/tools';
 import { checksumTable, diffChecksums, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
 import { query as runQuery } from '../mysql/connect';
@@ -163,7 +163,9 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         await rm(join(recovery.dir, 'binlog'), { recursive: true, force: true });
         if (manifest.kind === 'physical') {
           heartbeat('copying the physical backup back');
-          await copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(recovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) });
+          await refusalsAreFinal(() =>
+            copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(recovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) }),
+          );
           await sandbox.startInstance(recovery);
         } else {
           await sandbox.startInstance(recovery);
@@ -206,18 +208,22 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       await sandbox.startInstance(recovery); // a no-op unless the worker's host rebooted it away
       if (reached(await appliedOn(sandbox, recovery, input.method), input.until)) return { appliedTo: await appliedOn(sandbox, recovery, input.method) };
       if (input.method === 'pipe') {
+        // A worker killed mid-pipe leaves its mariadb client applying on its own: end it (its open
+        // transaction rolls back) before this run reads the position, or both would apply.
+        await endOtherSessions(sandbox, recovery);
         // Resume after whatever a killed earlier run already applied, never before `after`.
         const domain = parseMariaGtidList(input.until)[0]!.domain;
         const applied = parseMariaGtidList(await appliedOn(sandbox, recovery, 'pipe')).find((g) => g.domain === domain);
         const startAfter = applied && !reached(input.after, formatMariaGtidList([applied])) ? formatMariaGtidList([applied]) : input.after;
-        const run = await pipeReplay({
-          files: await archiveFiles(input.cluster),
+        const files = await archiveFiles(input.cluster);
+        const run = await refusalsAreFinal(() => pipeReplay({
+          files,
           startAfter,
           stopAt: input.until,
           target: { socket: sandbox.socketOf(recovery), user: 'root' },
           onProgress: (bytes) => heartbeat({ phase: 'pipe replay', bytes }),
           timeoutMs: input.timeoutSeconds * 1000,
-        });
+        }));
         const appliedTo = await appliedOn(sandbox, recovery, 'pipe');
         if (!reached(appliedTo, input.until)) throw ApplicationFailure.nonRetryable(`pipe replay ended at ${appliedTo}, short of ${input.until} (${run.appliedTo})`, 'ReplayFailed');
         return { appliedTo };
@@ -391,6 +397,24 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       await sandbox.stopInstance(recovery);
     },
   };
+}
+
+/** A refusal (unprepared backup, a gap in the stream) does not get better by retrying. */
+async function refusalsAreFinal<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof RestoreRefusedError) throw ApplicationFailure.nonRetryable(err.message, 'RestoreRefused');
+    throw err;
+  }
+}
+
+/** Kill every client session on a scratch instance but this one (and replication's own threads). */
+async function endOtherSessions(sandbox: Sandbox, inst: SandboxInstance): Promise<void> {
+  await sandbox.withRoot(inst, async (c) => {
+    const [rows] = await c.query("SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') AND COMMAND NOT IN ('Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker')");
+    for (const r of rows as { id: number }[]) await c.query(`KILL ${Number(r.id)}`).catch(() => undefined); // gone already
+  });
 }
 
 function summary(t: TableChecksum | null): { rows: number; checksum: string } | null {

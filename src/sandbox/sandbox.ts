@@ -10,8 +10,10 @@
  * primaries is the one outcome that is never acceptable.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import mysql from 'mysql2/promise';
 import { resolveCredential, type RunbookConfig } from '../config/load';
 import { commandLine, findExecutable, isAlive, portFree, readPid, terminate, waitFor } from './processes';
@@ -89,7 +91,7 @@ export class Sandbox {
     return {
       cnf: join(inst.dir, 'my.cnf'),
       data: join(inst.dir, 'data'),
-      socket: join(inst.dir, 'mysqld.sock'),
+      socket: socketPath(inst.dir),
       pid: join(inst.dir, 'mysqld.pid'),
       errorLog: join(inst.dir, 'error.log'),
       initialized: join(inst.dir, 'initialized'),
@@ -357,4 +359,14 @@ function run(cmd: string, args: string[]): Promise<void> {
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} failed (${code}): ${output.trim().split('\n').slice(-5).join(' | ')}`))));
   });
+}
+
+/**
+ * A unix socket path may not exceed 107 bytes (mariadbd refuses to start): a deep datadir, such as
+ * a recovery instance under a backup dir, gets a short socket in the temp dir named by its hash.
+ */
+function socketPath(dir: string): string {
+  const inDir = join(dir, 'mysqld.sock');
+  if (Buffer.byteLength(inDir) <= 100) return inDir;
+  return join(tmpdir(), `runbook-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}.sock`);
 }

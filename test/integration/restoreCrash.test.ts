@@ -1,0 +1,83 @@
+/**
+ * The real worker process SIGKILLed in the middle of a long SQL-thread replay, then restarted: the
+ * restore resumes from the position the recovery instance had applied (the dump is not loaded
+ * again), reaches exactly the end of the archive, and its chunked checksums equal production's.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { RunbookConfig } from '../../src/config/load';
+import { connect, instanceEndpoint } from '../../src/mysql/connect';
+import type { Sandbox } from '../../src/sandbox/sandbox';
+import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
+import { stepLog } from '../support/failover';
+import { startTestSandbox } from '../support/sandbox';
+import { sql } from '../support/stack';
+import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
+
+const taskQueue = `restore-crash-${process.pid}`;
+const TRANSACTIONS = 20_000;
+let config: RunbookConfig;
+let sandbox: Sandbox;
+let client: Client;
+
+beforeAll(async () => {
+  ({ config, sandbox } = await startTestSandbox('restore-crash', 26500));
+  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+  await sql(config, 'orders-a', 'CREATE DATABASE shop', 'CREATE TABLE shop.ledger (id INT PRIMARY KEY, balance BIGINT, note VARCHAR(40))',
+    'USE shop', "INSERT INTO shop.ledger SELECT seq, 0, 'opening' FROM seq_1_to_2000");
+  const worker = await startWorkerProcess(config, taskQueue);
+  await client.workflow.execute('backup', { taskQueue, workflowId: `crash-backup-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind: 'logical', requester: 'alice' }] });
+  // Many transactions of 50 row changes each, so that replaying them takes seconds.
+  const conn = await connect(instanceEndpoint(config, 'orders', 'orders-a'));
+  try {
+    await conn.query(`CREATE PROCEDURE shop.churn(n INT) BEGIN DECLARE i INT DEFAULT 0; WHILE i < n DO
+      UPDATE shop.ledger SET balance = balance + i, note = CONCAT('t', i) WHERE id BETWEEN 1 + (i * 7919) % 1950 AND 50 + (i * 7919) % 1950; SET i = i + 1; END WHILE; END`);
+    // Faster to generate; durability of this test data does not matter.
+    await conn.query('SET GLOBAL sync_binlog = 0, GLOBAL innodb_flush_log_at_trx_commit = 2');
+    await conn.query(`CALL shop.churn(${TRANSACTIONS})`);
+    await conn.query('SET GLOBAL sync_binlog = 1, GLOBAL innodb_flush_log_at_trx_commit = 1');
+  } finally {
+    conn.destroy();
+  }
+  // A physical backup now archives the binlogs; the restore below starts from the logical one before.
+  await client.workflow.execute('backup', { taskQueue, workflowId: `crash-archive-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind: 'physical', requester: 'alice' }] });
+  worker.proc.kill('SIGTERM');
+  await worker.exited;
+}, 180_000);
+
+afterAll(async () => {
+  killWorkerProcesses();
+  await client?.connection.close();
+  await sandbox?.destroy();
+});
+
+describe('worker crash during replay', () => {
+  it('SIGKILL 1 s into the replay, restart: resumes where the SQL thread was, result identical to production', async () => {
+    const conn = await connect(instanceEndpoint(config, 'orders', 'orders-a'));
+    const gtid = String(((await conn.query('SELECT @@gtid_binlog_pos AS gtid'))[0] as { gtid: string }[])[0]!.gtid);
+    conn.destroy();
+    const input: RestoreInput = { cluster: 'orders', target: { kind: 'gtid', gtid }, backupKind: 'logical', compare: ['shop.ledger'], requester: 'alice', reason: 'crash drill', incidentId: 'INC-CRASH' };
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_DURING_ACTIVITY: 'replayTo@1000' });
+    const handle = await client.workflow.start('restore', { taskQueue, workflowId: `restore-crash-${Date.now()}`, args: [input] });
+    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
+    expect(doomed.proc.signalCode).toBe('SIGKILL');
+
+    await startWorkerProcess(config, taskQueue);
+    const result = (await handle.result()) as RestoreResult;
+    expect(result.status).toBe('succeeded');
+    expect(result.recoveryPoint).toBe(gtid);
+    const ledger = result.verification!.tables[0]!;
+    expect(ledger).toMatchObject({ table: 'shop.ledger', equal: true, differingChunks: [] });
+    expect(ledger.recovery).toEqual(ledger.production);
+
+    // The replay activity ran twice (the first attempt died with the worker); the dump was loaded once.
+    const history = await handle.fetchHistory();
+    const attempts = (type: string) =>
+      history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type).map((e) => e.eventId!.toString());
+    const started = history.events!.filter((e) => e.activityTaskStartedEventAttributes && attempts('replayTo').includes(e.activityTaskStartedEventAttributes.scheduledEventId!.toString()));
+    expect(started.at(-1)!.activityTaskStartedEventAttributes!.attempt).toBe(2);
+    expect(attempts('prepareRecovery')).toHaveLength(1);
+    const log = await stepLog(config, handle.workflowId);
+    expect(log.filter((r) => r.step === 'replay to the target').map((r) => r.status)).toEqual(['started', 'succeeded']);
+  });
+});
