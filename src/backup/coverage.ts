@@ -110,32 +110,3 @@ export function parsePointInTime(at: string): number {
   if (Number.isNaN(ms)) throw new Error(`point in time "${at}" is not an ISO 8601 date-time`);
   return ms;
 }
-
-/** Transactions of one `mariadb-binlog` text (no -v needed): GTID, file, start, time. */
-export function parseBinlogGtids(text: string, file: string): ArchivedTransaction[] {
-  const scan = gtidScanner(file);
-  for (const line of text.split('\n')) scan.line(line);
-  return scan.transactions;
-}
-
-const GTID_HEADER = /^#(\d{2})(\d{2})(\d{2})\s+(\d{1,2}):(\d{2}):(\d{2}) server id \d+\s+end_log_pos \d+\s.*?\tGTID (\d+-\d+-\d+)/;
-
-/** Line by line, so a large binlog's text is streamed rather than held in memory. */
-export function gtidScanner(file: string): { line(text: string): void; transactions: ArchivedTransaction[] } {
-  const transactions: ArchivedTransaction[] = [];
-  let lastAt = 0;
-  return {
-    transactions,
-    line(text: string) {
-      if (text.startsWith('# at ')) {
-        lastAt = Number(text.slice(5));
-        return;
-      }
-      if (!text.startsWith('#') || !text.includes('\tGTID ')) return;
-      const m = GTID_HEADER.exec(text);
-      if (!m) return;
-      const [, yy, mo, dd, hh, mi, ss, gtid] = m;
-      transactions.push({ gtid: gtid!, file, startPosition: lastAt, timestamp: Date.UTC(2000 + Number(yy), Number(mo) - 1, Number(dd), Number(hh), Number(mi), Number(ss)) });
-    },
-  };
-}

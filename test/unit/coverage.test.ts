@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { checkCoverage, lastTransactionAtOrBefore, parseBinlogGtids, parsePointInTime, type ArchivedTransaction } from '../../src/backup/coverage';
-import { parseBinlogText } from '../../src/backup/binlogEvents';
+import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, type ArchivedTransaction } from '../../src/backup/coverage';
 import type { BinlogArchiveEntry } from '../../src/backup/manifest';
 
 const entry = (file: string): BinlogArchiveEntry => ({ file, sizeBytes: 1, sha256: 'x', complete: true });
@@ -59,14 +57,5 @@ describe('points in time', () => {
   it('takes the last transaction committed at or before the second named', () => {
     expect(lastTransactionAtOrBefore(txns, 3999)?.gtid).toBe('0-7-3');
     expect(lastTransactionAtOrBefore(txns, 999)).toBeUndefined();
-  });
-});
-
-describe('parseBinlogGtids', () => {
-  it('reads the same transactions, positions and times as the full parser', () => {
-    const text = readFileSync('test/fixtures/binlog/drop-and-update.txt', 'utf8');
-    const full = parseBinlogText(text, 'mysql-bin.000001').map((g) => ({ gtid: g.gtid, file: g.file, startPosition: g.startPosition, timestamp: g.timestamp }));
-    expect(full.length).toBeGreaterThan(3);
-    expect(parseBinlogGtids(text, 'mysql-bin.000001')).toEqual(full);
   });
 });
