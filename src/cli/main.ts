@@ -9,7 +9,7 @@ import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
-import { backupCommand, decide, showStatus, startFailover } from './runbooks';
+import { backupCommand, decide, showStatus, startFailover, startRestore } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -186,6 +186,31 @@ program
   .action(async (cluster: string, opts) => {
     getCluster(config(), cluster);
     process.exitCode = await backupCommand({ cluster, kind: opts.kind, instance: opts.instance, as: opts.as, schedule: opts.schedule });
+  });
+
+program
+  .command('restore <cluster>')
+  .description('point-in-time recovery into a recovery instance: just before a bad event (optionally skipping it), to a GTID or to a time')
+  .option('--table <db.table>', 'the bad event touched this table')
+  .option('--statement <regex>', "the bad event's statement matches this (case-insensitive), e.g. 'DROP TABLE'")
+  .option('--from <time>', 'the bad event happened at or after this ISO time (with a zone: Z or +08:00)')
+  .option('--to <time>', 'the bad event happened at or before this ISO time (with a zone)')
+  .option('--gtid <gtid>', 'recover through this transaction instead')
+  .option('--at <time>', 'recover through the last transaction at or before this ISO time (with a zone) instead')
+  .option('--skip', 'skip the bad event and replay everything after it')
+  .addOption(new Option('--backup-kind <kind>', 'restore only from this kind of backup').choices(['logical', 'physical']))
+  .addOption(new Option('--replay <method>', 'how to apply the binlogs').choices(['sql-thread', 'pipe']).default('sql-thread'))
+  .addOption(new Option('--cutover <mode>', 'after verification and approval').choices(['none', 'copy-tables']).default('none'))
+  .option('--compare <db.table...>', 'more tables to compare with production')
+  .requiredOption('--reason <text>', 'why (goes to the audit log)')
+  .requiredOption('--as <name>', 'who is asking (the requester; may not approve their own run)')
+  .option('--incident <id>', 'incident id (default: generated); the workflow id is restore-<cluster>-<incident>')
+  .option('--dry-run', 'locate the target, choose the backup, check the binlogs; change nothing')
+  .option('--detach', 'start it and return at once')
+  .addOption(json)
+  .action(async (cluster: string, opts) => {
+    getCluster(config(), cluster);
+    process.exitCode = await startRestore({ cluster, ...opts });
   });
 
 program

@@ -11,6 +11,9 @@ import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttr
 import { connectClient, temporalSettings } from '../temporal/client';
 import type { DecisionVerdict } from '../workflows/approval';
 import type { FailoverInput, FailoverResult } from '../workflows/failover';
+import type { RestoreInput, RestoreResult, RestoreTarget } from '../workflows/restore';
+import { parsePointInTime } from '../backup/coverage';
+import { formatDuration } from '../shared/format';
 import type { RunbookState } from '../workflows/runbook';
 import { describeApproval, failureMessage, follow, workerPresent } from './follow';
 import { printHistory, printJson } from './output';
@@ -186,6 +189,91 @@ export async function backupCommand(o: BackupCliOptions): Promise<number> {
       return 0;
     } catch (err) {
       console.error(`runbook: ${workflowId} failed: ${failureMessage(err)}`);
+      return 1;
+    }
+  });
+}
+
+export interface RestoreCliOptions {
+  cluster: string;
+  table?: string;
+  statement?: string;
+  from?: string;
+  to?: string;
+  gtid?: string;
+  at?: string;
+  skip?: boolean;
+  backupKind?: 'logical' | 'physical';
+  replay?: 'sql-thread' | 'pipe';
+  cutover?: 'none' | 'copy-tables';
+  compare?: string[];
+  reason: string;
+  as: string;
+  incident?: string;
+  dryRun?: boolean;
+  detach?: boolean;
+  json?: boolean;
+}
+
+/** What the options name as the recovery target: exactly one of an event, a GTID, a point in time. */
+export function restoreTargetOf(o: RestoreCliOptions): RestoreTarget {
+  const event = o.table || o.statement || o.from || o.to;
+  const given = [event ? 'an event' : '', o.gtid ? '--gtid' : '', o.at ? '--at' : ''].filter(Boolean);
+  if (given.length !== 1) throw new Error(`name exactly one target: an event (--table/--statement, --from/--to), --gtid or --at${given.length ? `; got ${given.join(' and ')}` : ''}`);
+  if (o.gtid) return { kind: 'gtid', gtid: o.gtid };
+  if (o.at) {
+    parsePointInTime(o.at); // refused here, in one line, before anything starts
+    return { kind: 'time', at: o.at };
+  }
+  return {
+    kind: 'before-event',
+    event: { table: o.table, statement: o.statement, from: o.from ? parsePointInTime(o.from) : undefined, to: o.to ? parsePointInTime(o.to) : undefined },
+  };
+}
+
+/** Start a point-in-time recovery and (unless detached) follow it; returns the exit code. */
+export async function startRestore(o: RestoreCliOptions): Promise<number> {
+  const target = restoreTargetOf(o);
+  return withClient(async (c) => {
+    const { taskQueue } = temporalSettings();
+    const incidentId = o.incident ?? newIncidentId();
+    const input: RestoreInput = {
+      cluster: o.cluster, target, skip: o.skip, backupKind: o.backupKind, replayMethod: o.replay, cutover: o.cutover, compare: o.compare,
+      requester: o.as, reason: o.reason, incidentId, dryRun: o.dryRun,
+    };
+    if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
+    const handle = await c.workflow.start('restore', {
+      taskQueue,
+      workflowId: `restore-${o.cluster}-${incidentId}`,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      args: [input],
+      staticSummary: `restore ${o.cluster} (${target.kind}${o.skip ? ', skip' : ''}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
+      staticDetails: `reason: ${o.reason}\nincident: ${incidentId}`,
+      typedSearchAttributes: [
+        { key: RunbookType, value: 'restore' },
+        { key: Cluster, value: o.cluster },
+        { key: IncidentId, value: incidentId },
+        { key: Operator, value: o.as },
+      ],
+    });
+    console.error(`started ${handle.workflowId} (incident ${incidentId})`);
+    if (o.detach) {
+      if (o.json) printJson({ workflowId: handle.workflowId, incidentId });
+      return 0;
+    }
+    try {
+      const result = await follow<RestoreResult>(handle, (s) => console.error(s));
+      if (o.json) printJson(result);
+      else {
+        console.log(`\n${result.status}: ${result.target.description}`);
+        console.log(`backup ${result.backupId}${result.recoveryPoint ? `; recovered to ${result.recoveryPoint}` : ''}`);
+        for (const t of result.verification?.tables ?? []) console.log(`  ${t.table}: ${t.note}`);
+        for (const t of result.cutover?.tables ?? []) console.log(`  cut over ${t.table}: ${t.action}`);
+        for (const p of result.phases) console.log(`  ${p.step}: ${formatDuration(p.ms)}`);
+      }
+      return result.status === 'succeeded' || result.status === 'dry_run' ? 0 : 3;
+    } catch (err) {
+      console.error(`runbook: ${handle.workflowId} failed: ${failureMessage(err)}`);
       return 1;
     }
   });
