@@ -29,7 +29,7 @@ import { copyBackPhysical, pipeReplay, RestoreRefusedError } from '../backup/res
 import { runTool, toolPath } from '../backup/tools';
 import { checksumTable, diffChecksums, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
 import { query as runQuery } from '../mysql/connect';
-import { compareMariaGtid, formatMariaGtidList, parseMariaGtidList } from '../mysql/dialect';
+import { formatMariaGtidList, parseMariaGtidList } from '../mysql/dialect';
 import { Sandbox, type SandboxInstance } from '../sandbox/sandbox';
 import type { ActivityDeps } from './deps';
 import { withInstance } from './instance';
@@ -206,19 +206,16 @@ export function createRestoreActivities({ config }: ActivityDeps) {
     async replayTo(input: RecoveryRef & { method: ReplayMethod; after: string; until: string; timeoutSeconds: number }): Promise<{ appliedTo: string }> {
       const { sandbox, recovery } = scratch(input);
       await sandbox.startInstance(recovery); // a no-op unless the worker's host rebooted it away
-      if (reached(await appliedOn(sandbox, recovery, input.method), input.until)) return { appliedTo: await appliedOn(sandbox, recovery, input.method) };
+      const before = await appliedOn(sandbox, recovery, input.method);
+      if (reached(before, input.until)) return { appliedTo: before };
       if (input.method === 'pipe') {
         // A worker killed mid-pipe leaves its mariadb client applying on its own: end it (its open
         // transaction rolls back) before this run reads the position, or both would apply.
         await endOtherSessions(sandbox, recovery);
-        // Resume after whatever a killed earlier run already applied, never before `after`.
-        const domain = parseMariaGtidList(input.until)[0]!.domain;
-        const applied = parseMariaGtidList(await appliedOn(sandbox, recovery, 'pipe')).find((g) => g.domain === domain);
-        const startAfter = applied && !reached(input.after, formatMariaGtidList([applied])) ? formatMariaGtidList([applied]) : input.after;
         const files = await archiveFiles(input.cluster);
         const run = await refusalsAreFinal(() => pipeReplay({
           files,
-          startAfter,
+          startAfter: input.after, // pipeReplay itself starts after whatever the server already applied
           stopAt: input.until,
           target: { socket: sandbox.socketOf(recovery), user: 'root' },
           onProgress: (bytes) => heartbeat({ phase: 'pipe replay', bytes }),
@@ -255,7 +252,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         // The pipe applies from the skipped GTID on; having applied it would be a bug to stop on.
         throw ApplicationFailure.nonRetryable(`${input.gtid} was applied on the recovery instance (at ${at}); restore again`, 'NotAtSkipPoint');
       }
-      if (!compareMariaGtid(at, input.previous).equal && !(reached(at, input.previous) && !reached(at, input.gtid))) {
+      if (!reached(at, input.previous)) {
         throw ApplicationFailure.nonRetryable(`refusing to skip ${input.gtid}: the recovery instance is at ${at}, not at the transaction before it (${input.previous})`, 'NotAtSkipPoint');
       }
       if (input.method === 'sql-thread') {
