@@ -74,43 +74,22 @@ async function intendedRoute(o: FailoverCliOptions, mode: 'planned' | 'emergency
 /** Start a failover and (unless detached) follow it; returns the exit code. */
 export async function startFailover(o: FailoverCliOptions, client?: Client): Promise<number> {
   const run = async (c: Client) => {
-    const { taskQueue } = temporalSettings();
     const incidentId = o.incident ?? newIncidentId();
     const mode = o.emergency ? 'emergency' : 'planned';
     const input: FailoverInput = { cluster: o.cluster, mode, target: o.to, reason: o.reason, requester: o.as, incidentId, dryRun: o.dryRun };
-    if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
-    const handle = await c.workflow.start('failover', {
-      taskQueue,
+    return startIncidentRunbook<FailoverResult>(c, {
+      type: 'failover',
       workflowId: failoverWorkflowId(o.cluster, incidentId),
-      // A failed run of an incident may be retried; a completed one is never repeated by accident.
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-      args: [input],
-      staticSummary: `failover ${o.cluster}: ${await intendedRoute(o, mode)}(${mode}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
-      staticDetails: `reason: ${o.reason}\nincident: ${incidentId}`,
-      typedSearchAttributes: [
-        { key: RunbookType, value: 'failover' },
-        { key: Cluster, value: o.cluster },
-        { key: IncidentId, value: incidentId },
-        { key: Operator, value: o.as },
-      ],
-    });
-    console.error(`started ${handle.workflowId} (incident ${incidentId})`);
-    if (o.detach) {
-      if (o.json) printJson({ workflowId: handle.workflowId, incidentId });
-      return 0;
-    }
-    try {
-      const result = await follow<FailoverResult>(handle, (s) => console.error(s));
-      if (o.json) printJson(result);
-      else {
+      input,
+      cluster: o.cluster,
+      incidentId,
+      summary: `failover ${o.cluster}: ${await intendedRoute(o, mode)}(${mode}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
+      options: o,
+      print: (result) => {
         if (result.status === 'dry_run') console.log(`\n${describePlan(result.plan)}`);
         console.log(`\n${result.status}: ${result.plan.from.instance} (${result.plan.from.region}) → ${result.plan.to.instance} (${result.plan.to.region})`);
-      }
-      return result.status === 'succeeded' || result.status === 'dry_run' ? 0 : 3;
-    } catch (err) {
-      console.error(`runbook: ${handle.workflowId} failed: ${failureMessage(err)}`);
-      return 1;
-    }
+      },
+    });
   };
   return client ? run(client) : withClient(run);
 }
@@ -235,46 +214,78 @@ export function restoreTargetOf(o: RestoreCliOptions): RestoreTarget {
 export async function startRestore(o: RestoreCliOptions): Promise<number> {
   const target = restoreTargetOf(o);
   return withClient(async (c) => {
-    const { taskQueue } = temporalSettings();
     const incidentId = o.incident ?? newIncidentId();
     const input: RestoreInput = {
       cluster: o.cluster, target, skip: o.skip, backupKind: o.backupKind, replayMethod: o.replay, cutover: o.cutover, compare: o.compare,
       requester: o.as, reason: o.reason, incidentId, dryRun: o.dryRun,
     };
-    if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
-    const handle = await c.workflow.start('restore', {
-      taskQueue,
+    return startIncidentRunbook<RestoreResult>(c, {
+      type: 'restore',
       workflowId: `restore-${o.cluster}-${incidentId}`,
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-      args: [input],
-      staticSummary: `restore ${o.cluster} (${target.kind}${o.skip ? ', skip' : ''}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
-      staticDetails: `reason: ${o.reason}\nincident: ${incidentId}`,
-      typedSearchAttributes: [
-        { key: RunbookType, value: 'restore' },
-        { key: Cluster, value: o.cluster },
-        { key: IncidentId, value: incidentId },
-        { key: Operator, value: o.as },
-      ],
-    });
-    console.error(`started ${handle.workflowId} (incident ${incidentId})`);
-    if (o.detach) {
-      if (o.json) printJson({ workflowId: handle.workflowId, incidentId });
-      return 0;
-    }
-    try {
-      const result = await follow<RestoreResult>(handle, (s) => console.error(s));
-      if (o.json) printJson(result);
-      else {
+      input,
+      cluster: o.cluster,
+      incidentId,
+      summary: `restore ${o.cluster} (${target.kind}${o.skip ? ', skip' : ''}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
+      options: o,
+      print: (result) => {
         console.log(`\n${result.status}: ${result.target.description}`);
         console.log(`backup ${result.backupId}${result.recoveryPoint ? `; recovered to ${result.recoveryPoint}` : ''}`);
         for (const t of result.verification?.tables ?? []) console.log(`  ${t.table}: ${t.note}`);
         for (const t of result.cutover?.tables ?? []) console.log(`  cut over ${t.table}: ${t.action}`);
         for (const p of result.phases) console.log(`  ${p.step}: ${formatDuration(p.ms)}`);
-      }
-      return result.status === 'succeeded' || result.status === 'dry_run' ? 0 : 3;
-    } catch (err) {
-      console.error(`runbook: ${handle.workflowId} failed: ${failureMessage(err)}`);
-      return 1;
-    }
+      },
+    });
   });
+}
+
+/**
+ * Start an incident runbook (failover, restore) the same way from every command: search
+ * attributes, summary, reuse policy; then (unless detached) follow it and print its result.
+ * Returns the exit code: 0 succeeded or dry run, 3 ended otherwise (rejected, timed out), 1 failed.
+ */
+async function startIncidentRunbook<R extends { status: string }>(
+  c: Client,
+  r: {
+    type: string;
+    workflowId: string;
+    input: unknown;
+    cluster: string;
+    incidentId: string;
+    summary: string;
+    options: { reason: string; as: string; detach?: boolean; json?: boolean };
+    print: (result: R) => void;
+  },
+): Promise<number> {
+  const { taskQueue } = temporalSettings();
+  const o = r.options;
+  if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
+  const handle = await c.workflow.start(r.type, {
+    taskQueue,
+    workflowId: r.workflowId,
+    // A failed run of an incident may be retried; a completed one is never repeated by accident.
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    args: [r.input],
+    staticSummary: r.summary,
+    staticDetails: `reason: ${o.reason}\nincident: ${r.incidentId}`,
+    typedSearchAttributes: [
+      { key: RunbookType, value: r.type },
+      { key: Cluster, value: r.cluster },
+      { key: IncidentId, value: r.incidentId },
+      { key: Operator, value: o.as },
+    ],
+  });
+  console.error(`started ${handle.workflowId} (incident ${r.incidentId})`);
+  if (o.detach) {
+    if (o.json) printJson({ workflowId: handle.workflowId, incidentId: r.incidentId });
+    return 0;
+  }
+  try {
+    const result = await follow<R>(handle, (s) => console.error(s));
+    if (o.json) printJson(result);
+    else r.print(result);
+    return result.status === 'succeeded' || result.status === 'dry_run' ? 0 : 3;
+  } catch (err) {
+    console.error(`runbook: ${handle.workflowId} failed: ${failureMessage(err)}`);
+    return 1;
+  }
 }
