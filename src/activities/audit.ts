@@ -57,10 +57,10 @@ export function createAuditActivities({ config }: ActivityDeps) {
     },
 
     /** The old primary of an emergency failover: its region's sync_status says it needs a failback. */
-    async markNeedsFailback(input: { cluster: string; region: string; instance: string; remark: string }): Promise<void> {
+    async markNeedsFailback(input: { cluster: string; region: string; instance: string; remark: string; role?: 'old_primary' | 'replica' }): Promise<void> {
       await ensureSchema();
       await withControl(config, (conn) =>
-        upsertSyncStatus(conn, { cluster: input.cluster, region: input.region, instance: input.instance, role: 'old_primary', status: 'needs_failback', remark: input.remark }),
+        upsertSyncStatus(conn, { cluster: input.cluster, region: input.region, instance: input.instance, role: input.role ?? 'old_primary', status: 'needs_failback', remark: input.remark }),
       );
     },
   };

@@ -13,19 +13,23 @@
  * After verification and approval, `cutOverTables` copies recovered tables back into production
  * through a staging schema and swaps them in with one atomic RENAME, keeping the damaged table.
  *
- * The scratch instances run locally, as extra instances of the sandbox (loopback only; ports
- * control+10 and control+11). A configured recovery host is not built yet.
+ * Where the backup is restored: by default a scratch instance on the worker's host (port
+ * control+11, datadir under the backup directory); or, with `recoverOn`, the cluster's configured
+ * recovery host (`clusters.<c>.recovery`), a separate server that is wiped and loaded over the
+ * network (logical backups only: a physical copy-back needs the datadir's filesystem). The binlog
+ * server for SQL-thread replay is always a scratch instance on the worker's host (control+10),
+ * listening where the recovery server reaches it.
  */
 import { createHash } from 'node:crypto';
 import { access, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type mysql from 'mysql2/promise';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
-import { copyBackPhysical, pipeReplay, RestoreRefusedError } from '../backup/restoreTools';
+import { copyBackPhysical, pipeReplay, RestoreRefusedError, type ReplayTarget } from '../backup/restoreTools';
 import { runTool, toolPath } from '../backup/tools';
 import { checksumTable, diffChecksums, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
 import { query as runQuery } from '../mysql/connect';
@@ -47,6 +51,27 @@ export type ReplayMethod = 'sql-thread' | 'pipe';
 export interface RecoveryRef {
   cluster: string;
   restoreId: string;
+  /** The cluster's configured recovery host, by name; absent: a scratch instance on the worker's host. */
+  recoverOn?: string;
+}
+
+/** The server a backup is restored into, scratch or configured, as the activities use it. */
+interface RecoveryServer {
+  /** What people read: `scratch instance 127.0.0.1:23111` or `recovery host orders-recovery`. */
+  label: string;
+  /** A datadir on this host: physical backups can be copied back into it. */
+  local: boolean;
+  /** Where its replication connects to reach the binlog server. */
+  binlogServerHost: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  run<T>(fn: (c: mysql.Connection) => Promise<T>): Promise<T>;
+  /** Connection options for the mariadb / mariadb-dump clients. */
+  client: { args: string[]; credentials?: { user: string; password: string } };
+  /** The same, for the pipe replay. */
+  replayTarget: ReplayTarget;
+  /** Leave an empty server for the load (scratch: a fresh datadir; a host: its databases dropped). */
+  wipe(): Promise<void>;
 }
 
 /** One table after replay, beside production (checksums chunked by primary-key range). */
@@ -75,30 +100,103 @@ export function createRestoreActivities({ config }: ActivityDeps) {
   const clusterDir = (cluster: string) => join(config.backupDir, cluster);
   const archiveDir = (cluster: string) => join(clusterDir(cluster), BINLOG_ARCHIVE_DIR);
 
-  const scratch = (ref: RecoveryRef): { sandbox: Sandbox; binlogServer: SandboxInstance; recovery: SandboxInstance } => {
-    let sandbox: Sandbox;
-    try {
-      sandbox = new Sandbox(config);
-    } catch (err) {
-      throw ApplicationFailure.nonRetryable(`restore needs a recovery host: ${(err as Error).message}`, 'NoRecoveryHost');
-    }
+  const scratchServers = (ref: RecoveryRef) => {
+    const sandbox = new Sandbox(config, undefined, { scratchOnly: true });
     const base = config.control.port;
     const dir = join(clusterDir(ref.cluster), 'restore', ref.restoreId);
-    const make = (name: string, port: number, extraCnf?: string[]): SandboxInstance => ({
+    const host = ref.recoverOn ? configuredHost(ref).binlogServerHost : '127.0.0.1';
+    const make = (name: string, port: number, listen: string, extraCnf?: string[]): SandboxInstance => ({
       key: `restore/${name}`,
       name,
-      host: '127.0.0.1',
+      host: listen,
       port,
       serverId: 1_000_000 + port,
       initialRole: 'replica',
       dir: join(dir, name),
       extraCnf,
     });
-    return { sandbox, binlogServer: make('binlog-server', base + 10), recovery: make('recovery', base + 11, RECOVERY_CNF) };
+    return { sandbox, dir, binlogServer: make('binlog-server', base + 10, host), scratchRecovery: make('recovery', base + 11, '127.0.0.1', RECOVERY_CNF) };
   };
 
-  const query = async (sb: Sandbox, inst: SandboxInstance, sql: string, params: unknown[] = []) =>
-    sb.withRoot(inst, async (c: mysql.Connection) => (await c.query(sql, params))[0] as Record<string, unknown>[]);
+  const configuredHost = (ref: RecoveryRef) => {
+    const r = getCluster(config, ref.cluster).recovery;
+    if (!r || r.name !== ref.recoverOn) {
+      throw ApplicationFailure.nonRetryable(`${ref.cluster} has no recovery host "${ref.recoverOn}"${r ? `; its recovery host is ${r.name}` : ' (configure clusters.' + ref.cluster + '.recovery)'}`, 'NoRecoveryHost');
+    }
+    return r;
+  };
+
+  /** The binlog server (always scratch) and the server the backup is restored into. */
+  const servers = (ref: RecoveryRef): { sandbox: Sandbox; binlogServer: SandboxInstance; recovery: RecoveryServer; marker: string } => {
+    const { sandbox, dir, binlogServer, scratchRecovery } = scratchServers(ref);
+    const marker = join(dir, 'recovery', 'loaded');
+    if (!ref.recoverOn) {
+      const inst = scratchRecovery;
+      return {
+        sandbox,
+        binlogServer,
+        marker,
+        recovery: {
+          label: `scratch instance ${inst.host}:${inst.port}`,
+          local: true,
+          binlogServerHost: '127.0.0.1',
+          start: () => sandbox.startInstance(inst),
+          stop: () => sandbox.stopInstance(inst),
+          run: (fn) => sandbox.withRoot(inst, fn),
+          client: { args: [`--socket=${sandbox.socketOf(inst)}`, '--user=root'] },
+          replayTarget: { socket: sandbox.socketOf(inst), user: 'root' },
+          async wipe() {
+            await sandbox.stopInstance(inst);
+            await rm(join(inst.dir, 'data'), { recursive: true, force: true });
+            await rm(join(inst.dir, 'binlog'), { recursive: true, force: true });
+          },
+        },
+      };
+    }
+    const host = configuredHost(ref);
+    const at = { cluster: ref.cluster, instance: host.name };
+    const run = <T>(fn: (c: mysql.Connection) => Promise<T>) => withInstance(config, at, fn);
+    const admin = resolveCredential(getCluster(config, ref.cluster).credentials.admin);
+    return {
+      sandbox,
+      binlogServer,
+      marker,
+      recovery: {
+        label: `recovery host ${host.name} (${host.host}:${host.port})`,
+        local: false,
+        binlogServerHost: host.binlogServerHost,
+        start: () => run(async () => undefined), // it is not ours to start: reachable is enough
+        // Replay ends here; a host that a promote made the primary has no replication to stop.
+        stop: () =>
+          run(async (c) => {
+            if (((await c.query('SHOW SLAVE STATUS'))[0] as unknown[]).length) await c.query('STOP SLAVE');
+          }),
+        run,
+        client: { args: [`--host=${host.host}`, `--port=${host.port}`], credentials: admin },
+        replayTarget: { host: host.host, port: host.port, ...admin },
+        async wipe() {
+          await run(async (c) => {
+            // Never wipe what serves production: a writable host, or one replicating from a member.
+            const [[vars]] = (await c.query('SELECT @@read_only AS ro')) as unknown as [[{ ro: number }]];
+            if (!Number(vars.ro)) throw ApplicationFailure.nonRetryable(`${host.name} is writable: it may be serving production (promoted by an earlier restore?); a recovery host must run read_only=ON, refusing to wipe it`, 'RecoveryHostInUse');
+            const [status] = (await c.query('SHOW SLAVE STATUS')) as unknown as [Record<string, unknown>[]];
+            const source = status[0] && getCluster(config, ref.cluster).instances.find((i) => i.port === Number(status[0]!.Master_Port) && i.host === String(status[0]!.Master_Host));
+            if (source) throw ApplicationFailure.nonRetryable(`${host.name} replicates from ${source.name}: it is part of the cluster now; refusing to wipe it`, 'RecoveryHostInUse');
+            await c.query('SET SESSION sql_log_bin = 0');
+            await c.query('STOP SLAVE');
+            await c.query('RESET SLAVE ALL');
+            const [dbs] = (await c.query('SHOW DATABASES')) as unknown as [{ Database: string }[]];
+            for (const { Database: db } of dbs) {
+              if (!['mysql', 'information_schema', 'performance_schema', 'sys'].includes(db)) await c.query(`DROP DATABASE ${quoteIdent(db)}`);
+            }
+            await c.query('RESET MASTER');
+          });
+        },
+      },
+    };
+  };
+
+  const query = async (server: RecoveryServer, sql: string, params: unknown[] = []) => server.run(async (c) => (await c.query(sql, params))[0] as Record<string, unknown>[]);
 
   const readManifest = async (cluster: string, backupId: string): Promise<BackupManifest> =>
     JSON.parse(await readFile(join(clusterDir(cluster), backupId, MANIFEST_FILE), 'utf8')) as BackupManifest;
@@ -110,8 +208,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
    * What the recovery instance has applied. SQL thread: its `gtid_slave_pos`. Pipe: the GTIDs the
    * piped events carried into its own binlog (reset after the load), over the backup's position.
    */
-  const appliedOn = async (sandbox: Sandbox, recovery: SandboxInstance, method: ReplayMethod): Promise<string> => {
-    const [row] = await query(sandbox, recovery, 'SELECT @@gtid_slave_pos AS slave, @@gtid_binlog_pos AS binlog');
+  const appliedOn = async (recovery: RecoveryServer, method: ReplayMethod): Promise<string> => {
+    const [row] = await query(recovery, 'SELECT @@gtid_slave_pos AS slave, @@gtid_binlog_pos AS binlog');
     if (method === 'sql-thread') return String(row!.slave);
     const merged = new Map(parseMariaGtidList(String(row!.slave)).map((g) => [g.domain, g]));
     for (const g of parseMariaGtidList(String(row!.binlog))) if ((merged.get(g.domain)?.seq ?? -1) < g.seq) merged.set(g.domain, g);
@@ -133,9 +231,12 @@ export function createRestoreActivities({ config }: ActivityDeps) {
      */
     async prepareRecovery(input: RecoveryRef & { backupId: string; method: ReplayMethod }): Promise<{ backupGtid: string; kind: BackupManifest['kind']; loadMs: number }> {
       getCluster(config, input.cluster);
-      const { sandbox, binlogServer, recovery } = scratch(input);
+      const { sandbox, binlogServer, recovery, marker } = servers(input);
       const manifest = await readManifest(input.cluster, input.backupId);
       const backupDir = join(clusterDir(input.cluster), input.backupId);
+      if (manifest.kind === 'physical' && !recovery.local) {
+        throw ApplicationFailure.nonRetryable(`backup ${manifest.id} is physical: it is copied back into a datadir on the worker's host, not into ${recovery.label}; restore from a logical backup there`, 'BadInput');
+      }
 
       if (input.method === 'sql-thread') {
         // The binlog server serves the archive: copies of the files and an index naming them.
@@ -149,28 +250,28 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         await sandbox.startInstance(binlogServer);
         await sandbox.withRoot(binlogServer, async (c) => {
           await c.query('SET SESSION sql_log_bin = 0');
-          await c.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [REPL.user, '127.0.0.1', REPL.password]);
-          await c.query('GRANT REPLICATION SLAVE ON *.* TO ?@?', [REPL.user, '127.0.0.1']);
+          await c.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [REPL.user, '%', REPL.password]);
+          await c.query('GRANT REPLICATION SLAVE ON *.* TO ?@?', [REPL.user, '%']);
         });
       }
 
-      const loaded = join(recovery.dir, 'loaded');
       let loadMs = 0;
-      if (!(await exists(loaded))) {
+      if (!(await exists(marker))) {
         const started = Date.now();
-        await sandbox.stopInstance(recovery);
-        await rm(join(recovery.dir, 'data'), { recursive: true, force: true });
-        await rm(join(recovery.dir, 'binlog'), { recursive: true, force: true });
+        heartbeat(`wiping ${recovery.label}`);
+        await recovery.wipe();
         if (manifest.kind === 'physical') {
           heartbeat('copying the physical backup back');
+          const { scratchRecovery } = scratchServers(input);
           await refusalsAreFinal(() =>
-            copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(recovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) }),
+            copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(scratchRecovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) }),
           );
-          await sandbox.startInstance(recovery);
+          await recovery.start();
         } else {
-          await sandbox.startInstance(recovery);
+          await recovery.start();
           heartbeat('loading the dump');
-          await runTool(toolPath('mariadb'), [`--socket=${sandbox.socketOf(recovery)}`, '--user=root', '--binary-mode'], {
+          await runTool(toolPath('mariadb'), [...recovery.client.args, '--binary-mode'], {
+            credentials: recovery.client.credentials,
             stdinFile: join(backupDir, LOGICAL_DUMP_FILE),
             onProgress: (bytes) => heartbeat({ phase: 'load dump', bytes }),
             timeoutMs: 6 * 3600_000,
@@ -178,22 +279,24 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         }
         // The load wrote this server's own binlog (and a physical copy carries the source's
         // replication state): replay must start from exactly the backup's position.
-        await sandbox.withRoot(recovery, async (c) => {
+        await recovery.run(async (c) => {
           await c.query('STOP SLAVE');
           await c.query('RESET SLAVE ALL');
           await c.query('RESET MASTER');
           await c.query('SET GLOBAL gtid_slave_pos = ?', [manifest.gtid]);
           if (input.method === 'sql-thread') {
-            await c.query(
-              `CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = ${binlogServer.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos`,
-              [REPL.user, REPL.password],
-            );
+            await c.query(`CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${binlogServer.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos`, [
+              recovery.binlogServerHost,
+              REPL.user,
+              REPL.password,
+            ]);
           }
         });
-        await writeFile(loaded, `${manifest.id}\n`);
+        await mkdir(dirname(marker), { recursive: true });
+        await writeFile(marker, `${manifest.id}\n`);
         loadMs = Date.now() - started;
       } else {
-        await sandbox.startInstance(recovery);
+        await recovery.start();
       }
       return { backupGtid: manifest.gtid, kind: manifest.kind, loadMs };
     },
@@ -204,49 +307,49 @@ export function createRestoreActivities({ config }: ActivityDeps) {
      * own position): past a skipped transaction it is the skipped GTID.
      */
     async replayTo(input: RecoveryRef & { method: ReplayMethod; after: string; until: string; timeoutSeconds: number }): Promise<{ appliedTo: string }> {
-      const { sandbox, recovery } = scratch(input);
-      await sandbox.startInstance(recovery); // a no-op unless the worker's host rebooted it away
-      const before = await appliedOn(sandbox, recovery, input.method);
+      const { recovery } = servers(input);
+      await recovery.start(); // a no-op unless the worker's host rebooted it away
+      const before = await appliedOn(recovery, input.method);
       if (reached(before, input.until)) return { appliedTo: before };
       if (input.method === 'pipe') {
         // A worker killed mid-pipe leaves its mariadb client applying on its own: end it (its open
         // transaction rolls back) before this run reads the position, or both would apply.
-        await endOtherSessions(sandbox, recovery);
+        await endOtherSessions(recovery);
         const files = await archiveFiles(input.cluster);
         const run = await refusalsAreFinal(() => pipeReplay({
           files,
           startAfter: input.after, // pipeReplay itself starts after whatever the server already applied
           stopAt: input.until,
-          target: { socket: sandbox.socketOf(recovery), user: 'root' },
+          target: recovery.replayTarget,
           onProgress: (bytes) => heartbeat({ phase: 'pipe replay', bytes }),
           timeoutMs: input.timeoutSeconds * 1000,
         }));
-        const appliedTo = await appliedOn(sandbox, recovery, 'pipe');
+        const appliedTo = await appliedOn(recovery, 'pipe');
         if (!reached(appliedTo, input.until)) throw ApplicationFailure.nonRetryable(`pipe replay ended at ${appliedTo}, short of ${input.until} (${run.appliedTo})`, 'ReplayFailed');
         return { appliedTo };
       }
-      const pos = () => appliedOn(sandbox, recovery, 'sql-thread');
-      await query(sandbox, recovery, 'STOP SLAVE');
-      await query(sandbox, recovery, `START SLAVE UNTIL master_gtid_pos = ?`, [input.until]);
+      const pos = () => appliedOn(recovery, 'sql-thread');
+      await query(recovery, 'STOP SLAVE');
+      await query(recovery, `START SLAVE UNTIL master_gtid_pos = ?`, [input.until]);
       const deadline = Date.now() + input.timeoutSeconds * 1000;
       for (;;) {
         const at = await pos();
         heartbeat(at);
         if (reached(at, input.until)) break;
-        const [status] = await query(sandbox, recovery, 'SHOW SLAVE STATUS');
+        const [status] = await query(recovery, 'SHOW SLAVE STATUS');
         if (status && Number(status.Last_SQL_Errno)) throw ApplicationFailure.nonRetryable(`replay stopped at ${at}: ${status.Last_SQL_Error}`, 'ReplayFailed');
         if (status && Number(status.Last_IO_Errno)) throw ApplicationFailure.retryable(`replay cannot read the archive at ${at}: ${status.Last_IO_Error}`, 'ReplayIoError');
         if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`replay did not reach ${input.until} within ${input.timeoutSeconds} s (at ${at})`, 'ReplayTimeout');
         await sleep(100);
       }
-      await query(sandbox, recovery, 'STOP SLAVE');
+      await query(recovery, 'STOP SLAVE');
       return { appliedTo: await pos() };
     },
 
     /** Skip one transaction: move the applied position past it without applying it. */
     async skipTransaction(input: RecoveryRef & { method: ReplayMethod; gtid: string; previous: string }): Promise<{ skipped: string }> {
-      const { sandbox, recovery } = scratch(input);
-      const at = await appliedOn(sandbox, recovery, input.method);
+      const { recovery } = servers(input);
+      const at = await appliedOn(recovery, input.method);
       if (reached(at, input.gtid)) {
         if (input.method === 'sql-thread') return { skipped: input.gtid }; // done before
         // The pipe applies from the skipped GTID on; having applied it would be a bug to stop on.
@@ -256,8 +359,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         throw ApplicationFailure.nonRetryable(`refusing to skip ${input.gtid}: the recovery instance is at ${at}, not at the transaction before it (${input.previous})`, 'NotAtSkipPoint');
       }
       if (input.method === 'sql-thread') {
-        await query(sandbox, recovery, 'STOP SLAVE');
-        await query(sandbox, recovery, 'SET GLOBAL gtid_slave_pos = ?', [input.gtid]);
+        await query(recovery, 'STOP SLAVE');
+        await query(recovery, 'SET GLOBAL gtid_slave_pos = ?', [input.gtid]);
       }
       return { skipped: input.gtid };
     },
@@ -278,8 +381,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         skipped: boolean;
       },
     ): Promise<Verification> {
-      const { sandbox, recovery } = scratch(input);
-      const appliedTo = await appliedOn(sandbox, recovery, input.method);
+      const { recovery } = servers(input);
+      const appliedTo = await appliedOn(recovery, input.method);
       const problems: string[] = [];
       const want = parseMariaGtidList(input.expected)[0]!;
       const got = parseMariaGtidList(appliedTo).find((g) => g.domain === want.domain);
@@ -293,7 +396,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       for (const table of input.tables) {
         heartbeat(table);
         const prod = await withInstance(config, ref, (c) => checksumTable(c, table));
-        const rec = await sandbox.withRoot(recovery, (c) => checksumTable(c, table, { boundaries: prod?.boundaries }));
+        const rec = await recovery.run((c) => checksumTable(c, table, { boundaries: prod?.boundaries }));
         const diff = diffChecksums(rec, prod);
         tables.push({
           table,
@@ -333,7 +436,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
      * Safe to run again: a table already swapped in is recognised by its checksum.
      */
     async cutOverTables(input: RecoveryRef & { primary: string; tables: { table: string; productionChecksum: string | null }[] }): Promise<{ stagingSchema: string; tables: { table: string; action: string }[] }> {
-      const { sandbox, recovery } = scratch(input);
+      const { recovery } = servers(input);
       const ref = { cluster: input.cluster, instance: input.primary };
       const staging = `restore_${createHash('sha256').update(input.restoreId).digest('hex').slice(0, 12)}`;
       const inst = getInstance(config, input.cluster, input.primary);
@@ -341,7 +444,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       const out: { table: string; action: string }[] = [];
       for (const { table, productionChecksum } of input.tables) {
         const { db, name } = parseTableName(table);
-        const recovered = await sandbox.withRoot(recovery, (c) => checksumTable(c, table));
+        const recovered = await recovery.run((c) => checksumTable(c, table));
         if (!recovered) throw ApplicationFailure.nonRetryable(`the recovery instance has no ${table} to copy back`, 'NothingToCopy');
         const now = await withInstance(config, ref, (c) => checksumTable(c, table, { boundaries: recovered.boundaries }));
         if (now && diffChecksums(recovered, now).equal) {
@@ -362,7 +465,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
           try {
             const dump = join(dir, 'table.sql');
             // No triggers: a trigger cannot follow its table across schemas in a RENAME.
-            await runTool(toolPath('mariadb-dump'), [`--socket=${sandbox.socketOf(recovery)}`, '--user=root', '--single-transaction', '--skip-triggers', '--hex-blob', db, name], {
+            await runTool(toolPath('mariadb-dump'), [...recovery.client.args, '--single-transaction', '--skip-triggers', '--hex-blob', db, name], {
+              credentials: recovery.client.credentials,
               stdoutFile: dump,
               onProgress: (bytes) => heartbeat({ phase: `dump ${table}`, bytes }),
             });
@@ -387,11 +491,39 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       return { stagingSchema: staging, tables: out };
     },
 
+    /**
+     * `promote` cut-over, after the old primary is fenced: the recovery host replicates from it,
+     * from exactly what it has applied (past the skipped event), so it receives every write
+     * production took after the archive ends. Already replicating from it is success.
+     */
+    async replicateRecoveryFrom(input: RecoveryRef & { method: ReplayMethod; source: string }): Promise<{ from: string; already: boolean }> {
+      if (!input.recoverOn) throw ApplicationFailure.nonRetryable('only a configured recovery host can join the cluster; a scratch instance cannot', 'BadInput');
+      const { recovery } = servers(input);
+      const source = getInstance(config, input.cluster, input.source);
+      const repl = resolveCredential(getCluster(config, input.cluster).credentials.replication);
+      const [status] = await query(recovery, 'SHOW SLAVE STATUS');
+      if (status && Number(status.Master_Port) === source.port && String(status.Master_Host) === source.host && status.Slave_SQL_Running === 'Yes') {
+        return { from: await appliedOn(recovery, 'sql-thread'), already: true };
+      }
+      return recovery.run(async (c) => {
+        await c.query('STOP SLAVE');
+        const from = await appliedOn(recovery, input.method);
+        await c.query('SET GLOBAL gtid_slave_pos = ?', [from]);
+        await c.query(`CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${source.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`, [
+          source.host,
+          repl.user,
+          repl.password,
+        ]);
+        await c.query('START SLAVE');
+        return { from, already: false };
+      });
+    },
+
     /** Stop the scratch instances (the recovery instance's datadir stays for inspection). */
     async stopRecovery(input: RecoveryRef): Promise<void> {
-      const { sandbox, binlogServer, recovery } = scratch(input);
+      const { sandbox, binlogServer, recovery } = servers(input);
+      await recovery.stop();
       await sandbox.stopInstance(binlogServer);
-      await sandbox.stopInstance(recovery);
     },
   };
 }
@@ -407,8 +539,8 @@ async function refusalsAreFinal<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** Kill every client session on a scratch instance but this one (and replication's own threads). */
-async function endOtherSessions(sandbox: Sandbox, inst: SandboxInstance): Promise<void> {
-  await sandbox.withRoot(inst, async (c) => {
+async function endOtherSessions(server: RecoveryServer): Promise<void> {
+  await server.run(async (c) => {
     const [rows] = await c.query("SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') AND COMMAND NOT IN ('Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker')");
     for (const r of rows as { id: number }[]) await c.query(`KILL ${Number(r.id)}`).catch(() => undefined); // gone already
   });

@@ -13,7 +13,8 @@ import type { ActivityDeps } from './deps';
 /** What hooks are told about the switch, as RUNBOOK_* environment variables. */
 export interface HookEnv {
   cluster: string;
-  mode: 'planned' | 'emergency';
+  /** `restore`: a restore's `promote` cut-over made a recovery host the primary. */
+  mode: 'planned' | 'emergency' | 'restore';
   /** host:port */
   oldPrimary: string;
   /** host:port */

@@ -200,7 +200,8 @@ program
   .option('--skip', 'skip the bad event and replay everything after it')
   .addOption(new Option('--backup-kind <kind>', 'restore only from this kind of backup').choices(['logical', 'physical']))
   .addOption(new Option('--replay <method>', 'how to apply the binlogs').choices(['sql-thread', 'pipe']).default('sql-thread'))
-  .addOption(new Option('--cutover <mode>', 'after verification and approval').choices(['none', 'copy-tables']).default('none'))
+  .addOption(new Option('--cutover <mode>', 'after verification and approval: copy the damaged tables back, or promote the recovery host').choices(['none', 'copy-tables', 'promote']).default('none'))
+  .option('--recover-on <name>', "restore into the cluster's configured recovery host (wiped first) instead of a scratch instance on this host")
   .option('--compare <db.table...>', 'more tables to compare with production')
   .requiredOption('--reason <text>', 'why (goes to the audit log)')
   .requiredOption('--as <name>', 'who is asking (the requester; may not approve their own run)')
@@ -209,17 +210,22 @@ program
   .option('--detach', 'start it and return at once')
   .addOption(json)
   .action(async (cluster: string, opts) => {
-    getCluster(config(), cluster);
+    const c = getCluster(config(), cluster);
+    if (opts.recoverOn && c.recovery?.name !== opts.recoverOn) {
+      throw new Error(`--recover-on: ${cluster} has no recovery host "${opts.recoverOn}"; ${c.recovery ? `its recovery host is ${c.recovery.name}` : `configure clusters.${cluster}.recovery`}`);
+    }
     process.exitCode = await startRestore({ cluster, ...opts });
   });
 
 program
   .command('unlock <cluster>')
-  .description("release a cluster's runbook lock left by a run that is over (terminated, lost)")
+  .description("release a cluster's runbook lock left by a run that is over (terminated, lost); <cluster>/<recovery host> releases a recovery host's")
   .requiredOption('--as <name>', 'who releases it (logged)')
   .action(async (cluster: string, opts) => {
     const cfg = config();
-    getCluster(cfg, cluster);
+    const [name, host] = cluster.split('/');
+    const c = getCluster(cfg, name!);
+    if (host !== undefined && c.recovery?.name !== host) throw new Error(`${name} has no recovery host "${host}"`);
     const holder = await withControl(cfg, async (c) => {
       const [rows] = await c.query('SELECT workflow_id FROM runbook_lock WHERE cluster = ?', [cluster]);
       const row = (rows as { workflow_id: string }[])[0];

@@ -184,7 +184,8 @@ export interface RestoreCliOptions {
   skip?: boolean;
   backupKind?: 'logical' | 'physical';
   replay?: 'sql-thread' | 'pipe';
-  cutover?: 'none' | 'copy-tables';
+  cutover?: 'none' | 'copy-tables' | 'promote';
+  recoverOn?: string;
   compare?: string[];
   reason: string;
   as: string;
@@ -216,7 +217,7 @@ export async function startRestore(o: RestoreCliOptions): Promise<number> {
   return withClient(async (c) => {
     const incidentId = o.incident ?? newIncidentId();
     const input: RestoreInput = {
-      cluster: o.cluster, target, skip: o.skip, backupKind: o.backupKind, replayMethod: o.replay, cutover: o.cutover, compare: o.compare,
+      cluster: o.cluster, target, skip: o.skip, backupKind: o.backupKind, replayMethod: o.replay, cutover: o.cutover, recoverOn: o.recoverOn, compare: o.compare,
       requester: o.as, reason: o.reason, incidentId, dryRun: o.dryRun,
     };
     return startIncidentRunbook<RestoreResult>(c, {
@@ -232,6 +233,7 @@ export async function startRestore(o: RestoreCliOptions): Promise<number> {
         console.log(`backup ${result.backupId}${result.recoveryPoint ? `; recovered to ${result.recoveryPoint}` : ''}`);
         for (const t of result.verification?.tables ?? []) console.log(`  ${t.table}: ${t.note}`);
         for (const t of result.cutover?.tables ?? []) console.log(`  cut over ${t.table}: ${t.action}`);
+        if (result.promotion) console.log(`  ${result.promotion.promoted} is the primary now; reseed ${result.promotion.needReseed.join(', ')} from it`);
         for (const p of result.phases) console.log(`  ${p.step}: ${formatDuration(p.ms)}`);
       },
     });

@@ -106,6 +106,14 @@ function checkCluster(file: string, clusterName: string, cluster: ClusterConfig,
     if (other) problems.push(`${at(`instances[${i}].port`)}: duplicate port ${inst.port} on ${inst.host}, already used by ${other}`);
     seenAddresses.set(address, `${clusterName}/${inst.name}`);
   });
+  const r = cluster.recovery;
+  if (r) {
+    if (!cluster.regions.includes(r.region)) problems.push(`${at('recovery.region')}: unknown region "${r.region}", expected one of ${cluster.regions.join(', ')}`);
+    if (names.has(r.name)) problems.push(`${at('recovery.name')}: "${r.name}" is an instance of the cluster; a recovery host is a separate server, never production`);
+    const other = seenAddresses.get(`${r.host}:${r.port}`);
+    if (other) problems.push(`${at('recovery.port')}: ${r.host}:${r.port} is ${other}; a restore would wipe it: a recovery host must be a separate server`);
+    seenAddresses.set(`${r.host}:${r.port}`, `${clusterName}/${r.name} (recovery host)`);
+  }
   const primaries = cluster.instances.filter((i) => i.role === 'primary');
   if (primaries.length !== 1) {
     problems.push(`${at('instances')}: expected exactly one instance with role: primary, found ${primaries.length}`);
@@ -174,13 +182,24 @@ export function getCluster(config: RunbookConfig, clusterName: string): ClusterC
   return cluster;
 }
 
+/**
+ * An instance of the cluster by name, its recovery host included (once a `promote` cut-over has
+ * made that the primary, failover, probes and traffic reach it by name like any member).
+ */
 export function getInstance(config: RunbookConfig, clusterName: string, instanceName: string): InstanceConfig {
   const cluster = getCluster(config, clusterName);
-  const inst = cluster.instances.find((i) => i.name === instanceName);
+  const inst = cluster.instances.find((i) => i.name === instanceName) ?? (cluster.recovery?.name === instanceName ? recoveryAsInstance(cluster) : undefined);
   if (!inst) {
-    throw new ConfigError(`cluster "${clusterName}" has no instance "${instanceName}"; known: ${cluster.instances.map((i) => i.name).join(', ')}`);
+    const known = [...cluster.instances.map((i) => i.name), ...(cluster.recovery ? [`${cluster.recovery.name} (recovery host)`] : [])];
+    throw new ConfigError(`cluster "${clusterName}" has no instance "${instanceName}"; known: ${known.join(', ')}`);
   }
   return inst;
+}
+
+/** The recovery host seen as an instance: never a failover candidate until an operator says so. */
+export function recoveryAsInstance(cluster: ClusterConfig): InstanceConfig | undefined {
+  const r = cluster.recovery;
+  return r && { name: r.name, region: r.region, host: r.host, port: r.port, serverId: r.serverId, role: 'replica', promotion: 'never' };
 }
 
 /** Resolve a credential reference at the moment of use; the password goes no further than the caller. */

@@ -80,6 +80,24 @@ export const thresholdsSchema = z.strictObject({
   probeTimeoutSeconds: duration.default(3),
 });
 
+/**
+ * A server the restore runbook may wipe and load a backup into, instead of a scratch instance on
+ * the worker's host: a real machine with production-sized disks, which the `promote` cut-over can
+ * then make the cluster's primary. Never one of the cluster's instances (checked at load).
+ */
+export const recoveryHostSchema = z.strictObject({
+  name,
+  region: name,
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  serverId: z.number().int().min(1).max(4294967295).optional(),
+  /**
+   * The address of the worker's host as this server reaches it: SQL-thread replay makes it
+   * replicate from a throwaway binlog server the worker starts there. Default: same host.
+   */
+  binlogServerHost: z.string().min(1).default('127.0.0.1'),
+});
+
 export const clusterSchema = z.strictObject({
   description: z.string().optional(),
   locale: z.enum(['en', 'zh-CN']).default('en'),
@@ -95,6 +113,7 @@ export const clusterSchema = z.strictObject({
   fencing: z.strictObject({ hooks: z.array(trafficHookSchema).default([]) }).default({ hooks: [] }),
   notify: notifySchema.default({}),
   people: z.array(personSchema).default([]),
+  recovery: recoveryHostSchema.optional(),
 });
 
 export const controlSchema = z.strictObject({
@@ -120,6 +139,7 @@ export const configFileSchema = z.strictObject({
 
 export type CredentialRef = z.infer<typeof credentialRef>;
 export type InstanceConfig = z.infer<typeof instanceSchema>;
+export type RecoveryHostConfig = z.infer<typeof recoveryHostSchema>;
 export type ApprovalRule = z.infer<typeof approvalRuleSchema>;
 export type TrafficHook = z.infer<typeof trafficHookSchema>;
 export type Person = z.infer<typeof personSchema>;

@@ -3,7 +3,7 @@
  * them. An unreachable instance is data, not an exception: the topology says so and carries on.
  */
 import type { RunbookConfig } from '../config/load';
-import { getCluster } from '../config/load';
+import { getCluster, getInstance } from '../config/load';
 import type { InstanceProbe, Topology, TopologyInstance } from '../shared/types';
 import { connect, instanceEndpoint, query, type Conn } from './connect';
 import { detectFlavor, dialectFor, type Dialect, type ReplicaStatus } from './dialect';
@@ -17,8 +17,7 @@ export async function dialectOf(conn: Conn): Promise<{ dialect: Dialect; version
 
 export async function probeInstance(config: RunbookConfig, cluster: string, instance: string): Promise<InstanceProbe> {
   const c = getCluster(config, cluster);
-  const inst = c.instances.find((i) => i.name === instance);
-  if (!inst) throw new Error(`cluster "${cluster}" has no instance "${instance}"`);
+  const inst = getInstance(config, cluster, instance);
   const timeoutMs = c.thresholds.probeTimeoutSeconds * 1000;
   const started = Date.now();
   const base = { cluster, instance, region: inst.region, address: `${inst.host}:${inst.port}`, replication: null, probedAt: started };
@@ -32,7 +31,7 @@ export async function probeInstance(config: RunbookConfig, cluster: string, inst
     const v = dialect.parseVariables(vars!);
     const status = dialect.parseReplicaStatus(await query<Record<string, unknown>[]>(conn, dialect.replicaStatusQuery(), [], timeoutMs));
     const sourceInstance = status
-      ? c.instances.find((i) => i.port === status.sourcePort && sameHost(i.host, status.sourceHost))?.name ?? null
+      ? [...c.instances, ...(c.recovery ? [c.recovery] : [])].find((i) => i.port === status.sourcePort && sameHost(i.host, status.sourceHost))?.name ?? null
       : null;
     return {
       ...base,
@@ -107,5 +106,12 @@ export function buildTopology(cluster: string, probes: InstanceProbe[]): Topolog
 export async function probeTopology(config: RunbookConfig, cluster: string): Promise<Topology> {
   const c = getCluster(config, cluster);
   const probes = await Promise.all(c.instances.map((i) => probeInstance(config, cluster, i.name)));
+  if (c.recovery) {
+    // The recovery host is a member once it takes part: promoted (writable) by a restore's
+    // `promote` cut-over, or replicating from a member while it catches up for one. Idle or in the
+    // middle of a restore (replicating from the scratch binlog server) it is not.
+    const r = await probeInstance(config, cluster, c.recovery.name);
+    if (r.reachable && (r.readOnly === false || r.replication?.sourceInstance)) probes.push(r);
+  }
   return buildTopology(cluster, probes);
 }

@@ -29,7 +29,7 @@ export interface SandboxInstance {
   host: string;
   port: number;
   serverId: number;
-  initialRole: 'control' | 'primary' | 'replica';
+  initialRole: 'control' | 'primary' | 'replica' | 'recovery';
   dir: string;
   /** Extra `[mariadbd]` options, written last so they win (a recovery instance's bigger buffers). */
   extraCnf?: string[];
@@ -55,10 +55,15 @@ export class Sandbox {
   constructor(
     private readonly config: RunbookConfig,
     private readonly log: (line: string) => void = () => {},
+    /**
+     * Only run scratch instances handed to it (a restore's binlog server and recovery instance),
+     * none of the config's: then any config will do, a production one included.
+     */
+    opts: { scratchOnly?: boolean } = {},
   ) {
     const root = config.sandboxDir;
     const control = config.control;
-    this.instances = [
+    this.instances = opts.scratchOnly ? [] : [
       { key: 'control', name: 'control', host: control.host, port: control.port, serverId: control.port, initialRole: 'control', dir: join(root, 'control') },
       ...Object.entries(config.clusters).flatMap(([cluster, c]) =>
         c.instances.map((i) => ({
@@ -72,6 +77,12 @@ export class Sandbox {
           initialRole: i.role,
           dir: join(root, cluster, i.name),
         })),
+      ),
+      // A cluster's recovery host: an empty server with the cluster's users, replicating from nobody.
+      ...Object.entries(config.clusters).flatMap(([cluster, c]) =>
+        c.recovery
+          ? [{ key: `${cluster}/${c.recovery.name}`, cluster, name: c.recovery.name, region: c.recovery.region, host: c.recovery.host, port: c.recovery.port, serverId: c.recovery.serverId ?? c.recovery.port, initialRole: 'recovery' as const, dir: join(root, cluster, c.recovery.name) }]
+          : [],
       ),
     ];
     for (const inst of this.instances) {
@@ -276,7 +287,17 @@ export class Sandbox {
   private async settleWriter(cluster: string): Promise<void> {
     const members = this.instances.filter((i) => i.cluster === cluster);
     const sourceless: SandboxInstance[] = [];
-    for (const inst of members) if (!(await this.replicaStatus(inst))) sourceless.push(inst);
+    // A recovery host is the writer only when a `promote` cut-over made it so: the writer
+    // endpoint names it. Then the old members hold the skipped bad event and never qualify, and a
+    // restart never makes the old primary writable again.
+    const writer = await this.withRoot('control', async (c) => {
+      const [rows] = await c.query(`SELECT instance FROM \`${this.config.control.database}\`.writer_endpoint WHERE cluster = ?`, [cluster]);
+      return (rows as { instance: string }[])[0]?.instance;
+    }).catch(() => undefined); // no writer endpoint yet
+    const promoted = members.find((i) => i.initialRole === 'recovery' && i.name === writer);
+    for (const inst of promoted ? [promoted] : members.filter((i) => i.initialRole !== 'recovery')) {
+      if (!(await this.replicaStatus(inst))) sourceless.push(inst);
+    }
     if (sourceless.length !== 1) {
       this.log(`${cluster}: ${sourceless.length} instances replicate from nobody (${sourceless.map((i) => i.name).join(', ') || 'none'}); leaving all read-only`);
       return;
@@ -296,7 +317,7 @@ export class Sandbox {
       else await this.setupClusterUsers(inst);
     }
     for (const cluster of Object.keys(this.config.clusters)) {
-      const members = this.instances.filter((i) => i.cluster === cluster);
+      const members = this.instances.filter((i) => i.cluster === cluster && i.initialRole !== 'recovery');
       const primary = members.find((i) => i.initialRole === 'primary')!;
       for (const replica of members) {
         if (replica !== primary && fresh.has(replica.key)) await this.wireReplica(replica, primary);

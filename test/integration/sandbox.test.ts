@@ -33,14 +33,21 @@ describe('sandbox', () => {
   });
   afterAll(() => sandbox.destroy());
 
-  it('runs one mariadbd per instance plus the control instance', () => {
+  it('runs one mariadbd per instance plus the control instance and the recovery host', async () => {
     expect(sandbox.status().map((s) => [s.key, s.running])).toEqual([
       ['control', true],
       ['orders/orders-a', true],
       ['orders/orders-b', true],
       ['orders/orders-c', true],
+      ['orders/orders-recovery', true],
     ]);
-    expect(ourMariadbds(config)).toHaveLength(4);
+    expect(ourMariadbds(config)).toHaveLength(5);
+    // The recovery host: the cluster's users, read-only, replicating from nobody, not a member.
+    const conn = await connect(instanceEndpoint(config, 'orders', 'orders-recovery'));
+    expect((await conn.query('SELECT @@read_only AS ro, @@gtid_binlog_pos AS pos'))[0]).toEqual([{ ro: '1', pos: '' }]);
+    expect((await conn.query('SHOW SLAVE STATUS'))[0]).toEqual([]);
+    conn.destroy();
+    expect((await probeTopology(config, 'orders')).instances.map((i) => i.instance)).toEqual(['orders-a', 'orders-b', 'orders-c']);
   });
 
   it('replicates a row written on the primary to every replica', async () => {
@@ -98,7 +105,7 @@ describe('sandbox', () => {
     await sandbox.up();
     const after = sandbox.status();
     expect(after.every((s) => s.running)).toBe(true);
-    expect(after.filter((s) => before.includes(s.pid)).length).toBe(3); // the three already running kept their pid
+    expect(after.filter((s) => before.includes(s.pid)).length).toBe(4); // the four already running kept their pid
     const t = await eventually('orders-c back in sync', async () => {
       const topo = await probeTopology(config, 'orders');
       return topo.problems.length === 0 ? topo : undefined;

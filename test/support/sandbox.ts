@@ -2,7 +2,7 @@
  * A private copy of the shipped sandbox topology for one test file: same clusters and settings as
  * runbooks/sandbox.yaml, its own ports and datadirs, so files can run side by side.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import YAML from 'yaml';
@@ -19,8 +19,9 @@ export function testSandboxConfig(name: string, basePort: number, change?: (doc:
   doc.sandboxDir = join(dir, 'sandbox');
   doc.control.port = basePort;
   let next = basePort + 1;
-  for (const cluster of Object.values(doc.clusters) as { instances: { port: number }[] }[]) {
+  for (const cluster of Object.values(doc.clusters) as { instances: { port: number }[]; recovery?: { port: number } }[]) {
     for (const inst of cluster.instances) inst.port = next++;
+    if (cluster.recovery) cluster.recovery.port = next++;
   }
   change?.(doc);
   const file = join(dir, 'sandbox.yaml');
@@ -48,5 +49,19 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Kill the mariadbd processes a restore started under this config's backup directory (binlog
+ * server, scratch recovery instance): they are not the sandbox's, and a failed case leaves them.
+ */
+export function killScratchServers(config: RunbookConfig): void {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${config.backupDir}/`)) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone already */
+    }
   }
 }

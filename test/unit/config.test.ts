@@ -61,6 +61,15 @@ describe('cluster config', () => {
     expect(errorOf(file)).toMatch(/instances\[1\]\.port: duplicate port 23100 on 127.0.0.1, already used by control/);
   });
 
+  it('a recovery host on a production address, or named like an instance, is refused: a restore wipes it', () => {
+    const onPrimary = variant((d) => (d.clusters.orders.recovery.port = 23101));
+    expect(errorOf(onPrimary)).toBe(`${onPrimary}: clusters.orders.recovery.port: 127.0.0.1:23101 is orders/orders-a; a restore would wipe it: a recovery host must be a separate server`);
+    const named = variant((d) => (d.clusters.orders.recovery.name = 'orders-b'));
+    expect(errorOf(named)).toBe(`${named}: clusters.orders.recovery.name: "orders-b" is an instance of the cluster; a recovery host is a separate server, never production`);
+    const unknownRegion = variant((d) => (d.clusters.orders.recovery.region = 'region-z'));
+    expect(errorOf(unknownRegion)).toMatch(/clusters\.orders\.recovery\.region: unknown region "region-z"/);
+  });
+
   it('a literal password is refused, and says what to write instead', () => {
     const file = variant((d) => (d.clusters.orders.credentials.admin = { user: 'root', password: 'hunter2' }));
     const message = errorOf(file);

@@ -1,0 +1,119 @@
+/**
+ * Restore into the cluster's configured recovery host (a real, separate mariadbd the sandbox
+ * starts, reached over TCP with the cluster's credentials, never one of its instances), then the
+ * `promote` cut-over: after approval the old primary is fenced, the recovery host catches up from
+ * it (writes production took after the archive included, the dropped table's DROP excluded), is
+ * promoted, takes the writer endpoint, and the old members are marked for reseed.
+ */
+import type { WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunbookConfig } from '../../src/config/load';
+import { withControl } from '../../src/control/store';
+import { connect, instanceEndpoint } from '../../src/mysql/connect';
+import { probeTopology } from '../../src/mysql/probe';
+import type { Sandbox } from '../../src/sandbox/sandbox';
+import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
+import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
+import { killScratchServers, startTestSandbox } from '../support/sandbox';
+import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
+
+const taskQueue = `restore-host-${process.pid}`;
+let config: RunbookConfig;
+let sandbox: Sandbox;
+let stack: InProcessWorker;
+
+const start = (input: RestoreInput, id: string): Promise<WorkflowHandle> =>
+  stack.client.workflow.start('restore', { taskQueue, workflowId: `${id}-${Date.now()}`, args: [input] });
+const failureOf = async (input: RestoreInput, id: string) => ((await (await start(input, id)).result().catch((e: unknown) => e)) as { cause: Error }).cause.message;
+
+const input = (over: Partial<RestoreInput> = {}): RestoreInput => ({
+  cluster: 'orders',
+  target: { kind: 'before-event', event: { table: 'orders', statement: 'DROP TABLE' } },
+  skip: true,
+  recoverOn: 'orders-recovery',
+  compare: ['shop.users'],
+  requester: 'alice',
+  reason: 'orders table dropped',
+  incidentId: 'INC-HOST',
+  ...over,
+});
+
+async function rows(instance: string, statement: string): Promise<Record<string, unknown>[]> {
+  const conn = await connect(instanceEndpoint(config, 'orders', instance));
+  try {
+    return (await conn.query(statement))[0] as Record<string, unknown>[];
+  } finally {
+    conn.destroy();
+  }
+}
+
+beforeAll(async () => {
+  ({ config, sandbox } = await startTestSandbox('restore-host', 26700));
+  stack = await startInProcessWorker(config, taskQueue);
+  const backup = (kind: 'logical' | 'physical', id: string) =>
+    stack.client.workflow.execute('backup', { taskQueue, workflowId: `${id}-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind, requester: 'alice' }] });
+  await sql(config, 'orders-a', 'CREATE DATABASE shop', 'CREATE TABLE shop.orders (id INT PRIMARY KEY, amount INT)', 'INSERT INTO shop.orders VALUES (1, 10), (2, 20)',
+    'CREATE TABLE shop.users (id INT PRIMARY KEY, points INT)', 'INSERT INTO shop.users VALUES (1, 100)');
+  await backup('logical', 'backup-logical');
+  await backup('physical', 'backup-physical'); // newer than the logical one: a recovery host must skip it
+  await sql(config, 'orders-a', 'INSERT INTO shop.orders VALUES (3, 30)', 'DROP TABLE shop.orders', 'INSERT INTO shop.users VALUES (2, 200)');
+  await backup('logical', 'backup-archive'); // archives the binlogs holding the DROP
+  // Production moves on past the archive: only the catch-up from the old primary can bring this.
+  await sql(config, 'orders-a', 'INSERT INTO shop.users VALUES (3, 300)');
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await sandbox?.destroy();
+  killScratchServers(config);
+});
+
+describe('restore on a configured recovery host', () => {
+  it('refuses combinations that cannot work, in one line, before anything runs', async () => {
+    expect(await failureOf(input({ cutover: 'promote', recoverOn: undefined }), 'host-promote-scratch')).toBe(
+      `step "locate target" failed (precondition): promote needs recoverOn (the cluster's recovery host): a scratch instance on the worker's host cannot become the primary`,
+    );
+    expect(await failureOf(input({ cutover: 'promote', skip: false }), 'host-promote-noskip')).toBe(
+      'step "locate target" failed (precondition): promote needs skip: without it, catching up from the old primary would bring the bad event back',
+    );
+    expect(await failureOf(input({ backupKind: 'physical' }), 'host-physical')).toMatch(/^step "locate target" failed \(precondition\): a physical backup is copied back into a datadir on the worker's host, not into recovery host orders-recovery/);
+    expect(await failureOf(input({ recoverOn: 'orders-b' }), 'host-production')).toMatch(/orders has no recovery host "orders-b"; its recovery host is orders-recovery$/);
+  });
+
+  it('recovers onto the host, then promotes it after approval: the dropped table back, every write kept, old members marked for reseed', async () => {
+    const handle = await start(input({ cutover: 'promote' }), 'host-promote');
+    await waitForApprovalRequest(handle);
+    // Verified on the host, production untouched so far.
+    expect(await rows('orders-recovery', 'SELECT COUNT(*) AS n FROM shop.orders')).toEqual([{ n: '3' }]);
+    expect(await rows('orders-a', 'SELECT @@read_only AS ro')).toEqual([{ ro: '0' }]);
+    expect(await decide(handle, 'approve', 'bob')).toEqual({ accepted: true, status: 'approved' });
+    const result = (await handle.result()) as RestoreResult;
+
+    expect(result.status).toBe('succeeded');
+    expect(result.backupId).toMatch(/^logical-/); // the physical one is newer, but cannot go to a host
+    expect(result.promotion).toEqual({ promoted: 'orders-recovery', oldPrimary: 'orders-a', needReseed: ['orders-a', 'orders-b', 'orders-c'] });
+    // The recovery host is the primary: the table as before the DROP, the write after the archive too.
+    expect(await rows('orders-recovery', 'SELECT COUNT(*) AS n, SUM(amount) AS total FROM shop.orders')).toEqual([{ n: '3', total: '60' }]);
+    expect(await rows('orders-recovery', 'SELECT id FROM shop.users ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+    expect(await rows('orders-recovery', 'SELECT @@read_only AS ro')).toEqual([{ ro: '0' }]);
+    expect(await rows('orders-a', 'SELECT @@read_only AS ro')).toEqual([{ ro: '1' }]); // fenced, and it still lacks the table
+    const topology = await probeTopology(config, 'orders');
+    expect(topology.primary).toBe('orders-recovery');
+    const [endpoint, syncStatus] = await withControl(config, async (c) => [
+      ((await c.query("SELECT instance FROM writer_endpoint WHERE cluster = 'orders'"))[0] as { instance: string }[])[0]?.instance,
+      ((await c.query("SELECT instance, status FROM sync_status WHERE cluster = 'orders' AND status = 'needs_failback' ORDER BY instance"))[0] as { instance: string }[]).map((r) => r.instance),
+    ]);
+    expect(endpoint).toBe('orders-recovery');
+    expect(syncStatus).toEqual(['orders-a', 'orders-b', 'orders-c']);
+    const log = await stepLog(config, handle.workflowId);
+    expect(log.filter((r) => r.status === 'succeeded').map((r) => r.step)).toEqual(
+      expect.arrayContaining(['lock recovery host', 'approval', 'lock cluster', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'switch traffic', 'mark old members for reseed', 'verify promotion', 'unlock cluster', 'unlock recovery host', 'record']),
+    );
+
+    // A promoted recovery host serves production now: a new restore must not wipe it.
+    expect(await failureOf(input({ cutover: 'none', incidentId: 'INC-AGAIN' }), 'host-again')).toMatch(
+      /^step "prepare recovery instance" failed \(precondition\): orders-recovery is writable: it may be serving production/,
+    );
+    expect(await rows('orders-recovery', 'SELECT COUNT(*) AS n FROM shop.orders')).toEqual([{ n: '3' }]);
+  });
+});
