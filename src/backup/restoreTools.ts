@@ -13,7 +13,7 @@ import { lchown, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { formatMariaGtidList, parseMariaGtidList, type MariaGtid } from '../mysql/dialect';
-import { dirSize, runPipe, runTool, toolPath, type ProgressOptions } from './tools';
+import { dirSize, runPipe, runTool, statementGate, toolPath, type ProgressOptions } from './tools';
 
 /**
  * A precondition or consistency check of a restore failed: retrying the same call will not help
@@ -257,6 +257,9 @@ export async function pipeReplay(opts: PipeReplayOptions): Promise<PipeReplayRes
       // The client's own limit (16 MiB by default) must not reject a large row event's BINLOG
       // statement; the server's max_allowed_packet still applies.
       args: [...connectionArgs(opts.target), '--binary-mode', '--batch', '--max-allowed-packet=1G'],
+      // mariadb-binlog ends every statement with this delimiter: the client sees whole ones only,
+      // even if this worker dies mid-stream (a cut DDL would otherwise run as a different DDL).
+      ...statementGate('/*!*/;'),
     },
     { through: guard.stream(), env: { TZ: 'UTC' }, onProgress: opts.onProgress, signal: opts.signal, timeoutMs: opts.timeoutMs },
   );

@@ -11,13 +11,13 @@
  *
  * No Temporal here: the activities in src/activities/backup.ts map these errors to failures.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, openSync } from 'node:fs';
 import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { findExecutable } from '../sandbox/processes';
 
@@ -137,10 +137,20 @@ export async function runTool(cmd: string, args: string[], opts: RunToolOptions 
 
 function spawnAndWait(tool: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv, opts: RunToolOptions, started: number): Promise<ToolRun> {
   return new Promise<ToolRun>((resolve, reject) => {
-    const child = spawn(cmd, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    child.stdin.on('error', () => {}); // a tool that exits early closes its stdin: its exit status tells
-    if (opts.stdinFile) createReadStream(opts.stdinFile).on('error', reject).pipe(child.stdin);
-    else child.stdin.end();
+    // A file is the tool's own stdin, not streamed through us: were this process killed, a streamed
+    // `mariadb < file` would see EOF mid-statement and run the cut-off statement (see statementGate).
+    let stdinFd: number | undefined;
+    try {
+      stdinFd = opts.stdinFile ? openSync(opts.stdinFile, 'r') : undefined;
+    } catch (err) {
+      return reject(err);
+    }
+    const child = spawn(cmd, argv, { env, stdio: [stdinFd ?? 'pipe', 'pipe', 'pipe'] }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+    if (stdinFd !== undefined) closeSync(stdinFd);
+    else {
+      child.stdin!.on('error', () => {}); // a tool that exits early closes its stdin: its exit status tells
+      child.stdin!.end();
+    }
     let stderr = '';
     let stdout = '';
     let stdoutBytes = 0;
@@ -160,7 +170,9 @@ function spawnAndWait(tool: string, cmd: string, argv: string[], env: NodeJS.Pro
     const onAbort = () => stop('aborted');
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-    const measure = opts.measure ?? (async () => stdoutBytes);
+    // Reading a file, progress is how far into it the tool is (Linux: its fd 0's offset).
+    const stdinOffset = async () => Number(/^pos:\s*(\d+)/m.exec(await readFile(`/proc/${child.pid}/fdinfo/0`, 'utf8'))?.[1] ?? stdoutBytes);
+    const measure = opts.measure ?? (opts.stdinFile ? () => stdinOffset().catch(() => stdoutBytes) : async () => stdoutBytes);
     const ticker = opts.onProgress
       ? setInterval(() => {
           measure()
@@ -238,6 +250,47 @@ export interface PipeSide {
    * `init-command` or a binlog filter. Connection options (socket, host, port, TLS) go in `args`.
    */
   credentials?: ToolCredentials;
+  /**
+   * Run the tool under this program (argv prefix; the tool's own argv follows): see
+   * `statementGate`. runPipe then writes `endWith` as the very last bytes of a complete stream.
+   */
+  launcher?: string[];
+  endWith?: string;
+}
+
+const END_OF_STREAM = '\n-- runbook: end of stream\n';
+
+/**
+ * Run a SQL client so that it only ever receives complete statements, whatever happens to us.
+ *
+ * The hazard: the `mariadb` client in batch mode executes an unterminated last statement at EOF.
+ * If the worker forwarding a replay stream dies (SIGKILL, OOM), the client's stdin ends mid-way and
+ * `DROP TABLE shop.orders_old` cut after `shop.orders` would drop the wrong table. So the client
+ * runs under a small Perl gate (Perl is part of every Debian and macOS base system) that forwards
+ * whole `delimiter`-terminated statements only, and at EOF drops an incomplete tail unless it
+ * ends with our end-of-stream marker, which runPipe writes only after all of the producer's
+ * output. Told to stop (SIGTERM), the gate SIGKILLs the client: the server then rolls back what
+ * was in flight, and never runs a half-received statement.
+ */
+export function statementGate(delimiter: string): Pick<PipeSide, 'launcher' | 'endWith'> {
+  const script = `
+    use strict; use warnings;
+    binmode STDIN;
+    my $pid = open(my $db, '|-') // die "gate: cannot fork: $!\n";
+    if (!$pid) { exec { $ARGV[0] } @ARGV; die "gate: cannot run $ARGV[0]: $!\n"; }
+    binmode $db;
+    $SIG{PIPE} = 'IGNORE';
+    $SIG{TERM} = sub { kill 'KILL', $pid; exit 143 };
+    my ($delim, $end) = (${JSON.stringify(delimiter + '\n')}, ${JSON.stringify(END_OF_STREAM)});
+    local $/ = $delim;
+    while (my $r = <STDIN>) {
+      if (substr($r, -length $delim) eq $delim) { print {$db} $r or last; next; }
+      print {$db} substr($r, 0, -length $end) if length($r) >= length($end) && substr($r, -length $end) eq $end;
+    }
+    close $db;
+    exit($? & 127 ? 128 + ($? & 127) : $? >> 8);
+  `;
+  return { launcher: [toolPath('perl'), '-e', script, '--'], endWith: END_OF_STREAM };
 }
 
 export interface RunPipeOptions extends ProgressOptions {
@@ -312,7 +365,9 @@ function spawnPipe(producer: PipeSide, consumer: PipeSide, argv: { producer: str
 
   return new Promise<PipeRun>((resolve, reject) => {
     const p = spawn(producer.cmd, argv.producer, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const c = spawn(consumer.cmd, argv.consumer, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const c = consumer.launcher
+      ? spawn(consumer.launcher[0]!, [...consumer.launcher.slice(1), consumer.cmd, ...argv.consumer], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+      : spawn(consumer.cmd, argv.consumer, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let pErr = '';
     let cErr = '';
     let cOut = '';
@@ -428,7 +483,7 @@ function spawnPipe(producer: PipeSide, consumer: PipeSide, argv: { producer: str
       if (code === 0 && !stopped && !refused) {
         // All of its output forwarded (and passed by `through`): only now may the consumer see EOF.
         void forwarded.then(() => {
-          if (!refused && !stopped && !killed.consumer) c.stdin.end();
+          if (!refused && !stopped && !killed.consumer) c.stdin.end(consumer.endWith);
         });
       } else {
         kill('consumer');

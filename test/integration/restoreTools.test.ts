@@ -5,12 +5,13 @@
  * the primary's binlogs around a bad DELETE: skipped by two calls, resumable, idempotent, and
  * refusing a missing file, a server with its own writes, a failing server side.
  */
+import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyBackPhysical, pipeReplay, replayedPosition, RestoreRefusedError, type ReplayTarget } from '../../src/backup/restoreTools';
-import { listFiles, physicalBackup, sha256OfFiles, ToolError } from '../../src/backup/tools';
+import { listFiles, physicalBackup, sha256OfFiles, statementGate, ToolError, toolPath } from '../../src/backup/tools';
 import { resolveCredential, type RunbookConfig } from '../../src/config/load';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox, SandboxInstance } from '../../src/sandbox/sandbox';
@@ -244,5 +245,42 @@ describe('pipeReplay', () => {
     await expect(pipeReplay({ files, startAfter: '1-1-1', stopAt: end, target })).rejects.toThrow(/different GTID domains/);
     await expect(pipeReplay({ files, startAfter: `${start},1-1-1`, stopAt: end, target })).rejects.toThrow(/must be one GTID/);
     await sandbox.stopInstance(rec);
+  });
+});
+
+describe('statementGate', () => {
+  /**
+   * What a worker killed mid-replay leaves the SQL client with: a stream cut inside a statement,
+   * then EOF. `DROP TABLE gate.orders_old` cut after `gate.orders` is a different, valid DDL.
+   */
+  const cut = 'DELIMITER /*!*/;\nINSERT INTO gate.orders VALUES (1)/*!*/;\nDROP TABLE gate.orders';
+  const feed = (launcher: string[], input: string) =>
+    new Promise<number | null>((resolve, reject) => {
+      const inst = config.clusters.orders!.instances[0]!;
+      const admin = resolveCredential(config.clusters.orders!.credentials.admin);
+      const client = [toolPath('mariadb'), '--no-defaults', `--host=${inst.host}`, `--port=${inst.port}`, `--user=${admin.user}`, `--password=${admin.password}`, '--binary-mode', '--batch'];
+      const all = [...launcher, ...client];
+      const child = spawn(all[0]!, all.slice(1), { stdio: ['pipe', 'ignore', 'ignore'] });
+      child.on('error', reject);
+      child.on('close', resolve);
+      child.stdin.end(input); // then EOF, as when the writer dies
+    });
+  const tables = async () => (await onPrimary<{ t: string }>("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'gate' ORDER BY 1")).map((r) => r.t);
+  const fresh = () => sql(config, 'orders-a', 'DROP DATABASE IF EXISTS gate', 'CREATE DATABASE gate', 'CREATE TABLE gate.orders (i INT)', 'CREATE TABLE gate.orders_old (i INT)');
+
+  it('the hazard is real: a bare mariadb client runs the cut statement at EOF', async () => {
+    await fresh();
+    await feed([], cut);
+    expect(await tables()).toEqual(['orders_old']); // the wrong table is gone
+  });
+
+  it('behind the gate only whole statements run; the end marker lets a complete tail through', async () => {
+    await fresh();
+    const gate = statementGate('/*!*/;');
+    expect(await feed(gate.launcher!, cut)).toBe(0);
+    expect(await tables()).toEqual(['orders', 'orders_old']);
+    expect(await onPrimary('SELECT i FROM gate.orders')).toEqual([{ i: 1 }]); // the whole INSERT before the cut ran
+    await feed(gate.launcher!, `DELIMITER /*!*/;\nDROP TABLE gate.orders_old/*!*/;\nDELIMITER ;\nDROP TABLE gate.orders;${gate.endWith}`);
+    expect(await tables()).toEqual([]);
   });
 });
