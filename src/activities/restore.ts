@@ -270,7 +270,9 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         } else {
           await recovery.start();
           heartbeat('loading the dump');
-          await runTool(toolPath('mariadb'), [...recovery.client.args, '--binary-mode'], {
+          // Unlogged: the load's binlog would be thrown away by the RESET MASTER below, and in ROW
+          // format it writes every row a second time.
+          await runTool(toolPath('mariadb'), [...recovery.client.args, '--binary-mode', '--init-command=SET SESSION sql_log_bin = 0'], {
             credentials: recovery.client.credentials,
             stdinFile: join(backupDir, LOGICAL_DUMP_FILE),
             onProgress: (bytes) => heartbeat({ phase: 'load dump', bytes }),
