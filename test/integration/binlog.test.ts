@@ -10,14 +10,14 @@ import { createBinlogActivities } from '../../src/activities/binlog';
 import type { RunbookConfig } from '../../src/config/load';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
-import { startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox } from '../support/sandbox';
 import { sql } from '../support/stack';
 
 let config: RunbookConfig;
 let sandbox: Sandbox;
 const env = new MockActivityEnvironment();
 /** Run an activity function inside the SDK's activity context (heartbeats work), typed. */
-const inActivity = <T>(fn: () => Promise<T>): Promise<T> => env.run(fn) as Promise<T>;
+const inActivity = <T>(fn: () => Promise<T>, within = env): Promise<T> => within.run(fn) as Promise<T>;
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('binlog', 25400));
@@ -71,6 +71,106 @@ describe('archived binlogs', () => {
     const [drop] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { statement: 'DROP TABLE' } }));
     await expect(inActivity(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: drop!.gtid, file: drop!.file, apply: true }))).rejects.toThrow(
       `${drop!.gtid} is DDL (DROP TABLE \`shop\`.\`orders\`): flashback cannot undo it; use restore and replay`,
+    );
+  });
+});
+
+/** Rows of a table on the primary, and the primary's GTID position: what "nothing changed" means. */
+async function snapshot(table: string): Promise<{ rows: unknown[]; gtid: string }> {
+  const conn = await connect(instanceEndpoint(config, 'orders', 'orders-a'));
+  try {
+    const [rows] = await conn.query(`SELECT * FROM ${table} ORDER BY 1`);
+    const [[pos]] = (await conn.query('SELECT @@gtid_binlog_pos AS gtid')) as unknown as [[{ gtid: string }]];
+    return { rows: rows as unknown[], gtid: pos.gtid };
+  } finally {
+    conn.destroy();
+  }
+}
+
+async function snapshotQuery(statement: string): Promise<Record<string, unknown>[]> {
+  const conn = await connect(instanceEndpoint(config, 'orders', 'orders-a'));
+  try {
+    return (await conn.query(statement))[0] as Record<string, unknown>[];
+  } finally {
+    conn.destroy();
+  }
+}
+
+const archive = () => inActivity(() => createBackupActivities({ config }).archiveBinlogs({ cluster: 'orders', instance: 'orders-a' }));
+
+describe('flashback safety', () => {
+  it('refuses when a later UPDATE changed one of the same rows, and changes nothing', async () => {
+    await sql(
+      config,
+      'orders-a',
+      'CREATE DATABASE conflict',
+      'CREATE TABLE conflict.stock (id INT PRIMARY KEY, qty INT)',
+      'INSERT INTO conflict.stock VALUES (1, 10), (2, 20), (3, 30)',
+      'UPDATE conflict.stock SET qty = 0', // the mistake
+      'UPDATE conflict.stock SET qty = 5 WHERE id = 2', // later work on one of its rows
+      'INSERT INTO conflict.stock VALUES (4, 40)',
+    );
+    await archive();
+    const [bad] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'conflict.stock', statement: '^UPDATE(?!.*WHERE)' } }));
+    const [later] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'conflict.stock', statement: 'WHERE id = 2' } }));
+    const before = await snapshot('conflict.stock');
+    for (const apply of [false, true]) {
+      const attempt = inActivity(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: bad!.gtid, file: bad!.file, apply }));
+      await expect(attempt).rejects.toMatchObject({ type: 'FlashbackConflict', nonRetryable: true });
+      await expect(attempt).rejects.toThrow(
+        `later writes changed rows of conflict.stock that ${bad!.gtid} changed (${later!.gtid}; e.g. id=2): flashback would overwrite them; use restore with --skip and --cutover copy-tables`,
+      );
+    }
+    expect(await snapshot('conflict.stock')).toEqual(before);
+  });
+
+  it('a retried attempt finds the flashback its earlier attempt applied and does not apply it twice', async () => {
+    await sql(config, 'orders-a', 'CREATE DATABASE retry', 'CREATE TABLE retry.points (id INT PRIMARY KEY, n INT)', 'INSERT INTO retry.points VALUES (1, 1), (2, 2)', 'UPDATE retry.points SET n = 0');
+    await archive();
+    const [bad] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'retry.points', statement: '^UPDATE' } }));
+    const input = { cluster: 'orders', instance: 'orders-a', gtid: bad!.gtid, file: bad!.file, apply: true };
+
+    // The first attempt applies it; what it heartbeated is what the server hands a retry.
+    const first = new MockActivityEnvironment();
+    let details: unknown;
+    first.on('heartbeat', (d: unknown) => (details = d));
+    const applied = await inActivity(() => binlog().flashbackTransaction(input), first);
+    expect(applied).toMatchObject({ applied: true, rows: 2, tables: ['retry.points'], flashbackGtid: expect.stringMatching(/^0-25401-\d+$/) });
+    expect(details).toMatchObject({ appliedFrom: applied.appliedFrom });
+    const after = await snapshot('retry.points');
+    expect(after.rows).toEqual([{ id: 1, n: 1 }, { id: 2, n: 2 }]);
+
+    // Say the worker died before reporting: the retry gets those details and finds the flashback.
+    const retry = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: details });
+    const again = await inActivity(() => binlog().flashbackTransaction(input), retry);
+    expect(again).toMatchObject({ applied: true, alreadyApplied: true, flashbackGtid: applied.flashbackGtid });
+    expect(await snapshot('retry.points')).toEqual(after); // no second transaction
+
+    // Had the heartbeat been lost, the retry would see the flashback itself as a later write to the
+    // same rows, and refuse: never applied twice.
+    await expect(inActivity(() => binlog().flashbackTransaction(input), new MockActivityEnvironment({ attempt: 2 }))).rejects.toThrow(
+      new RegExp(`^later writes changed rows of retry\\.points that ${bad!.gtid} changed \\(${applied.flashbackGtid}; e\\.g\\. id=\\d\\)`),
+    );
+    expect(await snapshot('retry.points')).toEqual(after);
+
+    const verified = await inActivity(() =>
+      binlog().verifyFlashback({ cluster: 'orders', instance: 'orders-a', gtid: bad!.gtid, file: bad!.file, startPosition: bad!.startPosition, endPosition: bad!.endPosition, flashbackGtid: applied.flashbackGtid!, appliedFrom: applied.appliedFrom! }),
+    );
+    expect(verified).toMatchObject({ problems: [], compared: 2, rows: 2, changedSince: [] });
+  });
+
+  it('refuses when the primary no longer has the event (purged): flashback needs the primary that wrote it', async () => {
+    const [update] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE(?!.*WHERE)' } }));
+    expect(update!.file).toBe('mysql-bin.000001');
+    await sql(config, 'orders-a', 'FLUSH BINARY LOGS');
+    const current = String((await snapshotQuery('SHOW MASTER STATUS'))[0]!.File);
+    // A replica still reading an old file keeps it: purge once they have moved on.
+    await eventually('mysql-bin.000001 purged', async () => {
+      await sql(config, 'orders-a', `PURGE BINARY LOGS TO '${current}'`);
+      return (await snapshotQuery('SHOW BINARY LOGS'))[0]!.Log_name === current;
+    });
+    await expect(inActivity(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: update!.gtid, file: update!.file, apply: true }))).rejects.toThrow(
+      `${update!.gtid} is not in orders-a's binlogs (mysql-bin.000001 is purged or was never there): flashback needs the primary that wrote it; use restore and replay`,
     );
   });
 });

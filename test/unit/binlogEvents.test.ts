@@ -1,7 +1,18 @@
 /** Cutting `mariadb-binlog -vv` output (a real capture from MariaDB 10.11.19) into transactions. */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { findCandidates, flashbackRefusal, parseBinlogText } from '../../src/backup/binlogEvents';
+import {
+  conflictRefusal,
+  findCandidates,
+  findConflicts,
+  flashbackRefusal,
+  isFlashbackOf,
+  parseBinlogText,
+  parseRowImages,
+  rowImagesRefusal,
+  type RowImageGroup,
+  type TableShape,
+} from '../../src/backup/binlogEvents';
 
 const text = readFileSync('test/fixtures/binlog/drop-and-update.txt', 'utf8');
 const groups = parseBinlogText(text, 'mysql-bin.000001');
@@ -36,5 +47,89 @@ describe('parseBinlogText', () => {
   it('refuses flashback over DDL and allows it over row changes', () => {
     expect(flashbackRefusal(groups[6]!)).toBe('0-25501-7 is DDL (DROP TABLE `shop`.`orders`): flashback cannot undo it; use restore and replay');
     expect(flashbackRefusal(groups[5]!)).toBeUndefined();
+  });
+});
+
+/**
+ * Row images for the flashback checks, from real captures (MariaDB 10.11.19, read from the server
+ * with `mariadb-binlog --read-from-remote-server --base64-output=DECODE-ROWS -vv`):
+ * flashback-rows.txt: fx.users (id PK, points, name) gets 3 rows, `UPDATE fx.users SET points = 0`
+ * (the mistake, 0-26651-14), then an INSERT of id 4, an UPDATE of id 2, a DELETE of id 4, writes to
+ * fx.log (no primary key), an UPDATE logged with binlog_row_image=MINIMAL, one logged as a
+ * statement, and an ALTER TABLE. flashback-applied.txt: an UPDATE (0-26651-4) and, later, its
+ * flashback applied on the primary (0-26651-10). flashback-rotate.txt crosses into the next file.
+ */
+describe('row images and flashback checks', () => {
+  const rows = parseRowImages(readFileSync('test/fixtures/binlog/flashback-rows.txt', 'utf8'), 'mysql-bin.000001');
+  const byGtid = (gtid: string) => rows.find((g) => g.gtid === gtid)!;
+  const bad = byGtid('0-26651-14');
+  const shapes: Record<string, TableShape> = {
+    'fx.users': { columns: 3, primaryKey: [{ ordinal: 1, name: 'id' }] },
+    'fx.log': { columns: 2, primaryKey: [] },
+  };
+  const after = (g: RowImageGroup) => rows.slice(rows.indexOf(g) + 1);
+
+  it('extracts the WHERE and SET images per row, keyed by @N, values as printed without the type comment', () => {
+    expect(bad.changes).toEqual([
+      { type: 'UPDATE', table: 'fx.users', before: { 1: '1', 2: '100', 3: "'ann'" }, after: { 1: '1', 2: '0', 3: "'ann'" } },
+      { type: 'UPDATE', table: 'fx.users', before: { 1: '2', 2: '200', 3: 'NULL' }, after: { 1: '2', 2: '0', 3: 'NULL' } },
+      // The value itself holds a comment and a quote: only the trailing type comment goes.
+      { type: 'UPDATE', table: 'fx.users', before: { 1: '3', 2: '300', 3: "'it's /* x */'" }, after: { 1: '3', 2: '0', 3: "'it's /* x */'" } },
+    ]);
+    expect(byGtid('0-26651-15').changes).toEqual([{ type: 'INSERT', table: 'fx.users', after: { 1: '4', 2: '400', 3: "'dan'" } }]);
+    expect(byGtid('0-26651-17').changes).toEqual([{ type: 'DELETE', table: 'fx.users', before: { 1: '4', 2: '400', 3: "'dan'" } }]);
+    expect(byGtid('0-26651-20').changes).toEqual([{ type: 'UPDATE', table: 'fx.users', before: { 1: '3' }, after: { 2: '5' } }]);
+    expect(byGtid('0-26651-21')).toMatchObject({ changes: [], rowEvents: [], queries: ['UPDATE fx.users SET points = 6 WHERE id = 3'] });
+    // The same groups as parseBinlogText, positions included.
+    expect(rows.map((g) => [g.gtid, g.startPosition, g.endPosition])).toEqual(parseBinlogText(readFileSync('test/fixtures/binlog/flashback-rows.txt', 'utf8'), 'mysql-bin.000001').map((g) => [g.gtid, g.startPosition, g.endPosition]));
+  });
+
+  it('follows a remote read into the next file, with true positions', () => {
+    const groups = parseRowImages(readFileSync('test/fixtures/binlog/flashback-rotate.txt', 'utf8'), 'mysql-bin.000001');
+    expect(groups.map((g) => [g.gtid, g.file, g.startPosition, g.endPosition])).toEqual([
+      ['0-26651-21', 'mysql-bin.000001', 4790, 4969],
+      ['0-26651-22', 'mysql-bin.000001', 4969, 5123],
+      ['0-26651-23', 'mysql-bin.000002', 385, 602], // the tool's own `# at` says 5299 here
+    ]);
+  });
+
+  it('finds later writes to the same rows, by primary key; a new id or another table is no conflict', () => {
+    const conflicts = findConflicts(bad, after(bad), shapes);
+    // 16 updates id 2; 20 (minimal image) id 3; 21 is a statement on the table; 22 alters it.
+    expect(conflicts).toEqual([{ table: 'fx.users', gtids: ['0-26651-16', '0-26651-20', '0-26651-21', '0-26651-22'], example: 'id=2' }]);
+    expect(findConflicts(bad, [byGtid('0-26651-15'), byGtid('0-26651-17'), byGtid('0-26651-18'), byGtid('0-26651-19')], shapes)).toEqual([]);
+    expect(conflictRefusal(bad.gtid, conflicts)).toBe(
+      'later writes changed rows of fx.users that 0-26651-14 changed (0-26651-16, 0-26651-20, 0-26651-21, 0-26651-22; e.g. id=2): flashback would overwrite them; use restore with --skip and --cutover copy-tables',
+    );
+  });
+
+  it('without a primary key any later write to the table conflicts', () => {
+    const insertLog = byGtid('0-26651-19');
+    const laterLog: RowImageGroup = { ...insertLog, gtid: '0-26651-99', changes: [{ type: 'INSERT', table: 'fx.log', after: { 1: "'z'", 2: '9' } }] };
+    expect(findConflicts(insertLog, [laterLog], shapes)).toEqual([{ table: 'fx.log', gtids: ['0-26651-99'], example: 'fx.log has no primary key: any later write conflicts' }]);
+  });
+
+  it('refuses statement-logged events and partial row images, one line each', () => {
+    expect(rowImagesRefusal(bad, shapes)).toBeUndefined();
+    expect(rowImagesRefusal(byGtid('0-26651-21'), shapes)).toBe(
+      '0-26651-21 was logged as statements, not row events (binlog_format STATEMENT or MIXED: UPDATE fx.users SET points = 6 WHERE id = 3): flashback needs ROW format; use restore and replay',
+    );
+    expect(rowImagesRefusal(byGtid('0-26651-20'), shapes)).toBe(
+      '0-26651-20 has partial row images (UPDATE of fx.users: the before image logs @1 of 3 columns; binlog_row_image is not FULL): flashback needs full images; use restore and replay',
+    );
+    // Without the table's column count the UPDATE's two images must still name the same columns.
+    expect(rowImagesRefusal(byGtid('0-26651-20'), {})).toMatch(/^0-26651-20 has partial row images \(UPDATE of fx\.users: the before image logs @1 of 2 columns/);
+  });
+
+  it('recognises the flashback of an event: the exact inverse, rows in any order', () => {
+    const applied = parseRowImages(readFileSync('test/fixtures/binlog/flashback-applied.txt', 'utf8'), 'mysql-bin.000001');
+    const update = applied[0]!;
+    expect(update.gtid).toBe('0-26651-4');
+    expect(applied.filter((g) => isFlashbackOf(g, update)).map((g) => g.gtid)).toEqual(['0-26651-10']);
+    // A DELETE is undone by an INSERT of the same row, not by anything else.
+    const del = byGtid('0-26651-17');
+    const reinsert: RowImageGroup = { ...del, gtid: '0-26651-98', changes: [{ type: 'INSERT', table: 'fx.users', after: { 1: '4', 2: '400', 3: "'dan'" } }] };
+    expect(isFlashbackOf(reinsert, del)).toBe(true);
+    expect(isFlashbackOf({ ...reinsert, changes: [{ type: 'INSERT', table: 'fx.users', after: { 1: '4', 2: '401', 3: "'dan'" } }] }, del)).toBe(false);
   });
 });
