@@ -29,8 +29,15 @@ function line(start: number, s: StepRecord): string {
   return `[${at.toFixed(1).padStart(6)}s] ${ICON[s.status] ?? ' '} ${s.name} ${s.status}${took}${note ? ` — ${note}` : ''}`;
 }
 
-export function describeApproval(workflowId: string, a: ApprovalState, plan?: FailoverPlan): string {
+function isFailoverPlan(p: unknown): p is FailoverPlan {
+  const x = p as Partial<FailoverPlan> | undefined;
+  return typeof x?.from?.instance === 'string' && typeof x?.to?.instance === 'string' && Array.isArray(x.risks) && typeof x.positions === 'object';
+}
+
+export function describeApproval(workflowId: string, a: ApprovalState, details?: unknown): string {
   const lines = ['', '  approval needed' + (a.forcedBecause ? ` (${a.forcedBecause})` : '') + ':'];
+  // Only a failover's plan has a from/to route; a restore's plan is its own shape (its steps say it).
+  const plan = isFailoverPlan(details) ? details : undefined;
   if (plan) {
     lines.push(`    ${plan.from.instance} (${plan.from.region}) → ${plan.to.instance} (${plan.to.region}), lag ${plan.lagSeconds ?? 'n/a'} s`);
     lines.push(`    GTID: primary ${plan.positions.primary}, candidate ${plan.positions.candidate}`);
@@ -67,7 +74,7 @@ export async function follow<T>(handle: WorkflowHandle, print: (s: string) => vo
     const approval = state.details.approval as ApprovalState | undefined;
     if (approval?.status === 'pending' && !approvalShown) {
       approvalShown = true;
-      print(describeApproval(handle.workflowId, approval, state.details.plan as FailoverPlan | undefined));
+      print(describeApproval(handle.workflowId, approval, state.details.plan));
     }
   };
   while (!done) {

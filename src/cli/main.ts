@@ -9,7 +9,7 @@ import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
-import { backupCommand, decide, showStatus, startFailover, startRestore } from './runbooks';
+import { backupCommand, decide, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -215,6 +215,24 @@ program
       throw new Error(`--recover-on: ${cluster} has no recovery host "${opts.recoverOn}"; ${c.recovery ? `its recovery host is ${c.recovery.name}` : `configure clusters.${cluster}.recovery`}`);
     }
     process.exitCode = await startRestore({ cluster, ...opts });
+  });
+
+program
+  .command('flashback <cluster>')
+  .description('undo one UPDATE/DELETE by mariadb-binlog --flashback on the primary, after approval (refused for DDL, statement format, partial images, later writes to the same rows)')
+  .option('--table <db.table>', 'the bad event touched this table')
+  .option('--statement <regex>', "the bad event's statement matches this (case-insensitive), e.g. '^UPDATE'")
+  .option('--from <time>', 'the bad event happened at or after this ISO time (with a zone: Z or +08:00)')
+  .option('--to <time>', 'the bad event happened at or before this ISO time (with a zone)')
+  .requiredOption('--reason <text>', 'why (goes to the audit log)')
+  .requiredOption('--as <name>', 'who is asking (the requester; may not approve their own run)')
+  .option('--incident <id>', 'incident id (default: generated); the workflow id is flashback-<cluster>-<incident>')
+  .option('--dry-run', 'locate the event and check flashback is possible; change nothing')
+  .option('--detach', 'start it and return at once')
+  .addOption(json)
+  .action(async (cluster: string, opts) => {
+    getCluster(config(), cluster);
+    process.exitCode = await startFlashback({ cluster, ...opts });
   });
 
 program

@@ -12,13 +12,14 @@ import { connectClient, temporalSettings } from '../temporal/client';
 import type { DecisionVerdict } from '../workflows/approval';
 import type { FailoverInput, FailoverResult } from '../workflows/failover';
 import type { RestoreInput, RestoreResult, RestoreTarget } from '../workflows/restore';
+import type { FlashbackInput, FlashbackResult } from '../workflows/flashback';
+import type { BadEventQuery } from '../backup/binlogEvents';
 import { parsePointInTime } from '../backup/coverage';
 import { formatDuration } from '../shared/format';
 import type { RunbookState } from '../workflows/runbook';
 import { describeApproval, failureMessage, follow, workerPresent } from './follow';
 import { printHistory, printJson } from './output';
 import type { ApprovalState } from '../workflows/approval';
-import type { FailoverPlan } from '../shared/failover';
 
 export function newIncidentId(): string {
   return `INC-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
@@ -128,7 +129,7 @@ export async function showStatus(workflowId: string, json: boolean): Promise<voi
     }
     console.log(`${workflowId}: ${description.status.name}${state ? ` (${state.status}${state.currentStep ? `, now: ${state.currentStep}` : ''})` : ''}`);
     const approval = state?.details.approval as ApprovalState | undefined;
-    if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan as FailoverPlan | undefined));
+    if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan));
     printHistory(rows.reverse(), 1);
   });
 }
@@ -240,8 +241,56 @@ export async function startRestore(o: RestoreCliOptions): Promise<number> {
   });
 }
 
+export interface FlashbackCliOptions {
+  cluster: string;
+  table?: string;
+  statement?: string;
+  from?: string;
+  to?: string;
+  reason: string;
+  as: string;
+  incident?: string;
+  dryRun?: boolean;
+  detach?: boolean;
+  json?: boolean;
+}
+
+/** The bad event the options name (table, statement pattern, window with zoned times), as restore reads them. */
+export function flashbackEventOf(o: FlashbackCliOptions): BadEventQuery {
+  if (!o.table && !o.statement && !o.from && !o.to) throw new Error('name the bad event: --table and/or --statement, optionally --from/--to');
+  const target = restoreTargetOf({ cluster: o.cluster, table: o.table, statement: o.statement, from: o.from, to: o.to, reason: o.reason, as: o.as });
+  if (target.kind !== 'before-event') throw new Error('flashback undoes one located event: name it with --table/--statement, --from/--to');
+  return target.event;
+}
+
+/** Undo one UPDATE/DELETE by flashback after approval, and (unless detached) follow it; returns the exit code. */
+export async function startFlashback(o: FlashbackCliOptions): Promise<number> {
+  const event = flashbackEventOf(o);
+  return withClient(async (c) => {
+    const incidentId = o.incident ?? newIncidentId();
+    const input: FlashbackInput = { cluster: o.cluster, event, requester: o.as, reason: o.reason, incidentId, dryRun: o.dryRun };
+    return startIncidentRunbook<FlashbackResult>(c, {
+      type: 'flashback',
+      workflowId: `flashback-${o.cluster}-${incidentId}`,
+      input,
+      cluster: o.cluster,
+      incidentId,
+      summary: `flashback ${o.cluster}${o.table ? ` ${o.table}` : ''}${o.dryRun ? ' (dry run)' : ''} by ${o.as}`,
+      options: o,
+      print: (result) => {
+        const e = result.event;
+        console.log(`\n${result.status}: ${e.gtid} at ${e.file}:${e.startPosition}: ${e.statements[0] ?? e.kind}`);
+        const tables = result.check.tables.join(', ');
+        if (result.flashbackGtid) console.log(`undone by ${result.flashbackGtid} on ${result.check.primary}: ${result.rows} row(s) of ${tables}`);
+        else console.log(`${result.rows} row(s) of ${tables} would be written back (${result.check.bytes} bytes of flashback); ${result.check.conflicts.transactionsRead} later transaction(s) checked, none touch them`);
+        if (result.verification) console.log(`verified: ${result.verification.note}`);
+      },
+    });
+  });
+}
+
 /**
- * Start an incident runbook (failover, restore) the same way from every command: search
+ * Start an incident runbook (failover, restore, flashback) the same way from every command: search
  * attributes, summary, reuse policy; then (unless detached) follow it and print its result.
  * Returns the exit code: 0 succeeded or dry run, 3 ended otherwise (rejected, timed out), 1 failed.
  */

@@ -5,3 +5,4 @@ export { failover } from './failover';
 export { approveSignal, rejectSignal, decideUpdate } from './approval';
 export { backup } from './backup';
 export { restore } from './restore';
+export { flashback } from './flashback';

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { describeApproval } from '../../src/cli/follow';
 import { restoreTargetOf, type RestoreCliOptions } from '../../src/cli/runbooks';
+import type { ApprovalState } from '../../src/workflows/approval';
 
 const base: RestoreCliOptions = { cluster: 'orders', reason: 'r', as: 'alice' };
 
@@ -16,5 +18,16 @@ describe('restore target from CLI options', () => {
     expect(() => restoreTargetOf(base)).toThrow('name exactly one target: an event (--table/--statement, --from/--to), --gtid or --at');
     expect(() => restoreTargetOf({ ...base, gtid: '0-1-2', table: 't' })).toThrow('; got an event and --gtid');
     expect(() => restoreTargetOf({ ...base, table: 't', to: '2026-03-14 09:26' })).toThrow('point in time "2026-03-14 09:26" has no time zone');
+  });
+});
+
+describe('a pending approval, as the CLI shows it while following', () => {
+  const approval = { status: 'pending', requester: 'alice', rule: { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 30, remindEveryMinutes: 5 } } as unknown as ApprovalState;
+
+  it("does not take a restore's plan for a failover route (it used to crash the follow loop)", () => {
+    const restorePlan = { target: { stopAt: '0-1-5' }, backup: 'logical-1', skip: true, method: 'sql-thread', cutover: 'copy-tables' };
+    const text = describeApproval('restore-orders-INC-1', approval, restorePlan);
+    expect(text).toContain('approvers: alice, bob, not alice');
+    expect(text).not.toContain('→');
   });
 });
