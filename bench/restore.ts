@@ -29,7 +29,8 @@ import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { BadEventQuery } from '../src/backup/binlogEvents';
-import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, type BackupManifest, type BinlogArchiveEntry } from '../src/backup/manifest';
+import { archiveDirOf } from '../src/backup/archive';
+import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, type BackupManifest, type BinlogArchiveEntry } from '../src/backup/manifest';
 import { toolPath } from '../src/backup/tools';
 import type { RunbookConfig } from '../src/config/load';
 import { connect, instanceEndpoint, type Conn } from '../src/mysql/connect';
@@ -368,7 +369,7 @@ try {
   const logicalId = BACKUP === 'logical' ? result.backupId : readdirSync(clusterDir).filter((d) => d.startsWith('logical-')).sort()[0]!;
   const manifest = JSON.parse(readFileSync(join(clusterDir, logicalId, MANIFEST_FILE), 'utf8')) as BackupManifest;
   const dump = join(clusterDir, logicalId, LOGICAL_DUMP_FILE);
-  const archive = join(clusterDir, BINLOG_ARCHIVE_DIR);
+  const archive = archiveDirOf(config.backupDir, CLUSTER, result.target.archive);
   const index = JSON.parse(readFileSync(join(archive, BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
   const fileNames = index.map((e) => e.file);
   const from = fileNames.indexOf(manifest.binlog.file);

@@ -27,6 +27,7 @@ import {
   type BackupManifest,
   type BinlogArchiveEntry,
 } from '../backup/manifest';
+import { archiveDirOf } from '../backup/archive';
 import { fetchBinlogs, listFiles, logicalBackup, physicalBackup, sha256OfFile, sha256OfFiles, ToolError, ToolNotFoundError, type ServerLogin } from '../backup/tools';
 import { ConfigError, getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
 import { query, type Conn } from '../mysql/connect';
@@ -73,6 +74,21 @@ function toolContext(phase: string) {
     timeoutMs: Math.max(60_000, budget),
     onProgress: (bytes: number) => heartbeat({ phase, bytes }),
   };
+}
+
+/** `<backupDir>/<cluster>/lineage.json`: see startBackupLineage. */
+const LINEAGE_FILE = 'lineage.json';
+
+export interface BackupLineage {
+  /** Backups that ended before this (ISO time) belong to the history before the promotion. */
+  since: string;
+  promoted: string;
+  skipped: string;
+  workflowId: string;
+}
+
+async function readLineage(file: string): Promise<BackupLineage | undefined> {
+  return existsSync(file) ? (JSON.parse(await readFile(file, 'utf8')) as BackupLineage) : undefined;
 }
 
 async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
@@ -127,7 +143,7 @@ export function createBackupActivities({ config }: ActivityDeps) {
     },
 
     /**
-     * Copy the instance's binlogs into `<backupDir>/<cluster>/binlogs/`: every file not yet archived
+     * Copy the instance's binlogs into `<backupDir>/<cluster>/binlogs/<instance>/`: every file not yet archived
      * complete, and always the current (last, still growing) one again. All but the last are
      * marked complete; index.json lists everything archived so far, including files the server
      * has since purged.
@@ -150,6 +166,28 @@ export function createBackupActivities({ config }: ActivityDeps) {
       if (missing.length) return { ok: false, expected: manifest.sha256, actual: `missing: ${missing.join(', ')}` };
       const digest = await sha256OfFiles(dir, manifest.files, (bytes) => heartbeat({ phase: 'verify', bytes }));
       return { ok: digest.sha256 === manifest.sha256, expected: manifest.sha256, actual: digest.sha256 };
+    },
+
+    /**
+     * A restore's `promote` cut-over started a new history: the promoted server never applied the
+     * skipped bad event that every older backup (and the old members) hold, while GTID positions,
+     * one sequence number per domain, cannot show that hole. Restores must not combine an older
+     * backup with the new primary's binlogs: from now on they use backups ended after this.
+     * Recorded once per run (a retry keeps the first time).
+     */
+    async startBackupLineage(input: { cluster: string; promoted: string; skipped: string; workflowId: string }): Promise<BackupLineage> {
+      const file = join(clusterDir(input.cluster), LINEAGE_FILE);
+      const current = await readLineage(file);
+      if (current?.workflowId === input.workflowId) return current;
+      const lineage: BackupLineage = { since: new Date().toISOString(), promoted: input.promoted, skipped: input.skipped, workflowId: input.workflowId };
+      await mkdir(clusterDir(input.cluster), { recursive: true, mode: 0o700 });
+      await writeJsonAtomically(file, lineage);
+      return lineage;
+    },
+
+    /** The cluster's current backup lineage, if a promote cut-over ever started one. */
+    async backupLineage(input: { cluster: string }): Promise<BackupLineage | null> {
+      return (await readLineage(join(clusterDir(input.cluster), LINEAGE_FILE))) ?? null;
     },
 
     /** Complete backups of a cluster (those with a manifest), oldest first by endedAt. */
@@ -220,7 +258,8 @@ export function createBackupActivities({ config }: ActivityDeps) {
 
   async function archive(input: InstanceRef): Promise<BinlogArchiveEntry[]> {
     const login = loginFor(config, input);
-    const dir = join(clusterDir(input.cluster), BINLOG_ARCHIVE_DIR);
+    // Per source: a new primary's binlog names repeat the old one's (see archive.ts).
+    const dir = archiveDirOf(config.backupDir, input.cluster, input.instance);
     const indexFile = join(dir, BINLOG_INDEX_FILE);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const index = new Map<string, BinlogArchiveEntry>();
@@ -249,7 +288,7 @@ export function createBackupActivities({ config }: ActivityDeps) {
         if (isCurrent || known.sizeBytes !== s.size) {
           throw refuse(
             `archived binlog ${s.file} (${known.sizeBytes} bytes, complete) differs from ${input.instance}'s (${s.size} bytes${isCurrent ? ', current' : ''}): ` +
-              `${dir} holds another server's binlogs (a failover?); archive this primary elsewhere`,
+              `${dir} holds other binlogs by that name (was ${input.instance}'s binary log reset?); move that archive aside to start a new one`,
             'ArchiveConflict',
           );
         }

@@ -27,6 +27,13 @@ import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, type Covera
 import { parseMariaGtidList } from '../mysql/dialect';
 import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
+import { archiveDirOf, latestArchive } from '../backup/archive';
+
+/** One source's archived binlogs. */
+interface Archive {
+  cluster: string;
+  instance: string;
+}
 import { runTool, toolPath, ToolError } from '../backup/tools';
 import { query } from '../mysql/connect';
 import { withInstance } from './instance';
@@ -45,6 +52,8 @@ export interface ResolvedTarget {
   event?: BinlogEventGroup;
   /** The last transaction of the archive in the target's domain: where "replay the rest" ends. */
   archiveEnd: string;
+  /** Whose archived binlogs this was read from (`binlogs/<instance>/`): replay reads the same. */
+  archive: string;
   /** One line for people. */
   description: string;
 }
@@ -63,6 +72,8 @@ export interface FlashbackTransactionInput {
   gtid: string;
   /** The archived binlog file holding the event (the primary's file of that name). */
   file: string;
+  /** Whose archive holds that file (a located target says); default the latest. */
+  archive?: string;
   /** The event's positions when known (a located event): only they are decoded, not the whole file. */
   startPosition?: number;
   endPosition?: number;
@@ -108,27 +119,33 @@ export interface FlashbackVerification {
 }
 
 export function createBinlogActivities({ config }: ActivityDeps) {
-  const archiveDir = (cluster: string) => join(config.backupDir, cluster, BINLOG_ARCHIVE_DIR);
+  /** One source's archive: the one named, else the one written last (see backup/archive.ts). */
+  const archiveOf = (cluster: string, instance?: string): Archive => {
+    const name = instance ?? latestArchive(config.backupDir, cluster);
+    if (!name) throw ApplicationFailure.nonRetryable(`no archived binlogs for ${cluster} in ${join(config.backupDir, cluster, BINLOG_ARCHIVE_DIR)}: run a backup (it archives them) first`, 'NoBinlogArchive');
+    return { cluster, instance: name };
+  };
+  const archiveDir = (a: Archive) => archiveDirOf(config.backupDir, a.cluster, a.instance);
 
-  const archived = async (cluster: string): Promise<BinlogArchiveEntry[]> => {
+  const archived = async (a: Archive): Promise<BinlogArchiveEntry[]> => {
     try {
-      return JSON.parse(await readFile(join(archiveDir(cluster), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
+      return JSON.parse(await readFile(join(archiveDir(a), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
     } catch {
-      throw ApplicationFailure.nonRetryable(`no archived binlogs for ${cluster} in ${archiveDir(cluster)}: run a backup (it archives them) first`, 'NoBinlogArchive');
+      throw ApplicationFailure.nonRetryable(`no archived binlogs for ${a.cluster} in ${archiveDir(a)}: run a backup (it archives them) first`, 'NoBinlogArchive');
     }
   };
 
   /** Every transaction of one archived file, times in UTC whatever the worker's TZ. */
-  const readFileGroups = async (cluster: string, file: string): Promise<BinlogEventGroup[]> => {
-    const run = await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', join(archiveDir(cluster), file)], { env: { TZ: 'UTC' }, timeoutMs: 10 * 60_000 });
+  const readFileGroups = async (a: Archive, file: string): Promise<BinlogEventGroup[]> => {
+    const run = await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', join(archiveDir(a), file)], { env: { TZ: 'UTC' }, timeoutMs: 10 * 60_000 });
     return parseBinlogText(run.stdout, file);
   };
 
   // One decode per file version, without row images (-v): GTIDs, positions, times, statements and
   // tables are all there, at a fraction of the cost. Cached: locating and coverage read the same files.
   const scans = new Map<string, BinlogEventGroup[]>();
-  const scanFile = async (cluster: string, file: string): Promise<BinlogEventGroup[]> => {
-    const path = join(archiveDir(cluster), file);
+  const scanFile = async (a: Archive, file: string): Promise<BinlogEventGroup[]> => {
+    const path = join(archiveDir(a), file);
     const st = await stat(path);
     const key = `${path}:${st.size}:${st.mtimeMs}`;
     const cached = scans.get(key);
@@ -145,21 +162,21 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     }
   };
   /** One transaction in full (row images counted), decoded from its own positions only. */
-  const detailOf = async (cluster: string, g: BinlogEventGroup): Promise<BinlogEventGroup> => {
+  const detailOf = async (a: Archive, g: BinlogEventGroup): Promise<BinlogEventGroup> => {
     const run = await runTool(
       toolPath('mariadb-binlog'),
-      ['--base64-output=DECODE-ROWS', '-vv', `--start-position=${g.startPosition}`, `--stop-position=${g.endPosition}`, join(archiveDir(cluster), g.file)],
+      ['--base64-output=DECODE-ROWS', '-vv', `--start-position=${g.startPosition}`, `--stop-position=${g.endPosition}`, join(archiveDir(a), g.file)],
       { env: { TZ: 'UTC' }, timeoutMs: 10 * 60_000 },
     );
     return parseBinlogText(run.stdout, g.file).find((x) => x.gtid === g.gtid) ?? g;
   };
-  const scanArchive = async (cluster: string) => {
-    const index = await archived(cluster);
+  const scanArchive = async (a: Archive) => {
+    const index = await archived(a);
     const transactions: BinlogEventGroup[] = [];
     for (const e of index) {
       heartbeat(e.file);
-      const present = await stat(join(archiveDir(cluster), e.file)).catch(() => undefined);
-      if (present) transactions.push(...(await scanFile(cluster, e.file)));
+      const present = await stat(join(archiveDir(a), e.file)).catch(() => undefined);
+      if (present) transactions.push(...(await scanFile(a, e.file)));
     }
     return { index, transactions };
   };
@@ -253,7 +270,9 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       getCluster(config, input.cluster);
       const refuse = (message: string, type: string) => ApplicationFailure.nonRetryable(message, type);
       const t = input.target;
-      const { transactions } = await scanArchive(input.cluster);
+      const a = archiveOf(input.cluster);
+      const archive = a.instance;
+      const { transactions } = await scanArchive(a);
       const endOf = (domain: number) => transactions.filter((x) => parseMariaGtidList(x.gtid)[0]!.domain === domain).at(-1)?.gtid ?? '';
       if (t.kind === 'before-event') {
         const found = findCandidates(transactions, t.event);
@@ -261,12 +280,12 @@ export function createBinlogActivities({ config }: ActivityDeps) {
           const list = found.slice(0, 10).map((g) => `${g.gtid} ${g.statements[0] ?? ''}`).join('; ');
           throw refuse(`${found.length} events match; narrow the window, table or pattern${list ? `: ${list}` : ''}`, 'AmbiguousEvent');
         }
-        const event = await detailOf(input.cluster, found[0]!);
+        const event = await detailOf(a, found[0]!);
         const g = parseMariaGtidList(event.gtid)[0]!;
         const i = transactions.findIndex((x) => x.gtid === event.gtid);
         const before = transactions.slice(0, Math.max(0, i)).filter((x) => parseMariaGtidList(x.gtid)[0]!.domain === g.domain).at(-1);
         const stopAt = before?.gtid ?? `${g.domain}-${g.server}-${g.seq - 1}`;
-        return { stopAt, event, archiveEnd: endOf(g.domain), description: `just before ${event.gtid} (${event.file}:${event.startPosition}): ${event.statements[0] ?? event.kind}` };
+        return { stopAt, event, archive, archiveEnd: endOf(g.domain), description: `just before ${event.gtid} (${event.file}:${event.startPosition}): ${event.statements[0] ?? event.kind}` };
       }
       if (t.kind === 'gtid') {
         let g: ReturnType<typeof parseMariaGtidList>;
@@ -278,7 +297,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         if (g.length !== 1) throw refuse(`target GTID must be one transaction (domain-server-seq), got "${t.gtid}"`, 'BadTarget');
         const hit = transactions.find((x) => x.gtid === t.gtid);
         if (!hit) throw refuse(`${t.gtid} is not in the archived binlogs of ${input.cluster}`, 'TargetNotArchived');
-        return { stopAt: hit.gtid, archiveEnd: endOf(g[0]!.domain), description: `through ${hit.gtid} (${hit.file}:${hit.startPosition})` };
+        return { stopAt: hit.gtid, archive, archiveEnd: endOf(g[0]!.domain), description: `through ${hit.gtid} (${hit.file}:${hit.startPosition})` };
       }
       let at: number;
       try {
@@ -290,6 +309,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       if (!hit) throw refuse(`no archived transaction of ${input.cluster} at or before ${new Date(at).toISOString()}`, 'TargetNotArchived');
       return {
         stopAt: hit.gtid,
+        archive,
         archiveEnd: endOf(parseMariaGtidList(hit.gtid)[0]!.domain),
         description: `through ${hit.gtid}, the last transaction at or before ${new Date(at).toISOString()} (committed ${new Date(hit.timestamp).toISOString()})`,
       };
@@ -299,18 +319,19 @@ export function createBinlogActivities({ config }: ActivityDeps) {
      * Refuse, before anything is restored, unless the archive holds every transaction from the
      * backup's position through `to`, in sequence, in files that are all present and intact.
      */
-    async checkBinlogCoverage(input: { cluster: string; from: string; to: string }): Promise<Extract<Coverage, { ok: true }>> {
+    async checkBinlogCoverage(input: { cluster: string; archive?: string; from: string; to: string }): Promise<Extract<Coverage, { ok: true }>> {
       getCluster(config, input.cluster);
-      const index = await archived(input.cluster);
+      const a = archiveOf(input.cluster, input.archive);
+      const index = await archived(a);
       const damaged: { file: string; why: string }[] = [];
       for (const e of index) {
         heartbeat(`checking ${e.file}`);
-        const path = join(archiveDir(input.cluster), e.file);
+        const path = join(archiveDir(a), e.file);
         const present = await stat(path).catch(() => undefined);
-        if (!present) damaged.push({ file: e.file, why: `missing from ${archiveDir(input.cluster)}` });
+        if (!present) damaged.push({ file: e.file, why: `missing from ${archiveDir(a)}` });
         else if (e.complete && (await sha256OfFile(path)).sha256 !== e.sha256) damaged.push({ file: e.file, why: 'its sha256 differs from the archive index' });
       }
-      const { transactions } = await scanArchive(input.cluster);
+      const { transactions } = await scanArchive(a);
       const result = checkCoverage({ index, damaged, transactions, from: input.from, to: input.to });
       if (!result.ok) throw ApplicationFailure.nonRetryable(result.problem, 'BinlogGap');
       return result;
@@ -323,9 +344,10 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     async findBadEvents(input: { cluster: string; query: BadEventQuery; limit?: number }): Promise<BinlogEventGroup[]> {
       getCluster(config, input.cluster);
       const found: BinlogEventGroup[] = [];
-      for (const entry of await archived(input.cluster)) {
+      const a = archiveOf(input.cluster);
+      for (const entry of await archived(a)) {
         heartbeat(entry.file);
-        found.push(...findCandidates(await readFileGroups(input.cluster, entry.file), input.query));
+        found.push(...findCandidates(await readFileGroups(a, entry.file), input.query));
       }
       return found.slice(0, input.limit ?? 20);
     },
@@ -349,8 +371,9 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       let appliedFrom: BinlogPosition | undefined;
       const beat = (phase: string) => () => heartbeat({ appliedFrom: appliedFrom ?? earlier, phase } satisfies FlashbackHeartbeat);
       const { startPosition, endPosition } = input;
+      const a = archiveOf(input.cluster, input.archive);
       const range = startPosition !== undefined && endPosition !== undefined ? [`--start-position=${startPosition}`, `--stop-position=${endPosition}`] : [];
-      const decoded = await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', ...range, join(archiveDir(input.cluster), input.file)], {
+      const decoded = await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', ...range, join(archiveDir(a), input.file)], {
         env: { TZ: 'UTC' },
         timeoutMs: 10 * 60_000,
         onProgress: beat('reading the archive'),
@@ -398,7 +421,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         const sqlFile = join(dir, 'flashback.sql');
         await runTool(
           toolPath('mariadb-binlog'),
-          ['--flashback', `--start-position=${group.startPosition}`, `--stop-position=${group.endPosition}`, join(archiveDir(input.cluster), input.file)],
+          ['--flashback', `--start-position=${group.startPosition}`, `--stop-position=${group.endPosition}`, join(archiveDir(a), input.file)],
           { stdoutFile: sqlFile, env: { TZ: 'UTC' }, onProgress: beat('generating the flashback') },
         );
         const bytes = (await stat(sqlFile)).size;

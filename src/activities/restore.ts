@@ -28,7 +28,8 @@ import { heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type mysql from 'mysql2/promise';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
-import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
+import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
+import { archiveDirOf, latestArchive } from '../backup/archive';
 import { copyBackPhysical, pipeReplay, RestoreRefusedError, type ReplayTarget } from '../backup/restoreTools';
 import { runTool, toolPath } from '../backup/tools';
 import { checksumTable, diffChecksums, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
@@ -53,6 +54,8 @@ export interface RecoveryRef {
   restoreId: string;
   /** The cluster's configured recovery host, by name; absent: a scratch instance on the worker's host. */
   recoverOn?: string;
+  /** Whose archived binlogs to replay (the located target's); absent: the latest archive. */
+  archive?: string;
 }
 
 /** The server a backup is restored into, scratch or configured, as the activities use it. */
@@ -98,7 +101,12 @@ export interface Verification {
 
 export function createRestoreActivities({ config }: ActivityDeps) {
   const clusterDir = (cluster: string) => join(config.backupDir, cluster);
-  const archiveDir = (cluster: string) => join(clusterDir(cluster), BINLOG_ARCHIVE_DIR);
+  /** The archive the target was located in (`RecoveryRef.archive`), else the latest. */
+  const archiveDir = (ref: RecoveryRef) => {
+    const instance = ref.archive ?? latestArchive(config.backupDir, ref.cluster);
+    if (!instance) throw ApplicationFailure.nonRetryable(`no archived binlogs for ${ref.cluster}: run a backup (it archives them) first`, 'NoBinlogArchive');
+    return archiveDirOf(config.backupDir, ref.cluster, instance);
+  };
 
   const scratchServers = (ref: RecoveryRef) => {
     const sandbox = new Sandbox(config, undefined, { scratchOnly: true });
@@ -201,8 +209,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
   const readManifest = async (cluster: string, backupId: string): Promise<BackupManifest> =>
     JSON.parse(await readFile(join(clusterDir(cluster), backupId, MANIFEST_FILE), 'utf8')) as BackupManifest;
 
-  const archiveFiles = async (cluster: string): Promise<string[]> =>
-    (JSON.parse(await readFile(join(archiveDir(cluster), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[]).map((e) => join(archiveDir(cluster), e.file));
+  const archiveFiles = async (ref: RecoveryRef): Promise<string[]> =>
+    (JSON.parse(await readFile(join(archiveDir(ref), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[]).map((e) => join(archiveDir(ref), e.file));
 
   /**
    * What the recovery instance has applied. SQL thread: its `gtid_slave_pos`. Pipe: the GTIDs the
@@ -240,11 +248,11 @@ export function createRestoreActivities({ config }: ActivityDeps) {
 
       if (input.method === 'sql-thread') {
         // The binlog server serves the archive: copies of the files and an index naming them.
-        const entries = JSON.parse(await readFile(join(archiveDir(input.cluster), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
+        const entries = JSON.parse(await readFile(join(archiveDir(input), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
         const binlogDir = join(binlogServer.dir, 'binlog');
         await mkdir(binlogDir, { recursive: true });
         if (!(await exists(join(binlogServer.dir, 'data')))) {
-          for (const e of entries) await copyFile(join(archiveDir(input.cluster), e.file), join(binlogDir, e.file));
+          for (const e of entries) await copyFile(join(archiveDir(input), e.file), join(binlogDir, e.file));
           await writeFile(join(binlogDir, 'mysql-bin.index'), entries.map((e) => join(binlogDir, e.file)).join('\n') + '\n');
         }
         await sandbox.startInstance(binlogServer);
@@ -317,7 +325,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         // A worker killed mid-pipe leaves its mariadb client applying on its own: end it (its open
         // transaction rolls back) before this run reads the position, or both would apply.
         await endOtherSessions(recovery);
-        const files = await archiveFiles(input.cluster);
+        const files = await archiveFiles(input);
         const run = await refusalsAreFinal(() => pipeReplay({
           files,
           startAfter: input.after, // pipeReplay itself starts after whatever the server already applied

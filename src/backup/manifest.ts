@@ -7,8 +7,8 @@
  *   <cluster>/<backupId>/manifest.json    written LAST: a folder without it is an incomplete backup
  *   <cluster>/<backupId>/dump.sql         logical: mariadb-dump --single-transaction --master-data=2 --gtid
  *   <cluster>/<backupId>/data/…           physical: a prepared mariadb-backup target dir (restore with --copy-back)
- *   <cluster>/binlogs/<file>              binlogs copied from the primary over the replication protocol
- *   <cluster>/binlogs/index.json          BinlogArchiveEntry[] in file order
+ *   <cluster>/binlogs/<instance>/<file>   binlogs copied from that primary over the replication protocol
+ *   <cluster>/binlogs/<instance>/index.json  BinlogArchiveEntry[] in file order (see archive.ts)
  */
 import type { Topology, TopologyInstance } from '../shared/types';
 

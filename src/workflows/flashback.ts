@@ -60,7 +60,7 @@ export async function flashback(input: FlashbackInput): Promise<FlashbackResult>
       { note: (t) => t.description, detail: (t) => ({ event: t.event }) },
     );
     const event = target.event!;
-    const at = { cluster: input.cluster, gtid: event.gtid, file: event.file, startPosition: event.startPosition, endPosition: event.endPosition };
+    const at = { cluster: input.cluster, archive: target.archive, gtid: event.gtid, file: event.file, startPosition: event.startPosition, endPosition: event.endPosition };
 
     const check = await rb.step('check flashback is possible', async () => long.flashbackTransaction({ ...at, instance: await primaryOf(input.cluster), apply: false }), {
       note: (c) =>

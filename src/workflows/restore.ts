@@ -98,7 +98,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     const skip = Boolean(input.skip && target.event);
     const replayEnd = skip ? target.archiveEnd : target.stopAt;
     const backup = await rb.step('choose backup', () => chooseBackup(input, target.stopAt), { note: (m) => `${m.id} (${m.kind}, from ${m.instance}) at ${m.gtid}` });
-    const coverage = await rb.step('check binlog coverage', () => long.checkBinlogCoverage({ cluster: input.cluster, from: backup.gtid, to: replayEnd }), {
+    const coverage = await rb.step('check binlog coverage', () => long.checkBinlogCoverage({ cluster: input.cluster, archive: target.archive, from: backup.gtid, to: replayEnd }), {
       note: (c) => (c.transactions ? `${c.transactions} transaction(s) ${c.first} … ${c.last} in ${c.files.join(', ')}` : 'the backup is the target: nothing to replay'),
     });
     const plan = describe(input, target, backup, coverage.transactions, skip, method, cutover);
@@ -122,7 +122,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       rootCause: input.reason,
     });
 
-    const ref = { cluster: input.cluster, restoreId: wf.workflowInfo().workflowId.replace(/[^A-Za-z0-9_.-]/g, '_'), recoverOn: input.recoverOn };
+    const ref = { cluster: input.cluster, restoreId: wf.workflowInfo().workflowId.replace(/[^A-Za-z0-9_.-]/g, '_'), recoverOn: input.recoverOn, archive: target.archive };
     // One restore at a time may wipe and load a recovery host.
     const hostLock = input.recoverOn && { cluster: `${input.cluster}/${input.recoverOn}`, workflowId: wf.workflowInfo().workflowId };
     if (hostLock) await rb.step('lock recovery host', () => act.acquireClusterLock({ ...hostLock, runbook: 'restore', operator: input.requester }));
@@ -134,7 +134,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   });
 }
 
-type Ref = { cluster: string; restoreId: string; recoverOn?: string };
+type Ref = { cluster: string; restoreId: string; recoverOn?: string; archive?: string };
 
 async function recoverAndCutOver(
   rb: Runbook,
@@ -235,6 +235,9 @@ async function promoteRecoveryHost(
     throw err;
   }
   await rb.step('promote recovery host', () => act.promoteCandidate({ cluster, instance: host, expectedSource: o.primary }), { note: (p) => `${host} writable at ${p.position}` });
+  await rb.step('start a new backup lineage', () => act.startBackupLineage({ cluster, promoted: host, skipped: o.badEvent, workflowId: wf.workflowInfo().workflowId }), {
+    note: (l) => `backups ended before ${l.since} hold ${o.badEvent}: restores will not use them`,
+  });
   await rb.step('switch traffic', async () => {
     const endpoint = await act.setWriterEndpoint({ cluster, instance: host, workflowId: wf.workflowInfo().workflowId, incidentId: input.incidentId });
     const hooks = await act.runHooks({
@@ -280,7 +283,10 @@ function checkInput(input: RestoreInput): void {
 /** The newest backup taken at or before the target whose files still match their checksum. */
 async function chooseBackup(input: RestoreInput, stopAt: string): Promise<BackupManifest> {
   const target = parseMariaGtidList(stopAt)[0]!;
+  // After a promote cut-over, older backups hold the event it skipped (see startBackupLineage).
+  const lineage = await act.backupLineage({ cluster: input.cluster });
   const candidates = (await act.listBackups({ cluster: input.cluster }))
+    .filter((m) => !lineage || m.endedAt > lineage.since)
     // A recovery host is loaded over the network: only a logical backup can be.
     .filter((m) => (!input.backupKind || m.kind === input.backupKind) && (!input.recoverOn || m.kind === 'logical') && m.gtid && domainSeq(m.gtid, target.domain) <= target.seq)
     .reverse();
@@ -291,7 +297,8 @@ async function chooseBackup(input: RestoreInput, stopAt: string): Promise<Backup
     refused.push(`${m.id} fails its checksum`);
   }
   const kind = input.backupKind ?? (input.recoverOn ? 'logical' : undefined);
-  throw ApplicationFailure.nonRetryable(`no ${kind ?? ''}${kind ? ' ' : ''}backup of ${input.cluster} taken at or before ${stopAt}${refused.length ? ` passes verification (${refused.join('; ')})` : ''}`, 'NoBackup');
+  const since = lineage ? ` since ${lineage.promoted} was promoted (${lineage.since}; older backups hold the skipped ${lineage.skipped})` : '';
+  throw ApplicationFailure.nonRetryable(`no ${kind ?? ''}${kind ? ' ' : ''}backup of ${input.cluster} taken${since} at or before ${stopAt}${refused.length ? ` passes verification (${refused.join('; ')})` : ''}`, 'NoBackup');
 }
 
 function stepsAfterPlan(skip: boolean, cutover: CutoverMode): string[] {
@@ -300,7 +307,7 @@ function stepsAfterPlan(skip: boolean, cutover: CutoverMode): string[] {
     ...(skip ? ['replay to just before the bad event', 'skip the bad event', 'replay the rest'] : ['replay to the target']),
     'verify',
     ...(cutover === 'copy-tables' ? ['approval', 'cut over'] : []),
-    ...(cutover === 'promote' ? ['approval', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'switch traffic', 'mark old members for reseed', 'verify promotion'] : []),
+    ...(cutover === 'promote' ? ['approval', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'start a new backup lineage', 'switch traffic', 'mark old members for reseed', 'verify promotion'] : []),
     'stop the scratch instances',
   ];
 }

@@ -243,7 +243,7 @@ describe('backup runbook', () => {
     expect(serverFiles.length).toBeGreaterThanOrEqual(2);
     expect(result.binlogs.map((b) => b.file)).toEqual(serverFiles);
     expect(result.binlogs.map((b) => b.complete)).toEqual(serverFiles.map((_, i) => i < serverFiles.length - 1));
-    const archive = join(config.backupDir, 'orders', 'binlogs');
+    const archive = join(config.backupDir, 'orders', 'binlogs', 'orders-a');
     expect(JSON.parse(readFileSync(join(archive, 'index.json'), 'utf8'))).toEqual(result.binlogs);
 
     for (const entry of result.binlogs) {
@@ -311,7 +311,7 @@ describe('backup runbook', () => {
   });
 
   it('archives incrementally: a newly complete file is copied again, an archived complete one is not', async () => {
-    const archive = join(config.backupDir, 'orders', 'binlogs');
+    const archive = join(config.backupDir, 'orders', 'binlogs', 'orders-a');
     const before = result.binlogs;
     const firstComplete = before.find((b) => b.complete)!;
     const mtime = statSync(join(archive, firstComplete.file)).mtimeMs;

@@ -161,7 +161,7 @@ describe('restore runbook', () => {
   });
 
   it('refuses a missing binlog file, then a GTID gap, before restoring anything', async () => {
-    const archive = join(config.backupDir, 'orders/binlogs');
+    const archive = join(config.backupDir, 'orders/binlogs/orders-a');
     const dirsBefore = restoreDirs();
     const { archiveEnd } = (await run(input({ dryRun: true }), 'restore-end')).target; // in mysql-bin.000003
     renameSync(join(archive, 'mysql-bin.000002'), join(archive, 'aside'));

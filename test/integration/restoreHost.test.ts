@@ -5,6 +5,8 @@
  * it (writes production took after the archive included, the dropped table's DROP excluded), is
  * promoted, takes the writer endpoint, and the old members are marked for reseed.
  */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
@@ -21,6 +23,8 @@ const taskQueue = `restore-host-${process.pid}`;
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let stack: InProcessWorker;
+const backup = (id: string, instance = 'orders-a') =>
+  stack.client.workflow.execute('backup', { taskQueue, workflowId: `${id}-${Date.now()}`, args: [{ cluster: 'orders', instance, kind: 'logical', requester: 'alice' }] });
 
 const start = (input: RestoreInput, id: string): Promise<WorkflowHandle> =>
   stack.client.workflow.start('restore', { taskQueue, workflowId: `${id}-${Date.now()}`, args: [input] });
@@ -50,14 +54,12 @@ async function rows(instance: string, statement: string): Promise<Record<string,
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('restore-host', 26700));
   stack = await startInProcessWorker(config, taskQueue);
-  const backup = (kind: 'logical' | 'physical', id: string) =>
-    stack.client.workflow.execute('backup', { taskQueue, workflowId: `${id}-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind, requester: 'alice' }] });
   await sql(config, 'orders-a', 'CREATE DATABASE shop', 'CREATE TABLE shop.orders (id INT PRIMARY KEY, amount INT)', 'INSERT INTO shop.orders VALUES (1, 10), (2, 20)',
     'CREATE TABLE shop.users (id INT PRIMARY KEY, points INT)', 'INSERT INTO shop.users VALUES (1, 100)');
-  await backup('logical', 'backup-logical');
-  await backup('physical', 'backup-physical'); // newer than the logical one: a recovery host must skip it
+  await backup('backup-logical');
+  await stack.client.workflow.execute('backup', { taskQueue, workflowId: `backup-physical-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind: 'physical', requester: 'alice' }] }); // newer than the logical one: a recovery host must skip it
   await sql(config, 'orders-a', 'INSERT INTO shop.orders VALUES (3, 30)', 'DROP TABLE shop.orders', 'INSERT INTO shop.users VALUES (2, 200)');
-  await backup('logical', 'backup-archive'); // archives the binlogs holding the DROP
+  await backup('backup-archive'); // archives the binlogs holding the DROP
   // Production moves on past the archive: only the catch-up from the old primary can bring this.
   await sql(config, 'orders-a', 'INSERT INTO shop.users VALUES (3, 300)');
 }, 120_000);
@@ -110,10 +112,31 @@ describe('restore on a configured recovery host', () => {
       expect.arrayContaining(['lock recovery host', 'approval', 'lock cluster', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'switch traffic', 'mark old members for reseed', 'verify promotion', 'unlock cluster', 'unlock recovery host', 'record']),
     );
 
-    // A promoted recovery host serves production now: a new restore must not wipe it.
-    expect(await failureOf(input({ cutover: 'none', incidentId: 'INC-AGAIN' }), 'host-again')).toMatch(
+  });
+
+  it('after the promotion: older backups are of another history, the new primary is archived apart, and a restore reads its binlogs', async () => {
+    // Every backup so far holds the DROP the promotion skipped: none may seed a restore now.
+    expect(await failureOf(input({ recoverOn: undefined, dryRun: true, incidentId: 'INC-OLD' }), 'host-old-lineage')).toMatch(
+      /^step "choose backup" failed \(precondition\): no backup of orders taken since orders-recovery was promoted \(.*; older backups hold the skipped 0-26701-\d+\) at or before 0-26701-\d+$/,
+    );
+    await backup('backup-new-primary', 'orders-recovery');
+    await sql(config, 'orders-recovery', 'INSERT INTO shop.users VALUES (4, 400)', 'DROP TABLE shop.users', 'INSERT INTO shop.orders VALUES (4, 40)');
+    await backup('backup-new-archive', 'orders-recovery'); // archives the new primary's binlogs holding this DROP
+    // Both servers' binlogs are named mysql-bin.000001…: each source is archived apart.
+    expect(readdirSync(join(config.backupDir, 'orders', 'binlogs')).sort()).toEqual(['orders-a', 'orders-recovery']);
+
+    const result = (await (await start(input({ target: { kind: 'before-event', event: { table: 'users', statement: 'DROP TABLE' } } as const, recoverOn: undefined, compare: ['shop.orders'], incidentId: 'INC-AFTER' }), 'host-after')).result()) as RestoreResult;
+    expect(result.status).toBe('succeeded');
+    expect(result.target.archive).toBe('orders-recovery');
+    const users = result.verification!.tables.find((t) => t.table === 'shop.users')!;
+    expect(users).toMatchObject({ production: null, recovery: { rows: 4 } });
+    expect(result.verification!.tables.find((t) => t.table === 'shop.orders')).toMatchObject({ equal: true, recovery: { rows: 4 } });
+
+    // The promoted recovery host serves production now: a restore must not wipe it.
+    const usersDropped = { kind: 'before-event', event: { table: 'users', statement: 'DROP TABLE' } } as const;
+    expect(await failureOf(input({ target: usersDropped, cutover: 'none', incidentId: 'INC-WIPE' }), 'host-wipe')).toMatch(
       /^step "prepare recovery instance" failed \(precondition\): orders-recovery is writable: it may be serving production/,
     );
-    expect(await rows('orders-recovery', 'SELECT COUNT(*) AS n FROM shop.orders')).toEqual([{ n: '3' }]);
+    expect(await rows('orders-recovery', 'SELECT COUNT(*) AS n FROM shop.orders')).toEqual([{ n: '4' }]);
   });
 });
