@@ -32,7 +32,7 @@ import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR,
 import { archiveDirOf, latestArchive } from '../backup/archive';
 import { copyBackPhysical, pipeReplay, RestoreRefusedError, type ReplayTarget } from '../backup/restoreTools';
 import { runTool, toolPath } from '../backup/tools';
-import { checksumTable, diffChecksums, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
+import { checksumTable, diffChecksums, primaryKeyBoundaries, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
 import { query as runQuery } from '../mysql/connect';
 import { formatMariaGtidList, parseMariaGtidList } from '../mysql/dialect';
 import { Sandbox, type SandboxInstance } from '../sandbox/sandbox';
@@ -246,8 +246,10 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         throw ApplicationFailure.nonRetryable(`backup ${manifest.id} is physical: it is copied back into a datadir on the worker's host, not into ${recovery.label}; restore from a logical backup there`, 'BadInput');
       }
 
-      if (input.method === 'sql-thread') {
-        // The binlog server serves the archive: copies of the files and an index naming them.
+      // The binlog server serves the archive (copies of the files and an index naming them). It is
+      // made ready while the backup loads: neither waits for the other.
+      const binlogServerReady = (async () => {
+        if (input.method !== 'sql-thread') return;
         const entries = JSON.parse(await readFile(join(archiveDir(input), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
         const binlogDir = join(binlogServer.dir, 'binlog');
         await mkdir(binlogDir, { recursive: true });
@@ -261,54 +263,66 @@ export function createRestoreActivities({ config }: ActivityDeps) {
           await c.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [REPL.user, '%', REPL.password]);
           await c.query('GRANT REPLICATION SLAVE ON *.* TO ?@?', [REPL.user, '%']);
         });
+      })();
+      binlogServerReady.catch(() => undefined); // awaited below; a load failing first must not leave it unhandled
+
+      try {
+        const loadMs = await loadBackup();
+        await binlogServerReady;
+        return { backupGtid: manifest.gtid, kind: manifest.kind, loadMs };
+      } catch (err) {
+        await binlogServerReady.catch(() => undefined); // settled before the failure is reported: nothing starts after it
+        throw err;
       }
 
-      let loadMs = 0;
-      if (!(await exists(marker))) {
-        const started = Date.now();
-        heartbeat(`wiping ${recovery.label}`);
-        await recovery.wipe();
-        if (manifest.kind === 'physical') {
-          heartbeat('copying the physical backup back');
-          const { scratchRecovery } = scratchServers(input);
-          await refusalsAreFinal(() =>
-            copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(scratchRecovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) }),
-          );
-          await recovery.start();
+      async function loadBackup(): Promise<number> {
+        let loadMs = 0;
+        if (!(await exists(marker))) {
+          const started = Date.now();
+          heartbeat(`wiping ${recovery.label}`);
+          await recovery.wipe();
+          if (manifest.kind === 'physical') {
+            heartbeat('copying the physical backup back');
+            const { scratchRecovery } = scratchServers(input);
+            await refusalsAreFinal(() =>
+              copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(scratchRecovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) }),
+            );
+            await recovery.start();
+          } else {
+            await recovery.start();
+            heartbeat('loading the dump');
+            // Unlogged: the load's binlog would be thrown away by the RESET MASTER below, and in ROW
+            // format it writes every row a second time.
+            await runTool(toolPath('mariadb'), [...recovery.client.args, '--binary-mode', '--init-command=SET SESSION sql_log_bin = 0'], {
+              credentials: recovery.client.credentials,
+              stdinFile: join(backupDir, LOGICAL_DUMP_FILE),
+              onProgress: (bytes) => heartbeat({ phase: 'load dump', bytes }),
+              timeoutMs: 6 * 3600_000,
+            });
+          }
+          // Whatever the load left in this server's binlog, and the source's replication state a
+          // physical copy carries, goes: replay must start from exactly the backup's position.
+          await recovery.run(async (c) => {
+            await c.query('STOP SLAVE');
+            await c.query('RESET SLAVE ALL');
+            await c.query('RESET MASTER');
+            await c.query('SET GLOBAL gtid_slave_pos = ?', [manifest.gtid]);
+            if (input.method === 'sql-thread') {
+              await c.query(`CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${binlogServer.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos`, [
+                recovery.binlogServerHost,
+                REPL.user,
+                REPL.password,
+              ]);
+            }
+          });
+          await mkdir(dirname(marker), { recursive: true });
+          await writeFile(marker, `${manifest.id}\n`);
+          loadMs = Date.now() - started;
         } else {
           await recovery.start();
-          heartbeat('loading the dump');
-          // Unlogged: the load's binlog would be thrown away by the RESET MASTER below, and in ROW
-          // format it writes every row a second time.
-          await runTool(toolPath('mariadb'), [...recovery.client.args, '--binary-mode', '--init-command=SET SESSION sql_log_bin = 0'], {
-            credentials: recovery.client.credentials,
-            stdinFile: join(backupDir, LOGICAL_DUMP_FILE),
-            onProgress: (bytes) => heartbeat({ phase: 'load dump', bytes }),
-            timeoutMs: 6 * 3600_000,
-          });
         }
-        // The load wrote this server's own binlog (and a physical copy carries the source's
-        // replication state): replay must start from exactly the backup's position.
-        await recovery.run(async (c) => {
-          await c.query('STOP SLAVE');
-          await c.query('RESET SLAVE ALL');
-          await c.query('RESET MASTER');
-          await c.query('SET GLOBAL gtid_slave_pos = ?', [manifest.gtid]);
-          if (input.method === 'sql-thread') {
-            await c.query(`CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${binlogServer.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos`, [
-              recovery.binlogServerHost,
-              REPL.user,
-              REPL.password,
-            ]);
-          }
-        });
-        await mkdir(dirname(marker), { recursive: true });
-        await writeFile(marker, `${manifest.id}\n`);
-        loadMs = Date.now() - started;
-      } else {
-        await recovery.start();
+        return loadMs;
       }
-      return { backupGtid: manifest.gtid, kind: manifest.kind, loadMs };
     },
 
     /**
@@ -405,8 +419,12 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       const tables: TableVerdict[] = [];
       for (const table of input.tables) {
         heartbeat(table);
-        const prod = await withInstance(config, ref, (c) => checksumTable(c, table));
-        const rec = await recovery.run((c) => checksumTable(c, table, { boundaries: prod?.boundaries }));
+        // Cut where production's primary key says, then checksum both servers at once.
+        const boundaries = (await withInstance(config, ref, (c) => primaryKeyBoundaries(c, table))) ?? undefined;
+        const [prod, rec] = await Promise.all([
+          withInstance(config, ref, (c) => checksumTable(c, table, { boundaries })),
+          recovery.run((c) => checksumTable(c, table, { boundaries })),
+        ]);
         const diff = diffChecksums(rec, prod);
         tables.push({
           table,

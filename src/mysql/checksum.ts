@@ -210,6 +210,17 @@ export async function checksumTable(conn: Conn, table: string, opts: ChecksumOpt
   };
 }
 
+/**
+ * Only the boundaries `checksumTable` would cut `db.table` at (null: no such table; [] without a
+ * primary key). With them, two servers can be checksummed at the same time, chunks lining up.
+ */
+export async function primaryKeyBoundaries(conn: Conn, table: string, opts: Pick<ChecksumOptions, 'chunkRows' | 'timeoutMs'> = {}): Promise<unknown[][] | null> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const shape = await describeTable(conn, table, timeoutMs);
+  if (!shape) return null;
+  return shape.primaryKey.length ? walkPrimaryKey(conn, shape, opts.chunkRows ?? DEFAULT_CHUNK_ROWS, timeoutMs) : [];
+}
+
 /** Compare the checksums of one table on two servers (A, then B checksummed with A's boundaries). */
 export function diffChecksums(a: TableChecksum | null, b: TableChecksum | null): ChecksumDiff {
   if (!a && !b) return { equal: true, differingChunks: [], note: 'the table exists on neither side' };
