@@ -128,6 +128,11 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     if (hostLock) await rb.step('lock recovery host', () => act.acquireClusterLock({ ...hostLock, runbook: 'restore', operator: input.requester }));
     try {
       return await recoverAndCutOver(rb, input, { ref, target, backup, plan, skip, method, cutover, replayEnd });
+    } catch (err) {
+      // A failed run stops the servers it started (their datadirs stay for inspection): left
+      // running, they would hold their ports against the next restore.
+      await wf.CancellationScope.nonCancellable(() => rb.step('stop the scratch instances (after the failure)', () => act.stopRecovery(ref))).catch(() => undefined);
+      throw err;
     } finally {
       if (hostLock) await wf.CancellationScope.nonCancellable(() => rb.step('unlock recovery host', () => act.releaseClusterLock(hostLock)));
     }
@@ -312,7 +317,7 @@ function stepsAfterPlan(skip: boolean, cutover: CutoverMode): string[] {
   ];
 }
 
-async function stopScratch(rb: Runbook, ref: { cluster: string; restoreId: string }): Promise<void> {
+async function stopScratch(rb: Runbook, ref: Ref): Promise<void> {
   await rb.step('stop the scratch instances', () => act.stopRecovery(ref));
 }
 

@@ -16,7 +16,7 @@ import { probeTopology } from '../../src/mysql/probe';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
-import { killScratchServers, startTestSandbox } from '../support/sandbox';
+import { killScratchServers, scratchServerPids, startTestSandbox } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `restore-host-${process.pid}`;
@@ -137,6 +137,8 @@ describe('restore on a configured recovery host', () => {
     expect(await failureOf(input({ target: usersDropped, cutover: 'none', incidentId: 'INC-WIPE' }), 'host-wipe')).toMatch(
       /^step "prepare recovery instance" failed \(precondition\): orders-recovery is writable: it may be serving production/,
     );
+    // The failed run stopped the binlog server it had started: nothing holds its port.
+    expect(scratchServerPids(config)).toEqual([]);
     expect(await rows('orders-recovery', 'SELECT COUNT(*) AS n FROM shop.orders')).toEqual([{ n: '4' }]);
   });
 });

@@ -52,16 +52,21 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
   }
 }
 
-/**
- * Kill the mariadbd processes a restore started under this config's backup directory (binlog
- * server, scratch recovery instance): they are not the sandbox's, and a failed case leaves them.
- */
+/** The mariadbd processes a restore started under this config's backup directory (binlog server, scratch recovery instance). */
+export function scratchServerPids(config: RunbookConfig): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${config.backupDir}/`);
+      } catch {
+        return false; // gone already
+      }
+    })
+    .map(Number);
+}
+
+/** Kill them: they are not the sandbox's, and a failed case leaves them. */
 export function killScratchServers(config: RunbookConfig): void {
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${config.backupDir}/`)) process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      /* gone already */
-    }
-  }
+  for (const pid of scratchServerPids(config)) process.kill(pid, 'SIGKILL');
 }
