@@ -119,11 +119,14 @@ describe('cluster config', () => {
 describe('docker-compose.yml', () => {
   it('is valid YAML whose worker config exists and validates', () => {
     const compose = YAML.parse(readFileSync('docker-compose.yml', 'utf8'));
-    expect(Object.keys(compose.services)).toEqual(['temporal', 'mysql-primary', 'mysql-replica', 'control', 'worker', 'approvals']);
+    expect(Object.keys(compose.services)).toEqual(['temporal', 'mysql-primary', 'mysql-replica', 'mysql-recovery', 'control', 'worker', 'approvals']);
     const configVar = (compose.services.worker.environment as string[]).find((e) => e.startsWith('RUNBOOK_CONFIG='))!;
     const path = configVar.split('=')[1]!.replace('/app/', '');
     const config = loadConfig(path, {});
     expect(getCluster(config, 'orders').instances.map((i) => i.host)).toEqual(['mysql-primary', 'mysql-replica']);
+    // The recovery host is its own service, read-only as a restore requires.
+    expect(getCluster(config, 'orders').recovery?.host).toBe('mysql-recovery');
+    expect(compose.services['mysql-recovery'].command).toContain('--read-only=ON');
     // The search attributes the engine upserts are registered by the compose dev server too.
     const attrs = (compose.services.temporal.command as string[]).filter((a) => a.endsWith('=Keyword'));
     expect(attrs.sort()).toEqual(['Cluster=Keyword', 'IncidentId=Keyword', 'Operator=Keyword', 'RunbookStatus=Keyword', 'RunbookType=Keyword']);
