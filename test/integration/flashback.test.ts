@@ -13,7 +13,7 @@ import type { RunbookConfig } from '../../src/config/load';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { FlashbackInput, FlashbackResult } from '../../src/workflows/flashback';
-import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
+import { decide, runFailover, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
@@ -149,6 +149,22 @@ describe('flashback runbook', () => {
     expect(await gtidPosition()).toBe(before);
     const log = await stepLog(config, handle.workflowId);
     expect(log.filter((r) => r.status === 'skipped').map((r) => r.step)).toEqual(['apply flashback']);
+  });
+
+  it('after a switchover, finds the mistake in the new primary\'s own archive and undoes it there', async () => {
+    await sql(config, 'orders-a', 'CREATE DATABASE moved', 'CREATE TABLE moved.prices (id INT PRIMARY KEY, price INT)', 'INSERT INTO moved.prices VALUES (1, 11), (2, 22)', 'UPDATE moved.prices SET price = 0');
+    const { result: switched } = await runFailover(stack.client, taskQueue, { mode: 'planned', target: 'orders-b' });
+    expect(switched.status).toBe('succeeded');
+    // orders-b's binlog (log_slave_updates) holds the mistake too, under its own file names, which
+    // repeat orders-a's: archived apart, it is the archive a restore or flashback now reads.
+    await new MockActivityEnvironment().run(() => createBackupActivities({ config }).archiveBinlogs({ cluster: 'orders', instance: 'orders-b' }));
+    const handle = await start(input({ table: 'moved.prices', statement: '^UPDATE' }, { incidentId: 'INC-MOVED' }), 'flashback-moved');
+    await waitForApprovalRequest(handle);
+    await decide(handle, 'approve', 'bob');
+    const result = (await handle.result()) as FlashbackResult;
+    expect(result).toMatchObject({ status: 'succeeded', rows: 2, check: { primary: 'orders-b' }, verification: { problems: [] } });
+    expect(await rows('orders-b', 'SELECT id, price FROM moved.prices ORDER BY id')).toEqual([[1, 11], [2, 22]]);
+    await eventually('the undone rows on orders-a, now a replica', async () => JSON.stringify(await rows('orders-a', 'SELECT id, price FROM moved.prices ORDER BY id')) === '[[1,11],[2,22]]');
   });
 
   it('refuses input that names no event, in one line', async () => {
