@@ -22,7 +22,7 @@
  */
 import { createHash } from 'node:crypto';
 import { access, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -30,6 +30,7 @@ import type mysql from 'mysql2/promise';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
 import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, latestArchive } from '../backup/archive';
+import { loadDump } from '../backup/dumpLoad';
 import { copyBackPhysical, pipeReplay, RestoreRefusedError, type ReplayTarget } from '../backup/restoreTools';
 import { runTool, toolPath } from '../backup/tools';
 import { checksumTable, diffChecksums, primaryKeyBoundaries, quoteIdent, parseTableName, type ChunkDiff, type TableChecksum } from '../mysql/checksum';
@@ -46,6 +47,9 @@ const REPL = { user: 'restore_repl', password: 'restore-repl-local-only' };
  * again) and costs most of replay's time; bigger buffers hold the working set of a real restore.
  */
 export const RECOVERY_CNF = ['innodb_buffer_pool_size=512M', 'innodb_log_file_size=256M', 'sync_binlog=0', 'innodb_flush_log_at_trx_commit=2'];
+
+/** Sessions loading a big table of a logical backup at once: the server's insert path is per session. */
+const LOAD_SESSIONS = Math.min(4, Math.max(2, availableParallelism()));
 
 export type ReplayMethod = 'sql-thread' | 'pipe';
 
@@ -291,11 +295,13 @@ export function createRestoreActivities({ config }: ActivityDeps) {
           } else {
             await recovery.start();
             heartbeat('loading the dump');
-            // Unlogged: the load's binlog would be thrown away by the RESET MASTER below, and in ROW
-            // format it writes every row a second time.
-            await runTool(toolPath('mariadb'), [...recovery.client.args, '--binary-mode', '--init-command=SET SESSION sql_log_bin = 0'], {
-              credentials: recovery.client.credentials,
-              stdinFile: join(backupDir, LOGICAL_DUMP_FILE),
+            // Big tables in parallel sessions (see dumpLoad.ts). Unlogged: the load's binlog would
+            // be thrown away by the RESET MASTER below, and in ROW format it writes every row twice.
+            await loadDump({
+              file: join(backupDir, LOGICAL_DUMP_FILE),
+              sessions: LOAD_SESSIONS,
+              client: recovery.client,
+              initCommand: 'SET SESSION sql_log_bin = 0',
               onProgress: (bytes) => heartbeat({ phase: 'load dump', bytes }),
               timeoutMs: 6 * 3600_000,
             });
