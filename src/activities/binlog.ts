@@ -4,7 +4,7 @@
  * failed server, so they work when that server is gone.
  */
 import { readFile, rm, mkdtemp, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { activityInfo, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -27,7 +27,7 @@ import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, type Covera
 import { parseMariaGtidList } from '../mysql/dialect';
 import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
-import { archiveDirOf, latestArchive } from '../backup/archive';
+import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
 
 /** One source's archived binlogs. */
 interface Archive {
@@ -170,15 +170,28 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     );
     return parseBinlogText(run.stdout, g.file).find((x) => x.gtid === g.gtid) ?? g;
   };
-  const scanArchive = async (a: Archive) => {
+  // Files are decoded a few at a time (one mariadb-binlog each), then concatenated in index order.
+  // With `after` (a GTID position, e.g. the oldest backup's), a file whose every transaction is at
+  // or before it is not read: nothing there can be replayed, and the archive only grows.
+  const scanArchive = async (a: Archive, after?: string) => {
     const index = await archived(a);
-    const transactions: BinlogEventGroup[] = [];
-    for (const e of index) {
-      heartbeat(e.file);
-      const present = await stat(join(archiveDir(a), e.file)).catch(() => undefined);
-      if (present) transactions.push(...(await scanFile(a, e.file)));
-    }
-    return { index, transactions };
+    const needed = new Set(filesAfter(index, after).map((e) => e.file));
+    const before = (i: number) => !needed.has(index[i]!.file);
+    const perFile: BinlogEventGroup[][] = new Array(index.length);
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < index.length; i = next++) {
+        if (before(i)) {
+          perFile[i] = [];
+          continue;
+        }
+        heartbeat(index[i]!.file);
+        const present = await stat(join(archiveDir(a), index[i]!.file)).catch(() => undefined);
+        perFile[i] = present ? await scanFile(a, index[i]!.file) : [];
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(index.length, Math.max(2, availableParallelism())) }, worker));
+    return { index, transactions: perFile.flat(), skipped: index.filter((_, i) => before(i)).map((e) => e.file) };
   };
 
   const loginOf = (cluster: string, instance: string) => {
@@ -266,13 +279,14 @@ export function createBinlogActivities({ config }: ActivityDeps) {
      * must match exactly one event (the approval shows it); a GTID must be in the archive; a point
      * in time must name its zone.
      */
-    async locateTarget(input: { cluster: string; target: RestoreTarget }): Promise<ResolvedTarget> {
+    async locateTarget(input: { cluster: string; target: RestoreTarget; after?: string }): Promise<ResolvedTarget> {
       getCluster(config, input.cluster);
-      const refuse = (message: string, type: string) => ApplicationFailure.nonRetryable(message, type);
       const t = input.target;
       const a = archiveOf(input.cluster);
       const archive = a.instance;
-      const { transactions } = await scanArchive(a);
+      const { transactions, skipped } = await scanArchive(a, input.after);
+      const unsearched = skipped.length ? ` (${skipped.join(', ')}, before the oldest backup at ${input.after}, not searched: nothing before it can be restored)` : '';
+      const refuse = (message: string, type: string) => ApplicationFailure.nonRetryable(`${message}${type === 'AmbiguousEvent' || type === 'TargetNotArchived' ? unsearched : ''}`, type);
       const endOf = (domain: number) => transactions.filter((x) => parseMariaGtidList(x.gtid)[0]!.domain === domain).at(-1)?.gtid ?? '';
       if (t.kind === 'before-event') {
         const found = findCandidates(transactions, t.event);
@@ -323,15 +337,16 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       getCluster(config, input.cluster);
       const a = archiveOf(input.cluster, input.archive);
       const index = await archived(a);
+      const { transactions, skipped } = await scanArchive(a, input.from);
       const damaged: { file: string; why: string }[] = [];
-      for (const e of index) {
+      // Every file replay may read, present and intact; those wholly before the backup are not read.
+      for (const e of index.filter((x) => !skipped.includes(x.file))) {
         heartbeat(`checking ${e.file}`);
         const path = join(archiveDir(a), e.file);
         const present = await stat(path).catch(() => undefined);
         if (!present) damaged.push({ file: e.file, why: `missing from ${archiveDir(a)}` });
         else if (e.complete && (await sha256OfFile(path)).sha256 !== e.sha256) damaged.push({ file: e.file, why: 'its sha256 differs from the archive index' });
       }
-      const { transactions } = await scanArchive(a);
       const result = checkCoverage({ index, damaged, transactions, from: input.from, to: input.to });
       if (!result.ok) throw ApplicationFailure.nonRetryable(result.problem, 'BinlogGap');
       return result;

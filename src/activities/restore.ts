@@ -29,7 +29,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type mysql from 'mysql2/promise';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
 import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
-import { archiveDirOf, latestArchive } from '../backup/archive';
+import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
 import { loadDump } from '../backup/dumpLoad';
 import { copyBackPhysical, pipeReplay, RestoreRefusedError, type ReplayTarget } from '../backup/restoreTools';
 import { runTool, toolPath } from '../backup/tools';
@@ -213,8 +213,9 @@ export function createRestoreActivities({ config }: ActivityDeps) {
   const readManifest = async (cluster: string, backupId: string): Promise<BackupManifest> =>
     JSON.parse(await readFile(join(clusterDir(cluster), backupId, MANIFEST_FILE), 'utf8')) as BackupManifest;
 
-  const archiveFiles = async (ref: RecoveryRef): Promise<string[]> =>
-    (JSON.parse(await readFile(join(archiveDir(ref), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[]).map((e) => join(archiveDir(ref), e.file));
+  /** The archived files replay from `after` reads (those wholly before it are not needed). */
+  const archiveFiles = async (ref: RecoveryRef, after: string): Promise<BinlogArchiveEntry[]> =>
+    filesAfter(JSON.parse(await readFile(join(archiveDir(ref), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[], after);
 
   /**
    * What the recovery instance has applied. SQL thread: its `gtid_slave_pos`. Pipe: the GTIDs the
@@ -254,7 +255,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       // made ready while the backup loads: neither waits for the other.
       const binlogServerReady = (async () => {
         if (input.method !== 'sql-thread') return;
-        const entries = JSON.parse(await readFile(join(archiveDir(input), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
+        const entries = await archiveFiles(input, manifest.gtid);
         const binlogDir = join(binlogServer.dir, 'binlog');
         await mkdir(binlogDir, { recursive: true });
         if (!(await exists(join(binlogServer.dir, 'data')))) {
@@ -345,7 +346,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         // A worker killed mid-pipe leaves its mariadb client applying on its own: end it (its open
         // transaction rolls back) before this run reads the position, or both would apply.
         await endOtherSessions(recovery);
-        const files = await archiveFiles(input);
+        const files = (await archiveFiles(input, input.after)).map((e) => join(archiveDir(input), e.file));
         const run = await refusalsAreFinal(() => pipeReplay({
           files,
           startAfter: input.after, // pipeReplay itself starts after whatever the server already applied

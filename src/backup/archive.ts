@@ -10,7 +10,8 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE } from './manifest';
+import { parseMariaGtidList } from '../mysql/dialect';
+import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from './manifest';
 
 export function archiveDirOf(backupDir: string, cluster: string, instance: string): string {
   return join(backupDir, cluster, BINLOG_ARCHIVE_DIR, instance);
@@ -29,4 +30,21 @@ export function latestArchive(backupDir: string, cluster: string): string | unde
     if (!best || mtimeMs > best.mtimeMs) best = { instance: e.name, mtimeMs };
   }
   return best?.instance;
+}
+
+/**
+ * The archived files a replay from `after` (a GTID position, e.g. a backup's) may read: all but
+ * those whose every transaction is at or before it, i.e. whose NEXT file starts at or before
+ * after+1 in its domain. Without `after`, all of them.
+ */
+export function filesAfter(index: BinlogArchiveEntry[], after?: string): BinlogArchiveEntry[] {
+  if (!after) return index;
+  const floor = parseMariaGtidList(after);
+  return index.filter((_, i) => {
+    const next = index[i + 1]?.firstGtid;
+    if (!next) return true;
+    const g = parseMariaGtidList(next)[0]!;
+    const f = floor.find((x) => x.domain === g.domain);
+    return !(f !== undefined && g.seq <= f.seq + 1);
+  });
 }

@@ -91,7 +91,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       'locate target',
       async () => {
         checkInput(input);
-        return long.locateTarget({ cluster: input.cluster, target: input.target });
+        return long.locateTarget({ cluster: input.cluster, target: input.target, after: await oldestBackupPosition(input) });
       },
       { note: (t) => t.description, detail: (t) => ({ target: t }) },
     );
@@ -285,16 +285,27 @@ function checkInput(input: RestoreInput): void {
   for (const t of input.compare ?? []) if (!/^[^.\s]+\.[^.\s]+$/.test(t)) refuse(`compare: "${t}" is not db.table`);
 }
 
+/** The backups this restore may use, oldest first, and the lineage that limits them. */
+async function usableBackups(input: RestoreInput) {
+  // After a promote cut-over, older backups hold the event it skipped (see startBackupLineage).
+  const lineage = await act.backupLineage({ cluster: input.cluster });
+  const backups = (await act.listBackups({ cluster: input.cluster }))
+    .filter((m) => !lineage || m.endedAt > lineage.since)
+    // A recovery host is loaded over the network: only a logical backup can be.
+    .filter((m) => (!input.backupKind || m.kind === input.backupKind) && (!input.recoverOn || m.kind === 'logical') && m.gtid);
+  return { backups, lineage };
+}
+
+/** The oldest usable backup's position: archived binlogs wholly before it need not be searched. */
+async function oldestBackupPosition(input: RestoreInput): Promise<string | undefined> {
+  return (await usableBackups(input)).backups.reduce<BackupManifest | undefined>((old, m) => (!old || m.endedAt < old.endedAt ? m : old), undefined)?.gtid;
+}
+
 /** The newest backup taken at or before the target whose files still match their checksum. */
 async function chooseBackup(input: RestoreInput, stopAt: string): Promise<BackupManifest> {
   const target = parseMariaGtidList(stopAt)[0]!;
-  // After a promote cut-over, older backups hold the event it skipped (see startBackupLineage).
-  const lineage = await act.backupLineage({ cluster: input.cluster });
-  const candidates = (await act.listBackups({ cluster: input.cluster }))
-    .filter((m) => !lineage || m.endedAt > lineage.since)
-    // A recovery host is loaded over the network: only a logical backup can be.
-    .filter((m) => (!input.backupKind || m.kind === input.backupKind) && (!input.recoverOn || m.kind === 'logical') && m.gtid && domainSeq(m.gtid, target.domain) <= target.seq)
-    .reverse();
+  const { backups, lineage } = await usableBackups(input);
+  const candidates = backups.filter((m) => domainSeq(m.gtid, target.domain) <= target.seq).reverse();
   const refused: string[] = [];
   for (const m of candidates) {
     const check = await long.verifyBackup({ cluster: input.cluster, backupId: m.id });

@@ -166,7 +166,8 @@ describe('restore runbook', () => {
     const { archiveEnd } = (await run(input({ dryRun: true }), 'restore-end')).target; // in mysql-bin.000003
     renameSync(join(archive, 'mysql-bin.000002'), join(archive, 'aside'));
     try {
-      expect(await failureOf(input({ target: { kind: 'gtid', gtid: archiveEnd }, skip: false, backupKind: 'logical' }), 'restore-missing-file')).toBe(
+      // From the physical backup (in .000001) to the end of the archive, .000002 is needed.
+      expect(await failureOf(input({ target: { kind: 'gtid', gtid: archiveEnd }, skip: false, backupKind: 'physical' }), 'restore-missing-file')).toBe(
         `step "check binlog coverage" failed (precondition): archived binlog mysql-bin.000002 is unusable: missing from ${archive}`,
       );
     } finally {

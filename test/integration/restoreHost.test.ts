@@ -5,7 +5,7 @@
  * it (writes production took after the archive included, the dropped table's DROP excluded), is
  * promoted, takes the writer endpoint, and the old members are marked for reseed.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -120,12 +120,22 @@ describe('restore on a configured recovery host', () => {
       /^step "choose backup" failed \(precondition\): no backup of orders taken since orders-recovery was promoted \(.*; older backups hold the skipped 0-26701-\d+\) at or before 0-26701-\d+$/,
     );
     await backup('backup-new-primary', 'orders-recovery');
+    await sql(config, 'orders-recovery', 'FLUSH BINARY LOGS'); // what follows is in a file of its own
     await sql(config, 'orders-recovery', 'INSERT INTO shop.users VALUES (4, 400)', 'DROP TABLE shop.users', 'INSERT INTO shop.orders VALUES (4, 40)');
     await backup('backup-new-archive', 'orders-recovery'); // archives the new primary's binlogs holding this DROP
     // Both servers' binlogs are named mysql-bin.000001…: each source is archived apart.
     expect(readdirSync(join(config.backupDir, 'orders', 'binlogs')).sort()).toEqual(['orders-a', 'orders-recovery']);
 
-    const result = (await (await start(input({ target: { kind: 'before-event', event: { table: 'users', statement: 'DROP TABLE' } } as const, recoverOn: undefined, compare: ['shop.orders'], incidentId: 'INC-AFTER' }), 'host-after')).result()) as RestoreResult;
+    // A file wholly before the oldest usable backup is neither searched nor needed: even gone, the
+    // restore goes ahead (the archive only grows; a restore reads what it can use).
+    const newArchive = join(config.backupDir, 'orders', 'binlogs', 'orders-recovery');
+    renameSync(join(newArchive, 'mysql-bin.000001'), join(newArchive, 'aside'));
+    let result: RestoreResult;
+    try {
+      result = (await (await start(input({ target: { kind: 'before-event', event: { table: 'users', statement: 'DROP TABLE' } } as const, recoverOn: undefined, compare: ['shop.orders'], incidentId: 'INC-AFTER' }), 'host-after')).result()) as RestoreResult;
+    } finally {
+      renameSync(join(newArchive, 'aside'), join(newArchive, 'mysql-bin.000001'));
+    }
     expect(result.status).toBe('succeeded');
     expect(result.target.archive).toBe('orders-recovery');
     const users = result.verification!.tables.find((t) => t.table === 'shop.users')!;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, type ArchivedTransaction } from '../../src/backup/coverage';
 import type { BinlogArchiveEntry } from '../../src/backup/manifest';
+import { filesAfter } from '../../src/backup/archive';
 
 const entry = (file: string): BinlogArchiveEntry => ({ file, sizeBytes: 1, sha256: 'x', complete: true });
 const tx = (seq: number, file: string, t = seq * 1000): ArchivedTransaction => ({ gtid: `0-7-${seq}`, file, startPosition: seq * 100, timestamp: t });
@@ -57,5 +58,18 @@ describe('points in time', () => {
   it('takes the last transaction committed at or before the second named', () => {
     expect(lastTransactionAtOrBefore(txns, 3999)?.gtid).toBe('0-7-3');
     expect(lastTransactionAtOrBefore(txns, 999)).toBeUndefined();
+  });
+});
+
+describe('archived files a replay from a position needs', () => {
+  const entry = (file: string, firstGtid?: string) => ({ file, sizeBytes: 1, sha256: 'x', complete: true, ...(firstGtid ? { firstGtid } : {}) });
+  const index = [entry('mysql-bin.000001', '0-1-1'), entry('mysql-bin.000002', '0-1-11'), entry('mysql-bin.000003', '0-1-21'), entry('mysql-bin.000004')];
+
+  it('skips files whose every transaction is at or before the position, never the one holding the next', () => {
+    expect(filesAfter(index, '0-1-9').map((e) => e.file)).toEqual(['mysql-bin.000001', 'mysql-bin.000002', 'mysql-bin.000003', 'mysql-bin.000004']);
+    expect(filesAfter(index, '0-1-10').map((e) => e.file)).toEqual(['mysql-bin.000002', 'mysql-bin.000003', 'mysql-bin.000004']);
+    expect(filesAfter(index, '0-2-25').map((e) => e.file)).toEqual(['mysql-bin.000003', 'mysql-bin.000004']); // the server id does not matter
+    expect(filesAfter(index, '1-1-99').map((e) => e.file)).toHaveLength(4); // another domain says nothing about these
+    expect(filesAfter(index)).toHaveLength(4);
   });
 });
