@@ -67,7 +67,7 @@ interface RecoveryServer {
   /** What people read: `scratch instance 127.0.0.1:23111` or `recovery host orders-recovery`. */
   label: string;
   /** A datadir on this host: physical backups can be copied back into it. */
-  local: boolean;
+  datadir?: string;
   /** Where its replication connects to reach the binlog server. */
   binlogServerHost: string;
   start(): Promise<void>;
@@ -150,7 +150,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         marker,
         recovery: {
           label: `scratch instance ${inst.host}:${inst.port}`,
-          local: true,
+          datadir: join(inst.dir, 'data'),
           binlogServerHost: '127.0.0.1',
           start: () => sandbox.startInstance(inst),
           stop: () => sandbox.stopInstance(inst),
@@ -175,7 +175,6 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       marker,
       recovery: {
         label: `recovery host ${host.name} (${host.host}:${host.port})`,
-        local: false,
         binlogServerHost: host.binlogServerHost,
         start: () => run(async () => undefined), // it is not ours to start: reachable is enough
         // Replay ends here; a host that a promote made the primary has no replication to stop.
@@ -247,7 +246,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       const { sandbox, binlogServer, recovery, marker } = servers(input);
       const manifest = await readManifest(input.cluster, input.backupId);
       const backupDir = join(clusterDir(input.cluster), input.backupId);
-      if (manifest.kind === 'physical' && !recovery.local) {
+      if (manifest.kind === 'physical' && !recovery.datadir) {
         throw ApplicationFailure.nonRetryable(`backup ${manifest.id} is physical: it is copied back into a datadir on the worker's host, not into ${recovery.label}; restore from a logical backup there`, 'BadInput');
       }
 
@@ -288,9 +287,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
           await recovery.wipe();
           if (manifest.kind === 'physical') {
             heartbeat('copying the physical backup back');
-            const { scratchRecovery } = scratchServers(input);
             await refusalsAreFinal(() =>
-              copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: join(scratchRecovery.dir, 'data'), onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) }),
+              copyBackPhysical({ backupDataDir: join(backupDir, PHYSICAL_DATA_DIR), datadir: recovery.datadir!, onProgress: (bytes) => heartbeat({ phase: 'copy back', bytes }) }),
             );
             await recovery.start();
           } else {

@@ -29,16 +29,28 @@ export function failoverWorkflowId(cluster: string, incidentId: string): string 
   return `failover-${cluster}-${incidentId}`;
 }
 
-export interface FailoverCliOptions {
+/** What every incident runbook's command takes (failover, restore, flashback). */
+export interface IncidentCliOptions {
   cluster: string;
-  to?: string;
-  emergency?: boolean;
-  dryRun?: boolean;
   reason: string;
   as: string;
   incident?: string;
+  dryRun?: boolean;
   detach?: boolean;
   json?: boolean;
+}
+
+/** How a bad event is named on the command line (restore's and flashback's). */
+export interface BadEventCliOptions {
+  table?: string;
+  statement?: string;
+  from?: string;
+  to?: string;
+}
+
+export interface FailoverCliOptions extends IncidentCliOptions {
+  to?: string;
+  emergency?: boolean;
 }
 
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
@@ -174,12 +186,7 @@ export async function backupCommand(o: BackupCliOptions): Promise<number> {
   });
 }
 
-export interface RestoreCliOptions {
-  cluster: string;
-  table?: string;
-  statement?: string;
-  from?: string;
-  to?: string;
+export interface RestoreCliOptions extends IncidentCliOptions, BadEventCliOptions {
   gtid?: string;
   at?: string;
   skip?: boolean;
@@ -188,12 +195,6 @@ export interface RestoreCliOptions {
   cutover?: 'none' | 'copy-tables' | 'promote';
   recoverOn?: string;
   compare?: string[];
-  reason: string;
-  as: string;
-  incident?: string;
-  dryRun?: boolean;
-  detach?: boolean;
-  json?: boolean;
 }
 
 /** What the options name as the recovery target: exactly one of an event, a GTID, a point in time. */
@@ -241,19 +242,7 @@ export async function startRestore(o: RestoreCliOptions): Promise<number> {
   });
 }
 
-export interface FlashbackCliOptions {
-  cluster: string;
-  table?: string;
-  statement?: string;
-  from?: string;
-  to?: string;
-  reason: string;
-  as: string;
-  incident?: string;
-  dryRun?: boolean;
-  detach?: boolean;
-  json?: boolean;
-}
+export type FlashbackCliOptions = IncidentCliOptions & BadEventCliOptions;
 
 /** The bad event the options name (table, statement pattern, window with zoned times), as restore reads them. */
 export function flashbackEventOf(o: FlashbackCliOptions): BadEventQuery {

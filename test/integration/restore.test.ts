@@ -6,17 +6,16 @@
  * verifies against production with chunked checksums, and after approval copies the repaired table
  * back. Holes in the archive are refused before anything is restored.
  */
-import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
-import { eventually, startTestSandbox } from '../support/sandbox';
-import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
+import { eventually, killScratchServers, scratchServerPids, startTestSandbox } from '../support/sandbox';
+import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `restore-${process.pid}`;
 let config: RunbookConfig;
@@ -35,28 +34,11 @@ const input = (over: Partial<RestoreInput> = {}): RestoreInput => ({
   requester: 'alice', reason: 'orders table dropped', incidentId: 'INC-DROP', ...over,
 });
 
-async function rows(instance: string, statement: string): Promise<Record<string, unknown>[]> {
-  const conn = await connect(instanceEndpoint(config, 'orders', instance));
-  try {
-    return (await conn.query(statement))[0] as Record<string, unknown>[];
-  } finally {
-    conn.destroy();
-  }
-}
+const rows = (instance: string, statement: string) => rowsOn(config, instance, statement);
 
 const count = async (instance: string, from: string) => Number((await rows(instance, `SELECT COUNT(*) AS n FROM ${from}`))[0]!.n);
 
-/** mariadbd processes started from this test's restore scratch directory. */
-function scratchServerPids(): string[] {
-  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${config.backupDir}/orders/restore/`);
-    } catch {
-      return false;
-    }
-  });
-}
-const scratchServers = () => scratchServerPids().length;
+const scratchServers = () => scratchServerPids(config).length;
 const restoreDirs = () => (existsSync(join(config.backupDir, 'orders/restore')) ? readdirSync(join(config.backupDir, 'orders/restore')).length : 0);
 const backup = (kind: 'logical' | 'physical', id: string) =>
   stack.client.workflow.execute('backup', { taskQueue, workflowId: `${id}-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind, requester: 'alice' }] });
@@ -82,7 +64,7 @@ afterAll(async () => {
   await stack?.stop();
   await sandbox?.destroy();
   // Scratch servers live under the backup dir, not the sandbox's: a failed case must not leave them.
-  for (const pid of scratchServerPids()) process.kill(Number(pid), 'SIGKILL');
+  killScratchServers(config);
 });
 
 describe('restore runbook', () => {

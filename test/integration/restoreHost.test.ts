@@ -11,13 +11,12 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { withControl } from '../../src/control/store';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import { probeTopology } from '../../src/mysql/probe';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
 import { killScratchServers, scratchServerPids, startTestSandbox } from '../support/sandbox';
-import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
+import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `restore-host-${process.pid}`;
 let config: RunbookConfig;
@@ -42,14 +41,7 @@ const input = (over: Partial<RestoreInput> = {}): RestoreInput => ({
   ...over,
 });
 
-async function rows(instance: string, statement: string): Promise<Record<string, unknown>[]> {
-  const conn = await connect(instanceEndpoint(config, 'orders', instance));
-  try {
-    return (await conn.query(statement))[0] as Record<string, unknown>[];
-  } finally {
-    conn.destroy();
-  }
-}
+const rows = (instance: string, statement: string) => rowsOn(config, instance, statement);
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('restore-host', 26700));

@@ -52,3 +52,13 @@ export async function sql(config: RunbookConfig, instance: string, ...statements
     conn.destroy();
   }
 }
+
+/** The rows one statement returns on an instance of `orders`, as the engine's admin user. */
+export async function rowsOn(config: RunbookConfig, instance: string, statement: string): Promise<Record<string, unknown>[]> {
+  const conn = await connect(instanceEndpoint(config, 'orders', instance));
+  try {
+    return (await conn.query(statement))[0] as Record<string, unknown>[];
+  } finally {
+    conn.destroy();
+  }
+}
