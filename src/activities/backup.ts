@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Context, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -28,7 +28,8 @@ import {
   type BinlogArchiveEntry,
 } from '../backup/manifest';
 import { archiveDirOf } from '../backup/archive';
-import { fetchBinlogs, listFiles, logicalBackup, physicalBackup, sha256OfFile, sha256OfFiles, ToolError, ToolNotFoundError, type ServerLogin } from '../backup/tools';
+import { eventsOf } from '../backup/eventIndex';
+import { fetchBinlogs, listFiles, logicalBackup, physicalBackup, sha256OfFile, sha256OfFiles, ToolError, ToolNotFoundError, writeJsonAtomically, type ServerLogin } from '../backup/tools';
 import { ConfigError, getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
 import { query, type Conn } from '../mysql/connect';
 import type { InstanceRef } from '../shared/types';
@@ -89,12 +90,6 @@ export interface BackupLineage {
 
 async function readLineage(file: string): Promise<BackupLineage | undefined> {
   return existsSync(file) ? (JSON.parse(await readFile(file, 'utf8')) as BackupLineage) : undefined;
-}
-
-async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.${randomUUID()}.tmp`;
-  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 });
-  await rename(tmp, file);
 }
 
 async function readManifest(file: string): Promise<BackupManifest> {
@@ -324,6 +319,18 @@ export function createBackupActivities({ config }: ActivityDeps) {
     }
     const entries = [...index.values()].sort((a, b) => compareBinlogNames(a.file, b.file));
     await writeJsonAtomically(indexFile, entries);
+    // Decode what was copied now, while nothing is burning: a restore then locates its bad event
+    // from these indexes instead of decoding during the incident (see eventIndex.ts). The archive
+    // is complete without them: a failure here is logged and the restore decodes for itself.
+    for (const file of toFetch) {
+      heartbeat({ phase: 'index binlog events', file });
+      try {
+        const { groups, decoded } = await eventsOf(dir, index.get(file)!, () => heartbeat({ phase: 'index binlog events', file }));
+        log.info('binlog events indexed', { file, transactions: groups.length, decoded });
+      } catch (err) {
+        log.warn('binlog events not indexed; a restore will decode this file itself', { file, error: (err as Error).message.split('\n')[0] });
+      }
+    }
     log.info('binlogs archived', { instance: input.instance, fetched: toFetch.length, archived: entries.length });
     return entries;
   }

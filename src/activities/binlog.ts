@@ -28,6 +28,7 @@ import { parseMariaGtidList } from '../mysql/dialect';
 import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
+import { eventsOf } from '../backup/eventIndex';
 
 /** One source's archived binlogs. */
 interface Archive {
@@ -141,25 +142,16 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     return parseBinlogText(run.stdout, file);
   };
 
-  // One decode per file version, without row images (-v): GTIDs, positions, times, statements and
-  // tables are all there, at a fraction of the cost. Cached: locating and coverage read the same files.
+  // One decode per file version, kept beside the archive (see eventIndex.ts; the archive step
+  // usually made it already) and in memory: locating and coverage read the same files.
   const scans = new Map<string, BinlogEventGroup[]>();
-  const scanFile = async (a: Archive, file: string): Promise<BinlogEventGroup[]> => {
-    const path = join(archiveDir(a), file);
-    const st = await stat(path);
-    const key = `${path}:${st.size}:${st.mtimeMs}`;
+  const scanFile = async (a: Archive, entry: BinlogArchiveEntry): Promise<BinlogEventGroup[]> => {
+    const key = `${archiveDir(a)}/${entry.file}:${entry.sizeBytes}:${entry.sha256}`;
     const cached = scans.get(key);
     if (cached) return cached;
-    const dir = await mkdtemp(join(tmpdir(), 'runbook-scan-'));
-    try {
-      const out = join(dir, 'binlog.txt');
-      await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', path], { stdoutFile: out, env: { TZ: 'UTC' }, timeoutMs: 30 * 60_000, onProgress: () => heartbeat(file) });
-      const groups = parseBinlogText(await readFile(out, 'utf8'), file);
-      scans.set(key, groups);
-      return groups;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const { groups } = await eventsOf(archiveDir(a), entry, () => heartbeat(entry.file));
+    scans.set(key, groups);
+    return groups;
   };
   /** One transaction in full (row images counted), decoded from its own positions only. */
   const detailOf = async (a: Archive, g: BinlogEventGroup): Promise<BinlogEventGroup> => {
@@ -187,7 +179,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         }
         heartbeat(index[i]!.file);
         const present = await stat(join(archiveDir(a), index[i]!.file)).catch(() => undefined);
-        perFile[i] = present ? await scanFile(a, index[i]!.file) : [];
+        perFile[i] = present ? await scanFile(a, index[i]!) : [];
       }
     };
     await Promise.all(Array.from({ length: Math.min(index.length, Math.max(2, availableParallelism())) }, worker));

@@ -12,9 +12,9 @@
  * No Temporal here: the activities in src/activities/backup.ts map these errors to failures.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, openSync } from 'node:fs';
-import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { Transform, type Readable, type Writable } from 'node:stream';
@@ -709,6 +709,13 @@ export async function dirSize(dir: string): Promise<number> {
   };
   await walk(dir);
   return total;
+}
+
+/** Write JSON to `file` through a temporary file and a rename: a reader sees the old or the new, never half. */
+export async function writeJsonAtomically(file: string, value: unknown, opts: { pretty?: boolean } = {}): Promise<void> {
+  const tmp = `${file}.${randomUUID()}.tmp`;
+  await writeFile(tmp, (opts.pretty === false ? JSON.stringify(value) : JSON.stringify(value, null, 2)) + '\n', { mode: 0o600 });
+  await rename(tmp, file);
 }
 
 export async function sha256OfFile(file: string, onBytes?: (n: number) => void): Promise<{ sha256: string; sizeBytes: number }> {

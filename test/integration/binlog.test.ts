@@ -4,9 +4,17 @@
  * DROP is refused. Activities run in the SDK's activity test environment (real code, real servers).
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackupActivities } from '../../src/activities/backup';
 import { createBinlogActivities } from '../../src/activities/binlog';
+import { parseBinlogText } from '../../src/backup/binlogEvents';
+import { eventIndexPath, eventsOf } from '../../src/backup/eventIndex';
+import type { BinlogArchiveEntry } from '../../src/backup/manifest';
+import { runTool, toolPath } from '../../src/backup/tools';
 import type { RunbookConfig } from '../../src/config/load';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
@@ -72,6 +80,56 @@ describe('archived binlogs', () => {
     await expect(inActivity(() => binlog().flashbackTransaction({ cluster: 'orders', instance: 'orders-a', gtid: drop!.gtid, file: drop!.file, apply: true }))).rejects.toThrow(
       `${drop!.gtid} is DDL (DROP TABLE \`shop\`.\`orders\`): flashback cannot undo it; use restore and replay`,
     );
+  });
+});
+
+describe('event index kept beside the archive', () => {
+  /** What locating would read without an index: the file decoded whole, now. */
+  const decodeNow = async (path: string, file: string) =>
+    parseBinlogText((await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', path], { env: { TZ: 'UTC' } })).stdout, file);
+  const entryOf = (dir: string, file: string, bytes: Buffer): BinlogArchiveEntry => {
+    writeFileSync(join(dir, file), bytes);
+    return { file, sizeBytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), complete: false };
+  };
+
+  it('archiving decodes each copied file once and keeps the result, equal to decoding it now', async () => {
+    const dir = join(config.backupDir, 'orders', 'binlogs', 'orders-a');
+    const kept = JSON.parse(readFileSync(eventIndexPath(dir, 'mysql-bin.000001'), 'utf8')) as { sha256: string; groups: unknown[] };
+    const [entry] = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as BinlogArchiveEntry[];
+    expect(kept.sha256).toBe(entry!.sha256);
+    expect(kept.groups).toEqual(await decodeNow(join(dir, 'mysql-bin.000001'), 'mysql-bin.000001'));
+    expect(kept.groups).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'ddl', statements: ['DROP TABLE `shop`.`orders`'] })]));
+    expect((await eventsOf(dir, entry!)).decoded).toBe('none');
+  });
+
+  it('a grown copy is decoded from the last transaction it held on, even when the earlier copy ended inside it; other bytes are decoded whole', async () => {
+    const archived = join(config.backupDir, 'orders', 'binlogs', 'orders-a', 'mysql-bin.000001');
+    const bytes = readFileSync(archived);
+    const whole = await decodeNow(archived, 'mysql-bin.000001');
+    // The UPDATE without WHERE: cut the earlier copy at an event boundary inside the transaction
+    // (a copy holds whole events: the replication protocol sends nothing less).
+    const update = whole.find((g) => g.statements[0] === 'UPDATE shop.users SET points = 0')!;
+    const text = (await runTool(toolPath('mariadb-binlog'), [archived])).stdout;
+    const cut = [...text.matchAll(/^# at (\d+)$/gm)].map((m) => Number(m[1])).filter((at) => at > update.startPosition && at < update.endPosition).at(-1)!;
+    expect(cut).toBeGreaterThan(update.startPosition);
+    const dir = mkdtempSync(join(tmpdir(), 'runbook-event-index-'));
+    try {
+      const early = await eventsOf(dir, entryOf(dir, 'mysql-bin.000001', bytes.subarray(0, cut)));
+      expect(early.decoded).toBe('whole');
+      expect(early.groups.map((g) => g.gtid)).toContain(update.gtid); // the cut transaction, partly
+      const grown = await eventsOf(dir, entryOf(dir, 'mysql-bin.000001', bytes));
+      expect(grown.decoded).toBe('tail');
+      expect(grown.groups).toEqual(whole);
+
+      // An index that was not made from these bytes is never extended: decoded whole again.
+      const path = eventIndexPath(dir, 'mysql-bin.000001');
+      writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), sizeBytes: cut, sha256: '0'.repeat(64), groups: early.groups }));
+      const again = await eventsOf(dir, entryOf(dir, 'mysql-bin.000001', bytes));
+      expect(again.decoded).toBe('whole');
+      expect(again.groups).toEqual(whole);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
