@@ -15,6 +15,9 @@
  *              `mariadb-binlog --start-position … | mariadb` up to just before the DROP and from just
  *              after it to the end of the archive, through `bash -c 'set -o pipefail; …'`.
  *
+ * Each side starts on a quiet machine (see settle): the sandbox's servers are still purging and
+ * flushing after the generated transactions, and that load would otherwise fall on one side only.
+ *
  *   npm run bench:restore -- [--rows N] [--trx M] [--writers W] [--method sql-thread|pipe] [--backup logical|physical]
  * With --backup physical the runbook copies a physical backup back; the baseline still loads the dump.
  * Both results are checked against each other (and production) and a mismatch is printed loudly.
@@ -142,6 +145,35 @@ async function tableSum(run: (sql: string) => Promise<Record<string, unknown>[]>
   return { rows: Number(r!.n), checksum: String(r!.crc) };
 }
 const checksumTable = async (run: (sql: string) => Promise<Record<string, unknown>[]>, table: string) => String((await run(`CHECKSUM TABLE ${table}`))[0]!.Checksum);
+
+/** CPU time of the whole machine (all cores) from /proc/stat: busy and total jiffies. */
+function cpuJiffies(): { busy: number; total: number } {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+  const n = fields.map(Number);
+  const idle = n[3]! + (n[4] ?? 0); // idle + iowait
+  const total = n.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest is inside user)
+  return { busy: total - idle, total };
+}
+
+/**
+ * Wait until the machine is quiet (under 10 % busy for three 1-second samples in a row, at most
+ * three minutes): after 100k transactions the sandbox servers purge and flush for a while, and
+ * whichever side is measured first would otherwise run against that. Both sides start quiet.
+ */
+async function settle(what: string): Promise<void> {
+  const t0 = performance.now();
+  let quiet = 0;
+  let last = cpuJiffies();
+  let busyPct = 100;
+  while (quiet < 3 && performance.now() - t0 < 180_000) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = cpuJiffies();
+    busyPct = (100 * (now.busy - last.busy)) / Math.max(1, now.total - last.total);
+    last = now;
+    quiet = busyPct < 10 ? quiet + 1 : 0;
+  }
+  log(`  quiet before ${what} after ${sec(performance.now() - t0)} (last second ${busyPct.toFixed(0)} % busy)`);
+}
 
 const tsMs = (ts: proto.temporal.api.history.v1.IHistoryEvent['eventTime']) => Number(ts?.seconds?.toString() ?? 0) * 1000 + (ts?.nanos ?? 0) / 1e6;
 
@@ -314,6 +346,7 @@ try {
     if (seen.recoveryUp === undefined && existsSync(join(recoveryDir, 'mysqld.sock'))) seen.recoveryUp = t;
     if (seen.loaded === undefined && existsSync(join(recoveryDir, 'loaded'))) seen.loaded = t;
   }, 20);
+  await settle('the runbook');
   log('restore workflow: locate the DROP → backup → load → replay → skip → replay the rest → verify');
   const input = restoreInput({ event: { table: DROPPED_TABLE, statement: 'DROP TABLE' }, skip: true, compare: [BIG_TABLE], incidentId: 'BENCH-PITR', method: METHOD });
   const t0 = performance.now();
@@ -388,6 +421,7 @@ try {
   baseline.extraCnf = sameCnf;
   log(`baseline: fresh mariadbd on port ${BASELINE_PORT} (the recovery instance's cnf)`);
   const startup = await timed(() => sandbox.startInstance(baseline));
+  await settle('the baseline');
   const mariadb = `${q(toolPath('mariadb'))} --socket=${q(sandbox.socketOf(baseline))} --user=root --binary-mode`;
   const binlogTool = q(toolPath('mariadb-binlog'));
   log('  mariadb < dump.sql');
