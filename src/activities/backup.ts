@@ -86,6 +86,12 @@ export interface BackupLineage {
   promoted: string;
   skipped: string;
   workflowId: string;
+  /**
+   * The members before the promotion: they all hold the skipped event. A backup of one would
+   * bring it back into every restore seeded from it, so none is taken until it is reseeded from
+   * the promoted server (and taken off this list).
+   */
+  stale?: string[];
 }
 
 async function readLineage(file: string): Promise<BackupLineage | undefined> {
@@ -123,6 +129,15 @@ export function createBackupActivities({ config }: ActivityDeps) {
           }
           log.info('backup already complete', { backupId: input.backupId });
           return existing;
+        }
+        const lineageFile = join(clusterDir(input.cluster), LINEAGE_FILE);
+        const lineage = await readLineage(lineageFile);
+        if (lineage?.stale?.includes(input.instance)) {
+          throw refuse(
+            `${input.instance} holds ${lineage.skipped}, which restore ${lineage.workflowId} skipped when it promoted ${lineage.promoted}: a backup of it would bring that event back; ` +
+              `reseed it from ${lineage.promoted}, then take it off "stale" in ${lineageFile}`,
+            'StaleMember',
+          );
         }
         const key = `${input.cluster}/${input.backupId}`;
         if (inFlight.has(key)) throw ApplicationFailure.retryable(`backup ${key} is already running in this worker`, 'BackupInProgress');
@@ -170,11 +185,11 @@ export function createBackupActivities({ config }: ActivityDeps) {
      * backup with the new primary's binlogs: from now on they use backups ended after this.
      * Recorded once per run (a retry keeps the first time).
      */
-    async startBackupLineage(input: { cluster: string; promoted: string; skipped: string; workflowId: string }): Promise<BackupLineage> {
+    async startBackupLineage(input: { cluster: string; promoted: string; skipped: string; workflowId: string; stale: string[] }): Promise<BackupLineage> {
       const file = join(clusterDir(input.cluster), LINEAGE_FILE);
       const current = await readLineage(file);
       if (current?.workflowId === input.workflowId) return current;
-      const lineage: BackupLineage = { since: new Date().toISOString(), promoted: input.promoted, skipped: input.skipped, workflowId: input.workflowId };
+      const lineage: BackupLineage = { since: new Date().toISOString(), promoted: input.promoted, skipped: input.skipped, workflowId: input.workflowId, stale: input.stale };
       await mkdir(clusterDir(input.cluster), { recursive: true, mode: 0o700 });
       await writeJsonAtomically(file, lineage);
       return lineage;

@@ -240,8 +240,9 @@ async function promoteRecoveryHost(
     throw err;
   }
   await rb.step('promote recovery host', () => act.promoteCandidate({ cluster, instance: host, expectedSource: o.primary }), { note: (p) => `${host} writable at ${p.position}` });
-  await rb.step('start a new backup lineage', () => act.startBackupLineage({ cluster, promoted: host, skipped: o.badEvent, workflowId: wf.workflowInfo().workflowId }), {
-    note: (l) => `backups ended before ${l.since} hold ${o.badEvent}: restores will not use them`,
+  const stale = o.members.map((m) => m.instance);
+  await rb.step('start a new backup lineage', () => act.startBackupLineage({ cluster, promoted: host, skipped: o.badEvent, workflowId: wf.workflowInfo().workflowId, stale }), {
+    note: (l) => `backups ended before ${l.since} hold ${o.badEvent}: restores will not use them, and ${stale.join(', ')} are not backed up until reseeded`,
   });
   await rb.step('switch traffic', async () => {
     const endpoint = await act.setWriterEndpoint({ cluster, instance: host, workflowId: wf.workflowInfo().workflowId, incidentId: input.incidentId });
@@ -290,7 +291,7 @@ async function usableBackups(input: RestoreInput) {
   // After a promote cut-over, older backups hold the event it skipped (see startBackupLineage).
   const lineage = await act.backupLineage({ cluster: input.cluster });
   const backups = (await act.listBackups({ cluster: input.cluster }))
-    .filter((m) => !lineage || m.endedAt > lineage.since)
+    .filter((m) => !lineage || (m.endedAt > lineage.since && !lineage.stale?.includes(m.instance)))
     // A recovery host is loaded over the network: only a logical backup can be.
     .filter((m) => (!input.backupKind || m.kind === input.backupKind) && (!input.recoverOn || m.kind === 'logical') && m.gtid);
   return { backups, lineage };

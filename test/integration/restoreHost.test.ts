@@ -111,6 +111,13 @@ describe('restore on a configured recovery host', () => {
     expect(await failureOf(input({ recoverOn: undefined, dryRun: true, incidentId: 'INC-OLD' }), 'host-old-lineage')).toMatch(
       /^step "choose backup" failed \(precondition\): no backup of orders taken since orders-recovery was promoted \(.*; older backups hold the skipped 0-26701-\d+\) at or before 0-26701-\d+$/,
     );
+    // The old members hold that DROP too: a backup of one is refused, and nothing is written.
+    const backupsBefore = readdirSync(join(config.backupDir, 'orders')).sort();
+    const staleBackup = (await backup('backup-stale-member', 'orders-b').catch((e: unknown) => e)) as { cause?: Error };
+    expect(staleBackup.cause?.message).toMatch(
+      /^step "take logical backup" failed \(precondition\): orders-b holds 0-26701-\d+, which restore host-promote-\d+ skipped when it promoted orders-recovery: a backup of it would bring that event back; reseed it from orders-recovery, then take it off "stale" in \S+lineage\.json$/,
+    );
+    expect(readdirSync(join(config.backupDir, 'orders')).sort()).toEqual(backupsBefore);
     await backup('backup-new-primary', 'orders-recovery');
     await sql(config, 'orders-recovery', 'FLUSH BINARY LOGS'); // what follows is in a file of its own
     await sql(config, 'orders-recovery', 'INSERT INTO shop.users VALUES (4, 400)', 'DROP TABLE shop.users', 'INSERT INTO shop.orders VALUES (4, 40)');
