@@ -235,10 +235,35 @@ program
     process.exitCode = await startFlashback({ cluster, ...opts });
   });
 
+/** Refuse to release a lock whose holding workflow is still running (or cannot be asked about). */
+async function refuseWhileRunning(lock: string, workflowId: string): Promise<void> {
+  const { connectClient } = await import('../temporal/client');
+  const { WorkflowNotFoundError } = await import('@temporalio/client');
+  let status: string;
+  let type = '';
+  const client = await connectClient().catch((err: Error) => {
+    throw new Error(`cannot tell whether ${workflowId}, which holds ${lock}'s lock, is over (Temporal: ${err.message.split('\n')[0]}); --force releases it anyway`);
+  });
+  try {
+    const d = await client.workflow.getHandle(workflowId).describe();
+    status = d.status.name;
+    type = d.type;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return; // gone from Temporal (or never there): over
+    throw new Error(`cannot tell whether ${workflowId}, which holds ${lock}'s lock, is over (Temporal: ${(err as Error).message.split('\n')[0]}); --force releases it anyway`);
+  } finally {
+    await client.connection.close();
+  }
+  if (status === 'RUNNING') {
+    throw new Error(`${lock}'s lock is held by ${workflowId} (${type}), which is still running: cancel it, or terminate it in the Temporal UI, first; --force releases the lock anyway`);
+  }
+}
+
 program
   .command('unlock <cluster>')
   .description("release a cluster's runbook lock left by a run that is over (terminated, lost); <cluster>/<recovery host> releases a recovery host's")
   .requiredOption('--as <name>', 'who releases it (logged)')
+  .option('--force', 'release it without asking Temporal whether the holding run is over')
   .action(async (cluster: string, opts) => {
     const cfg = config();
     const [name, host] = cluster.split('/');
@@ -248,6 +273,8 @@ program
       const [rows] = await c.query('SELECT workflow_id FROM runbook_lock WHERE cluster = ?', [cluster]);
       const row = (rows as { workflow_id: string }[])[0];
       if (!row) return undefined;
+      // The lock is what keeps two runbooks off one cluster: a run that is still going keeps it.
+      if (!opts.force) await refuseWhileRunning(cluster, row.workflow_id);
       await c.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [cluster, row.workflow_id]);
       await c.query(
         "INSERT INTO failover_log (status, runbook, cluster, step, operator, workflow_id, detail) VALUES ('unlocked', 'cli', ?, 'cluster lock released by hand', ?, ?, ?)",

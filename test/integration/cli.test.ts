@@ -65,6 +65,26 @@ describe('runbook CLI', () => {
     expect(rows[0]).toMatchObject({ status: 'unlocked', operator: 'alice', workflow_id: 'failover-orders-GONE' });
   });
 
+  it('unlock refuses while the holding run is still going (it is the lock that keeps two runbooks apart); --force releases it', async () => {
+    const client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+    // A run no worker picks up: it stays RUNNING, as a failover waiting for approval would.
+    const live = await client.workflow.start('healthCheck', { taskQueue: `nobody-${process.pid}`, workflowId: `failover-orders-LIVE-${Date.now()}`, args: [{}] });
+    try {
+      await withControl(config, (c) => c.query("INSERT INTO runbook_lock (cluster, workflow_id, runbook, operator) VALUES ('orders', ?, 'failover', 'dave')", [live.workflowId]));
+      const refused = await runbook('unlock', 'orders', '--as', 'alice');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr.trim()).toBe(
+        `runbook: orders's lock is held by ${live.workflowId} (healthCheck), which is still running: cancel it, or terminate it in the Temporal UI, first; --force releases the lock anyway`,
+      );
+      const held = await withControl(config, async (c) => (await c.query('SELECT workflow_id FROM runbook_lock WHERE cluster = ?', ['orders']))[0] as unknown[]);
+      expect(held).toEqual([{ workflow_id: live.workflowId }]);
+      expect((await runbook('unlock', 'orders', '--as', 'alice', '--force')).stdout.trim()).toBe(`released orders's lock (held by ${live.workflowId})`);
+    } finally {
+      await live.terminate('test over').catch(() => undefined);
+      await client.connection.close();
+    }
+  });
+
   it('backup --schedule registers a Temporal Schedule for the backup runbook', async () => {
     const out = await runbook('backup', 'orders', '--as', 'alice', '--kind', 'logical', '--schedule', '30 2 * * *');
     expect(out.stdout.trim()).toBe('schedule backup-orders-logical created: 30 2 * * * (UTC); see it in the Temporal UI under Schedules');
