@@ -476,7 +476,7 @@ try {
   console.log(`\n  runbook (restore workflow, wall clock):   ${sec(runbookWall)}`);
   for (const s of steps) {
     const ms = s.endedAt - s.startedAt;
-    const extra = /prepare/i.test(s.name) && runbookLoad !== undefined ? `   (dump load ≈ ${sec(runbookLoad)}, scratch instances + binlog copy ≈ ${sec(ms - runbookLoad)})` : '';
+    const extra = /prepare/i.test(s.name) && runbookLoad !== undefined && BACKUP === 'logical' ? `   (dump load ≈ ${sec(runbookLoad)}, scratch instances + binlog copy ≈ ${sec(ms - runbookLoad)})` : '';
     console.log(`    ${s.name.padEnd(38)} ${sec(ms).padStart(9)}  ${pct(ms, runbookWall).padStart(7)}${extra}`);
   }
   console.log(`    ${'orchestration (wall − Σ steps)'.padEnd(38)} ${sec(overhead).padStart(9)}  ${pct(overhead, runbookWall).padStart(7)}   target < 5 %`);
@@ -488,7 +488,7 @@ try {
   console.log(`    replay the rest                          ${sec(replayRest).padStart(9)}`);
   console.log(`\n  ratio baseline / runbook, total:                         ${(baselineTotal / runbookWall).toFixed(2)}×   target ≥ 2×`);
   console.log(`  ratio baseline / runbook, load + replay only:            ${(baselineTotal / (runbookPrepare + runbookReplay)).toFixed(2)}×   (runbook prepare + replay steps ${sec(runbookPrepare + runbookReplay)})`);
-  if (runbookLoad !== undefined) console.log(`  ratio baseline / runbook, dump load only:                ${(baselineLoad / runbookLoad).toFixed(2)}×`);
+  if (runbookLoad !== undefined && BACKUP === 'logical') console.log(`  ratio baseline / runbook, dump load only:                ${(baselineLoad / runbookLoad).toFixed(2)}×`);
   console.log(`  ratio baseline / runbook, replay only:                   ${(baselineReplay / runbookReplay).toFixed(2)}×   (runbook ${METHOD} ${sec(runbookReplay)} vs hand-run pipe ${sec(baselineReplay)})`);
   console.log(`  orchestration overhead:                                  ${pct(overhead, runbookWall)} of the runbook's total`);
   if (mismatches.length) {
