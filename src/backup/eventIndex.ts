@@ -50,7 +50,8 @@ async function sha256OfPrefix(path: string, bytes: number): Promise<string> {
 /**
  * Decode `file` with `mariadb-binlog --base64-output=DECODE-ROWS` (no row images: GTIDs,
  * positions, times, statements and tables are all there), from `startPosition` on when given (an
- * event boundary: the end of a transaction). Times are read in UTC whatever the worker's TZ.
+ * event boundary: where a transaction's GTID event starts). Times are read in UTC whatever the
+ * worker's TZ.
  */
 async function decode(path: string, file: string, startPosition: number | undefined, onProgress?: () => void): Promise<BinlogEventGroup[]> {
   const dir = await mkdtemp(join(tmpdir(), 'runbook-scan-'));
