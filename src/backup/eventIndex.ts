@@ -92,8 +92,11 @@ export async function eventsOf(archiveDir: string, entry: BinlogArchiveEntry, on
   } else {
     groups = await decode(path, entry.file, undefined, onProgress);
   }
-  await mkdir(join(archiveDir, EVENT_INDEX_DIR), { recursive: true, mode: 0o700 });
+  // Keeping it only saves the next reader a decode: an archive this worker cannot write to (a
+  // read-only mount during an incident) must not stop the restore that needs these groups now.
   const index: EventIndexFile = { file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256, groups };
-  await writeJsonAtomically(eventIndexPath(archiveDir, entry.file), index, { pretty: false });
+  await mkdir(join(archiveDir, EVENT_INDEX_DIR), { recursive: true, mode: 0o700 })
+    .then(() => writeJsonAtomically(eventIndexPath(archiveDir, entry.file), index, { pretty: false }))
+    .catch(() => undefined);
   return { groups, decoded };
 }
