@@ -172,6 +172,7 @@ export async function backupCommand(o: BackupCliOptions): Promise<number> {
       return 0;
     }
     const workflowId = `backup-${o.cluster}-${newIncidentId().slice(4)}`;
+    if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
     const handle = await c.workflow.start('backup', { taskQueue, workflowId, args: [input], staticSummary: `backup ${o.cluster} (${o.kind}) by ${o.as}` });
     console.error(`started ${workflowId}`);
     try {

@@ -85,6 +85,19 @@ describe('runbook CLI', () => {
     }
   });
 
+  it('backup warns at once when no worker polls its task queue, instead of waiting in silence', async () => {
+    const taskQueue = `nobody-${process.pid}`;
+    const out = await exec('bin/runbook', ['--config', config.files[0]!, 'backup', 'orders', '--as', 'alice', '--kind', 'logical'], {
+      env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress'), RUNBOOK_TASK_QUEUE: taskQueue },
+      timeout: 4000, // it goes on following the run it started: that run waits for a worker
+    }).catch((e: { stderr: string }) => e);
+    expect(out.stderr).toContain(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
+    const started = /started (backup-orders-\S+)/.exec(out.stderr)![1]!;
+    const client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+    await client.workflow.getHandle(started).terminate('test over');
+    await client.connection.close();
+  });
+
   it('backup --schedule registers a Temporal Schedule for the backup runbook', async () => {
     const out = await runbook('backup', 'orders', '--as', 'alice', '--kind', 'logical', '--schedule', '30 2 * * *');
     expect(out.stdout.trim()).toBe('schedule backup-orders-logical created: 30 2 * * * (UTC); see it in the Temporal UI under Schedules');
