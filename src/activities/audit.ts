@@ -2,13 +2,30 @@
  * Activities that touch the control database: the step audit and sync_status. Both writes are
  * idempotent (unique keys), so Temporal running an attempt twice changes nothing.
  */
-import { log } from '@temporalio/activity';
+import { getClient, log } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { migrateControl, insertAuditRows, upsertSyncStatus, withControl } from '../control/store';
 import { getCluster } from '../config/load';
 import { syncStatusRows } from '../shared/syncStatus';
 import type { AuditRow, Topology } from '../shared/types';
 import type { ActivityDeps } from './deps';
+
+/**
+ * Whether a lock holder's run is over, as Temporal sees it: its closed status (`TERMINATED`, …),
+ * `GONE` when Temporal no longer knows it, undefined while it runs or when Temporal cannot be asked
+ * (then the lock stays: only a run known to be over loses it).
+ */
+async function runIsOver(workflowId: string): Promise<string | undefined> {
+  try {
+    const { status } = await getClient().workflow.getHandle(workflowId).describe();
+    return status.name === 'RUNNING' ? undefined : status.name;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return 'GONE';
+    log.warn('cannot tell whether the lock holder is over; the lock stays', { heldBy: workflowId, error: (err as Error).message });
+    return undefined;
+  }
+}
 
 export function createAuditActivities({ config }: ActivityDeps) {
   let migrated: Promise<unknown> | undefined;
@@ -34,14 +51,32 @@ export function createAuditActivities({ config }: ActivityDeps) {
 
     /**
      * Take the cluster's lock for a runbook that changes it. Holding it already is success (a
-     * retried or resumed run); another run holding it is a refusal naming that run.
+     * retried or resumed run); another run holding it is a refusal naming that run, unless Temporal
+     * says that run is over (terminated, timed out, failed while the lock release could not run,
+     * or gone): then the lock is taken over, and failover_log says so. A run that is over never
+     * blocks the next incident; one that may still act on the cluster always does.
      */
     async acquireClusterLock(input: { cluster: string; workflowId: string; runbook: string; operator: string }): Promise<void> {
       await ensureSchema();
       await withControl(config, async (conn) => {
-        await conn.query('INSERT IGNORE INTO runbook_lock (cluster, workflow_id, runbook, operator) VALUES (?, ?, ?, ?)', [input.cluster, input.workflowId, input.runbook, input.operator]);
-        const [rows] = await conn.query('SELECT workflow_id, runbook, operator, acquired_at FROM runbook_lock WHERE cluster = ?', [input.cluster]);
-        const holder = (rows as { workflow_id: string; runbook: string; operator: string; acquired_at: string }[])[0];
+        type Holder = { workflow_id: string; runbook: string; operator: string; acquired_at: string };
+        const take = async () => {
+          await conn.query('INSERT IGNORE INTO runbook_lock (cluster, workflow_id, runbook, operator) VALUES (?, ?, ?, ?)', [input.cluster, input.workflowId, input.runbook, input.operator]);
+          const [rows] = await conn.query('SELECT workflow_id, runbook, operator, acquired_at FROM runbook_lock WHERE cluster = ?', [input.cluster]);
+          return (rows as Holder[])[0];
+        };
+        let holder = await take();
+        const over = holder && holder.workflow_id !== input.workflowId ? await runIsOver(holder.workflow_id) : undefined;
+        if (holder && over) {
+          // Only that holder's row goes: a third run that took the lock meanwhile keeps it.
+          await conn.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [input.cluster, holder.workflow_id]);
+          await conn.query(
+            "INSERT INTO failover_log (status, runbook, cluster, step, operator, workflow_id, detail) VALUES ('unlocked', ?, ?, 'cluster lock taken over from a run that is over', ?, ?, ?)",
+            [input.runbook, input.cluster, input.operator, input.workflowId, JSON.stringify({ heldBy: holder.workflow_id, heldByRunbook: holder.runbook, holderState: over, since: holder.acquired_at })],
+          );
+          log.warn('cluster lock taken over from a run that is over', { lock: input.cluster, heldBy: holder.workflow_id, holderState: over });
+          holder = await take();
+        }
         if (holder && holder.workflow_id !== input.workflowId) {
           throw ApplicationFailure.nonRetryable(
             `cluster ${input.cluster} is locked by ${holder.runbook} run ${holder.workflow_id} (${holder.operator}, since ${holder.acquired_at} UTC); if that run is over, release it with: runbook unlock ${input.cluster}`,

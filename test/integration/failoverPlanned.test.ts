@@ -121,6 +121,23 @@ describe('planned switchover', () => {
     expect(locks).toEqual([]);
   });
 
+  it('takes over the lock of a run that was terminated holding it, and says so in failover_log', async () => {
+    const first = await startFailover(client, taskQueue, {});
+    await waitForApprovalRequest(first);
+    await first.terminate('killed by an operator while it waited for approval');
+    const held = await withControl(config, async (c) => (await c.query('SELECT workflow_id FROM runbook_lock'))[0]);
+    expect(held).toEqual([{ workflow_id: first.workflowId }]); // a terminated run releases nothing
+    const next = await startFailover(client, taskQueue, {});
+    await waitForApprovalRequest(next); // past "lock cluster"
+    await decide(next, 'reject', 'alice');
+    expect(((await next.result()) as FailoverResult).status).toBe('rejected');
+    const rows = await withControl(config, (c) => failoverHistory(c, { workflowId: next.workflowId, pageSize: 100 }));
+    expect(rows.filter((r) => r.status === 'unlocked').map((r) => [r.step, r.detail])).toEqual([
+      ['cluster lock taken over from a run that is over', expect.objectContaining({ heldBy: first.workflowId, heldByRunbook: 'failover', holderState: 'TERMINATED' })],
+    ]);
+    expect(await withControl(config, async (c) => (await c.query('SELECT * FROM runbook_lock'))[0])).toEqual([]);
+  });
+
   it('refuses self-approval and an unlisted approver, logs both, then proceeds on a valid signal', async () => {
     const handle = await startFailover(client, taskQueue, { requester: 'alice' });
     await waitForApprovalRequest(handle);
