@@ -284,7 +284,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         const found = findCandidates(transactions, t.event);
         if (found.length !== 1) {
           const list = found.slice(0, 10).map((g) => `${g.gtid} ${g.statements[0] ?? ''}`).join('; ');
-          throw refuse(`${found.length} events match; narrow the window, table or pattern${list ? `: ${list}` : ''}`, 'AmbiguousEvent');
+          throw refuse(`${found.length} events match; narrow the window, table or pattern, or confirm one by its GTID (--event)${list ? `: ${list}` : ''}`, 'AmbiguousEvent');
         }
         const event = await detailOf(a, found[0]!);
         const g = parseMariaGtidList(event.gtid)[0]!;

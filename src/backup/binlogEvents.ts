@@ -179,6 +179,8 @@ export interface BadEventQuery {
   table?: string;
   /** A case-insensitive pattern the statement text must match, e.g. `DROP TABLE` or `UPDATE .* SET`. */
   statement?: string;
+  /** The event's own GTID: how a human confirms one of the candidates an ambiguous search listed. */
+  gtid?: string;
 }
 
 /** Candidate bad events, oldest first; a human confirms which one in the approval request. */
@@ -187,6 +189,7 @@ export function findCandidates(groups: BinlogEventGroup[], q: BadEventQuery): Bi
   const wantTable = q.table?.replace(/`/g, '');
   return groups.filter(
     (g) =>
+      (q.gtid === undefined || g.gtid === q.gtid) &&
       (q.from === undefined || g.timestamp >= q.from) &&
       (q.to === undefined || g.timestamp <= q.to) &&
       (!wantTable || g.tables.some((t) => t === wantTable || t.endsWith(`.${wantTable}`))) &&

@@ -46,6 +46,8 @@ export interface BadEventCliOptions {
   statement?: string;
   from?: string;
   to?: string;
+  /** The event's GTID, confirming one of the candidates an ambiguous search listed. */
+  event?: string;
 }
 
 export interface FailoverCliOptions extends IncidentCliOptions {
@@ -200,9 +202,10 @@ export interface RestoreCliOptions extends IncidentCliOptions, BadEventCliOption
 
 /** What the options name as the recovery target: exactly one of an event, a GTID, a point in time. */
 export function restoreTargetOf(o: RestoreCliOptions): RestoreTarget {
-  const event = o.table || o.statement || o.from || o.to;
+  const event = o.table || o.statement || o.from || o.to || o.event;
   const given = [event ? 'an event' : '', o.gtid ? '--gtid' : '', o.at ? '--at' : ''].filter(Boolean);
-  if (given.length !== 1) throw new Error(`name exactly one target: an event (--table/--statement, --from/--to), --gtid or --at${given.length ? `; got ${given.join(' and ')}` : ''}`);
+  if (given.length !== 1) throw new Error(`name exactly one target: an event (--table/--statement, --from/--to, --event), --gtid or --at${given.length ? `; got ${given.join(' and ')}` : ''}`);
+  if (o.event !== undefined && !/^\d+-\d+-\d+$/.test(o.event)) throw new Error(`--event must be a GTID like 0-23101-4711, got "${o.event}"`);
   if (o.gtid) return { kind: 'gtid', gtid: o.gtid };
   if (o.at) {
     parsePointInTime(o.at); // refused here, in one line, before anything starts
@@ -210,7 +213,10 @@ export function restoreTargetOf(o: RestoreCliOptions): RestoreTarget {
   }
   return {
     kind: 'before-event',
-    event: { table: o.table, statement: o.statement, from: o.from ? parsePointInTime(o.from) : undefined, to: o.to ? parsePointInTime(o.to) : undefined },
+    event: {
+      table: o.table, statement: o.statement, from: o.from ? parsePointInTime(o.from) : undefined, to: o.to ? parsePointInTime(o.to) : undefined,
+      ...(o.event ? { gtid: o.event } : {}),
+    },
   };
 }
 
@@ -247,8 +253,8 @@ export type FlashbackCliOptions = IncidentCliOptions & BadEventCliOptions;
 
 /** The bad event the options name (table, statement pattern, window with zoned times), as restore reads them. */
 export function flashbackEventOf(o: FlashbackCliOptions): BadEventQuery {
-  if (!o.table && !o.statement && !o.from && !o.to) throw new Error('name the bad event: --table and/or --statement, optionally --from/--to');
-  const target = restoreTargetOf({ cluster: o.cluster, table: o.table, statement: o.statement, from: o.from, to: o.to, reason: o.reason, as: o.as });
+  if (!o.table && !o.statement && !o.from && !o.to && !o.event) throw new Error('name the bad event: --table and/or --statement, optionally --from/--to, or --event <gtid>');
+  const target = restoreTargetOf({ cluster: o.cluster, table: o.table, statement: o.statement, from: o.from, to: o.to, event: o.event, reason: o.reason, as: o.as });
   if (target.kind !== 'before-event') throw new Error('flashback undoes one located event: name it with --table/--statement, --from/--to');
   return target.event;
 }

@@ -118,9 +118,16 @@ describe('restore runbook', () => {
     );
   });
 
-  it('refuses when the pattern matches more than one event, before restoring anything', async () => {
+  it('refuses when the pattern matches more than one event, before restoring anything; a GTID from the list confirms one', async () => {
     const message = await failureOf(input({ target: { kind: 'before-event', event: { statement: 'INSERT' } } }), 'restore-ambiguous');
-    expect(message).toMatch(/^step "locate target" failed \(precondition\): \d+ events match; narrow the window, table or pattern/);
+    expect(message).toMatch(/^step "locate target" failed \(precondition\): \d+ events match; narrow the window, table or pattern, or confirm one by its GTID \(--event\): 0-25801-\d+ /);
+    // Two later INSERTs into users match; the list names both, and one of its GTIDs picks one.
+    const users = { statement: '^INSERT INTO shop.users VALUES \\((2|3),' };
+    const listing = await failureOf(input({ target: { kind: 'before-event', event: users }, skip: false }), 'restore-two-inserts');
+    const listed = [...listing.matchAll(/(0-25801-\d+) INSERT INTO shop\.users VALUES \((\d)/g)].map((m) => [m[1]!, m[2]!]);
+    expect(listed.map(([, id]) => id)).toEqual(['2', '3']);
+    const confirmed = await run(input({ target: { kind: 'before-event', event: { ...users, gtid: listed[0]![0] } }, skip: false, dryRun: true }), 'restore-confirmed');
+    expect(confirmed.target.event).toMatchObject({ gtid: listed[0]![0], statements: ['INSERT INTO shop.users VALUES (2, 200)'] });
   });
 
   it('UPDATE without WHERE: replayed around, verified, approved, and the repaired table swapped into production', async () => {

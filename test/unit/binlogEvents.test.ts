@@ -42,6 +42,9 @@ describe('parseBinlogText', () => {
     expect(findCandidates(groups, { statement: 'drop table', table: 'orders' }).map((g) => g.gtid)).toEqual(['0-25501-7']);
     expect(findCandidates(groups, { table: 'shop.users', statement: '^UPDATE(?!.*WHERE)' }).map((g) => g.gtid)).toEqual(['0-25501-6']);
     expect(findCandidates(groups, { from: Date.UTC(2026, 10, 23, 3, 4), statement: 'DROP' })).toEqual([]);
+    // A human confirms one of several candidates by its GTID.
+    expect(findCandidates(groups, { table: 'shop.users' }).length).toBeGreaterThan(1);
+    expect(findCandidates(groups, { table: 'shop.users', gtid: '0-25501-6' }).map((g) => g.gtid)).toEqual(['0-25501-6']);
   });
 
   it('refuses flashback over DDL and allows it over row changes', () => {

@@ -11,11 +11,14 @@ describe('restore target from CLI options', () => {
       kind: 'before-event', event: { table: 'shop.orders', statement: 'DROP TABLE', from: Date.UTC(2026, 2, 14, 1), to: undefined },
     });
     expect(restoreTargetOf({ ...base, gtid: '0-1-42' })).toEqual({ kind: 'gtid', gtid: '0-1-42' });
+    expect(restoreTargetOf({ ...base, event: '0-1-41', statement: 'DROP' })).toEqual({ kind: 'before-event', event: { statement: 'DROP', gtid: '0-1-41', table: undefined, from: undefined, to: undefined } });
     expect(restoreTargetOf({ ...base, at: '2026-03-14T09:26:53Z' })).toEqual({ kind: 'time', at: '2026-03-14T09:26:53Z' });
   });
 
   it('refuses none, two, or a time without a zone, in one line', () => {
-    expect(() => restoreTargetOf(base)).toThrow('name exactly one target: an event (--table/--statement, --from/--to), --gtid or --at');
+    expect(() => restoreTargetOf(base)).toThrow('name exactly one target: an event (--table/--statement, --from/--to, --event), --gtid or --at');
+    expect(() => restoreTargetOf({ ...base, event: '0-1-41', gtid: '0-1-42' })).toThrow('; got an event and --gtid');
+    expect(() => restoreTargetOf({ ...base, event: 'mysql-bin.000002:4' })).toThrow('--event must be a GTID like 0-23101-4711, got "mysql-bin.000002:4"');
     expect(() => restoreTargetOf({ ...base, gtid: '0-1-2', table: 't' })).toThrow('; got an event and --gtid');
     expect(() => restoreTargetOf({ ...base, table: 't', to: '2026-03-14 09:26' })).toThrow('point in time "2026-03-14 09:26" has no time zone');
   });
