@@ -16,7 +16,6 @@ import {
   flashbackRefusal,
   isFlashbackOf,
   parseBinlogText,
-  parseRowImages,
   rowImagesRefusal,
   type BadEventQuery,
   type BinlogEventGroup,
@@ -29,6 +28,7 @@ import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
 import { eventsOf } from '../backup/eventIndex';
+import { parseBinlogFile, parseRowImagesFile } from '../backup/binlogFile';
 
 /** One source's archived binlogs. */
 interface Archive {
@@ -136,10 +136,16 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     }
   };
 
-  /** Every transaction of one archived file, times in UTC whatever the worker's TZ. */
+  /** Every transaction of one archived file with its row counts (-vv), times in UTC whatever the worker's TZ. */
   const readFileGroups = async (a: Archive, file: string): Promise<BinlogEventGroup[]> => {
-    const run = await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', join(archiveDir(a), file)], { env: { TZ: 'UTC' }, timeoutMs: 10 * 60_000 });
-    return parseBinlogText(run.stdout, file);
+    const dir = await mkdtemp(join(tmpdir(), 'runbook-binlog-'));
+    try {
+      const out = join(dir, 'binlog.txt');
+      await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', join(archiveDir(a), file)], { stdoutFile: out, env: { TZ: 'UTC' }, timeoutMs: 30 * 60_000, onProgress: () => heartbeat(file) });
+      return await parseBinlogFile(out, file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   };
 
   // One decode per file version, kept beside the archive (see eventIndex.ts; the archive step
@@ -208,7 +214,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         ],
         { credentials: admin, stdoutFile: out, env: { TZ: 'UTC' }, timeoutMs: 30 * 60_000, onProgress: beat },
       );
-      return parseRowImages(await readFile(out, 'utf8'), from.file);
+      return await parseRowImagesFile(out, from.file);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -3,7 +3,8 @@
  * (run with TZ=UTC) cut into event groups, one per GTID, each with its file, start and end
  * position, time, kind (DDL or transaction), the statements (the `#Q>` annotate lines of row
  * events, the query text of DDL) and the tables it touched; with `parseRowImages`, also each row's
- * before and after images, which the flashback checks work on. Pure: the caller runs the tool.
+ * before and after images, which the flashback checks work on. Pure (workflows import it): the
+ * caller runs the tool, and backup/binlogFile.ts reads big outputs line by line.
  *
  * Positions are what replay and flashback need (`--start-position` is the group's `# at` before
  * its GTID event, `--stop-position` the end_log_pos of its last event): never a wall-clock time.
@@ -73,7 +74,11 @@ export function parseRowImages(text: string, file: string): RowImageGroup[] {
 
 const ROW_VALUE = /^###   @(\d+)=(.*?)(?: \/\*(?:(?!\*\/).)*\*\/)?$/;
 
-function parse(text: string, file: string, images: boolean): BinlogEventGroup[] {
+/**
+ * A parser fed one line of `mariadb-binlog` text at a time: whole files never need to be one
+ * string (see backup/binlogFile.ts, which streams a file through it).
+ */
+export function lineParser(file: string, images: boolean): { feed: (line: string) => void; groups: BinlogEventGroup[] } {
   const groups: BinlogEventGroup[] = [];
   let current: BinlogEventGroup | undefined;
   let lastAt = 0;
@@ -85,12 +90,11 @@ function parse(text: string, file: string, images: boolean): BinlogEventGroup[] 
   let query: string[] = [];
   let change: RowChange | undefined;
   let image: RowImage | undefined;
-  const lines = text.split('\n');
-  for (const line of lines) {
+  const feed = (line: string): void => {
     const at = /^# at (\d+)$/.exec(line);
     if (at) {
       lastAt = Number(at[1]);
-      continue;
+      return;
     }
     const h = HEADER.exec(line);
     if (h) {
@@ -123,12 +127,12 @@ function parse(text: string, file: string, images: boolean): BinlogEventGroup[] 
         if (map && !current.tables.includes(`${map[1]}.${map[2]}`)) current.tables.push(`${map[1]}.${map[2]}`);
       }
       if (!rotate && endPos > 0) prevEnd = endPos;
-      continue;
+      return;
     }
-    if (!current) continue;
+    if (!current) return;
     if (line.startsWith('#Q> ')) {
       current.statements.push(line.slice(4));
-      continue;
+      return;
     }
     if (!inQuery && line.startsWith('### ')) {
       const row = /^### (INSERT INTO|UPDATE|DELETE FROM) `([^`]+)`\.`([^`]+)`$/.exec(line);
@@ -143,16 +147,16 @@ function parse(text: string, file: string, images: boolean): BinlogEventGroup[] 
           (current as RowImageGroup).changes.push(change);
         }
         image = undefined;
-        continue;
+        return;
       }
-      if (!images || !change) continue;
+      if (!images || !change) return;
       if (line === '### WHERE') image = change.before = {};
       else if (line === '### SET') image = change.after = {};
       else {
         const v = ROW_VALUE.exec(line);
         if (v && image) image[Number(v[1])] = v[2]!;
       }
-      continue;
+      return;
     }
     if (inQuery) {
       if (line === '/*!*/;') {
@@ -167,9 +171,16 @@ function parse(text: string, file: string, images: boolean): BinlogEventGroup[] 
         }
       } else query.push(line.replace(/\/\*!\*\/;$/, ''));
     }
-  }
-  return groups;
+  };
+  return { feed, groups };
 }
+
+function parse(text: string, file: string, images: boolean): BinlogEventGroup[] {
+  const p = lineParser(file, images);
+  for (const line of text.split('\n')) p.feed(line);
+  return p.groups;
+}
+
 
 export interface BadEventQuery {
   /** Epoch ms window, inclusive. */

@@ -1,6 +1,8 @@
 /**
  * The decoded transactions of an archived binlog file, kept beside it:
- * `<archive>/.events/<file>.json` = { file, sizeBytes, sha256, groups }.
+ * `<archive>/.events/<file>.jsonl`, JSON Lines: `{ file, sizeBytes, sha256 }`, then one
+ * transaction per line. Lines, because a 1 GB binlog holds millions of transactions and their JSON
+ * as one string would pass the biggest string V8 can hold.
  *
  * Why: locating a bad event means decoding every archived file the restore can use, and decoding
  * is most of that (a few seconds per 100k transactions, minutes for a big production binlog). In
@@ -12,31 +14,60 @@
  * its index is extended from the last transaction it holds instead of decoded again, after checking
  * that the file still starts with the bytes the index was made from (sha256 of that prefix).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseBinlogText, type BinlogEventGroup } from './binlogEvents';
+import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BinlogEventGroup } from './binlogEvents';
+import { parseBinlogFile } from './binlogFile';
 import type { BinlogArchiveEntry } from './manifest';
-import { runTool, toolPath, writeJsonAtomically } from './tools';
+import { runTool, toolPath } from './tools';
 
 export const EVENT_INDEX_DIR = '.events';
 
-interface EventIndexFile {
+interface EventIndexHeader {
   file: string;
   sizeBytes: number;
   sha256: string;
-  groups: BinlogEventGroup[];
 }
+type EventIndexFile = EventIndexHeader & { groups: BinlogEventGroup[] };
 
-export const eventIndexPath = (archiveDir: string, file: string) => join(archiveDir, EVENT_INDEX_DIR, `${file}.json`);
+export const eventIndexPath = (archiveDir: string, file: string) => join(archiveDir, EVENT_INDEX_DIR, `${file}.jsonl`);
 
 async function readIndex(archiveDir: string, file: string): Promise<EventIndexFile | undefined> {
   try {
-    return JSON.parse(await readFile(eventIndexPath(archiveDir, file), 'utf8')) as EventIndexFile;
+    let header: EventIndexHeader | undefined;
+    const groups: BinlogEventGroup[] = [];
+    const lines = createInterface({ input: createReadStream(eventIndexPath(archiveDir, file), { encoding: 'utf8', highWaterMark: 1024 * 1024 }), crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (!line) continue;
+      if (header) groups.push(JSON.parse(line) as BinlogEventGroup);
+      else header = JSON.parse(line) as EventIndexHeader;
+    }
+    return header && { ...header, groups };
   } catch {
     return undefined; // absent or torn: decoded again
+  }
+}
+
+/** Write the index through a temporary file and a rename: a reader sees a whole index or none. */
+async function writeIndex(path: string, index: EventIndexFile): Promise<void> {
+  const tmp = `${path}.${randomUUID()}.tmp`;
+  const { groups, ...header } = index;
+  function* lines() {
+    yield JSON.stringify(header) + '\n';
+    for (const g of groups) yield JSON.stringify(g) + '\n';
+  }
+  try {
+    await pipeline(Readable.from(lines()), createWriteStream(tmp, { mode: 0o600 }));
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
   }
 }
 
@@ -63,7 +94,7 @@ async function decode(path: string, file: string, startPosition: number | undefi
       timeoutMs: 30 * 60_000,
       onProgress,
     });
-    return parseBinlogText(await readFile(out, 'utf8'), file);
+    return await parseBinlogFile(out, file);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -96,7 +127,7 @@ export async function eventsOf(archiveDir: string, entry: BinlogArchiveEntry, on
   // read-only mount during an incident) must not stop the restore that needs these groups now.
   const index: EventIndexFile = { file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256, groups };
   await mkdir(join(archiveDir, EVENT_INDEX_DIR), { recursive: true, mode: 0o700 })
-    .then(() => writeJsonAtomically(eventIndexPath(archiveDir, entry.file), index, { pretty: false }))
+    .then(() => writeIndex(eventIndexPath(archiveDir, entry.file), index))
     .catch(() => undefined);
   return { groups, decoded };
 }

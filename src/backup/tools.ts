@@ -712,9 +712,9 @@ export async function dirSize(dir: string): Promise<number> {
 }
 
 /** Write JSON to `file` through a temporary file and a rename: a reader sees the old or the new, never half. */
-export async function writeJsonAtomically(file: string, value: unknown, opts: { pretty?: boolean } = {}): Promise<void> {
+export async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.${randomUUID()}.tmp`;
-  await writeFile(tmp, (opts.pretty === false ? JSON.stringify(value) : JSON.stringify(value, null, 2)) + '\n', { mode: 0o600 });
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 });
   await rename(tmp, file);
 }
 

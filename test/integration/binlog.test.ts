@@ -94,7 +94,8 @@ describe('event index kept beside the archive', () => {
 
   it('archiving decodes each copied file once and keeps the result, equal to decoding it now', async () => {
     const dir = join(config.backupDir, 'orders', 'binlogs', 'orders-a');
-    const kept = JSON.parse(readFileSync(eventIndexPath(dir, 'mysql-bin.000001'), 'utf8')) as { sha256: string; groups: unknown[] };
+    const [header, ...lines] = readFileSync(eventIndexPath(dir, 'mysql-bin.000001'), 'utf8').trim().split('\n');
+    const kept = { ...(JSON.parse(header!) as { sha256: string }), groups: lines.map((l) => JSON.parse(l) as unknown) };
     const [entry] = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as BinlogArchiveEntry[];
     expect(kept.sha256).toBe(entry!.sha256);
     expect(kept.groups).toEqual(await decodeNow(join(dir, 'mysql-bin.000001'), 'mysql-bin.000001'));
@@ -123,7 +124,7 @@ describe('event index kept beside the archive', () => {
 
       // An index that was not made from these bytes is never extended: decoded whole again.
       const path = eventIndexPath(dir, 'mysql-bin.000001');
-      writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), sizeBytes: cut, sha256: '0'.repeat(64), groups: early.groups }));
+      writeFileSync(path, [{ file: 'mysql-bin.000001', sizeBytes: cut, sha256: '0'.repeat(64) }, ...early.groups].map((x) => JSON.stringify(x)).join('\n') + '\n');
       const again = await eventsOf(dir, entryOf(dir, 'mysql-bin.000001', bytes));
       expect(again.decoded).toBe('whole');
       expect(again.groups).toEqual(whole);
