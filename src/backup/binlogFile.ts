@@ -4,14 +4,30 @@
  * 512 MiB), so it is never read whole.
  */
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { lineParser, type BinlogEventGroup, type RowImageGroup } from './binlogEvents';
 
 export async function parseBinlogFile(path: string, file: string, opts: { images?: boolean } = {}): Promise<BinlogEventGroup[]> {
   const p = lineParser(file, opts.images ?? false);
-  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8', highWaterMark: 1024 * 1024 }), crlfDelay: Infinity });
-  for await (const line of lines) p.feed(line);
+  await forEachLine(path, p.feed);
   return p.groups;
+}
+
+/**
+ * Each line of a UTF-8 file, without its newline, read in 4 MiB chunks (a hand-rolled split: about
+ * twice as fast as node:readline on the millions of short lines of a decoded binlog).
+ */
+export async function forEachLine(path: string, onLine: (line: string) => void): Promise<void> {
+  let carry = '';
+  for await (const chunk of createReadStream(path, { encoding: 'utf8', highWaterMark: 4 * 1024 * 1024 })) {
+    const text = carry + (chunk as string);
+    let from = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
+      onLine(text.slice(from, nl));
+      from = nl + 1;
+    }
+    carry = text.slice(from);
+  }
+  if (carry) onLine(carry);
 }
 
 /** The same with each row's before and after images (`mariadb-binlog -vv` output). */

@@ -19,11 +19,10 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BinlogEventGroup } from './binlogEvents';
-import { parseBinlogFile } from './binlogFile';
+import { forEachLine, parseBinlogFile } from './binlogFile';
 import type { BinlogArchiveEntry } from './manifest';
 import { runTool, toolPath } from './tools';
 
@@ -42,12 +41,11 @@ async function readIndex(archiveDir: string, file: string): Promise<EventIndexFi
   try {
     let header: EventIndexHeader | undefined;
     const groups: BinlogEventGroup[] = [];
-    const lines = createInterface({ input: createReadStream(eventIndexPath(archiveDir, file), { encoding: 'utf8', highWaterMark: 1024 * 1024 }), crlfDelay: Infinity });
-    for await (const line of lines) {
-      if (!line) continue;
+    await forEachLine(eventIndexPath(archiveDir, file), (line) => {
+      if (!line) return;
       if (header) groups.push(JSON.parse(line) as BinlogEventGroup);
       else header = JSON.parse(line) as EventIndexHeader;
-    }
+    });
     return header && { ...header, groups };
   } catch {
     return undefined; // absent or torn: decoded again
