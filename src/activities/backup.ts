@@ -28,7 +28,7 @@ import {
   type BinlogArchiveEntry,
 } from '../backup/manifest';
 import { archiveDirOf } from '../backup/archive';
-import { eventsOf } from '../backup/eventIndex';
+import { indexEvents } from '../backup/eventIndex';
 import { fetchBinlogs, listFiles, logicalBackup, physicalBackup, sha256OfFile, sha256OfFiles, ToolError, ToolNotFoundError, writeJsonAtomically, type ServerLogin } from '../backup/tools';
 import { ConfigError, getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
 import { query, type Conn } from '../mysql/connect';
@@ -340,8 +340,8 @@ export function createBackupActivities({ config }: ActivityDeps) {
     for (const file of toFetch) {
       heartbeat({ phase: 'index binlog events', file });
       try {
-        const { groups, decoded } = await eventsOf(dir, index.get(file)!, () => heartbeat({ phase: 'index binlog events', file }));
-        log.info('binlog events indexed', { file, transactions: groups.length, decoded });
+        const { transactions, decoded } = await indexEvents(dir, index.get(file)!, () => heartbeat({ phase: 'index binlog events', file }));
+        log.info('binlog events indexed', { file, transactions, decoded });
       } catch (err) {
         log.warn('binlog events not indexed; a restore will decode this file itself', { file, error: (err as Error).message.split('\n')[0] });
       }

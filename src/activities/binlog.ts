@@ -13,6 +13,7 @@ import {
   conflictRefusal,
   findConflicts,
   findCandidates,
+  matchesBadEvent,
   flashbackRefusal,
   isFlashbackOf,
   parseBinlogText,
@@ -22,12 +23,12 @@ import {
   type RowImageGroup,
   type TableShape,
 } from '../backup/binlogEvents';
-import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, type Coverage } from '../backup/coverage';
+import { committedAtOrBefore, parsePointInTime, walkCoverage, type Coverage } from '../backup/coverage';
 import { parseMariaGtidList } from '../mysql/dialect';
 import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
-import { eventsOf } from '../backup/eventIndex';
+import { forEachEvent, indexEvents } from '../backup/eventIndex';
 import { parseBinlogFile, parseRowImagesFile } from '../backup/binlogFile';
 
 /** One source's archived binlogs. */
@@ -148,17 +149,6 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     }
   };
 
-  // One decode per file version, kept beside the archive (see eventIndex.ts; the archive step
-  // usually made it already) and in memory: locating and coverage read the same files.
-  const scans = new Map<string, BinlogEventGroup[]>();
-  const scanFile = async (a: Archive, entry: BinlogArchiveEntry): Promise<BinlogEventGroup[]> => {
-    const key = `${archiveDir(a)}/${entry.file}:${entry.sizeBytes}:${entry.sha256}`;
-    const cached = scans.get(key);
-    if (cached) return cached;
-    const { groups } = await eventsOf(archiveDir(a), entry, () => heartbeat(entry.file));
-    scans.set(key, groups);
-    return groups;
-  };
   /** One transaction in full (row images counted), decoded from its own positions only. */
   const detailOf = async (a: Archive, g: BinlogEventGroup): Promise<BinlogEventGroup> => {
     const run = await runTool(
@@ -168,28 +158,38 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     );
     return parseBinlogText(run.stdout, g.file).find((x) => x.gtid === g.gtid) ?? g;
   };
-  // Files are decoded a few at a time (one mariadb-binlog each), then concatenated in index order.
-  // With `after` (a GTID position, e.g. the oldest backup's), a file whose every transaction is at
-  // or before it is not read: nothing there can be replayed, and the archive only grows.
-  const scanArchive = async (a: Archive, after?: string) => {
+  /**
+   * Every archived transaction the restore can use, in archive order, one at a time: an archive
+   * may hold far more than fits in memory. With `after` (a GTID position, e.g. the oldest backup's),
+   * a file whose every transaction is at or before it is not read: nothing there can be replayed,
+   * and the archive only grows. Files without an index yet (see eventIndex.ts) are decoded a few
+   * at a time first: decoding is the slow part. `onGroup` returning false stops the walk.
+   */
+  const walkArchive = async (a: Archive, after: string | undefined, onGroup: (g: BinlogEventGroup) => boolean | void) => {
     const index = await archived(a);
-    const needed = new Set(filesAfter(index, after).map((e) => e.file));
-    const before = (i: number) => !needed.has(index[i]!.file);
-    const perFile: BinlogEventGroup[][] = new Array(index.length);
+    const needed = filesAfter(index, after);
+    const skipped = index.filter((e) => !needed.includes(e)).map((e) => e.file);
+    const present: BinlogArchiveEntry[] = [];
+    for (const e of needed) if (await stat(join(archiveDir(a), e.file)).catch(() => undefined)) present.push(e);
     let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < index.length; i = next++) {
-        if (before(i)) {
-          perFile[i] = [];
-          continue;
-        }
-        heartbeat(index[i]!.file);
-        const present = await stat(join(archiveDir(a), index[i]!.file)).catch(() => undefined);
-        perFile[i] = present ? await scanFile(a, index[i]!) : [];
+    const indexer = async () => {
+      for (let i = next++; i < present.length; i = next++) {
+        const e = present[i]!;
+        heartbeat(e.file);
+        // A failure here is met again, and reported, when the file is read below.
+        await indexEvents(archiveDir(a), e, () => heartbeat(e.file)).catch(() => undefined);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(index.length, Math.max(2, availableParallelism())) }, worker));
-    return { index, transactions: perFile.flat(), skipped: index.filter((_, i) => before(i)).map((e) => e.file) };
+    await Promise.all(Array.from({ length: Math.min(present.length, Math.max(2, availableParallelism())) }, indexer));
+    let stopped = false;
+    for (const e of present) {
+      if (stopped) break;
+      heartbeat(e.file);
+      await forEachEvent(archiveDir(a), e, (g) => {
+        if (!stopped && onGroup(g) === false) stopped = true;
+      });
+    }
+    return { index, skipped };
   };
 
   const loginOf = (cluster: string, instance: string) => {
@@ -282,48 +282,69 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       const t = input.target;
       const a = archiveOf(input.cluster);
       const archive = a.instance;
-      const { transactions, skipped } = await scanArchive(a, input.after);
-      const unsearched = skipped.length ? ` (${skipped.join(', ')}, before the oldest backup at ${input.after}, not searched: nothing before it can be restored)` : '';
-      const refuse = (message: string, type: string) => ApplicationFailure.nonRetryable(`${message}${type === 'AmbiguousEvent' || type === 'TargetNotArchived' ? unsearched : ''}`, type);
-      const endOf = (domain: number) => transactions.filter((x) => parseMariaGtidList(x.gtid)[0]!.domain === domain).at(-1)?.gtid ?? '';
-      if (t.kind === 'before-event') {
-        const found = findCandidates(transactions, t.event);
-        if (found.length !== 1) {
-          const list = found.slice(0, 10).map((g) => `${g.gtid} ${g.statements[0] ?? ''}`).join('; ');
-          throw refuse(`${found.length} events match; narrow the window, table or pattern, or confirm one by its GTID (--event)${list ? `: ${list}` : ''}`, 'AmbiguousEvent');
+      const badTarget = (message: string) => ApplicationFailure.nonRetryable(message, 'BadTarget');
+      // Bad input is refused before anything is read.
+      let wanted: ReturnType<typeof parseMariaGtidList> = [];
+      let atOrBefore: ((g: BinlogEventGroup) => boolean) | undefined;
+      let at = 0;
+      if (t.kind === 'gtid') {
+        try {
+          wanted = parseMariaGtidList(t.gtid);
+        } catch (err) {
+          throw badTarget(`target GTID: ${(err as Error).message}`);
         }
-        const event = await detailOf(a, found[0]!);
+        if (wanted.length !== 1) throw badTarget(`target GTID must be one transaction (domain-server-seq), got "${t.gtid}"`);
+      } else if (t.kind === 'time') {
+        try {
+          at = parsePointInTime(t.at);
+        } catch (err) {
+          throw badTarget((err as Error).message);
+        }
+        atOrBefore = committedAtOrBefore(at);
+      }
+
+      // One pass over the archive, keeping only what the answer needs: the matches (the first ten
+      // for the list), the transaction before each in its domain, and the last one per domain.
+      const matches = t.kind === 'before-event' ? matchesBadEvent(t.event) : (g: BinlogEventGroup) => g.gtid === (t as { gtid: string }).gtid;
+      const lastOf = new Map<number, string>();
+      const found: { g: BinlogEventGroup; before?: string }[] = [];
+      let count = 0;
+      let latest: BinlogEventGroup | undefined; // for a point in time
+      const { skipped } = await walkArchive(a, input.after, (g) => {
+        const domain = parseMariaGtidList(g.gtid)[0]!.domain;
+        if (atOrBefore) {
+          if (atOrBefore(g)) latest = g;
+        } else if (matches(g)) {
+          count++;
+          if (found.length < 10) found.push({ g, before: lastOf.get(domain) });
+        }
+        lastOf.set(domain, g.gtid);
+      });
+      const unsearched = skipped.length ? ` (${skipped.join(', ')}, before the oldest backup at ${input.after}, not searched: nothing before it can be restored)` : '';
+      const refuse = (message: string, type: string) => ApplicationFailure.nonRetryable(`${message}${unsearched}`, type);
+      const endOf = (gtid: string) => lastOf.get(parseMariaGtidList(gtid)[0]!.domain) ?? '';
+
+      if (t.kind === 'before-event') {
+        if (count !== 1) {
+          const list = found.map(({ g }) => `${g.gtid} ${g.statements[0] ?? ''}`).join('; ');
+          throw refuse(`${count} events match; narrow the window, table or pattern, or confirm one by its GTID (--event)${list ? `: ${list}` : ''}`, 'AmbiguousEvent');
+        }
+        const event = await detailOf(a, found[0]!.g);
         const g = parseMariaGtidList(event.gtid)[0]!;
-        const i = transactions.findIndex((x) => x.gtid === event.gtid);
-        const before = transactions.slice(0, Math.max(0, i)).filter((x) => parseMariaGtidList(x.gtid)[0]!.domain === g.domain).at(-1);
-        const stopAt = before?.gtid ?? `${g.domain}-${g.server}-${g.seq - 1}`;
-        return { stopAt, event, archive, archiveEnd: endOf(g.domain), description: `just before ${event.gtid} (${event.file}:${event.startPosition}): ${event.statements[0] ?? event.kind}` };
+        const stopAt = found[0]!.before ?? `${g.domain}-${g.server}-${g.seq - 1}`;
+        return { stopAt, event, archive, archiveEnd: endOf(event.gtid), description: `just before ${event.gtid} (${event.file}:${event.startPosition}): ${event.statements[0] ?? event.kind}` };
       }
       if (t.kind === 'gtid') {
-        let g: ReturnType<typeof parseMariaGtidList>;
-        try {
-          g = parseMariaGtidList(t.gtid);
-        } catch (err) {
-          throw refuse(`target GTID: ${(err as Error).message}`, 'BadTarget');
-        }
-        if (g.length !== 1) throw refuse(`target GTID must be one transaction (domain-server-seq), got "${t.gtid}"`, 'BadTarget');
-        const hit = transactions.find((x) => x.gtid === t.gtid);
+        const hit = found[0]?.g;
         if (!hit) throw refuse(`${t.gtid} is not in the archived binlogs of ${input.cluster}`, 'TargetNotArchived');
-        return { stopAt: hit.gtid, archive, archiveEnd: endOf(g[0]!.domain), description: `through ${hit.gtid} (${hit.file}:${hit.startPosition})` };
+        return { stopAt: hit.gtid, archive, archiveEnd: endOf(hit.gtid), description: `through ${hit.gtid} (${hit.file}:${hit.startPosition})` };
       }
-      let at: number;
-      try {
-        at = parsePointInTime(t.at);
-      } catch (err) {
-        throw refuse((err as Error).message, 'BadTarget');
-      }
-      const hit = lastTransactionAtOrBefore(transactions, at);
-      if (!hit) throw refuse(`no archived transaction of ${input.cluster} at or before ${new Date(at).toISOString()}`, 'TargetNotArchived');
+      if (!latest) throw refuse(`no archived transaction of ${input.cluster} at or before ${new Date(at).toISOString()}`, 'TargetNotArchived');
       return {
-        stopAt: hit.gtid,
+        stopAt: latest.gtid,
         archive,
-        archiveEnd: endOf(parseMariaGtidList(hit.gtid)[0]!.domain),
-        description: `through ${hit.gtid}, the last transaction at or before ${new Date(at).toISOString()} (committed ${new Date(hit.timestamp).toISOString()})`,
+        archiveEnd: endOf(latest.gtid),
+        description: `through ${latest.gtid}, the last transaction at or before ${new Date(at).toISOString()} (committed ${new Date(latest.timestamp).toISOString()})`,
       };
     },
 
@@ -335,17 +356,18 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       getCluster(config, input.cluster);
       const a = archiveOf(input.cluster, input.archive);
       const index = await archived(a);
-      const { transactions, skipped } = await scanArchive(a, input.from);
       const damaged: { file: string; why: string }[] = [];
       // Every file replay may read, present and intact; those wholly before the backup are not read.
-      for (const e of index.filter((x) => !skipped.includes(x.file))) {
+      for (const e of filesAfter(index, input.from)) {
         heartbeat(`checking ${e.file}`);
         const path = join(archiveDir(a), e.file);
         const present = await stat(path).catch(() => undefined);
         if (!present) damaged.push({ file: e.file, why: `missing from ${archiveDir(a)}` });
         else if (e.complete && (await sha256OfFile(path)).sha256 !== e.sha256) damaged.push({ file: e.file, why: 'its sha256 differs from the archive index' });
       }
-      const result = checkCoverage({ index, damaged, transactions, from: input.from, to: input.to });
+      const walk = walkCoverage({ index, damaged, from: input.from, to: input.to });
+      if (!walk.done) await walkArchive(a, input.from, walk.see);
+      const result = walk.result();
       if (!result.ok) throw ApplicationFailure.nonRetryable(result.problem, 'BinlogGap');
       return result;
     },

@@ -196,15 +196,20 @@ export interface BadEventQuery {
 
 /** Candidate bad events, oldest first; a human confirms which one in the approval request. */
 export function findCandidates(groups: BinlogEventGroup[], q: BadEventQuery): BinlogEventGroup[] {
+  return groups.filter(matchesBadEvent(q));
+}
+
+/** The test findCandidates applies, for one transaction at a time. */
+export function matchesBadEvent(q: BadEventQuery): (g: BinlogEventGroup) => boolean {
   const pattern = q.statement ? new RegExp(q.statement, 'i') : undefined;
   const wantTable = q.table?.replace(/`/g, '');
-  return groups.filter(
+  return (
     (g) =>
       (q.gtid === undefined || g.gtid === q.gtid) &&
       (q.from === undefined || g.timestamp >= q.from) &&
       (q.to === undefined || g.timestamp <= q.to) &&
       (!wantTable || g.tables.some((t) => t === wantTable || t.endsWith(`.${wantTable}`))) &&
-      (!pattern || g.statements.some((s) => pattern.test(s))),
+      (!pattern || g.statements.some((s) => pattern.test(s)))
   );
 }
 

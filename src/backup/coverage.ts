@@ -4,7 +4,7 @@
  * with no file missing in between. Checked BEFORE anything is restored: discovering a hole after
  * an hour of loading a dump is how a hand-run recovery silently ends short of its target.
  *
- * Pure (no I/O): the activity lists the archive and scans it for GTIDs.
+ * Pure (no I/O): the activity lists the archive and feeds its transactions through, one at a time.
  */
 import { compareBinlogNames, type BinlogArchiveEntry } from './manifest';
 import { parseMariaGtidList, type MariaGtid } from '../mysql/dialect';
@@ -38,20 +38,32 @@ const numberOf = (file: string) => Number(/\.(\d+)$/.exec(file)?.[1] ?? NaN);
 const fmt = (g: MariaGtid) => `${g.domain}-${g.server}-${g.seq}`;
 
 export function checkCoverage(input: CoverageInput): Coverage {
-  const target = parseMariaGtidList(input.to);
-  if (target.length !== 1) return { ok: false, problem: `target must be one GTID, got "${input.to}"` };
-  const to = target[0]!;
-  const fromSeq = parseMariaGtidList(input.from).find((g) => g.domain === to.domain)?.seq ?? 0;
-  if (to.seq < fromSeq) return { ok: false, problem: `target ${input.to} is before the backup's position ${input.from}` };
+  const walk = walkCoverage(input);
+  for (const t of input.transactions) if (!walk.see(t)) break;
+  return walk.result();
+}
 
-  const damaged = input.damaged[0];
-  if (damaged) return { ok: false, problem: `archived binlog ${damaged.file} is unusable: ${damaged.why}` };
+/**
+ * The same check fed one transaction at a time, in archive order (an archive can hold far more
+ * transactions than fit in memory). `see` returns false once the answer is known: past the
+ * target, or a problem found; `done` says so before the first one (a missing file, a bad target).
+ */
+export function walkCoverage(input: Omit<CoverageInput, 'transactions'>): { done: boolean; see: (t: ArchivedTransaction) => boolean; result: () => Coverage } {
+  const target = parseMariaGtidList(input.to);
+  let problem: string | undefined;
+  const to = target[0]!;
+  const fromSeq = target.length === 1 ? (parseMariaGtidList(input.from).find((g) => g.domain === to.domain)?.seq ?? 0) : 0;
   const files = [...input.index].sort((a, b) => compareBinlogNames(a.file, b.file));
-  for (let i = 1; i < files.length; i++) {
-    const [a, b] = [numberOf(files[i - 1]!.file), numberOf(files[i]!.file)];
-    if (b !== a + 1) {
-      const missing = files[i]!.file.replace(/\d+$/, (n) => String(a + 1).padStart(n.length, '0'));
-      return { ok: false, problem: `binlog file ${missing} is missing from the archive (between ${files[i - 1]!.file} and ${files[i]!.file})` };
+  if (target.length !== 1) problem = `target must be one GTID, got "${input.to}"`;
+  else if (to.seq < fromSeq) problem = `target ${input.to} is before the backup's position ${input.from}`;
+  else if (input.damaged[0]) problem = `archived binlog ${input.damaged[0].file} is unusable: ${input.damaged[0].why}`;
+  else {
+    for (let i = 1; i < files.length && !problem; i++) {
+      const [a, b] = [numberOf(files[i - 1]!.file), numberOf(files[i]!.file)];
+      if (b !== a + 1) {
+        const missing = files[i]!.file.replace(/\d+$/, (n) => String(a + 1).padStart(n.length, '0'));
+        problem = `binlog file ${missing} is missing from the archive (between ${files[i - 1]!.file} and ${files[i]!.file})`;
+      }
     }
   }
 
@@ -60,33 +72,38 @@ export function checkCoverage(input: CoverageInput): Coverage {
   let first: ArchivedTransaction | undefined;
   let last: ArchivedTransaction | undefined;
   let count = 0;
+  let past = false;
   const used = new Set<string>();
-  for (const t of input.transactions) {
+  const see = (t: ArchivedTransaction): boolean => {
+    if (problem || past) return false;
     const g = parseMariaGtidList(t.gtid)[0];
-    if (!g || g.domain !== to.domain || g.seq <= fromSeq) continue;
-    if (g.seq > to.seq) break;
+    if (!g || g.domain !== to.domain || g.seq <= fromSeq) return true;
+    if (g.seq > to.seq) return !(past = true);
     if (g.seq !== expected) {
       const where = last ? `after ${last.gtid} (${last.file}:${last.startPosition})` : `after the backup's ${fmt({ ...to, seq: fromSeq })}`;
-      return {
-        ok: false,
-        problem:
-          g.seq < expected
-            ? `GTID ${t.gtid} in ${t.file} goes backwards ${where}: the archive mixes servers' binlogs`
-            : `GTID gap: ${to.domain}-*-${expected}${g.seq - 1 > expected ? ` … ${to.domain}-*-${g.seq - 1}` : ''} missing ${where}, next is ${t.gtid} in ${t.file}`,
-      };
+      problem =
+        g.seq < expected
+          ? `GTID ${t.gtid} in ${t.file} goes backwards ${where}: the archive mixes servers' binlogs`
+          : `GTID gap: ${to.domain}-*-${expected}${g.seq - 1 > expected ? ` … ${to.domain}-*-${g.seq - 1}` : ''} missing ${where}, next is ${t.gtid} in ${t.file}`;
+      return false;
     }
     first ??= t;
     last = t;
     count++;
     used.add(t.file);
     expected++;
-  }
-  if (to.seq === fromSeq) return { ok: true, files: [], transactions: 0, last: input.to }; // the backup is the target: nothing to replay
-  if (!last || parseMariaGtidList(last.gtid)[0]!.seq !== to.seq) {
-    const upTo = last ? `${last.gtid} (${last.file})` : `nothing after the backup's ${fmt({ ...to, seq: fromSeq })}`;
-    return { ok: false, problem: `target ${input.to} is beyond the archive, which holds ${upTo}: archive newer binlogs (run a backup) first` };
-  }
-  return { ok: true, files: files.map((f) => f.file).filter((f) => used.has(f)), transactions: count, first: first?.gtid, last: last.gtid };
+    return true;
+  };
+  const result = (): Coverage => {
+    if (problem) return { ok: false, problem };
+    if (to.seq === fromSeq) return { ok: true, files: [], transactions: 0, last: input.to }; // the backup is the target: nothing to replay
+    if (!last || parseMariaGtidList(last.gtid)[0]!.seq !== to.seq) {
+      const upTo = last ? `${last.gtid} (${last.file})` : `nothing after the backup's ${fmt({ ...to, seq: fromSeq })}`;
+      return { ok: false, problem: `target ${input.to} is beyond the archive, which holds ${upTo}: archive newer binlogs (run a backup) first` };
+    }
+    return { ok: true, files: files.map((f) => f.file).filter((f) => used.has(f)), transactions: count, first: first?.gtid, last: last.gtid };
+  };
+  return { done: Boolean(problem), see, result };
 }
 
 /**
@@ -94,10 +111,16 @@ export function checkCoverage(input: CoverageInput): Coverage {
  * times have one-second resolution, so `at` is taken to the second). Undefined if none.
  */
 export function lastTransactionAtOrBefore(transactions: ArchivedTransaction[], atMs: number): ArchivedTransaction | undefined {
-  const limit = Math.floor(atMs / 1000) * 1000;
+  const atOrBefore = committedAtOrBefore(atMs);
   let found: ArchivedTransaction | undefined;
-  for (const t of transactions) if (t.timestamp <= limit) found = t;
+  for (const t of transactions) if (atOrBefore(t)) found = t;
   return found;
+}
+
+/** Whether a transaction was committed at or before `atMs`, to the second (binlog times' resolution). */
+export function committedAtOrBefore(atMs: number): (t: ArchivedTransaction) => boolean {
+  const limit = Math.floor(atMs / 1000) * 1000;
+  return (t) => t.timestamp <= limit;
 }
 
 /**

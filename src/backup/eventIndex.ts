@@ -1,28 +1,31 @@
 /**
  * The decoded transactions of an archived binlog file, kept beside it:
  * `<archive>/.events/<file>.jsonl`, JSON Lines: `{ file, sizeBytes, sha256 }`, then one
- * transaction per line. Lines, because a 1 GB binlog holds millions of transactions and their JSON
- * as one string would pass the biggest string V8 can hold.
+ * transaction per line, in binlog order.
  *
  * Why: locating a bad event means decoding every archived file the restore can use, and decoding
  * is most of that (a few seconds per 100k transactions, minutes for a big production binlog). In
  * an incident those seconds are on the clock; at archive time they are not. So the archive step
  * decodes each file it copies and keeps the result, and locating reads it back.
  *
+ * Streams all the way: a day of a busy primary's binlogs holds hundreds of millions of
+ * transactions, so neither building nor reading an index ever holds a file's transactions in
+ * memory, only the one at hand (and JSON Lines, because one JSON string of millions of them would
+ * pass the biggest string V8 holds).
+ *
  * Trust: an index is used only for the exact bytes it was decoded from (size and sha256 equal to
  * the archive's `index.json` entry). The server's current binlog is archived again as it grows:
- * its index is extended from the last transaction it holds instead of decoded again, after checking
- * that the file still starts with the bytes the index was made from (sha256 of that prefix).
+ * its index is extended from the start of its last transaction instead of decoded again, after
+ * checking that the file still starts with the bytes the index was made from (sha256 of that prefix).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { BinlogEventGroup } from './binlogEvents';
-import { forEachLine, parseBinlogFile } from './binlogFile';
+import { forEachDecodedGroup, forEachLine } from './binlogFile';
 import type { BinlogArchiveEntry } from './manifest';
 import { runTool, toolPath } from './tools';
 
@@ -33,40 +36,36 @@ interface EventIndexHeader {
   sizeBytes: number;
   sha256: string;
 }
-type EventIndexFile = EventIndexHeader & { groups: BinlogEventGroup[] };
 
 export const eventIndexPath = (archiveDir: string, file: string) => join(archiveDir, EVENT_INDEX_DIR, `${file}.jsonl`);
 
-async function readIndex(archiveDir: string, file: string): Promise<EventIndexFile | undefined> {
+const matches = (h: EventIndexHeader | undefined, entry: BinlogArchiveEntry) => h?.sizeBytes === entry.sizeBytes && h.sha256 === entry.sha256;
+
+/** An index's header line, or undefined when there is none (absent, torn). */
+async function readHeader(path: string): Promise<EventIndexHeader | undefined> {
   try {
-    let header: EventIndexHeader | undefined;
-    const groups: BinlogEventGroup[] = [];
-    await forEachLine(eventIndexPath(archiveDir, file), (line) => {
-      if (!line) return;
-      if (header) groups.push(JSON.parse(line) as BinlogEventGroup);
-      else header = JSON.parse(line) as EventIndexHeader;
-    });
-    return header && { ...header, groups };
+    for await (const chunk of createReadStream(path, { encoding: 'utf8', highWaterMark: 64 * 1024 })) {
+      const nl = (chunk as string).indexOf('\n');
+      return nl < 0 ? undefined : (JSON.parse((chunk as string).slice(0, nl)) as EventIndexHeader);
+    }
   } catch {
-    return undefined; // absent or torn: decoded again
+    // absent or unreadable: decoded again
   }
+  return undefined;
 }
 
-/** Write the index through a temporary file and a rename: a reader sees a whole index or none. */
-async function writeIndex(path: string, index: EventIndexFile): Promise<void> {
-  const tmp = `${path}.${randomUUID()}.tmp`;
-  const { groups, ...header } = index;
-  function* lines() {
-    yield JSON.stringify(header) + '\n';
-    for (const g of groups) yield JSON.stringify(g) + '\n';
-  }
-  try {
-    await pipeline(Readable.from(lines()), createWriteStream(tmp, { mode: 0o600 }));
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+/** Each transaction an index holds, in order; false when its header is not `entry`'s (replaced meanwhile). */
+async function readIndex(path: string, entry: BinlogArchiveEntry, onGroup: (g: BinlogEventGroup) => void): Promise<boolean> {
+  let header: EventIndexHeader | undefined;
+  let wrong = false;
+  await forEachLine(path, (line) => {
+    if (!line || wrong) return;
+    if (!header) {
+      header = JSON.parse(line) as EventIndexHeader;
+      wrong = !matches(header, entry);
+    } else onGroup(JSON.parse(line) as BinlogEventGroup);
+  });
+  return Boolean(header) && !wrong;
 }
 
 /** sha256 of the first `bytes` bytes of a file. */
@@ -77,12 +76,12 @@ async function sha256OfPrefix(path: string, bytes: number): Promise<string> {
 }
 
 /**
- * Decode `file` with `mariadb-binlog --base64-output=DECODE-ROWS` (no row images: GTIDs,
+ * Decode `path` with `mariadb-binlog --base64-output=DECODE-ROWS` (no row images: GTIDs,
  * positions, times, statements and tables are all there), from `startPosition` on when given (an
- * event boundary: where a transaction's GTID event starts). Times are read in UTC whatever the
- * worker's TZ.
+ * event boundary: where a transaction's GTID event starts), handing on each transaction. Times are
+ * read in UTC whatever the worker's TZ.
  */
-async function decode(path: string, file: string, startPosition: number | undefined, onProgress?: () => void): Promise<BinlogEventGroup[]> {
+async function decode(path: string, file: string, startPosition: number | undefined, onGroup: (g: BinlogEventGroup) => void, o: { onProgress?: () => void; afterChunk?: () => Promise<void> | undefined } = {}): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'runbook-scan-'));
   try {
     const out = join(dir, 'binlog.txt');
@@ -90,42 +89,111 @@ async function decode(path: string, file: string, startPosition: number | undefi
       stdoutFile: out,
       env: { TZ: 'UTC' },
       timeoutMs: 30 * 60_000,
-      onProgress,
+      onProgress: o.onProgress,
     });
-    return await parseBinlogFile(out, file);
+    await forEachDecodedGroup(out, file, onGroup, o.afterChunk);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-/**
- * The transactions of one archived file, from its kept index when that matches the archived bytes,
- * else decoded (only the part past the index when the file grew) and the index written for next
- * time. `entry` is the file's `index.json` entry; the file is `<archiveDir>/<entry.file>`.
- */
-export async function eventsOf(archiveDir: string, entry: BinlogArchiveEntry, onProgress?: () => void): Promise<{ groups: BinlogEventGroup[]; decoded: 'none' | 'tail' | 'whole' }> {
-  const path = join(archiveDir, entry.file);
-  const kept = await readIndex(archiveDir, entry.file);
-  if (kept && kept.sizeBytes === entry.sizeBytes && kept.sha256 === entry.sha256) return { groups: kept.groups, decoded: 'none' };
+/** A JSON Lines writer that lets its producer wait while the disk catches up. */
+function linesTo(ws: WriteStream) {
+  // A write error (disk full) is kept and thrown by close(): an 'error' event nobody listens to
+  // would bring the whole worker down.
+  let failed: Error | undefined;
+  ws.on('error', (err) => (failed ??= err));
+  return {
+    write: (value: unknown) => void (failed || ws.write(JSON.stringify(value) + '\n')),
+    drained: () => (!failed && ws.writableNeedDrain ? once(ws, 'drain').then(() => undefined) : undefined),
+    close: async () => {
+      if (!ws.writableFinished && !failed) {
+        ws.end();
+        await once(ws, 'finish').catch(() => undefined);
+      }
+      if (failed) throw failed;
+    },
+  };
+}
 
-  let groups: BinlogEventGroup[];
-  let decoded: 'tail' | 'whole' = 'whole';
-  // Decoding resumes at the START of the last transaction the index holds: a copy of a growing
-  // binlog may have ended inside it, so it is read again whole.
-  const resumeAt = kept?.groups.at(-1)?.startPosition;
-  if (kept && resumeAt && kept.sizeBytes < entry.sizeBytes && (await sha256OfPrefix(path, kept.sizeBytes)) === kept.sha256) {
-    // The same file, longer: every transaction the index holds is still there, byte for byte.
-    const tail = (await decode(path, entry.file, resumeAt, onProgress)).filter((g) => g.startPosition >= resumeAt);
-    groups = kept.groups.slice(0, -1).concat(tail);
-    decoded = 'tail';
-  } else {
-    groups = await decode(path, entry.file, undefined, onProgress);
+/** The index could not be written (a read-only archive): the caller decodes for itself. */
+export class IndexNotKept extends Error {}
+
+/**
+ * Make `entry`'s index match the archived bytes: nothing to do when it already does, else decode
+ * (only past the index when the file grew) into a new index, swapped in by a rename.
+ */
+export async function indexEvents(archiveDir: string, entry: BinlogArchiveEntry, onProgress?: () => void): Promise<{ decoded: 'none' | 'tail' | 'whole'; transactions?: number }> {
+  const path = join(archiveDir, entry.file);
+  const indexPath = eventIndexPath(archiveDir, entry.file);
+  const kept = await readHeader(indexPath);
+  if (matches(kept, entry)) return { decoded: 'none' };
+
+  const tmp = `${indexPath}.${randomUUID()}.tmp`;
+  let out: ReturnType<typeof linesTo>;
+  try {
+    await mkdir(join(archiveDir, EVENT_INDEX_DIR), { recursive: true, mode: 0o700 });
+    const ws = createWriteStream(tmp, { mode: 0o600 });
+    await once(ws, 'open');
+    out = linesTo(ws);
+  } catch (err) {
+    throw new IndexNotKept(`cannot write ${indexPath}: ${(err as Error).message}`);
   }
-  // Keeping it only saves the next reader a decode: an archive this worker cannot write to (a
-  // read-only mount during an incident) must not stop the restore that needs these groups now.
-  const index: EventIndexFile = { file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256, groups };
-  await mkdir(join(archiveDir, EVENT_INDEX_DIR), { recursive: true, mode: 0o700 })
-    .then(() => writeIndex(eventIndexPath(archiveDir, entry.file), index))
-    .catch(() => undefined);
-  return { groups, decoded };
+  let transactions = 0;
+  const keep = (g: BinlogEventGroup) => {
+    out.write(g);
+    transactions++;
+  };
+  try {
+    out.write({ file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256 } satisfies EventIndexHeader);
+    let decoded: 'tail' | 'whole' = 'whole';
+    if (kept && kept.sizeBytes < entry.sizeBytes && (await sha256OfPrefix(path, kept.sizeBytes)) === kept.sha256) {
+      // The same file, longer: every transaction the index holds is still there, byte for byte.
+      // Decoding resumes at the START of its last transaction (a copy of a growing binlog may
+      // have ended inside it), which is therefore not carried over.
+      let last: BinlogEventGroup | undefined;
+      const carried = await readIndex(indexPath, { ...entry, sizeBytes: kept.sizeBytes, sha256: kept.sha256 }, (g) => {
+        if (last) keep(last);
+        last = g;
+      });
+      if (carried && last) {
+        const resumeAt = last.startPosition;
+        await decode(path, entry.file, resumeAt, (g) => g.startPosition >= resumeAt && keep(g), { onProgress, afterChunk: out.drained });
+        decoded = 'tail';
+      }
+    }
+    if (decoded === 'whole') {
+      await out.close();
+      // Start again: whatever was carried over is not to be trusted.
+      const ws = createWriteStream(tmp, { mode: 0o600 });
+      out = linesTo(ws);
+      transactions = 0;
+      out.write({ file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256 } satisfies EventIndexHeader);
+      await decode(path, entry.file, undefined, keep, { onProgress, afterChunk: out.drained });
+    }
+    await out.close();
+    await rename(tmp, indexPath);
+    return { decoded, transactions };
+  } catch (err) {
+    await out.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Each transaction of one archived file, in binlog order, from its index (built or extended
+ * first when it does not match the archived bytes). Where no index can be kept (a read-only
+ * archive during an incident) the file is decoded straight through: keeping the index only spares
+ * the next reader a decode.
+ */
+export async function forEachEvent(archiveDir: string, entry: BinlogArchiveEntry, onGroup: (g: BinlogEventGroup) => void, onProgress?: () => void): Promise<void> {
+  try {
+    await indexEvents(archiveDir, entry, onProgress);
+    if (await readIndex(eventIndexPath(archiveDir, entry.file), entry, onGroup)) return;
+  } catch (err) {
+    if (!(err instanceof IndexNotKept)) throw err;
+  }
+  // No index, or one replaced by a newer copy's meanwhile: these bytes, decoded now.
+  await decode(join(archiveDir, entry.file), entry.file, undefined, onGroup, { onProgress });
 }

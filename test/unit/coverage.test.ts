@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, type ArchivedTransaction } from '../../src/backup/coverage';
+import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, walkCoverage, type ArchivedTransaction } from '../../src/backup/coverage';
 import type { BinlogArchiveEntry } from '../../src/backup/manifest';
 import { filesAfter } from '../../src/backup/archive';
 
@@ -13,6 +13,15 @@ describe('checkCoverage', () => {
     expect(checkCoverage({ index, damaged: [], transactions: txns, from: '0-7-2', to: '0-7-4' })).toEqual({
       ok: true, files: ['mysql-bin.000002'], transactions: 2, first: '0-7-3', last: '0-7-4',
     });
+  });
+
+  it('fed one transaction at a time, says when it has its answer: reading stops there', () => {
+    const walk = walkCoverage({ index, damaged: [], from: '0-7-2', to: '0-7-4' });
+    expect(walk.done).toBe(false);
+    expect(txns.map((t) => walk.see(t))).toEqual([true, true, true, true, false]); // 0-7-5 is past the target
+    expect(walk.result()).toEqual({ ok: true, files: ['mysql-bin.000002'], transactions: 2, first: '0-7-3', last: '0-7-4' });
+    // A problem known before any transaction: nothing needs reading at all.
+    expect(walkCoverage({ index: [index[0]!, index[2]!], damaged: [], from: '0-7-1', to: '0-7-5' }).done).toBe(true);
   });
 
   it('refuses a file missing from the sequence', () => {
