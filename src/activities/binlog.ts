@@ -12,7 +12,6 @@ import { getCluster, getInstance, resolveCredential } from '../config/load';
 import {
   conflictRefusal,
   findConflicts,
-  findCandidates,
   matchesBadEvent,
   flashbackRefusal,
   isFlashbackOf,
@@ -29,7 +28,7 @@ import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
 import { forEachEvent, indexEvents } from '../backup/eventIndex';
-import { parseBinlogFile, parseRowImagesFile } from '../backup/binlogFile';
+import { parseRowImagesFile } from '../backup/binlogFile';
 
 /** One source's archived binlogs. */
 interface Archive {
@@ -134,18 +133,6 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       return JSON.parse(await readFile(join(archiveDir(a), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
     } catch {
       throw ApplicationFailure.nonRetryable(`no archived binlogs for ${a.cluster} in ${archiveDir(a)}: run a backup (it archives them) first`, 'NoBinlogArchive');
-    }
-  };
-
-  /** Every transaction of one archived file with its row counts (-vv), times in UTC whatever the worker's TZ. */
-  const readFileGroups = async (a: Archive, file: string): Promise<BinlogEventGroup[]> => {
-    const dir = await mkdtemp(join(tmpdir(), 'runbook-binlog-'));
-    try {
-      const out = join(dir, 'binlog.txt');
-      await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', join(archiveDir(a), file)], { stdoutFile: out, env: { TZ: 'UTC' }, timeoutMs: 30 * 60_000, onProgress: () => heartbeat(file) });
-      return await parseBinlogFile(out, file);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
     }
   };
 
@@ -378,13 +365,18 @@ export function createBinlogActivities({ config }: ActivityDeps) {
      */
     async findBadEvents(input: { cluster: string; query: BadEventQuery; limit?: number }): Promise<BinlogEventGroup[]> {
       getCluster(config, input.cluster);
-      const found: BinlogEventGroup[] = [];
       const a = archiveOf(input.cluster);
-      for (const entry of await archived(a)) {
-        heartbeat(entry.file);
-        found.push(...findCandidates(await readFileGroups(a, entry.file), input.query));
-      }
-      return found.slice(0, input.limit ?? 20);
+      const limit = input.limit ?? 20;
+      const matches = matchesBadEvent(input.query);
+      const found: BinlogEventGroup[] = [];
+      // The walk reads the event indexes; only the matches are decoded again, with their row counts.
+      await walkArchive(a, undefined, (g) => {
+        if (matches(g)) found.push(g);
+        return found.length < limit;
+      });
+      const detailed: BinlogEventGroup[] = [];
+      for (const g of found) detailed.push(await detailOf(a, g));
+      return detailed;
     },
 
     /**
