@@ -28,7 +28,7 @@ import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
 import { forEachEvent, indexEvents } from '../backup/eventIndex';
-import { parseRowImagesFile } from '../backup/binlogFile';
+import { forEachDecodedGroup } from '../backup/binlogFile';
 
 /** One source's archived binlogs. */
 interface Archive {
@@ -119,6 +119,12 @@ export interface FlashbackVerification {
   note: string;
 }
 
+/**
+ * What of a primary's later binlog can bear on undoing `bad` (findConflicts, isFlashbackOf): DDL,
+ * statement-logged DML, and row changes to the event's tables. Nothing else needs holding.
+ */
+const mayConflictWith = (bad: BinlogEventGroup) => (g: RowImageGroup) => g.kind === 'ddl' || g.queries.length > 0 || g.tables.some((t) => bad.tables.includes(t));
+
 export function createBinlogActivities({ config }: ActivityDeps) {
   /** One source's archive: the one named, else the one written last (see backup/archive.ts). */
   const archiveOf = (cluster: string, instance?: string): Archive => {
@@ -186,9 +192,17 @@ export function createBinlogActivities({ config }: ActivityDeps) {
 
   /**
    * A server's own binary log with row images, read over the replication protocol (the archive may
-   * be behind): from `from` through `until` in that file, or to the end of its last log.
+   * be behind): from `from` through `until` in that file, or to the end of its last log. Read as a
+   * stream: an hour of a busy primary is millions of transactions, so only those `keep` accepts
+   * are held; `read` counts them all and `last` is the last one read.
    */
-  const readServerBinlog = async (cluster: string, instance: string, from: BinlogPosition, until: number | 'last', beat?: () => void): Promise<RowImageGroup[]> => {
+  const readServerBinlog = async (
+    cluster: string,
+    instance: string,
+    from: BinlogPosition,
+    until: number | 'last',
+    o: { beat?: () => void; keep?: (g: RowImageGroup) => boolean } = {},
+  ): Promise<{ kept: RowImageGroup[]; read: number; last?: RowImageGroup }> => {
     const { host, port, admin } = loginOf(cluster, instance);
     const dir = await mkdtemp(join(tmpdir(), 'runbook-binlog-'));
     try {
@@ -199,9 +213,17 @@ export function createBinlogActivities({ config }: ActivityDeps) {
           '--read-from-remote-server', `--host=${host}`, `--port=${port}`, '--base64-output=DECODE-ROWS', '-vv', `--start-position=${from.position}`,
           ...(until === 'last' ? [from.file, '--to-last-log'] : [`--stop-position=${until}`, from.file]),
         ],
-        { credentials: admin, stdoutFile: out, env: { TZ: 'UTC' }, timeoutMs: 30 * 60_000, onProgress: beat },
+        { credentials: admin, stdoutFile: out, env: { TZ: 'UTC' }, timeoutMs: 30 * 60_000, onProgress: o.beat },
       );
-      return await parseRowImagesFile(out, from.file);
+      const kept: RowImageGroup[] = [];
+      let read = 0;
+      let last: RowImageGroup | undefined;
+      await forEachDecodedGroup(out, from.file, (g) => {
+        read++;
+        last = g as RowImageGroup;
+        if (!o.keep || o.keep(last)) kept.push(last);
+      }, undefined, { images: true });
+      return { kept, read, last };
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -214,7 +236,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
   const onPrimary = async (cluster: string, instance: string, g: Pick<BinlogEventGroup, 'gtid' | 'file' | 'startPosition' | 'endPosition'>): Promise<RowImageGroup> => {
     let why: string;
     try {
-      const groups = await readServerBinlog(cluster, instance, { file: g.file, position: g.startPosition }, g.endPosition);
+      const { kept: groups } = await readServerBinlog(cluster, instance, { file: g.file, position: g.startPosition }, g.endPosition);
       const hit = groups.find((x) => x.gtid === g.gtid && x.startPosition === g.startPosition && x.endPosition === g.endPosition);
       if (hit) return hit;
       why = groups.length ? `${g.file}:${g.startPosition} holds ${groups[0]!.gtid}` : `no transaction at ${g.file}:${g.startPosition}`;
@@ -422,7 +444,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
 
       // A retried attempt: did the attempt before apply it already?
       if (input.apply && earlier) {
-        const done = (await readServerBinlog(input.cluster, input.instance, earlier, 'last', beat('looking for an earlier attempt\'s flashback'))).find((g) => isFlashbackOf(g, bad));
+        const done = (await readServerBinlog(input.cluster, input.instance, earlier, 'last', { beat: beat('looking for an earlier attempt\'s flashback'), keep: (g) => isFlashbackOf(g, bad) })).kept[0];
         if (done) {
           log.info('flashback already applied by an earlier attempt', { gtid: bad.gtid, flashbackGtid: done.gtid });
           return { ...base, bytes: 0, applied: true, alreadyApplied: true, flashbackGtid: done.gtid, appliedFrom: earlier, conflicts: { transactionsRead: 0, tables: bad.tables } };
@@ -436,12 +458,13 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         beat('about to apply')();
       }
       const shapes = await tableShapes(input.cluster, input.instance, bad.tables);
-      const later = await readServerBinlog(input.cluster, input.instance, { file: bad.file, position: bad.endPosition }, 'last', beat('checking later writes'));
+      const read = await readServerBinlog(input.cluster, input.instance, { file: bad.file, position: bad.endPosition }, 'last', { beat: beat('checking later writes'), keep: mayConflictWith(bad) });
+      const later = read.kept;
       const conflicts = findConflicts(bad, later, shapes);
       if (conflicts.length) throw ApplicationFailure.nonRetryable(conflictRefusal(bad.gtid, conflicts)!, 'FlashbackConflict');
       const partial = rowImagesRefusal(bad, shapes);
       if (partial) throw ApplicationFailure.nonRetryable(partial, 'FlashbackRefused');
-      const checked = { transactionsRead: later.length, tables: bad.tables, through: later.length ? { file: later.at(-1)!.file, position: later.at(-1)!.endPosition } : undefined };
+      const checked = { transactionsRead: read.read, tables: bad.tables, through: read.last ? { file: read.last.file, position: read.last.endPosition } : undefined };
 
       const dir = await mkdtemp(join(tmpdir(), 'runbook-flashback-'));
       try {
@@ -463,7 +486,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
           failed = err instanceof ToolError ? (err.stderrTail.split('\n').find((l) => l.trim()) ?? err.message) : (err as Error).message;
         }
         // The binlog says what happened, even when the client lost the server's answer to COMMIT.
-        const since = await readServerBinlog(input.cluster, input.instance, appliedFrom, 'last', beat('finding the flashback in the binlog'));
+        const since = (await readServerBinlog(input.cluster, input.instance, appliedFrom, 'last', { beat: beat('finding the flashback in the binlog'), keep: mayConflictWith(bad) })).kept;
         const at = since.findIndex((g) => isFlashbackOf(g, bad));
         if (at < 0 && failed) throw ApplicationFailure.nonRetryable(`applying the flashback of ${bad.gtid} on ${input.instance} failed, nothing changed: ${failed}`, 'FlashbackFailed');
         if (failed) log.warn('the flashback client failed, but the flashback is in the binlog', { gtid: bad.gtid, error: failed });
@@ -497,7 +520,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
     async verifyFlashback(input: { cluster: string; instance: string; gtid: string; file: string; startPosition: number; endPosition: number; flashbackGtid: string; appliedFrom: BinlogPosition }): Promise<FlashbackVerification> {
       getCluster(config, input.cluster);
       const bad = await onPrimary(input.cluster, input.instance, { gtid: input.gtid, file: input.file, startPosition: input.startPosition, endPosition: input.endPosition });
-      const since = await readServerBinlog(input.cluster, input.instance, input.appliedFrom, 'last', () => heartbeat('verifying'));
+      const since = (await readServerBinlog(input.cluster, input.instance, input.appliedFrom, 'last', { beat: () => heartbeat('verifying'), keep: mayConflictWith(bad) })).kept;
       const at = since.findIndex((g) => g.gtid === input.flashbackGtid);
       const problems: string[] = [];
       if (at < 0) problems.push(`${input.flashbackGtid} is not in ${input.instance}'s binlog after ${input.appliedFrom.file}:${input.appliedFrom.position}`);

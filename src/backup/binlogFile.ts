@@ -4,14 +4,21 @@
  * 512 MiB), so it is never read whole.
  */
 import { createReadStream } from 'node:fs';
-import { lineParser, type BinlogEventGroup, type RowImageGroup } from './binlogEvents';
+import { lineParser, type BinlogEventGroup } from './binlogEvents';
 
 /**
  * Each transaction of a file of `mariadb-binlog` output, handed on as soon as the next one starts:
  * nothing accumulates, however big the file. `afterChunk` may pause the reading (a writer's drain).
+ * With `images`, each is a RowImageGroup (`-vv` output).
  */
-export async function forEachDecodedGroup(path: string, file: string, onGroup: (g: BinlogEventGroup) => void, afterChunk?: () => Promise<void> | undefined): Promise<void> {
-  const p = lineParser(file, false);
+export async function forEachDecodedGroup(
+  path: string,
+  file: string,
+  onGroup: (g: BinlogEventGroup) => void,
+  afterChunk?: () => Promise<void> | undefined,
+  opts: { images?: boolean } = {},
+): Promise<void> {
+  const p = lineParser(file, opts.images ?? false);
   await forEachLine(
     path,
     (line) => {
@@ -22,12 +29,6 @@ export async function forEachDecodedGroup(path: string, file: string, onGroup: (
     afterChunk,
   );
   for (const g of p.groups.splice(0)) onGroup(g);
-}
-
-export async function parseBinlogFile(path: string, file: string, opts: { images?: boolean } = {}): Promise<BinlogEventGroup[]> {
-  const p = lineParser(file, opts.images ?? false);
-  await forEachLine(path, p.feed);
-  return p.groups;
 }
 
 /**
@@ -47,9 +48,4 @@ export async function forEachLine(path: string, onLine: (line: string) => void, 
     await afterChunk?.();
   }
   if (carry) onLine(carry);
-}
-
-/** The same with each row's before and after images (`mariadb-binlog -vv` output). */
-export async function parseRowImagesFile(path: string, file: string): Promise<RowImageGroup[]> {
-  return (await parseBinlogFile(path, file, { images: true })) as RowImageGroup[];
 }
