@@ -3,10 +3,10 @@
  * idempotent (unique keys), so Temporal running an attempt twice changes nothing.
  */
 import { getClient, log } from '@temporalio/activity';
-import { WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { migrateControl, insertAuditRows, upsertSyncStatus, withControl } from '../control/store';
 import { getCluster } from '../config/load';
+import { runState } from '../temporal/runState';
 import { syncStatusRows } from '../shared/syncStatus';
 import type { AuditRow, Topology } from '../shared/types';
 import type { ActivityDeps } from './deps';
@@ -18,10 +18,9 @@ import type { ActivityDeps } from './deps';
  */
 async function runIsOver(workflowId: string): Promise<string | undefined> {
   try {
-    const { status } = await getClient().workflow.getHandle(workflowId).describe();
-    return status.name === 'RUNNING' ? undefined : status.name;
+    const { status } = await runState(getClient(), workflowId);
+    return status === 'RUNNING' ? undefined : status;
   } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return 'GONE';
     log.warn('cannot tell whether the lock holder is over; the lock stays', { heldBy: workflowId, error: (err as Error).message });
     return undefined;
   }

@@ -130,22 +130,29 @@ export async function indexEvents(archiveDir: string, entry: BinlogArchiveEntry,
   if (matches(kept, entry)) return { decoded: 'none' };
 
   const tmp = `${indexPath}.${randomUUID()}.tmp`;
-  let out: ReturnType<typeof linesTo>;
-  try {
-    await mkdir(join(archiveDir, EVENT_INDEX_DIR), { recursive: true, mode: 0o700 });
+  let out: ReturnType<typeof linesTo> | undefined;
+  let transactions = 0;
+  /** (Re)start the new index: its header, no transactions yet. */
+  const begin = async () => {
+    await out?.close();
     const ws = createWriteStream(tmp, { mode: 0o600 });
     await once(ws, 'open');
     out = linesTo(ws);
+    transactions = 0;
+    out.write({ file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256 } satisfies EventIndexHeader);
+    return out;
+  };
+  try {
+    await mkdir(join(archiveDir, EVENT_INDEX_DIR), { recursive: true, mode: 0o700 });
+    await begin();
   } catch (err) {
     throw new IndexNotKept(`cannot write ${indexPath}: ${(err as Error).message}`);
   }
-  let transactions = 0;
   const keep = (g: BinlogEventGroup) => {
-    out.write(g);
+    out!.write(g);
     transactions++;
   };
   try {
-    out.write({ file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256 } satisfies EventIndexHeader);
     let decoded: 'tail' | 'whole' = 'whole';
     if (kept && kept.sizeBytes < entry.sizeBytes && (await sha256OfPrefix(path, kept.sizeBytes)) === kept.sha256) {
       // The same file, longer: every transaction the index holds is still there, byte for byte.
@@ -158,24 +165,20 @@ export async function indexEvents(archiveDir: string, entry: BinlogArchiveEntry,
       });
       if (carried && last) {
         const resumeAt = last.startPosition;
-        await decode(path, entry.file, resumeAt, (g) => g.startPosition >= resumeAt && keep(g), { onProgress, afterChunk: out.drained });
+        await decode(path, entry.file, resumeAt, (g) => g.startPosition >= resumeAt && keep(g), { onProgress, afterChunk: out!.drained });
         decoded = 'tail';
       }
     }
     if (decoded === 'whole') {
-      await out.close();
       // Start again: whatever was carried over is not to be trusted.
-      const ws = createWriteStream(tmp, { mode: 0o600 });
-      out = linesTo(ws);
-      transactions = 0;
-      out.write({ file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256 } satisfies EventIndexHeader);
-      await decode(path, entry.file, undefined, keep, { onProgress, afterChunk: out.drained });
+      const fresh = await begin();
+      await decode(path, entry.file, undefined, keep, { onProgress, afterChunk: fresh.drained });
     }
-    await out.close();
+    await out!.close();
     await rename(tmp, indexPath);
     return { decoded, transactions };
   } catch (err) {
-    await out.close().catch(() => undefined);
+    await out?.close().catch(() => undefined);
     await rm(tmp, { force: true });
     throw err;
   }

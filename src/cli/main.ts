@@ -240,24 +240,14 @@ program
 /** Refuse to release a lock whose holding workflow is still running (or cannot be asked about). */
 async function refuseWhileRunning(lock: string, workflowId: string): Promise<void> {
   const { connectClient } = await import('../temporal/client');
-  const { WorkflowNotFoundError } = await import('@temporalio/client');
-  let status: string;
-  let type = '';
-  const client = await connectClient().catch((err: Error) => {
-    throw new Error(`cannot tell whether ${workflowId}, which holds ${lock}'s lock, is over (Temporal: ${err.message.split('\n')[0]}); --force releases it anyway`);
-  });
-  try {
-    const d = await client.workflow.getHandle(workflowId).describe();
-    status = d.status.name;
-    type = d.type;
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return; // gone from Temporal (or never there): over
-    throw new Error(`cannot tell whether ${workflowId}, which holds ${lock}'s lock, is over (Temporal: ${(err as Error).message.split('\n')[0]}); --force releases it anyway`);
-  } finally {
-    await client.connection.close();
-  }
-  if (status === 'RUNNING') {
-    throw new Error(`${lock}'s lock is held by ${workflowId} (${type}), which is still running: cancel it, or terminate it in the Temporal UI, first; --force releases the lock anyway`);
+  const { runState } = await import('../temporal/runState');
+  const cannotTell = (err: Error) => new Error(`cannot tell whether ${workflowId}, which holds ${lock}'s lock, is over (Temporal: ${err.message.split('\n')[0]}); --force releases it anyway`);
+  const client = await connectClient().catch((err: Error) => Promise.reject(cannotTell(err)));
+  const run = await runState(client, workflowId)
+    .catch((err: Error) => Promise.reject(cannotTell(err)))
+    .finally(() => client.connection.close());
+  if (run.status === 'RUNNING') {
+    throw new Error(`${lock}'s lock is held by ${workflowId} (${run.type}), which is still running: cancel it, or terminate it in the Temporal UI, first; --force releases the lock anyway`);
   }
 }
 
