@@ -1,11 +1,13 @@
 /**
- * Chunked CRC32/BIT_XOR table checksums against real MariaDB: the primary and its replicas agree,
- * a change made on one replica only is found in exactly the chunk that holds it, and the edge cases
- * (NULL against 'NULL', composite and binary keys, no primary key, missing tables) say what they are.
+ * Chunked table checksums (a 128-bit sum of per-row SHA-256 digests) against real MariaDB: the
+ * primary and its replicas agree, a change made on one replica only is found in exactly the chunk
+ * that holds it and then row by row, identical changes to an even number of rows never cancel (as
+ * BIT_XOR of CRC32 did), and the edge cases (NULL against 'NULL', '' and 0, composite and binary
+ * keys, no primary key with duplicate rows, missing tables) say what they are.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { checksumTable, chunkQuery, describeTable, diffChecksums, type TableChecksum } from '../../src/mysql/checksum';
+import { checksumTable, chunkQuery, describeTable, diffChecksums, diffChunkRows, rowDigests, keyText, type TableChecksum } from '../../src/mysql/checksum';
 import { connect, instanceEndpoint, type Conn } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import { eventually, startTestSandbox } from '../support/sandbox';
@@ -69,6 +71,25 @@ describe('table checksums', () => {
       'CREATE TABLE ck.shift2 LIKE ck.shift1',
       'INSERT INTO ck.shift1 VALUES (1, NULL, 5)',
       'INSERT INTO ck.shift2 VALUES (1, 5, NULL)',
+      // The same change to an even number of rows of each text length: BIT_XOR(CRC32) cancels it.
+      'CREATE TABLE ck.flags (id INT PRIMARY KEY, flag TINYINT NOT NULL)',
+      'INSERT INTO ck.flags SELECT seq, 1 FROM seq_10000_to_29999',
+      // NULL, 0, '' and '0' in the same places.
+      'CREATE TABLE ck.z1 (id INT PRIMARY KEY, n INT NULL, s VARCHAR(5) NULL)',
+      'CREATE TABLE ck.z2 LIKE ck.z1',
+      'CREATE TABLE ck.z3 LIKE ck.z1',
+      'CREATE TABLE ck.z4 LIKE ck.z1',
+      'INSERT INTO ck.z1 VALUES (1, NULL, NULL)',
+      "INSERT INTO ck.z2 VALUES (1, 0, '')",
+      "INSERT INTO ck.z3 VALUES (1, 0, '0')",
+      "INSERT INTO ck.z4 VALUES (1, NULL, '')",
+      // Duplicate rows without a key: {x, x, y} and {y, z, z} XOR alike, and must not sum alike.
+      'CREATE TABLE ck.dup1 (v VARCHAR(5))',
+      'CREATE TABLE ck.dup2 LIKE ck.dup1',
+      'CREATE TABLE ck.dup3 LIKE ck.dup1',
+      "INSERT INTO ck.dup1 VALUES ('x'), ('x'), ('y')",
+      "INSERT INTO ck.dup2 VALUES ('y'), ('z'), ('z')",
+      "INSERT INTO ck.dup3 VALUES ('y'), ('x'), ('x')",
       'CREATE TABLE ck.done (id INT PRIMARY KEY)',
       'INSERT INTO ck.done VALUES (1)',
     );
@@ -94,7 +115,7 @@ describe('table checksums', () => {
       [[10000], [20000], 10000],
       [[20000], null, 5000],
     ]);
-    expect(onA.checksum).toMatch(/^[0-9a-f]{8}$/);
+    expect(onA.checksum).toMatch(/^[0-9a-f]{32}$/);
     expect(onA.note).toBe('chunked on the primary key (id) every 10000 rows: 3 chunks, 25000 rows');
 
     const onC = await sumOn(c, 'ck.items', { boundaries: onA.boundaries });
@@ -128,7 +149,7 @@ describe('table checksums', () => {
     for (const [table, lower, upper, rows] of cases) {
       const shape = (await describeTable(a, table))!;
       const { sql: q, params } = chunkQuery(shape, lower, upper);
-      expect(q).not.toMatch(/\d{3}/); // bounds are bound parameters, not SQL text
+      expect(q.slice(q.indexOf(' WHERE '))).not.toMatch(/\d/); // bounds are bound parameters, not SQL text
       const [plan] = (await a.query(`EXPLAIN ${q}`, params))[0] as Record<string, unknown>[];
       expect(plan, `${table} ${JSON.stringify([lower, upper])}`).toMatchObject({ type: 'range', key: 'PRIMARY' });
       // What the scan actually read: the chunk's rows through the primary key, nothing more.
@@ -159,16 +180,22 @@ describe('table checksums', () => {
     const diff = diffChecksums(onA, onB);
     expect(diff.equal).toBe(false);
     expect(diff.differingChunks).toEqual([
-      { index: 1, lower: [10000], upper: [20000], rowsA: 10000, rowsB: 10000, crcA: onA.chunks[1]!.crc, crcB: onB.chunks[1]!.crc },
+      { index: 1, lower: [10000], upper: [20000], rowsA: 10000, rowsB: 10000, digestA: onA.chunks[1]!.digest, digestB: onB.chunks[1]!.digest },
     ]);
-    expect(diff.note).toBe(`ck.items: 1 of 3 chunks differ: (10000) < pk <= (20000) (A 10000 rows ${onA.chunks[1]!.crc}, B 10000 rows ${onB.chunks[1]!.crc})`);
+    expect(diffChecksums(onA, onB, { a: 'production', b: 'orders-b' }).note).toBe(
+      `ck.items: 1 of 3 chunks differ between production and orders-b: (10000) < pk <= (20000) (production 10000 rows ${onA.chunks[1]!.digest.slice(0, 12)}…, orders-b 10000 rows ${onB.chunks[1]!.digest.slice(0, 12)}…)`,
+    );
     expect(onB.checksum).not.toBe(onA.checksum);
+    // Row by row, the chunk names exactly the row.
+    const shape = (await describeTable(a, 'ck.items'))!;
+    expect(await diffChunkRows(a, b, shape, [10000], [20000])).toEqual({ onlyA: [], onlyB: [], changed: [[12345]], rowsA: 10000, rowsB: 10000 });
 
     // A row beyond the last boundary, on the other replica only: the open-ended last chunk has it.
     await onReplicaOnly('orders-c', "INSERT INTO ck.items (id, name) VALUES (30000, 'extra')");
     const onC = await sumOn(c, 'ck.items', { boundaries: onA.boundaries });
     expect(diffChecksums(onA, onC).differingChunks).toMatchObject([{ index: 2, lower: [20000], upper: null, rowsA: 5000, rowsB: 5001 }]);
-    expect(diffChecksums(onA, onC).note).toContain('1 of 3 chunks differ: pk > (20000) (A 5000 rows');
+    expect(diffChecksums(onA, onC).note).toContain('1 of 3 chunks differ between A and B: pk > (20000) (A 5000 rows');
+    expect(await diffChunkRows(a, c, (await describeTable(a, 'ck.items'))!, [20000], null)).toMatchObject({ onlyA: [], onlyB: [[30000]], changed: [] });
   });
 
   it('tells NULL from the string NULL and from the empty string, and separators inside values', async () => {
@@ -178,12 +205,64 @@ describe('table checksums', () => {
     const diff = diffChecksums(n1!, n2!);
     expect(diff.equal).toBe(false);
     expect(diff.differingChunks).toMatchObject([{ lower: null, upper: null, rowsA: 2, rowsB: 2 }]);
-    expect(diff.note).toMatch(/^ck\.null1 \(A\) \/ ck\.null2 \(B\): 1 of 1 chunks differ: whole table/);
+    expect(diff.note).toMatch(/^ck\.null1 \(A\) \/ ck\.null2 \(B\): 1 of 1 chunks differ between A and B: whole table/);
 
     const [s1, s2] = await Promise.all([sumOn(a, 'ck.sep1'), sumOn(a, 'ck.sep2')]);
     expect(s1.checksum).not.toBe(s2.checksum);
     const [m1, m2] = await Promise.all([sumOn(a, 'ck.shift1'), sumOn(a, 'ck.shift2')]);
     expect(m1.checksum).not.toBe(m2.checksum);
+  });
+
+  it('an identical change to an even number of rows never cancels out (BIT_XOR of CRC32 did)', async () => {
+    await onReplicaOnly('orders-b', 'UPDATE ck.flags SET flag = 0');
+    // The old checksum really is blind to this change: the case tests what it claims.
+    const oldStyle = async (conn: Conn) => String((await rowsOf(conn, "SELECT BIT_XOR(CRC32(CONCAT_WS('#', id, flag))) AS x FROM ck.flags"))[0]!.x);
+    expect(await oldStyle(b)).toBe(await oldStyle(a));
+    const onA = await sumOn(a, 'ck.flags');
+    const onB = await sumOn(b, 'ck.flags', { boundaries: onA.boundaries });
+    expect(onB.checksum).not.toBe(onA.checksum);
+    const diff = diffChecksums(onA, onB);
+    expect(diff.equal).toBe(false);
+    expect(diff.differingChunks).toHaveLength(2);
+    const shape = (await describeTable(a, 'ck.flags'))!;
+    const rows = await diffChunkRows(a, b, shape, null, onA.boundaries[0]!);
+    expect(rows.changed).toHaveLength(10000);
+    expect(rows.onlyA.length + rows.onlyB.length).toBe(0);
+  });
+
+  it('tells NULL from 0, from the empty string and from the string 0', async () => {
+    const sums = await Promise.all(['ck.z1', 'ck.z2', 'ck.z3', 'ck.z4'].map((t) => sumOn(a, t)));
+    expect(new Set(sums.map((x) => x.checksum)).size).toBe(4);
+  });
+
+  it('counts duplicate rows of a table without a key instead of cancelling them', async () => {
+    const [d1, d2, d3] = await Promise.all(['ck.dup1', 'ck.dup2', 'ck.dup3'].map((t) => sumOn(a, t)));
+    expect(d1!.checksum).not.toBe(d2!.checksum);
+    expect(d3!.checksum).toBe(d1!.checksum); // order does not matter
+    // The same on two servers, row by row: the surplus of each side, as digests (no key to name).
+    await onReplicaOnly('orders-b', "DELETE FROM ck.dup1 WHERE v = 'x'", "INSERT INTO ck.dup1 VALUES ('z'), ('z')");
+    const onA = await sumOn(a, 'ck.dup1');
+    const onB = await sumOn(b, 'ck.dup1');
+    expect(diffChecksums(onA, onB).equal).toBe(false);
+    const rows = await diffChunkRows(a, b, (await describeTable(a, 'ck.dup1'))!, null, null);
+    expect(rows).toMatchObject({ changed: [], rowsA: 3, rowsB: 3 });
+    // Two x rows only on A, two z rows only on B: each side's surplus, twice the same digest.
+    expect(rows.onlyA).toHaveLength(2);
+    expect(rows.onlyB).toHaveLength(2);
+    expect(rows.onlyA[0]).toEqual(rows.onlyA[1]);
+    expect(rows.onlyB[0]).toEqual(rows.onlyB[1]);
+    expect(rows.onlyA[0]).not.toEqual(rows.onlyB[0]);
+  });
+
+  it('reads the digests of rows named by key, locking them for a compare-and-set', async () => {
+    const shape = (await describeTable(a, 'ck.pairs'))!;
+    const keys = [[1, 1], [50, 500], [51, 1]];
+    const digests = await rowDigests(a, shape, keys);
+    expect(digests.get(keyText([1, 1]))).toMatch(/^[0-9a-f]{64}$/);
+    expect(digests.get(keyText([51, 1]))).toBeNull();
+    expect(digests.size).toBe(3);
+    const same = await rowDigests(c, shape, keys);
+    expect([...same.entries()]).toEqual([...digests.entries()]);
   });
 
   it('does not depend on the session time zone (TIMESTAMP columns are compared as instants)', async () => {
@@ -215,7 +294,7 @@ describe('table checksums', () => {
     await onReplicaOnly('orders-b', "UPDATE ck.pairs SET v = 'changed' WHERE a = 20 AND b = 250");
     const diff = diffChecksums(onA, await sumOn(b, 'ck.pairs', { boundaries: onA.boundaries }));
     expect(diff.differingChunks).toMatchObject([{ index: 2, lower: [16, 500], upper: [24, 500], rowsA: 4000, rowsB: 4000 }]);
-    expect(diff.note).toContain('1 of 7 chunks differ: (16, 500) < pk <= (24, 500)');
+    expect(diff.note).toContain('1 of 7 chunks differ between A and B: (16, 500) < pk <= (24, 500)');
   });
 
   it('chunks a binary primary key, with boundaries that went through JSON', async () => {
@@ -230,7 +309,7 @@ describe('table checksums', () => {
   it('checksums a table without a primary key as one chunk, and says so', async () => {
     const onA = await sumOn(a, 'ck.nopk');
     expect(onA).toMatchObject({ rows: 300, primaryKey: [], boundaries: [] });
-    expect(onA.chunks).toEqual([{ index: 0, lower: null, upper: null, rows: 300, crc: onA.checksum }]);
+    expect(onA.chunks).toEqual([{ index: 0, lower: null, upper: null, rows: 300, digest: onA.checksum }]);
     expect(onA.note).toBe('ck.nopk has no primary key: checksummed as one chunk over the whole table (a full scan): 1 chunk, 300 rows');
     const onC = await sumOn(c, 'ck.nopk', { boundaries: onA.boundaries });
     expect(diffChecksums(onA, onC).equal).toBe(true);
@@ -238,7 +317,7 @@ describe('table checksums', () => {
     await onReplicaOnly('orders-b', "DELETE FROM ck.nopk WHERE x = 3 LIMIT 1");
     const diff = diffChecksums(onA, await sumOn(b, 'ck.nopk'));
     expect(diff.differingChunks).toMatchObject([{ lower: null, upper: null, rowsA: 300, rowsB: 299 }]);
-    expect(diff.note).toContain('1 of 1 chunks differ: whole table (A 300 rows');
+    expect(diff.note).toContain('1 of 1 chunks differ between A and B: whole table (A 300 rows');
   });
 
   it('quotes identifiers that contain a backtick', async () => {
