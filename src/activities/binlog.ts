@@ -43,8 +43,12 @@ import { withInstance } from './instance';
 export type RestoreTarget =
   | { kind: 'before-event'; event: BadEventQuery }
   | { kind: 'gtid'; gtid: string }
-  /** ISO 8601 with a zone (`Z` or `+08:00`): the last transaction committed at or before it. */
-  | { kind: 'time'; at: string };
+  /**
+   * RFC 3339 with an offset (`Z` or `+08:00`): the last transaction committed at or before it. A
+   * time after the archive's last transaction is refused unless `confirmLate` (the archive stops
+   * short of it: recovery would end where the archive ends, not at the time asked for).
+   */
+  | { kind: 'time'; at: string; confirmLate?: boolean };
 
 export interface ResolvedTarget {
   /** The last transaction replay applies (inclusive). */

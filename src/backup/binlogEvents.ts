@@ -10,6 +10,8 @@
  * its GTID event, `--stop-position` the end_log_pos of its last event): never a wall-clock time.
  */
 
+import { RE2JS } from 're2js';
+
 export interface BinlogEventGroup {
   gtid: string;
   file: string;
@@ -90,6 +92,9 @@ export function lineParser(file: string, images: boolean): { feed: (line: string
   let query: string[] = [];
   let change: RowChange | undefined;
   let image: RowImage | undefined;
+  // A multi-line statement is one Annotate_rows event printed as several `#Q>` lines: they are
+  // joined back into one statement, so a pattern sees its WHERE on the second line too.
+  let annotation: 'none' | 'expected' | 'open' = 'none';
   const feed = (line: string): void => {
     const at = /^# at (\d+)$/.exec(line);
     if (at) {
@@ -101,6 +106,7 @@ export function lineParser(file: string, images: boolean): { feed: (line: string
       const endPos = Number(h[7]);
       const rest = h[8]!;
       image = undefined;
+      annotation = rest.startsWith('Annotate_rows') ? 'expected' : 'none';
       const gtid = /^GTID (\d+-\d+-\d+)(?: (ddl|trans))?/.exec(rest);
       const rotate = /^Rotate to (\S+)\s+pos: \d+/.exec(rest);
       if (rotate || /^(Start: |Gtid list |Binlog checkpoint |Stop)/.test(rest)) {
@@ -130,10 +136,14 @@ export function lineParser(file: string, images: boolean): { feed: (line: string
       return;
     }
     if (!current) return;
-    if (line.startsWith('#Q> ')) {
-      current.statements.push(line.slice(4));
+    if (line.startsWith('#Q>')) {
+      const text = line.slice(line.startsWith('#Q> ') ? 4 : 3);
+      if (annotation === 'open' && current.statements.length) current.statements[current.statements.length - 1] += `\n${text}`;
+      else current.statements.push(text);
+      annotation = 'open';
       return;
     }
+    annotation = 'none';
     if (!inQuery && line.startsWith('### ')) {
       const row = /^### (INSERT INTO|UPDATE|DELETE FROM) `([^`]+)`\.`([^`]+)`$/.exec(line);
       if (row) {
@@ -188,8 +198,14 @@ export interface BadEventQuery {
   to?: number;
   /** `db.table` (or a table name alone) the event must touch. */
   table?: string;
-  /** A case-insensitive pattern the statement text must match, e.g. `DROP TABLE` or `UPDATE .* SET`. */
+  /**
+   * A case-insensitive pattern the statement text must match, e.g. `DROP TABLE` or `^UPDATE`. A
+   * statement is its whole text, several lines for a multi-line statement (`.` matches a newline).
+   * Matched in linear time (RE2 syntax: no lookaround, no backreferences).
+   */
   statement?: string;
+  /** A pattern the statement must NOT match: `--statement '^UPDATE' --not-statement 'WHERE'`. */
+  statementNot?: string;
   /** The event's own GTID: how a human confirms one of the candidates an ambiguous search listed. */
   gtid?: string;
 }
@@ -199,9 +215,38 @@ export function findCandidates(groups: BinlogEventGroup[], q: BadEventQuery): Bi
   return groups.filter(matchesBadEvent(q));
 }
 
+/** Longest statement pattern accepted: operator input, bounded at the edge. */
+export const MAX_PATTERN_LENGTH = 200;
+
+/** A compiled statement pattern: `test` runs in time linear in the text (RE2), whatever the pattern. */
+export interface StatementPattern {
+  source: string;
+  test(text: string): boolean;
+}
+
+/**
+ * Compile an operator's statement pattern, or throw a one-line error naming the option. RE2
+ * semantics (re2js): matching can never backtrack exponentially and freeze the worker, as
+ * `^(.*)*X$` did with JavaScript's engine; lookaround and backreferences are refused.
+ */
+export function compileStatementPattern(pattern: string, option = '--statement'): StatementPattern {
+  if (typeof pattern !== 'string' || !pattern.length) throw new Error(`${option}: the pattern is empty`);
+  if (pattern.length > MAX_PATTERN_LENGTH) throw new Error(`${option}: the pattern has ${pattern.length} characters, at most ${MAX_PATTERN_LENGTH}`);
+  let compiled: ReturnType<typeof RE2JS.compile>;
+  try {
+    compiled = RE2JS.compile(pattern, RE2JS.CASE_INSENSITIVE | RE2JS.DOTALL);
+  } catch (err) {
+    const why = (err as Error).message.replace(/^error parsing regexp: /, '');
+    const hint = /\(\?[!=<]/.test(pattern) ? `; lookaround is not supported: to exclude statements use --not-statement, e.g. --statement '^UPDATE' --not-statement 'WHERE'` : '';
+    throw new Error(`${option}: invalid pattern ${JSON.stringify(pattern)}: ${why}${hint}`);
+  }
+  return { source: pattern, test: (text) => compiled.matcher(text).find() };
+}
+
 /** The test findCandidates applies, for one transaction at a time. */
 export function matchesBadEvent(q: BadEventQuery): (g: BinlogEventGroup) => boolean {
-  const pattern = q.statement ? new RegExp(q.statement, 'i') : undefined;
+  const pattern = q.statement ? compileStatementPattern(q.statement) : undefined;
+  const exclude = q.statementNot ? compileStatementPattern(q.statementNot, '--not-statement') : undefined;
   const wantTable = q.table?.replace(/`/g, '');
   return (
     (g) =>
@@ -209,8 +254,15 @@ export function matchesBadEvent(q: BadEventQuery): (g: BinlogEventGroup) => bool
       (q.from === undefined || g.timestamp >= q.from) &&
       (q.to === undefined || g.timestamp <= q.to) &&
       (!wantTable || g.tables.some((t) => t === wantTable || t.endsWith(`.${wantTable}`))) &&
-      (!pattern || g.statements.some((s) => pattern.test(s)))
+      (!pattern || g.statements.some((s) => pattern.test(s) && !exclude?.test(s))) &&
+      (!exclude || pattern !== undefined || !g.statements.some((s) => exclude.test(s)))
   );
+}
+
+/** A statement on one line, shortened for lists and notes: `UPDATE shop.users SET … WHERE id = 1`. */
+export function oneLine(statement: string, max = 160): string {
+  const flat = statement.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
 /**
@@ -264,10 +316,20 @@ export function rowImagesRefusal(g: RowImageGroup, shapes: Record<string, TableS
   return undefined;
 }
 
-/** A row's identity in `table`: its primary key values, or the whole image without a key. */
+/**
+ * A row's identity in `table`: its primary key values, or the whole image without a key. Strings
+ * are compared as a case- and accent-insensitive collation would (lower case, no diacritics, no
+ * trailing spaces): two keys that MAY be the same row under the table's collation count as one,
+ * so a conflict is never missed; a binary collation only ever sees more conflicts, never fewer.
+ */
 export function rowKey(image: RowImage, shape: TableShape | undefined): string {
   const ordinals = shape?.primaryKey.length ? shape.primaryKey.map((k) => k.ordinal) : Object.keys(image).map(Number);
-  return JSON.stringify(ordinals.map((n) => image[n] ?? null));
+  return JSON.stringify(ordinals.map((n) => foldKeyValue(image[n] ?? null)));
+}
+
+function foldKeyValue(printed: string | null): string | null {
+  if (printed === null || !printed.startsWith("'")) return printed;
+  return printed.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/ +'$/, "'");
 }
 
 function keyText(image: RowImage, shape: TableShape | undefined): string {

@@ -124,12 +124,38 @@ export function committedAtOrBefore(atMs: number): (t: ArchivedTransaction) => b
 }
 
 /**
- * A point in time for recovery, refused unless it names its zone: a bare `2026-03-14 09:26`
- * read in the worker's local zone is exactly how a `--stop-datetime` replays the bad statement.
+ * A point in time for recovery: RFC 3339 with an explicit offset (`2026-03-14T09:26:53+08:00`,
+ * `…Z`), seconds required, fraction allowed, `T` or a space between date and time. Anything else is
+ * refused in one line: a bare `2026-03-14 09:26` read in the worker's local zone is exactly how a
+ * `--stop-datetime` replays the bad statement, `12/02/2026` is read month-first by some parsers and
+ * day-first by people, and `2026-02-30` must not quietly become March 2. `option` names the flag
+ * in the message. The pattern is fixed-width and anchored: it cannot backtrack on operator input.
  */
-export function parsePointInTime(at: string): number {
-  if (!/(Z|[+-]\d{2}:?\d{2})$/i.test(at.trim())) throw new Error(`point in time "${at}" has no time zone: add Z or an offset like +08:00`);
-  const ms = Date.parse(at.trim());
-  if (Number.isNaN(ms)) throw new Error(`point in time "${at}" is not an ISO 8601 date-time`);
-  return ms;
+export function parsePointInTime(at: string, option = 'point in time'): number {
+  const text = typeof at === 'string' ? at.trim() : '';
+  if (text.length > 40) throw new Error(`${option} "${text.slice(0, 40)}…" is too long to be an RFC 3339 date-time`);
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
+  if (!m) {
+    if (/^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(text)) throw new Error(`${option} "${text}" has no time zone: add Z or an offset like +08:00`);
+    throw new Error(`${option} "${text}" is not an RFC 3339 date-time with an offset, like 2026-03-14T09:26:53+08:00`);
+  }
+  const [, y, mo, d, h, mi, sec, frac, zone] = m;
+  const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, sec].map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) {
+    throw new Error(`${option} "${text}" is not a valid date-time (${month >= 1 && month <= 12 && day > daysInMonth ? `${y}-${mo} has ${daysInMonth} days` : 'a field is out of range'})`);
+  }
+  let offsetMin = 0;
+  if (zone !== 'Z' && zone !== 'z') {
+    const [oh, om] = zone!.slice(1).split(':').map(Number) as [number, number];
+    if (oh > 23 || om > 59) throw new Error(`${option} "${text}" has an invalid offset ${zone}`);
+    offsetMin = (zone!.startsWith('-') ? -1 : 1) * (oh * 60 + om);
+  }
+  const ms = frac ? Math.floor(Number(`0${frac}`) * 1000) : 0;
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000;
+}
+
+/** Refuse a recovery point in the future (a typo in the year, the wrong offset): nothing is there yet. */
+export function refuseFuturePoint(ms: number, nowMs: number, option = 'point in time'): void {
+  if (ms > nowMs + 1000) throw new Error(`${option} ${new Date(ms).toISOString()} is in the future (now ${new Date(nowMs).toISOString()}): check the date and the offset`);
 }

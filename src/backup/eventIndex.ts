@@ -35,11 +35,19 @@ interface EventIndexHeader {
   file: string;
   sizeBytes: number;
   sha256: string;
+  /** How the transactions were read (see INDEX_FORMAT); an index of another format is decoded again. */
+  format?: number;
 }
+
+/**
+ * The decoding an index holds. 2: a multi-line statement is one statement (its `#Q>` lines
+ * joined), not one per line; indexes of format 1 (absent) are rebuilt on first use.
+ */
+const INDEX_FORMAT = 2;
 
 export const eventIndexPath = (archiveDir: string, file: string) => join(archiveDir, EVENT_INDEX_DIR, `${file}.jsonl`);
 
-const matches = (h: EventIndexHeader | undefined, entry: BinlogArchiveEntry) => h?.sizeBytes === entry.sizeBytes && h.sha256 === entry.sha256;
+const matches = (h: EventIndexHeader | undefined, entry: BinlogArchiveEntry) => h?.sizeBytes === entry.sizeBytes && h.sha256 === entry.sha256 && h.format === INDEX_FORMAT;
 
 /** An index's header line, or undefined when there is none (absent, torn). */
 async function readHeader(path: string): Promise<EventIndexHeader | undefined> {
@@ -139,7 +147,7 @@ export async function indexEvents(archiveDir: string, entry: BinlogArchiveEntry,
     await once(ws, 'open');
     out = linesTo(ws);
     transactions = 0;
-    out.write({ file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256 } satisfies EventIndexHeader);
+    out.write({ file: entry.file, sizeBytes: entry.sizeBytes, sha256: entry.sha256, format: INDEX_FORMAT } satisfies EventIndexHeader);
     return out;
   };
   try {
@@ -154,7 +162,7 @@ export async function indexEvents(archiveDir: string, entry: BinlogArchiveEntry,
   };
   try {
     let decoded: 'tail' | 'whole' = 'whole';
-    if (kept && kept.sizeBytes < entry.sizeBytes && (await sha256OfPrefix(path, kept.sizeBytes)) === kept.sha256) {
+    if (kept && kept.format === INDEX_FORMAT && kept.sizeBytes < entry.sizeBytes && (await sha256OfPrefix(path, kept.sizeBytes)) === kept.sha256) {
       // The same file, longer: every transaction the index holds is still there, byte for byte.
       // Decoding resumes at the START of its last transaction (a copy of a growing binlog may
       // have ended inside it), which is therefore not carried over.

@@ -13,8 +13,8 @@ import type { DecisionVerdict } from '../workflows/approval';
 import type { FailoverInput, FailoverResult } from '../workflows/failover';
 import type { RestoreInput, RestoreResult, RestoreTarget } from '../workflows/restore';
 import type { FlashbackInput, FlashbackResult } from '../workflows/flashback';
-import type { BadEventQuery } from '../backup/binlogEvents';
-import { parsePointInTime } from '../backup/coverage';
+import { compileStatementPattern, type BadEventQuery } from '../backup/binlogEvents';
+import { parsePointInTime, refuseFuturePoint } from '../backup/coverage';
 import { formatDuration } from '../shared/format';
 import type { RunbookState } from '../workflows/runbook';
 import { describeApproval, failureMessage, follow, workerPresent } from './follow';
@@ -44,6 +44,7 @@ export interface IncidentCliOptions {
 export interface BadEventCliOptions {
   table?: string;
   statement?: string;
+  notStatement?: string;
   from?: string;
   to?: string;
   /** The event's GTID, confirming one of the candidates an ambiguous search listed. */
@@ -192,6 +193,8 @@ export async function backupCommand(o: BackupCliOptions): Promise<number> {
 export interface RestoreCliOptions extends IncidentCliOptions, BadEventCliOptions {
   gtid?: string;
   at?: string;
+  /** Accept an `--at` after the archive's end (recovery then stops at the end of the archive). */
+  confirmLate?: boolean;
   skip?: boolean;
   backupKind?: 'logical' | 'physical';
   replay?: 'sql-thread' | 'pipe';
@@ -201,20 +204,24 @@ export interface RestoreCliOptions extends IncidentCliOptions, BadEventCliOption
 }
 
 /** What the options name as the recovery target: exactly one of an event, a GTID, a point in time. */
-export function restoreTargetOf(o: RestoreCliOptions): RestoreTarget {
-  const event = o.table || o.statement || o.from || o.to || o.event;
+export function restoreTargetOf(o: RestoreCliOptions, nowMs = Date.now()): RestoreTarget {
+  const event = o.table || o.statement || o.notStatement || o.from || o.to || o.event;
   const given = [event ? 'an event' : '', o.gtid ? '--gtid' : '', o.at ? '--at' : ''].filter(Boolean);
   if (given.length !== 1) throw new Error(`name exactly one target: an event (--table/--statement, --from/--to, --event), --gtid or --at${given.length ? `; got ${given.join(' and ')}` : ''}`);
   if (o.event !== undefined && !/^\d+-\d+-\d+$/.test(o.event)) throw new Error(`--event must be a GTID like 0-23101-4711, got "${o.event}"`);
   if (o.gtid) return { kind: 'gtid', gtid: o.gtid };
   if (o.at) {
-    parsePointInTime(o.at); // refused here, in one line, before anything starts
-    return { kind: 'time', at: o.at };
+    // Refused here, in one line, before anything starts.
+    refuseFuturePoint(parsePointInTime(o.at, '--at'), nowMs, '--at');
+    return { kind: 'time', at: o.at, ...(o.confirmLate ? { confirmLate: true } : {}) };
   }
+  if (o.statement) compileStatementPattern(o.statement, '--statement');
+  if (o.notStatement) compileStatementPattern(o.notStatement, '--not-statement');
   return {
     kind: 'before-event',
     event: {
-      table: o.table, statement: o.statement, from: o.from ? parsePointInTime(o.from) : undefined, to: o.to ? parsePointInTime(o.to) : undefined,
+      table: o.table, statement: o.statement, ...(o.notStatement ? { statementNot: o.notStatement } : {}),
+      from: o.from ? parsePointInTime(o.from, '--from') : undefined, to: o.to ? parsePointInTime(o.to, '--to') : undefined,
       ...(o.event ? { gtid: o.event } : {}),
     },
   };
@@ -253,8 +260,8 @@ export type FlashbackCliOptions = IncidentCliOptions & BadEventCliOptions;
 
 /** The bad event the options name (table, statement pattern, window with zoned times), as restore reads them. */
 export function flashbackEventOf(o: FlashbackCliOptions): BadEventQuery {
-  if (!o.table && !o.statement && !o.from && !o.to && !o.event) throw new Error('name the bad event: --table and/or --statement, optionally --from/--to, or --event <gtid>');
-  const target = restoreTargetOf({ cluster: o.cluster, table: o.table, statement: o.statement, from: o.from, to: o.to, event: o.event, reason: o.reason, as: o.as });
+  if (!o.table && !o.statement && !o.notStatement && !o.from && !o.to && !o.event) throw new Error('name the bad event: --table and/or --statement, optionally --from/--to, or --event <gtid>');
+  const target = restoreTargetOf({ cluster: o.cluster, table: o.table, statement: o.statement, notStatement: o.notStatement, from: o.from, to: o.to, event: o.event, reason: o.reason, as: o.as });
   if (target.kind !== 'before-event') throw new Error('flashback undoes one located event: name it with --table/--statement, --from/--to');
   return target.event;
 }

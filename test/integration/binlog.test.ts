@@ -61,7 +61,7 @@ describe('archived binlogs', () => {
     expect(drops).toHaveLength(1);
     expect(drops[0]).toMatchObject({ kind: 'ddl', statements: ['DROP TABLE `shop`.`orders`'], file: 'mysql-bin.000001' });
     expect(drops[0]!.endPosition).toBeGreaterThan(drops[0]!.startPosition);
-    const updates = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE(?!.*WHERE)' } }));
+    const updates = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE', statementNot: 'WHERE' } }));
     expect(updates.map((u) => [u.statements, u.rowEvents])).toEqual([[['UPDATE shop.users SET points = 0'], [{ type: 'UPDATE', table: 'shop.users', rows: 2 }]]]);
     expect(updates[0]!.gtid).toMatch(/^0-25401-\d+$/);
   });
@@ -186,7 +186,7 @@ describe('flashback safety', () => {
       'INSERT INTO conflict.stock VALUES (4, 40)',
     );
     await archive();
-    const [bad] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'conflict.stock', statement: '^UPDATE(?!.*WHERE)' } }));
+    const [bad] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'conflict.stock', statement: '^UPDATE', statementNot: 'WHERE' } }));
     const [later] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'conflict.stock', statement: 'WHERE id = 2' } }));
     const before = await snapshot('conflict.stock');
     for (const apply of [false, true]) {
@@ -235,7 +235,7 @@ describe('flashback safety', () => {
   });
 
   it('refuses when the primary no longer has the event (purged): flashback needs the primary that wrote it', async () => {
-    const [update] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE(?!.*WHERE)' } }));
+    const [update] = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE', statementNot: 'WHERE' } }));
     expect(update!.file).toBe('mysql-bin.000001');
     await sql(config, 'orders-a', 'FLUSH BINARY LOGS');
     const current = String((await snapshotQuery('SHOW MASTER STATUS'))[0]!.File);

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  compileStatementPattern,
   conflictRefusal,
   findCandidates,
   findConflicts,
@@ -54,7 +55,7 @@ describe('parseBinlogText', () => {
 
   it('finds the DROP and the UPDATE without WHERE by table and statement pattern', () => {
     expect(findCandidates(groups, { statement: 'drop table', table: 'orders' }).map((g) => g.gtid)).toEqual(['0-25501-7']);
-    expect(findCandidates(groups, { table: 'shop.users', statement: '^UPDATE(?!.*WHERE)' }).map((g) => g.gtid)).toEqual(['0-25501-6']);
+    expect(findCandidates(groups, { table: 'shop.users', statement: '^UPDATE', statementNot: 'WHERE' }).map((g) => g.gtid)).toEqual(['0-25501-6']);
     expect(findCandidates(groups, { from: Date.UTC(2026, 10, 23, 3, 4), statement: 'DROP' })).toEqual([]);
     // A human confirms one of several candidates by its GTID.
     expect(findCandidates(groups, { table: 'shop.users' }).length).toBeGreaterThan(1);
@@ -148,5 +149,42 @@ describe('row images and flashback checks', () => {
     const reinsert: RowImageGroup = { ...del, gtid: '0-26651-98', changes: [{ type: 'INSERT', table: 'fx.users', after: { 1: '4', 2: '400', 3: "'dan'" } }] };
     expect(isFlashbackOf(reinsert, del)).toBe(true);
     expect(isFlashbackOf({ ...reinsert, changes: [{ type: 'INSERT', table: 'fx.users', after: { 1: '4', 2: '401', 3: "'dan'" } }] }, del)).toBe(false);
+  });
+});
+
+describe('statement patterns', () => {
+  // A real capture: a three-line UPDATE with its WHERE on the third line, then an UPDATE without
+  // WHERE, then one whose WHERE names a string key in another case.
+  const multi = parseRowImages(readFileSync('test/fixtures/binlog/multiline.txt', 'utf8'), 'mysql-bin.000002');
+  const updates = multi.filter((g) => g.statements.some((s) => /^update/i.test(s)));
+
+  it('keeps a multi-line statement as one statement, so its WHERE on a later line is seen', () => {
+    expect(updates.map((g) => g.statements)).toEqual([['UPDATE shop.users\nSET tier = 5\nWHERE id = 1'], ['UPDATE shop.users SET tier = 7'], ["UPDATE shop.users SET points = points + 1 WHERE name = 'ann'"]]);
+    const noWhere = findCandidates(multi, { table: 'users', statement: '^UPDATE', statementNot: 'WHERE' });
+    expect(noWhere.map((g) => g.statements[0])).toEqual(['UPDATE shop.users SET tier = 7']);
+    // `.` matches a newline: a pattern spanning the lines of one statement finds it.
+    expect(findCandidates(multi, { statement: 'SET tier = 5.WHERE' })).toHaveLength(1);
+  });
+
+  it('matches in linear time: a pattern that backtracks exponentially in JavaScript returns at once', () => {
+    const p = compileStatementPattern('^(.*)*X$');
+    // JavaScript's engine does not return from this at all (the worker sat at 100% CPU); RE2 does.
+    expect(p.test('a'.repeat(100_000))).toBe(false);
+  });
+
+  it('refuses lookaround, bad syntax and over-long patterns in one line, naming the option', () => {
+    expect(() => compileStatementPattern('^UPDATE(?!.*WHERE)')).toThrow(
+      /^--statement: invalid pattern "\^UPDATE\(\?!\.\*WHERE\)": .*; lookaround is not supported: to exclude statements use --not-statement, e\.g\. --statement '\^UPDATE' --not-statement 'WHERE'$/,
+    );
+    expect(() => compileStatementPattern('(unclosed', '--not-statement')).toThrow(/^--not-statement: invalid pattern "\(unclosed": missing closing \)/);
+    expect(() => compileStatementPattern('x'.repeat(201))).toThrow('--statement: the pattern has 201 characters, at most 200');
+    expect(() => compileStatementPattern('')).toThrow('--statement: the pattern is empty');
+  });
+
+  it('counts string keys that a case-insensitive collation makes equal as the same row (a conflict is never missed)', () => {
+    const shape: TableShape = { columns: 4, primaryKey: [{ ordinal: 4, name: 'name' }] };
+    const bad = { ...updates[1]!, changes: [{ type: 'UPDATE' as const, table: 'shop.users', before: { 1: '1', 2: '1', 3: '10', 4: "'Ann'" }, after: { 1: '1', 2: '7', 3: '10', 4: "'Ann'" } }] };
+    const later = { ...updates[2]!, changes: [{ type: 'UPDATE' as const, table: 'shop.users', before: { 1: '1', 2: '7', 3: '10', 4: "'ann '" }, after: { 1: '1', 2: '7', 3: '11', 4: "'ann '" } }] };
+    expect(findConflicts(bad, [later], { 'shop.users': shape })).toMatchObject([{ table: 'shop.users', gtids: [later.gtid] }]);
   });
 });

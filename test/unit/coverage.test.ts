@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, walkCoverage, type ArchivedTransaction } from '../../src/backup/coverage';
+import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, refuseFuturePoint, walkCoverage, type ArchivedTransaction } from '../../src/backup/coverage';
 import type { BinlogArchiveEntry } from '../../src/backup/manifest';
 import { filesAfter } from '../../src/backup/archive';
 
@@ -60,8 +60,34 @@ describe('checkCoverage', () => {
 describe('points in time', () => {
   it('refuses a time without a zone, and a non-date', () => {
     expect(() => parsePointInTime('2026-03-14 09:26:53')).toThrow('point in time "2026-03-14 09:26:53" has no time zone: add Z or an offset like +08:00');
-    expect(() => parsePointInTime('yesterday Z')).toThrow('is not an ISO 8601 date-time');
+    expect(() => parsePointInTime('yesterday Z')).toThrow('is not an RFC 3339 date-time with an offset');
     expect(parsePointInTime('2026-03-14T17:26:53+08:00')).toBe(Date.UTC(2026, 2, 14, 9, 26, 53));
+  });
+
+  it('takes only RFC 3339 with an offset, and refuses impossible dates instead of rolling them over', () => {
+    expect(parsePointInTime('2026-03-14 09:26:53Z')).toBe(Date.UTC(2026, 2, 14, 9, 26, 53));
+    expect(parsePointInTime('2026-03-14T09:26:53.250-05:30')).toBe(Date.UTC(2026, 2, 14, 14, 56, 53, 250));
+    expect(parsePointInTime('2024-02-29T00:00:00Z')).toBe(Date.UTC(2024, 1, 29));
+    for (const [bad, why] of [
+      ['12/02/2026 10:00:00 +0000', 'is not an RFC 3339 date-time with an offset'], // month/day order is a guess
+      ['2026-02-30T10:00:00Z', 'is not a valid date-time (2026-02 has 28 days)'],
+      ['2025-02-29T10:00:00Z', '2025-02 has 28 days'],
+      ['2026-13-01T10:00:00Z', 'a field is out of range'],
+      ['2026-03-14T24:00:00Z', 'a field is out of range'],
+      ['2026-03-14T09:26Z', 'is not an RFC 3339'], // seconds are required
+      ['2026-03-14T09:26:53+0800', 'is not an RFC 3339'], // the offset needs its colon
+      ['2026-03-14T09:26:53+24:00', 'invalid offset +24:00'],
+      ['Sat, 14 Mar 2026 09:26:53 GMT', 'is not an RFC 3339'],
+    ] as const) {
+      expect(() => parsePointInTime(bad, '--at'), bad).toThrow(why);
+    }
+    expect(() => parsePointInTime('2026-03-14T09:26:53+08:00'.padEnd(60, '0'), '--at')).toThrow(/^--at "2026-03-14T09:26:53\+08:0{17}…" is too long to be an RFC 3339 date-time$/);
+  });
+
+  it('refuses a point in the future', () => {
+    const now = Date.UTC(2026, 11, 2, 12);
+    expect(() => refuseFuturePoint(Date.UTC(2026, 11, 2, 20), now, '--at')).toThrow('--at 2026-12-02T20:00:00.000Z is in the future (now 2026-12-02T12:00:00.000Z): check the date and the offset');
+    expect(() => refuseFuturePoint(now, now)).not.toThrow();
   });
 
   it('takes the last transaction committed at or before the second named', () => {

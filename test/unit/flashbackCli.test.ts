@@ -13,6 +13,6 @@ describe('flashback event from CLI options', () => {
 
   it('refuses no event, or a time without a zone, in one line', () => {
     expect(() => flashbackEventOf(base)).toThrow(/^name the bad event: --table and\/or --statement, optionally --from\/--to, or --event <gtid>$/);
-    expect(() => flashbackEventOf({ ...base, table: 't', from: '2026-03-14 09:26' })).toThrow('point in time "2026-03-14 09:26" has no time zone');
+    expect(() => flashbackEventOf({ ...base, table: 't', from: '2026-03-14 09:26' })).toThrow('--from "2026-03-14 09:26" has no time zone');
   });
 });

@@ -20,7 +20,18 @@ describe('restore target from CLI options', () => {
     expect(() => restoreTargetOf({ ...base, event: '0-1-41', gtid: '0-1-42' })).toThrow('; got an event and --gtid');
     expect(() => restoreTargetOf({ ...base, event: 'mysql-bin.000002:4' })).toThrow('--event must be a GTID like 0-23101-4711, got "mysql-bin.000002:4"');
     expect(() => restoreTargetOf({ ...base, gtid: '0-1-2', table: 't' })).toThrow('; got an event and --gtid');
-    expect(() => restoreTargetOf({ ...base, table: 't', to: '2026-03-14 09:26' })).toThrow('point in time "2026-03-14 09:26" has no time zone');
+    expect(() => restoreTargetOf({ ...base, table: 't', to: '2026-03-14 09:26' })).toThrow('--to "2026-03-14 09:26" has no time zone');
+  });
+
+  it('refuses a time in the future, an impossible date and a bad pattern before anything starts', () => {
+    const now = Date.UTC(2026, 11, 2, 12);
+    expect(() => restoreTargetOf({ ...base, at: '2026-12-02T20:00:00+08:00' }, now)).not.toThrow(); // 12:00 UTC: now
+    expect(() => restoreTargetOf({ ...base, at: '2026-12-02T20:00:00Z' }, now)).toThrow('--at 2026-12-02T20:00:00.000Z is in the future');
+    expect(() => restoreTargetOf({ ...base, at: '2026-02-30T10:00:00Z' }, now)).toThrow('--at "2026-02-30T10:00:00Z" is not a valid date-time (2026-02 has 28 days)');
+    expect(() => restoreTargetOf({ ...base, table: 't', statement: '^UPDATE(?!.*WHERE)' })).toThrow(/^--statement: invalid pattern .*lookaround is not supported/);
+    expect(() => restoreTargetOf({ ...base, table: 't', statement: '^UPDATE', notStatement: '(' })).toThrow(/^--not-statement: invalid pattern/);
+    expect(restoreTargetOf({ ...base, table: 't', statement: '^UPDATE', notStatement: 'WHERE' })).toMatchObject({ event: { statement: '^UPDATE', statementNot: 'WHERE' } });
+    expect(restoreTargetOf({ ...base, at: '2026-03-14T09:26:53Z', confirmLate: true }, now)).toEqual({ kind: 'time', at: '2026-03-14T09:26:53Z', confirmLate: true });
   });
 });
 
