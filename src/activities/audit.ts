@@ -78,11 +78,32 @@ export function createAuditActivities({ config }: ActivityDeps) {
         }
         if (holder && holder.workflow_id !== input.workflowId) {
           throw ApplicationFailure.nonRetryable(
-            `cluster ${input.cluster} is locked by ${holder.runbook} run ${holder.workflow_id} (${holder.operator}, since ${holder.acquired_at} UTC); if that run is over, release it with: runbook unlock ${input.cluster}`,
+            `cluster ${input.cluster} is locked by ${holder.runbook} run ${holder.workflow_id} (${holder.operator}, since ${holder.acquired_at} UTC); if that run is over, release it with: runbook unlock ${input.cluster} --as <your name>`,
             'ClusterLocked',
           );
         }
       });
+    },
+
+    /**
+     * Whether this run could take the cluster's lock now, without taking it: a long runbook (a
+     * restore loads and replays for an hour before it changes anything) asks first, so that it is
+     * refused at once rather than after the work and the approval. The lock itself is taken later,
+     * just before production is changed, so the check cannot block a failover meanwhile.
+     */
+    async checkClusterLock(input: { cluster: string; workflowId: string }): Promise<{ free: boolean; heldBy?: string }> {
+      await ensureSchema();
+      const holder = await withControl(config, async (conn) => {
+        const [rows] = await conn.query('SELECT workflow_id, runbook, operator, acquired_at FROM runbook_lock WHERE cluster = ?', [input.cluster]);
+        return (rows as { workflow_id: string; runbook: string; operator: string; acquired_at: string }[])[0];
+      });
+      if (!holder || holder.workflow_id === input.workflowId) return { free: true };
+      const over = await runIsOver(holder.workflow_id);
+      if (over) return { free: true, heldBy: `${holder.workflow_id} (${over}: its lock will be taken over)` };
+      throw ApplicationFailure.nonRetryable(
+        `cluster ${input.cluster} is locked by ${holder.runbook} run ${holder.workflow_id} (${holder.operator}, since ${holder.acquired_at} UTC): wait for it to end; if it is over, release it with: runbook unlock ${input.cluster} --as <your name>`,
+        'ClusterLocked',
+      );
     },
 
     /** Release the cluster's lock if this run holds it (safe to repeat). */

@@ -13,6 +13,7 @@ import {
   conflictRefusal,
   findConflicts,
   matchesBadEvent,
+  oneLine,
   flashbackRefusal,
   isFlashbackOf,
   parseBinlogText,
@@ -28,7 +29,8 @@ import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
 import { forEachEvent, indexEvents } from '../backup/eventIndex';
-import { forEachDecodedGroup } from '../backup/binlogFile';
+import { forEachDecodedGroup, readTransactionImages } from '../backup/binlogFile';
+import { eventRowKeys } from '../backup/eventRows';
 
 /** One source's archived binlogs. */
 interface Archive {
@@ -63,6 +65,16 @@ export interface ResolvedTarget {
   description: string;
 }
 import type { ActivityDeps } from './deps';
+
+/** Whether skipping a located event and replaying the rest is exact (else it was refused). */
+export interface SkipCheck {
+  exact: true;
+  /** Rows the event changed. */
+  rows: number;
+  /** Archived transactions after it that were checked. */
+  laterTransactions: number;
+  note: string;
+}
 
 /** A position in a server's binary log. */
 export interface BinlogPosition {
@@ -254,12 +266,12 @@ export function createBinlogActivities({ config }: ActivityDeps) {
   /** Column names and primary key (`@N` = ORDINAL_POSITION) of each table, from the primary. */
   const tableShapes = (cluster: string, instance: string, tables: string[]) =>
     withInstance(config, { cluster, instance }, async (conn) => {
-      const shapes: Record<string, (TableShape & { names: string[] }) | undefined> = {};
+      const shapes: Record<string, (TableShape & { names: string[]; dataTypes: string[] }) | undefined> = {};
       for (const table of tables) {
         const [db, t] = table.split('.') as [string, string];
-        const columns = await query<{ name: string; ordinal: number }[]>(
+        const columns = await query<{ name: string; ordinal: number; type: string }[]>(
           conn,
-          'SELECT COLUMN_NAME AS name, ORDINAL_POSITION AS ordinal FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
+          'SELECT COLUMN_NAME AS name, ORDINAL_POSITION AS ordinal, DATA_TYPE AS type FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
           [db, t],
         );
         if (!columns.length) continue; // gone since: a later DROP, which the conflict check names
@@ -271,6 +283,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         shapes[table] = {
           columns: columns.length,
           names: columns.map((c) => c.name),
+          dataTypes: columns.map((c) => String(c.type).toLowerCase()),
           primaryKey: key.map((k) => ({ name: k.name, ordinal: Number(columns.find((c) => c.name === k.name)!.ordinal) })),
         };
       }
@@ -383,6 +396,84 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       const result = walk.result();
       if (!result.ok) throw ApplicationFailure.nonRetryable(result.problem, 'BinlogGap');
       return result;
+    },
+
+    /**
+     * Before anything is restored: would skipping `event` and replaying the rest be exact? ROW
+     * replay writes each later transaction's full after-image, so a later change to a row the
+     * event changed carries the event's values back (an UPDATE without WHERE followed by
+     * `points = points + 1 WHERE id = 1` leaves id 1 with the bad value). Every later archived
+     * transaction that touches the event's tables is read with its row images; one that changed
+     * the same rows (by primary key), altered a table, or wrote to it as a statement makes the
+     * skip inexact: refused with the list. DDL is skipped exactly (later statements replay as
+     * they would have), and so is an event no later transaction touches.
+     */
+    async checkSkipIsExact(input: { cluster: string; archive: string; primary: string; event: Pick<BinlogEventGroup, 'gtid' | 'kind' | 'file' | 'startPosition' | 'endPosition' | 'tables'> }): Promise<SkipCheck> {
+      getCluster(config, input.cluster);
+      const { event } = input;
+      if (event.kind === 'ddl') return { exact: true, rows: 0, laterTransactions: 0, note: `${event.gtid} is DDL: skipping it replays every later statement as it ran` };
+      const a = archiveOf(input.cluster, input.archive);
+      const bad = await readTransactionImages(join(archiveDir(a), event.file), event);
+      if (!bad) throw ApplicationFailure.nonRetryable(`${event.gtid} is not in the archive at ${event.file}:${event.startPosition}`, 'EventNotFound');
+      if (!bad.changes.length) {
+        throw ApplicationFailure.nonRetryable(`${event.gtid} was logged as statements (binlog_format STATEMENT or MIXED): the rows it changed are unknown, so skipping it cannot be shown exact`, 'SkipNotExact');
+      }
+      const shapes = await tableShapes(input.cluster, input.primary, bad.tables);
+      const keyed = eventRowKeys(
+        bad,
+        Object.fromEntries(Object.entries(shapes).map(([t, s]) => [t, s && { columns: s.names.map((name, i) => ({ name, dataType: s.dataTypes[i]! })), primaryKey: s.primaryKey.map((k) => k.name) }])),
+      );
+      if ('refusal' in keyed) throw ApplicationFailure.nonRetryable(`skipping ${event.gtid} cannot be shown exact: ${keyed.refusal}`, 'SkipNotExact');
+      // Which later transactions may touch the event's rows, from the event indexes (no row images there) ...
+      const candidates = new Map<string, Set<string>>();
+      let past = false;
+      let later = 0;
+      const e = parseMariaGtidList(event.gtid)[0]!;
+      // Files wholly before the event are not read (filesAfter: those whose successor starts at or before it).
+      await walkArchive(a, `${e.domain}-${e.server}-${Math.max(0, e.seq - 1)}`, (g) => {
+        if (!past) {
+          past = g.gtid === event.gtid && g.file === event.file && g.startPosition === event.startPosition;
+          return;
+        }
+        later++;
+        const touches = g.kind === 'ddl' || g.tables.some((t) => bad.tables.includes(t)) || (!g.tables.length && g.statements.length > 0);
+        if (touches) {
+          if (!candidates.has(g.file)) candidates.set(g.file, new Set());
+          candidates.get(g.file)!.add(g.gtid);
+        }
+      });
+      // ... then those, decoded with their row images, file by file.
+      const laterGroups: RowImageGroup[] = [];
+      for (const [file, gtids] of candidates) {
+        heartbeat({ phase: 'reading later row images', file });
+        const dir = await mkdtemp(join(tmpdir(), 'runbook-skipcheck-'));
+        try {
+          const out = join(dir, 'binlog.txt');
+          const from = file === event.file ? [`--start-position=${event.endPosition}`] : [];
+          await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', ...from, join(archiveDir(a), file)], {
+            stdoutFile: out,
+            env: { TZ: 'UTC' },
+            timeoutMs: 30 * 60_000,
+            onProgress: () => heartbeat({ phase: 'reading later row images', file }),
+          });
+          await forEachDecodedGroup(out, file, (g) => void (gtids.has(g.gtid) && laterGroups.push(g as RowImageGroup)), undefined, { images: true });
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+      const conflicts = findConflicts(bad, laterGroups, shapes);
+      const rows = keyed.tables.reduce((n, t) => n + t.keys.length, 0);
+      if (conflicts.length) {
+        const c = conflicts[0]!;
+        const shown = c.gtids.slice(0, 5).join(', ') + (c.gtids.length > 5 ? ` and ${c.gtids.length - 5} more` : '');
+        throw ApplicationFailure.nonRetryable(
+          `skipping ${event.gtid} cannot be exact: later archived transactions changed rows of ${c.table} that it changed (${shown}; e.g. ${oneLine(c.example, 80)})` +
+            `${conflicts.length > 1 ? `, also in ${conflicts.slice(1).map((x) => x.table).join(', ')}` : ''}: their row images carry its values, so replay would bring them back. ` +
+            'Nothing was restored. Restore to just before it without --skip to see those rows as they were, and decide them by hand',
+          'SkipNotExact',
+        );
+      }
+      return { exact: true, rows, laterTransactions: later, note: `${rows} row(s) of ${bad.tables.join(', ')} changed by ${event.gtid}; none of the ${later} later archived transaction(s) touches them` };
     },
 
     /**

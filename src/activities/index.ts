@@ -7,6 +7,7 @@ import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
 import { createPolicyActivities } from './policy';
 import { createRestoreActivities } from './restore';
+import { createRestoreVerifyActivities } from './restoreVerify';
 import { createTrafficActivities } from './traffic';
 
 export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }) {
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }
     ...createMysqlActivities(deps),
     ...createPolicyActivities(deps),
     ...createRestoreActivities(deps),
+    ...createRestoreVerifyActivities(deps),
     ...createTrafficActivities(deps),
     ...createNotifyActivities(deps),
   };

@@ -4,7 +4,8 @@
  * 512 MiB), so it is never read whole.
  */
 import { createReadStream } from 'node:fs';
-import { lineParser, type BinlogEventGroup } from './binlogEvents';
+import { lineParser, parseRowImages, type BinlogEventGroup, type RowImageGroup } from './binlogEvents';
+import { runTool, toolPath } from './tools';
 
 /**
  * Each transaction of a file of `mariadb-binlog` output, handed on as soon as the next one starts:
@@ -48,4 +49,16 @@ export async function forEachLine(path: string, onLine: (line: string) => void, 
     await afterChunk?.();
   }
   if (carry) onLine(carry);
+}
+
+/**
+ * One transaction of a local binlog file with its row images (`mariadb-binlog -vv` over exactly
+ * its positions), or undefined when no transaction with that GTID starts there. Times in UTC.
+ */
+export async function readTransactionImages(path: string, g: Pick<BinlogEventGroup, 'gtid' | 'file' | 'startPosition' | 'endPosition'>): Promise<RowImageGroup | undefined> {
+  const run = await runTool(toolPath('mariadb-binlog'), ['--base64-output=DECODE-ROWS', '-vv', `--start-position=${g.startPosition}`, `--stop-position=${g.endPosition}`, path], {
+    env: { TZ: 'UTC' },
+    timeoutMs: 10 * 60_000,
+  });
+  return parseRowImages(run.stdout, g.file).find((x) => x.gtid === g.gtid);
 }

@@ -386,10 +386,15 @@ export async function rowDigests(conn: Conn, shape: TableShape, keys: unknown[][
   return out;
 }
 
-/** `(a = ? AND b = ?) OR (…)` for `n` keys: the form MariaDB turns into exact ranges on the key. */
-export function keysWhere(pk: string[], n: number): string {
-  const one = pk.length === 1 ? `${quoteIdent(pk[0]!)} = ?` : `(${pk.map((c) => `${quoteIdent(c)} = ?`).join(' AND ')})`;
-  return pk.length === 1 ? `${quoteIdent(pk[0]!)} IN (${Array(n).fill('?').join(', ')})` : Array(n).fill(one).join(' OR ');
+/**
+ * `k IN (?, …)`, or `(a = ? AND b = ?) OR (…)` for a composite key, for `n` keys: the forms MariaDB
+ * turns into exact ranges on the key. `alias` qualifies the columns (`t` in a join).
+ */
+export function keysWhere(pk: string[], n: number, alias = ''): string {
+  const col = (c: string) => `${alias ? `${alias}.` : ''}${quoteIdent(c)}`;
+  if (pk.length === 1) return `${col(pk[0]!)} IN (${Array(n).fill('?').join(', ')})`;
+  const one = `(${pk.map((c) => `${col(c)} = ?`).join(' AND ')})`;
+  return `(${Array(n).fill(one).join(' OR ')})`;
 }
 
 /** A primary-key tuple as text that is equal exactly when the values are (Buffers by their bytes). */

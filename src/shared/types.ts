@@ -7,7 +7,7 @@ import type { ReplicaStatus } from '../mysql/dialect';
 export type StepStatus = 'started' | 'succeeded' | 'failed' | 'skipped';
 /** Single-row events of a run, e.g. approval decisions; each gets its own step sequence number. */
 export type EventStatus = 'requested' | 'reminded' | 'approved' | 'rejected' | 'refused' | 'timed_out' | 'auto_approved' | 'notify_failed';
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected' | 'dry_run';
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected' | 'dry_run' | 'needs_attention';
 
 /** One row of `failover_log`; `at` is epoch ms of the event itself, not of the write. */
 export interface AuditRow {

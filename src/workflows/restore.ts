@@ -19,7 +19,8 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ResolvedTarget, RestoreTarget } from '../activities/binlog';
-import type { ReplayMethod, Verification } from '../activities/restore';
+import type { ReplayMethod } from '../activities/restore';
+import type { CutoverResult, Verification } from '../activities/restoreVerify';
 import type { BackupKind, BackupManifest } from '../backup/manifest';
 import { formatDuration } from '../shared/format';
 import { parseMariaGtidList } from '../mysql/dialect';
@@ -62,13 +63,14 @@ export interface RestorePhase {
 }
 
 export interface RestoreResult {
-  status: 'succeeded' | 'dry_run' | 'rejected' | 'timed_out';
+  /** `needs_attention`: the cut-over left rows that production changed after the mistake (listed). */
+  status: 'succeeded' | 'dry_run' | 'rejected' | 'timed_out' | 'needs_attention';
   target: ResolvedTarget;
   backupId: string;
   /** The last transaction applied on the recovery instance: the achieved recovery point. */
   recoveryPoint?: string;
   verification?: Verification;
-  cutover?: Awaited<ReturnType<Activities['cutOverTables']>>;
+  cutover?: CutoverResult;
   /** `promote`: the recovery host that became the primary, and the old members to reseed. */
   promotion?: Promotion;
   phases: RestorePhase[];
@@ -87,6 +89,12 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   return runRunbook(meta, async (rb) => {
     const method = input.replayMethod ?? 'sql-thread';
     const cutover = input.cutover ?? 'none';
+    // Asked first, taken later: refused at once, not after an hour of recovery and an approval.
+    if (cutover !== 'none' && !input.dryRun) {
+      await rb.step('check the cluster lock', () => act.checkClusterLock({ cluster: input.cluster, workflowId: wf.workflowInfo().workflowId }), {
+        note: (l) => (l.heldBy ? `free: the lock of ${l.heldBy}` : 'free: taken before the cut-over'),
+      });
+    }
     const target = await rb.step(
       'locate target',
       async () => {
@@ -101,6 +109,10 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     const coverage = await rb.step('check binlog coverage', () => long.checkBinlogCoverage({ cluster: input.cluster, archive: target.archive, from: backup.gtid, to: replayEnd }), {
       note: (c) => (c.transactions ? `${c.transactions} transaction(s) ${c.first} … ${c.last} in ${c.files.join(', ')}` : 'the backup is the target: nothing to replay'),
     });
+    if (skip && target.event!.kind === 'trans') {
+      const primary = await currentPrimary(input.cluster);
+      await rb.step('check the skip is exact', () => long.checkSkipIsExact({ cluster: input.cluster, archive: target.archive, primary, event: target.event! }), { note: (c) => c.note });
+    }
     const plan = describe(input, target, backup, coverage.transactions, skip, method, cutover);
     rb.details.plan = { target, backup: backup.id, coverage, skip, method, cutover };
     if (input.dryRun) {
@@ -162,6 +174,7 @@ async function recoverAndCutOver(
   if (!topology.primary) throw ApplicationFailure.nonRetryable(`cannot verify: ${input.cluster} has no single primary (${topology.problems.join('; ')})`, 'NoPrimary');
   const primary = topology.primary;
   const eventTables = target.event?.tables ?? [];
+  // Production is compared at one position: a consistent snapshot on the primary, which the recovery catches up to.
   const verification = await rb.step(
     'verify',
     async () => {
@@ -170,7 +183,7 @@ async function recoverAndCutOver(
       return v;
     },
     {
-      note: (v) => `at ${v.appliedTo}; ${v.tables.map((t) => `${t.table}: ${t.recovery?.rows ?? 'missing'} row(s)${t.equal ? ' = production' : ''}`).join(', ')}${v.productionMovedOn ? ' (production moved on)' : ''}`,
+      note: (v) => `${v.comparedAt ? `at ${v.comparedAt}, ${primary}'s snapshot` : `at ${v.appliedTo}`}: ${v.tables.map((t) => t.note).join('; ')}`,
       detail: (v) => ({ verification: v }),
     },
   );
@@ -191,8 +204,7 @@ async function recoverAndCutOver(
     await rb.step('lock cluster', () => act.acquireClusterLock({ ...lock, runbook: 'restore', operator: input.requester }));
     try {
       if (cutover === 'copy-tables') {
-        const tables = eventTables.map((t) => ({ table: t, productionChecksum: verification.tables.find((v) => v.table === t)?.production?.checksum ?? null }));
-        cut = await rb.step('cut over', () => long.cutOverTables({ ...ref, primary, tables }), {
+        cut = await rb.step('cut over', () => long.cutOverTables({ ...ref, primary, tables: eventTables }), {
           note: (c) => c.tables.map((t) => `${t.table}: ${t.action}`).join('; '),
           detail: (c) => ({ cutover: c }),
         });
@@ -204,12 +216,16 @@ async function recoverAndCutOver(
     }
   }
   await stopScratch(rb, ref);
-  const result: RestoreResult = { status: 'succeeded', target, backupId: backup.id, recoveryPoint, verification, cutover: cut, promotion, phases: phases(rb) };
+  // Rows production changed after the mistake were not overwritten: someone must decide them.
+  const left = cut?.tables.reduce((n, t) => n + (t.leftAsTheyAre ?? 0), 0) ?? 0;
+  const status = left ? 'needs_attention' : 'succeeded';
+  if (left) rb.outcome = 'needs_attention';
+  const result: RestoreResult = { status, target, backupId: backup.id, recoveryPoint, verification, cutover: cut, promotion, phases: phases(rb) };
   await rb.step('record', async () => result, {
     note: (r) => `recovery point ${r.recoveryPoint}; ${r.phases.map((p) => `${p.step} ${formatDuration(p.ms)}`).join(', ')}`,
     detail: (r) => ({ recoveryPoint: r.recoveryPoint, phases: r.phases, backupId: r.backupId, target: r.target.stopAt }),
   });
-  rb.updateNotice({ plan: `${plan}\n\n**Recovered to ${recoveryPoint}.** ${describeCutover(cut, promotion)}\n\n${result.phases.map((p) => `- ${p.step}: ${formatDuration(p.ms)}`).join('\n')}` });
+  rb.updateNotice({ plan: `${plan}\n\n**Recovered to ${recoveryPoint}.** ${describeCutover(cut, promotion)}${left ? `\n\n**${left} row(s) need a decision**: production changed them after the mistake, so they were left as they are (listed in ${cut!.leftFile}).` : ''}\n\n${result.phases.map((p) => `- ${p.step}: ${formatDuration(p.ms)}`).join('\n')}` });
   return result;
 }
 
@@ -263,6 +279,13 @@ async function promoteRecoveryHost(
     note: (v) => `heartbeat ${v.heartbeatPosition} written on ${host}; the only writable instance`,
   });
   return { promoted: host, oldPrimary: o.primary, needReseed };
+}
+
+/** The cluster's primary now (the skip check reads its tables' shapes). */
+async function currentPrimary(cluster: string): Promise<string> {
+  const topology = await act.probeTopology(cluster);
+  if (!topology.primary) throw ApplicationFailure.nonRetryable(`${cluster} has no single primary (${topology.problems.join('; ')})`, 'NoPrimary');
+  return topology.primary;
 }
 
 function describeCutover(cut: RestoreResult['cutover'], promotion: Promotion | undefined): string {
@@ -320,12 +343,16 @@ async function chooseBackup(input: RestoreInput, stopAt: string): Promise<Backup
 
 function stepsAfterPlan(skip: boolean, cutover: CutoverMode): string[] {
   return [
+    ...(cutover !== 'none' ? ['check the cluster lock'] : []),
     'prepare recovery instance',
     ...(skip ? ['replay to just before the bad event', 'skip the bad event', 'replay the rest'] : ['replay to the target']),
     'verify',
-    ...(cutover === 'copy-tables' ? ['approval', 'cut over'] : []),
-    ...(cutover === 'promote' ? ['approval', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'start a new backup lineage', 'switch traffic', 'mark old members for reseed', 'verify promotion'] : []),
+    ...(cutover === 'copy-tables' ? ['approval', 'lock cluster', 'cut over', 'unlock cluster'] : []),
+    ...(cutover === 'promote'
+      ? ['approval', 'lock cluster', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'start a new backup lineage', 'switch traffic', 'mark old members for reseed', 'verify promotion', 'unlock cluster']
+      : []),
     'stop the scratch instances',
+    'record',
   ];
 }
 

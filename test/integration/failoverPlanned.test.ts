@@ -111,7 +111,7 @@ describe('planned switchover', () => {
     const second = await startFailover(client, taskQueue, {});
     const err = await second.result().catch((e) => e);
     expect(err.cause.message).toBe(
-      `step "lock cluster" failed (precondition): cluster orders is locked by failover run ${first.workflowId} (carol, since ${err.cause.message.match(/since (.*) UTC/)[1]} UTC); if that run is over, release it with: runbook unlock orders`,
+      `step "lock cluster" failed (precondition): cluster orders is locked by failover run ${first.workflowId} (carol, since ${err.cause.message.match(/since (.*) UTC/)[1]} UTC); if that run is over, release it with: runbook unlock orders --as <your name>`,
     );
     await decide(first, 'reject', 'alice');
     expect(((await first.result()) as FailoverResult).status).toBe('rejected');

@@ -130,7 +130,7 @@ describe('restore runbook', () => {
     expect(confirmed.target.event).toMatchObject({ gtid: listed[0]![0], statements: ['INSERT INTO shop.users VALUES (2, 200)'] });
   });
 
-  it('UPDATE without WHERE: replayed around, verified, approved, and the repaired table swapped into production', async () => {
+  it('UPDATE without WHERE: replayed around, verified, approved, and its rows written back in place in production', async () => {
     const dirsBefore = restoreDirs();
     const handle = await start(input({ target: updatedItems, cutover: 'copy-tables', compare: ['shop.users'], reason: 'prices zeroed', incidentId: 'INC-UPD' }), 'restore-update');
     await waitForApprovalRequest(handle);
@@ -140,9 +140,11 @@ describe('restore runbook', () => {
     expect(await decide(handle, 'approve', 'bob')).toEqual({ accepted: true, status: 'approved' });
     const result = (await handle.result()) as RestoreResult;
     expect(result.status).toBe('succeeded');
-    expect(result.cutover!.tables).toEqual([{ table: 'shop.items', action: `replaced; the damaged table is kept as ${result.cutover!.stagingSchema}.items__damaged` }]);
+    // In place: only the 30 rows the UPDATE changed, each still as the mistake left it; the later row is untouched.
+    expect(result.cutover!.tables).toEqual([{ table: 'shop.items', action: '30 row(s) written back in place', repaired: 30, alreadyInPlace: 0, leftAsTheyAre: 0, leftExamples: [] }]);
     expect(await rows('orders-a', 'SELECT SUM(price) AS total, COUNT(*) AS n FROM shop.items')).toEqual([{ total: '4960', n: '31' }]); // 10+…+300, and the late 310
-    expect(await count('orders-a', `${result.cutover!.stagingSchema}.items__damaged WHERE price = 0`)).toBe(30);
+    // Nothing is left behind in production: the staging schema held copies only.
+    expect(await count('orders-a', `information_schema.SCHEMATA WHERE SCHEMA_NAME = '${result.cutover!.stagingSchema}'`)).toBe(0);
     // The swap replicates like any write.
     await eventually('the repaired table on orders-b', async () => (await count('orders-b', 'shop.items WHERE price = 0')) === 0 && (await count('orders-b', 'shop.items')) === 31);
     const log = await stepLog(config, handle.workflowId);
