@@ -34,6 +34,7 @@ import { ConfigError, getCluster, getInstance, resolveCredential, type RunbookCo
 import { query, type Conn } from '../mysql/connect';
 import type { InstanceRef } from '../shared/types';
 import type { ActivityDeps } from './deps';
+import { streamingInto } from './archive';
 import { withInstance } from './instance';
 
 export interface TakeBackupInput extends InstanceRef {
@@ -277,6 +278,13 @@ export function createBackupActivities({ config }: ActivityDeps) {
       for (const e of JSON.parse(await readFile(indexFile, 'utf8')) as BinlogArchiveEntry[]) index.set(e.file, e);
     }
 
+    // The continuous archiver owns this directory while it runs: a second writer would corrupt it,
+    // and it archives within a second anyway.
+    const streaming = await streamingInto(dir);
+    if (streaming) {
+      log.info('binlogs are archived continuously; the backup leaves them to the archiver', { dir, archiver: streaming.owner });
+      return [...index.values()].sort((a, b) => compareBinlogNames(a.file, b.file));
+    }
     const serverLogs = await onServer(config, input, async (conn) => {
       try {
         const rows = await query<{ Log_name: string; File_size: number | string }[]>(conn, 'SHOW BINARY LOGS');

@@ -23,11 +23,12 @@ import {
   type RowImageGroup,
   type TableShape,
 } from '../backup/binlogEvents';
-import { committedAtOrBefore, parsePointInTime, walkCoverage, type Coverage } from '../backup/coverage';
+import { committedAtOrBefore, parsePointInTime, refuseFuturePoint, walkCoverage, type Coverage } from '../backup/coverage';
 import { parseMariaGtidList } from '../mysql/dialect';
 import { sha256OfFile } from '../backup/tools';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
 import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
+import { probeTopology } from '../mysql/probe';
 import { forEachEvent, indexEvents } from '../backup/eventIndex';
 import { forEachDecodedGroup, readTransactionImages } from '../backup/binlogFile';
 import { eventRowKeys } from '../backup/eventRows';
@@ -63,6 +64,8 @@ export interface ResolvedTarget {
   archive: string;
   /** One line for people. */
   description: string;
+  /** What the approver must know: DDL the replay crosses, a time after the archive's end. */
+  warnings: string[];
 }
 import type { ActivityDeps } from './deps';
 
@@ -290,6 +293,23 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       return shapes;
     });
 
+  /**
+   * The archive's end against the primary now: `the archive ends at <time> (<GTID>); <n> s behind
+   * the primary (at <GTID>)`, `behind` when the primary has transactions the archive lacks.
+   */
+  const describeArchiveEnd = async (cluster: string, last: BinlogEventGroup | undefined): Promise<{ behind: boolean; text: string }> => {
+    const ends = last ? `the archive ends at ${new Date(last.timestamp).toISOString()} (${last.gtid})` : 'the archive holds no transaction';
+    const topology = await probeTopology(config, cluster).catch(() => undefined);
+    const primary = topology?.primary ? topology.instances.find((i) => i.instance === topology.primary) : undefined;
+    const at = primary?.gtid?.binlogPos;
+    if (!primary || at === undefined) return { behind: true, text: `${ends}; the primary could not be asked how far it is` };
+    const l = last && parseMariaGtidList(last.gtid)[0]!;
+    const ahead = l ? (parseMariaGtidList(at).find((g) => g.domain === l.domain)?.seq ?? 0) - l.seq : parseMariaGtidList(at).reduce((n, g) => n + g.seq, 0);
+    if (ahead <= 0) return { behind: false, text: `${ends}, where the primary ${primary.instance} is` };
+    const seconds = last ? Math.max(0, Math.round((Date.now() - last.timestamp) / 1000)) : undefined;
+    return { behind: true, text: `${ends}; ${seconds !== undefined ? `${seconds} s ` : ''}behind the primary ${primary.instance}, which is ${ahead} transaction(s) further (at ${at})` };
+  };
+
   const masterStatus = (cluster: string, instance: string) =>
     withInstance(config, { cluster, instance }, async (conn): Promise<BinlogPosition> => {
       const [row] = await query<{ File: string; Position: number | string }[]>(conn, 'SHOW MASTER STATUS');
@@ -322,7 +342,8 @@ export function createBinlogActivities({ config }: ActivityDeps) {
         if (wanted.length !== 1) throw badTarget(`target GTID must be one transaction (domain-server-seq), got "${t.gtid}"`);
       } else if (t.kind === 'time') {
         try {
-          at = parsePointInTime(t.at);
+          at = parsePointInTime(t.at, 'target time');
+          refuseFuturePoint(at, Date.now(), 'target time');
         } catch (err) {
           throw badTarget((err as Error).message);
         }
@@ -330,46 +351,93 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       }
 
       // One pass over the archive, keeping only what the answer needs: the matches (the first ten
-      // for the list), the transaction before each in its domain, and the last one per domain.
+      // for the list), the transaction before each in its domain, the last one per domain, and the
+      // DDL on the event's table (the replay crosses it: the plan says so).
       const matches = t.kind === 'before-event' ? matchesBadEvent(t.event) : (g: BinlogEventGroup) => g.gtid === (t as { gtid: string }).gtid;
-      const lastOf = new Map<number, string>();
+      const wantTable = t.kind === 'before-event' ? t.event.table?.replace(/`/g, '') : undefined;
+      const lastOf = new Map<number, BinlogEventGroup>();
       const found: { g: BinlogEventGroup; before?: string }[] = [];
+      const ddl: BinlogEventGroup[] = [];
       let count = 0;
       let latest: BinlogEventGroup | undefined; // for a point in time
+      let end: BinlogEventGroup | undefined; // the archive's last transaction
       const { skipped } = await walkArchive(a, input.after, (g) => {
         const domain = parseMariaGtidList(g.gtid)[0]!.domain;
         if (atOrBefore) {
           if (atOrBefore(g)) latest = g;
         } else if (matches(g)) {
           count++;
-          if (found.length < 10) found.push({ g, before: lastOf.get(domain) });
+          if (found.length < 10) found.push({ g, before: lastOf.get(domain)?.gtid });
         }
-        lastOf.set(domain, g.gtid);
+        if (wantTable && g.kind === 'ddl' && g.tables.some((x) => x === wantTable || x.endsWith(`.${wantTable}`)) && ddl.length < 20) ddl.push(g);
+        lastOf.set(domain, g);
+        end = g;
       });
       const unsearched = skipped.length ? ` (${skipped.join(', ')}, before the oldest backup at ${input.after}, not searched: nothing before it can be restored)` : '';
       const refuse = (message: string, type: string) => ApplicationFailure.nonRetryable(`${message}${unsearched}`, type);
-      const endOf = (gtid: string) => lastOf.get(parseMariaGtidList(gtid)[0]!.domain) ?? '';
+      const endOf = (gtid: string) => lastOf.get(parseMariaGtidList(gtid)[0]!.domain)?.gtid ?? '';
+      /** Where the archive ends against the primary: "the archive ends at …; n s behind the primary". */
+      const archiveEnd = async () => describeArchiveEnd(input.cluster, end);
+      const warnings = (stop: string) => {
+        const s = parseMariaGtidList(stop)[0]!;
+        const crossed = ddl.filter((g) => {
+          const x = parseMariaGtidList(g.gtid)[0]!;
+          return x.domain === s.domain && x.seq <= s.seq;
+        });
+        return crossed.length
+          ? [`the replay crosses DDL on ${wantTable}: ${crossed.slice(0, 3).map((g) => `${g.gtid} ${oneLine(g.statements[0] ?? '', 80)}`).join('; ')}${crossed.length > 3 ? ` and ${crossed.length - 3} more` : ''}`]
+          : [];
+      };
 
       if (t.kind === 'before-event') {
-        if (count !== 1) {
-          const list = found.map(({ g }) => `${g.gtid} ${g.statements[0] ?? ''}`).join('; ');
+        if (count === 0) {
+          const behind = await archiveEnd();
+          if (behind.behind) {
+            throw refuse(`no archived event matches, and ${behind.text}: the event may not be archived yet; archive the newer binlogs (runbook archive start ${input.cluster} --as <your name>, or a backup), then try again`, 'EventNotArchived');
+          }
+          throw refuse(`no archived event matches (${behind.text}); widen the window, the table or the pattern`, 'AmbiguousEvent');
+        }
+        if (count > 1) {
+          const list = found.map(({ g }) => `${g.gtid} ${oneLine(g.statements[0] ?? '')}`).join('; ');
           throw refuse(`${count} events match; narrow the window, table or pattern, or confirm one by its GTID (--event)${list ? `: ${list}` : ''}`, 'AmbiguousEvent');
         }
         const event = await detailOf(a, found[0]!.g);
         const g = parseMariaGtidList(event.gtid)[0]!;
         const stopAt = found[0]!.before ?? `${g.domain}-${g.server}-${g.seq - 1}`;
-        return { stopAt, event, archive, archiveEnd: endOf(event.gtid), description: `just before ${event.gtid} (${event.file}:${event.startPosition}): ${event.statements[0] ?? event.kind}` };
+        return {
+          stopAt, event, archive, archiveEnd: endOf(event.gtid), warnings: warnings(stopAt),
+          description: `just before ${event.gtid} (${event.file}:${event.startPosition}): ${oneLine(event.statements[0] ?? event.kind)}`,
+        };
       }
       if (t.kind === 'gtid') {
         const hit = found[0]?.g;
-        if (!hit) throw refuse(`${t.gtid} is not in the archived binlogs of ${input.cluster}`, 'TargetNotArchived');
-        return { stopAt: hit.gtid, archive, archiveEnd: endOf(hit.gtid), description: `through ${hit.gtid} (${hit.file}:${hit.startPosition})` };
+        if (!hit) {
+          const last = lastOf.get(wanted[0]!.domain);
+          const beyond = !last || parseMariaGtidList(last.gtid)[0]!.seq < wanted[0]!.seq;
+          throw refuse(beyond ? `${t.gtid} is beyond the archive: ${(await archiveEnd()).text}` : `${t.gtid} is not in the archived binlogs of ${input.cluster}`, 'TargetNotArchived');
+        }
+        return { stopAt: hit.gtid, archive, archiveEnd: endOf(hit.gtid), warnings: [], description: `through ${hit.gtid} (${hit.file}:${hit.startPosition})` };
       }
       if (!latest) throw refuse(`no archived transaction of ${input.cluster} at or before ${new Date(at).toISOString()}`, 'TargetNotArchived');
+      const late: string[] = [];
+      if (end && Math.floor(at / 1000) * 1000 > end.timestamp) {
+        // After the archive's last commit: unless the primary wrote nothing since, the archive stops short.
+        const behind = await archiveEnd();
+        if (behind.behind) {
+          if (!t.confirmLate) {
+            throw refuse(
+              `${new Date(at).toISOString()} is after the end of the archive: ${behind.text}. Recovery would stop at the archive's end, not at the time asked for; archive the newer binlogs first (runbook archive start ${input.cluster} --as <your name>, or a backup), or accept the archive's end with --confirm-late`,
+              'TargetAfterArchive',
+            );
+          }
+          late.push(`the time asked for is after the end of the archive (${behind.text}): recovery stops at the archive's end, as confirmed (--confirm-late)`);
+        }
+      }
       return {
         stopAt: latest.gtid,
         archive,
         archiveEnd: endOf(latest.gtid),
+        warnings: late,
         description: `through ${latest.gtid}, the last transaction at or before ${new Date(at).toISOString()} (committed ${new Date(latest.timestamp).toISOString()})`,
       };
     },

@@ -1,4 +1,5 @@
 /** Every activity the worker registers, grouped by the system it touches. */
+import { createArchiveActivities } from './archive';
 import { createAuditActivities } from './audit';
 import { createBackupActivities } from './backup';
 import { createBinlogActivities } from './binlog';
@@ -12,6 +13,7 @@ import { createTrafficActivities } from './traffic';
 
 export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }) {
   return {
+    ...createArchiveActivities(deps),
     ...createAuditActivities(deps),
     ...createBackupActivities(deps),
     ...createBinlogActivities(deps),

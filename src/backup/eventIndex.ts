@@ -131,7 +131,13 @@ export class IndexNotKept extends Error {}
  * Make `entry`'s index match the archived bytes: nothing to do when it already does, else decode
  * (only past the index when the file grew) into a new index, swapped in by a rename.
  */
-export async function indexEvents(archiveDir: string, entry: BinlogArchiveEntry, onProgress?: () => void): Promise<{ decoded: 'none' | 'tail' | 'whole'; transactions?: number }> {
+export async function indexEvents(
+  archiveDir: string,
+  entry: BinlogArchiveEntry,
+  onProgress?: () => void,
+  /** The caller only ever appended to the file (the continuous archiver): its prefix need not be hashed again. */
+  o: { appendOnly?: boolean } = {},
+): Promise<{ decoded: 'none' | 'tail' | 'whole'; transactions?: number }> {
   const path = join(archiveDir, entry.file);
   const indexPath = eventIndexPath(archiveDir, entry.file);
   const kept = await readHeader(indexPath);
@@ -162,7 +168,7 @@ export async function indexEvents(archiveDir: string, entry: BinlogArchiveEntry,
   };
   try {
     let decoded: 'tail' | 'whole' = 'whole';
-    if (kept && kept.format === INDEX_FORMAT && kept.sizeBytes < entry.sizeBytes && (await sha256OfPrefix(path, kept.sizeBytes)) === kept.sha256) {
+    if (kept && kept.format === INDEX_FORMAT && kept.sizeBytes < entry.sizeBytes && (o.appendOnly || (await sha256OfPrefix(path, kept.sizeBytes)) === kept.sha256)) {
       // The same file, longer: every transaction the index holds is still there, byte for byte.
       // Decoding resumes at the START of its last transaction (a copy of a growing binlog may
       // have ended inside it), which is therefore not carried over.

@@ -675,6 +675,24 @@ export async function fetchBinlogs(opts: ServerLogin & ProgressOptions & { files
   return { durationMs: run.durationMs };
 }
 
+/**
+ * Follow a server's binlogs as it writes them (`--raw --stop-never`), from `file` on, into
+ * `<outDir>/<file>…`; it ends only when `signal` aborts it or the connection breaks. `serverId`
+ * identifies this reader to the server as a replica would (it must be unique among them).
+ */
+export function streamBinlogs(opts: ServerLogin & { file: string; outDir: string; serverId: number; signal: AbortSignal }): Promise<ToolRun> {
+  if (!/^[A-Za-z0-9._-]+$/.test(opts.file) || opts.file.startsWith('-')) throw new Error(`refusing odd binlog file name ${JSON.stringify(opts.file)}`);
+  const outDir = opts.outDir.endsWith(sep) ? opts.outDir : opts.outDir + sep;
+  return runTool(
+    toolPath('mariadb-binlog'),
+    [
+      '--read-from-remote-server', '--raw', '--stop-never', `--stop-never-slave-server-id=${opts.serverId}`,
+      `--host=${opts.host}`, `--port=${opts.port}`, `--result-file=${outDir}`, opts.file,
+    ],
+    { credentials: { user: opts.user, password: opts.password }, signal: opts.signal, timeoutMs: 20 * 24 * 3600_000 } // timers hold at most 24.8 days; the archiver restarts it,
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files.
 

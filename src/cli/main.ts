@@ -280,6 +280,36 @@ program
     console.log(holder ? `released ${cluster}'s lock (held by ${holder})` : `${cluster} is not locked`);
   });
 
+const archive = program.command('archive').description("continuous binlog archiving of a cluster's primary (what point-in-time recovery replays)");
+archive
+  .command('start <cluster>')
+  .description('archive the primary\'s binlogs as it writes them, following it across failovers (one per cluster; already running is fine)')
+  .requiredOption('--as <name>', 'who starts it (logged)')
+  .action(async (cluster: string, opts) => {
+    getCluster(config(), cluster);
+    const { startArchive } = await import('./archive');
+    const r = await startArchive(cluster, opts.as);
+    console.log(r.started ? `started ${r.workflowId}` : `${r.workflowId} is already running`);
+  });
+archive
+  .command('stop <cluster>')
+  .description('stop continuous archiving (what was archived stays)')
+  .requiredOption('--as <name>', 'who stops it (logged)')
+  .action(async (cluster: string) => {
+    getCluster(config(), cluster);
+    const { stopArchive } = await import('./archive');
+    console.log((await stopArchive(cluster)) ? `stopping binlog archiving of ${cluster}` : `binlog archiving of ${cluster} is not running`);
+  });
+archive
+  .command('status <cluster>')
+  .description('how far the archive is behind the primary')
+  .addOption(json)
+  .action(async (cluster: string, opts) => {
+    getCluster(config(), cluster);
+    const { archiveStatus, printArchiveStatus } = await import('./archive');
+    printArchiveStatus(await archiveStatus(cluster), Boolean(opts.json));
+  });
+
 program
   .command('serve')
   .description('the approval endpoint: Slack interactivity (POST /slack/interactions) and email approval links (/approve/…)')

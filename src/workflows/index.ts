@@ -6,3 +6,4 @@ export { approveSignal, rejectSignal, decideUpdate } from './approval';
 export { backup } from './backup';
 export { restore } from './restore';
 export { flashback } from './flashback';
+export { binlogArchive } from './binlogArchive';

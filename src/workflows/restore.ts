@@ -101,7 +101,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         checkInput(input);
         return long.locateTarget({ cluster: input.cluster, target: input.target, after: await oldestBackupPosition(input) });
       },
-      { note: (t) => t.description, detail: (t) => ({ target: t }) },
+      { note: (t) => [t.description, ...(t.warnings ?? []).map((w) => `warning: ${w}`)].join('; '), detail: (t) => ({ target: t }) },
     );
     const skip = Boolean(input.skip && target.event);
     const replayEnd = skip ? target.archiveEnd : target.stopAt;
@@ -372,6 +372,7 @@ function describe(input: RestoreInput, target: ResolvedTarget, backup: BackupMan
   const bad = target.event;
   return [
     `- **target**: ${target.description}`,
+    ...(target.warnings ?? []).map((w) => `- **warning**: ${w}`),
     `- **backup**: ${backup.id} (${backup.kind}, from ${backup.instance}, ended ${backup.endedAt}) at ${backup.gtid}`,
     `- **replay** (${method}): ${backup.gtid} → ${target.stopAt}${skip && bad ? `, skip ${bad.gtid}, then → ${target.archiveEnd}` : ''} (${transactions} transaction(s), no gap)`,
     ...(bad ? [`- **bad event**: ${bad.gtid} at ${bad.file}:${bad.startPosition}-${bad.endPosition}, ${new Date(bad.timestamp).toISOString()}: \`${bad.statements[0] ?? bad.kind}\``] : []),

@@ -11,8 +11,12 @@ import { Sandbox } from '../../src/sandbox/sandbox';
 
 export const SHIPPED_SANDBOX = resolve('runbooks/sandbox.yaml');
 
-/** `change` may edit the parsed YAML (policies, promotion rules) before it is written. */
+/**
+ * `change` may edit the parsed YAML (policies, promotion rules) before it is written.
+ * RUNBOOK_TEST_PORT_OFFSET moves every port, so that two checkouts can run the same files at once.
+ */
 export function testSandboxConfig(name: string, basePort: number, change?: (doc: any) => void): RunbookConfig {
+  basePort += Number(process.env.RUNBOOK_TEST_PORT_OFFSET ?? 0);
   const dir = mkdtempSync(join(tmpdir(), `runbook-${name}-`));
   const doc = YAML.parse(readFileSync(SHIPPED_SANDBOX, 'utf8'));
   doc.envFile = resolve('runbooks/sandbox.env');
