@@ -24,16 +24,17 @@
  * safe to run again: a row or table already in place is recognised.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { heartbeat, sleep } from '@temporalio/activity';
+import { getClient, heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
 import { eventRowKeys, type EventTableRows, type KeyedTableShape, type KeyValue } from '../backup/eventRows';
 import { readTransactionImages } from '../backup/binlogFile';
 import { appliedOn, archiveDirFor, queryOn, reachedAll, recoveryServers, restoreDirOf, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../backup/recoveryServer';
-import { runTool, toolPath, writeJsonAtomically } from '../backup/tools';
+import { dirSize, runTool, toolPath, writeJsonAtomically } from '../backup/tools';
 import {
   checksumTable,
   describeRange,
@@ -45,6 +46,7 @@ import {
   qualifiedName,
   quoteIdent,
   parseTableName,
+  primaryKeyBoundaries,
   rowDigests,
   showTuple,
   type ChunkDiff,
@@ -132,7 +134,7 @@ const REPAIR_BATCH = 500;
 
 export function createRestoreVerifyActivities({ config }: ActivityDeps) {
   const planFile = (ref: RecoveryRef) => join(restoreDirOf(config, ref), 'repair-plan.json');
-  const stagingOf = (ref: RecoveryRef) => `restore_${createHash('sha256').update(ref.restoreId).digest('hex').slice(0, 12)}`;
+  const stagingOf = (ref: Pick<RecoveryRef, 'restoreId'>) => `restore_${createHash('sha256').update(ref.restoreId).digest('hex').slice(0, 12)}`;
   const onInstance = <T>(cluster: string, instance: string, fn: (c: Conn) => Promise<T>) => withInstance(config, { cluster, instance }, fn);
 
   /** The rows the bad event changed, by key, with the recovery instance's shape of its tables. */
@@ -260,6 +262,59 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     },
 
     /**
+     * What earlier restores left: their directories (a recovery instance's datadir is kept for
+     * inspection: 350-500 MB each) and staging schemas on the primary (`restore_<hash>`, e.g. an
+     * older run's `__damaged` copies), older than `olderThanDays`. A directory whose scratch server
+     * still runs, or a run that is still going, is left alone. With `dryRun`, listed only.
+     */
+    async pruneRestores(input: { cluster: string; olderThanDays: number; primary?: string; dryRun: boolean }): Promise<{ directories: { path: string; ageDays: number; bytes: number }[]; schemas: string[]; kept: string[] }> {
+      if (!Number.isFinite(input.olderThanDays) || input.olderThanDays < 0) throw ApplicationFailure.nonRetryable(`olderThanDays must be 0 or more, got ${input.olderThanDays}`, 'BadInput');
+      // Runs still going keep what they use; ask Temporal which those are (a visibility query).
+      const running: string[] = [];
+      for await (const w of getClient().workflow.list({ query: `RunbookType = 'restore' AND Cluster = '${input.cluster.replace(/'/g, '')}' AND ExecutionStatus = 'Running'` })) running.push(w.workflowId);
+      const root = join(config.backupDir, input.cluster, 'restore');
+      const cutoff = Date.now() - input.olderThanDays * 86_400_000;
+      const directories: { path: string; ageDays: number; bytes: number }[] = [];
+      const kept: string[] = [];
+      const pruned = new Set<string>();
+      for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
+        if (!e.isDirectory()) continue;
+        const path = join(root, e.name);
+        const mtime = (await stat(path)).mtimeMs;
+        if (mtime > cutoff) continue;
+        if (running.some((id) => id.replace(/[^A-Za-z0-9_.-]/g, '_') === e.name)) {
+          kept.push(`${path}: its run is still going`);
+          continue;
+        }
+        if (serverRunsFrom(path)) {
+          kept.push(`${path}: a server still runs from it`);
+          continue;
+        }
+        directories.push({ path, ageDays: Math.floor((Date.now() - mtime) / 86_400_000), bytes: await dirSize(path) });
+        pruned.add(e.name);
+        if (!input.dryRun) await rm(path, { recursive: true, force: true });
+      }
+      const schemas: string[] = [];
+      if (input.primary) {
+        await onInstance(input.cluster, input.primary, async (c) => {
+          const rows = await query<{ s: string; created: string | null }[]>(
+            c,
+            "SELECT s.SCHEMA_NAME AS s, MAX(t.CREATE_TIME) AS created FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.SCHEMA_NAME WHERE s.SCHEMA_NAME LIKE 'restore\\_%' GROUP BY s.SCHEMA_NAME",
+          );
+          for (const r of rows) {
+            const ours = [...pruned].some((id) => stagingOf({ restoreId: id }) === r.s);
+            const old = r.created !== null && Date.parse(`${r.created.replace(' ', 'T')}Z`) < cutoff;
+            if (!/^restore_[0-9a-f]{12}$/.test(r.s) || !(ours || old || r.created === null)) continue;
+            if (running.some((id) => stagingOf({ restoreId: id.replace(/[^A-Za-z0-9_.-]/g, '_') }) === r.s)) continue;
+            schemas.push(r.s);
+            if (!input.dryRun) await query(c, `DROP DATABASE IF EXISTS ${quoteIdent(r.s)}`);
+          }
+        });
+      }
+      return { directories, schemas, kept };
+    },
+
+    /**
      * After approval, under the cluster lock: write the repair into production (see the top of
      * this file). DML rows in place by compare-and-set; a dropped table back by a staged copy and
      * an atomic RENAME. Safe to run again.
@@ -311,8 +366,9 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     const tables: TableVerdict[] = [];
     for (const table of o.tables) {
       heartbeat({ phase: `comparing ${table}`, position: o.comparedAt });
-      const p = await checksumTable(prod, table);
-      const r = await checksumTable(rec, table, { boundaries: p?.boundaries });
+      // Cut where production's key says, then checksum both at once (they are different servers).
+      const boundaries = (await primaryKeyBoundaries(prod, table)) ?? undefined;
+      const [p, r] = await Promise.all([checksumTable(prod, table, { boundaries }), checksumTable(rec, table, { boundaries })]);
       const diff = diffChecksums(p, r, sides);
       const verdict: TableVerdict = {
         ...emptyVerdict(table),
@@ -549,6 +605,18 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     );
     return { table, action: now ? `restored (${recovered.rows} row(s)); production's empty table of that name was dropped` : `restored (${recovered.rows} row(s); it was missing)` };
   }
+}
+
+/** Whether a mariadbd process runs with its files under `dir` (a restore's scratch server). */
+function serverRunsFrom(dir: string): boolean {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${dir}/`)) return true;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return false;
 }
 
 function emptyVerdict(table: string): TableVerdict {

@@ -9,7 +9,7 @@ import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
-import { backupCommand, decide, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
+import { backupCommand, decide, pruneRestores, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -206,14 +206,25 @@ program
   .addOption(new Option('--cutover <mode>', 'after verification and approval: copy the damaged tables back, or promote the recovery host').choices(['none', 'copy-tables', 'promote']).default('none'))
   .option('--recover-on <name>', "restore into the cluster's configured recovery host (wiped first) instead of a scratch instance on this host")
   .option('--compare <db.table...>', 'more tables to compare with production')
-  .requiredOption('--reason <text>', 'why (goes to the audit log)')
+  .option('--reason <text>', 'why (goes to the audit log); required unless --prune')
   .requiredOption('--as <name>', 'who is asking (the requester; may not approve their own run)')
   .option('--incident <id>', 'incident id (default: generated); the workflow id is restore-<cluster>-<incident>')
   .option('--dry-run', 'locate the target, choose the backup, check the binlogs; change nothing')
+  .option('--prune', "instead: delete what earlier restores kept (recovery datadirs, staging schemas) older than --older-than days")
+  .option('--older-than <days>', 'with --prune: age in days (default 7)', (v: string) => {
+    if (!/^\d{1,4}$/.test(v)) throw new Error(`--older-than must be a whole number of days, got "${v}"`);
+    return Number(v);
+  })
   .option('--detach', 'start it and return at once')
   .addOption(json)
   .action(async (cluster: string, opts) => {
     const c = getCluster(config(), cluster);
+    if (opts.prune) {
+      process.exitCode = await pruneRestores({ cluster, olderThanDays: opts.olderThan ?? 7, as: opts.as, dryRun: opts.dryRun, json: opts.json });
+      return;
+    }
+    if (opts.olderThan !== undefined) throw new Error('--older-than goes with --prune');
+    if (!opts.reason) throw new Error("required option '--reason <text>' not specified");
     if (opts.recoverOn && c.recovery?.name !== opts.recoverOn) {
       throw new Error(`--recover-on: ${cluster} has no recovery host "${opts.recoverOn}"; ${c.recovery ? `its recovery host is ${c.recovery.name}` : `configure clusters.${cluster}.recovery`}`);
     }

@@ -11,7 +11,7 @@ import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttr
 import { connectClient, temporalSettings } from '../temporal/client';
 import type { DecisionVerdict } from '../workflows/approval';
 import type { FailoverInput, FailoverResult } from '../workflows/failover';
-import type { RestoreInput, RestoreResult, RestoreTarget } from '../workflows/restore';
+import type { RestoreInput, RestorePruneInput, RestoreResult, RestoreTarget, restorePrune } from '../workflows/restore';
 import type { FlashbackInput, FlashbackResult } from '../workflows/flashback';
 import { compileStatementPattern, type BadEventQuery } from '../backup/binlogEvents';
 import { parsePointInTime, refuseFuturePoint } from '../backup/coverage';
@@ -253,6 +253,31 @@ export async function startRestore(o: RestoreCliOptions): Promise<number> {
         for (const p of result.phases) console.log(`  ${p.step}: ${formatDuration(p.ms)}`);
       },
     });
+  });
+}
+
+/** `restore <cluster> --prune`: what earlier restores kept, older than N days, removed (audited). */
+export async function pruneRestores(o: { cluster: string; olderThanDays: number; as: string; dryRun?: boolean; json?: boolean }): Promise<number> {
+  return withClient(async (c) => {
+    const { taskQueue } = temporalSettings();
+    const input: RestorePruneInput = { cluster: o.cluster, olderThanDays: o.olderThanDays, requester: o.as, dryRun: o.dryRun };
+    const workflowId = `restore-prune-${o.cluster}-${newIncidentId().slice(4)}`;
+    const handle = await c.workflow.start('restorePrune', { taskQueue, workflowId, args: [input], staticSummary: `prune restores of ${o.cluster} older than ${o.olderThanDays} day(s) by ${o.as}` });
+    try {
+      const r = (await follow(handle, (line) => console.error(line))) as Awaited<ReturnType<typeof restorePrune>>;
+      if (o.json) printJson(r);
+      else {
+        const verb = o.dryRun ? 'would delete' : 'deleted';
+        for (const d of r.directories) console.log(`${verb} ${d.path} (${d.ageDays} day(s) old, ${Math.round(d.bytes / 1048576)} MiB)`);
+        for (const s of r.schemas) console.log(`${verb} staging schema ${s}`);
+        for (const k of r.kept) console.log(`kept ${k}`);
+        if (!r.directories.length && !r.schemas.length) console.log(`nothing older than ${o.olderThanDays} day(s)`);
+      }
+      return 0;
+    } catch (err) {
+      console.error(`runbook: ${workflowId} failed: ${failureMessage(err)}`);
+      return 1;
+    }
   });
 }
 

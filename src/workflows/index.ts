@@ -4,6 +4,6 @@ export { runbookStateQuery } from './runbook';
 export { failover } from './failover';
 export { approveSignal, rejectSignal, decideUpdate } from './approval';
 export { backup } from './backup';
-export { restore } from './restore';
+export { restore, restorePrune } from './restore';
 export { flashback } from './flashback';
 export { binlogArchive } from './binlogArchive';

@@ -386,3 +386,28 @@ function describe(input: RestoreInput, target: ResolvedTarget, backup: BackupMan
     }`,
   ].join('\n');
 }
+
+export interface RestorePruneInput {
+  cluster: string;
+  olderThanDays: number;
+  requester: string;
+  dryRun?: boolean;
+}
+
+/**
+ * `runbook restore <cluster> --prune`: remove what earlier restores kept (their recovery datadirs,
+ * 350-500 MB each, and staging schemas on the primary) once older than N days; a run that is still
+ * going keeps its own. Audited like any runbook; `dryRun` lists only.
+ */
+export async function restorePrune(input: RestorePruneInput) {
+  return runRunbook({ runbook: 'restore-prune', cluster: input.cluster, operator: input.requester, reason: `prune restores older than ${input.olderThanDays} day(s)` }, async (rb) => {
+    const topology = await rb.step('probe topology', () => act.probeTopology(input.cluster), { note: (t) => `primary ${t.primary ?? 'NONE'}` });
+    const pruned = await rb.step(input.dryRun ? 'list old restores (dry run)' : 'prune old restores', () => act.pruneRestores({ cluster: input.cluster, olderThanDays: input.olderThanDays, primary: topology.primary ?? undefined, dryRun: Boolean(input.dryRun) }), {
+      note: (p) => `${p.directories.length} director${p.directories.length === 1 ? 'y' : 'ies'} (${Math.round(p.directories.reduce((n, d) => n + d.bytes, 0) / 1048576)} MiB), ${p.schemas.length} staging schema(s)${p.kept.length ? `; kept ${p.kept.length} in use` : ''}`,
+      detail: (p) => ({ pruned: p }),
+    });
+    if (input.dryRun) rb.outcome = 'dry_run';
+    return pruned;
+  });
+}
+

@@ -114,7 +114,7 @@ describe('restore runbook', () => {
     expect(byTime.target.stopAt).toBe(drop.stopAt); // the INSERT a second before the DROP
     expect(byTime.target.description).toMatch(/^through 0-25801-\d+, the last transaction at or before /);
     expect(await failureOf(input({ target: { kind: 'time', at: '2026-03-14 09:26:53' }, skip: false }), 'restore-no-zone')).toBe(
-      'step "locate target" failed (precondition): point in time "2026-03-14 09:26:53" has no time zone: add Z or an offset like +08:00',
+      'step "locate target" failed (precondition): target time "2026-03-14 09:26:53" has no time zone: add Z or an offset like +08:00',
     );
   });
 
@@ -172,5 +172,24 @@ describe('restore runbook', () => {
     expect(message).toMatch(new RegExp(`^step "check binlog coverage" failed \\(precondition\\): GTID gap: 0-\\*-${Number(seq) + 1} … 0-\\*-${Number(seq) + 4} missing after (the backup.s )?0-25801-${seq}[ ,]`));
     expect(restoreDirs()).toBe(dirsBefore);
     expect(scratchServers()).toBe(0);
+  });
+
+  it('--prune lists, then deletes, what earlier restores kept: their datadirs and staging schemas', async () => {
+    expect(restoreDirs()).toBeGreaterThan(0);
+    // An older run's staging schema (the damaged copy a whole-table swap used to keep).
+    await sql(config, 'orders-a', 'CREATE DATABASE restore_0123456789ab', 'CREATE TABLE restore_0123456789ab.items__damaged (id INT PRIMARY KEY)');
+    const prune = (dryRun: boolean) =>
+      stack.client.workflow.execute('restorePrune', { taskQueue, workflowId: `prune-${dryRun}-${Date.now()}`, args: [{ cluster: 'orders', olderThanDays: 0, requester: 'alice', dryRun }] }) as Promise<{
+        directories: { path: string }[];
+        schemas: string[];
+      }>;
+    const listed = await prune(true);
+    expect(listed.directories.length).toBe(restoreDirs());
+    expect(listed.schemas).toEqual(['restore_0123456789ab']);
+    expect(restoreDirs()).toBe(listed.directories.length); // a dry run deletes nothing
+    const done = await prune(false);
+    expect(done.directories.map((d) => d.path).sort()).toEqual(listed.directories.map((d) => d.path).sort());
+    expect(restoreDirs()).toBe(0);
+    expect(await count('orders-a', "information_schema.SCHEMATA WHERE SCHEMA_NAME = 'restore_0123456789ab'")).toBe(0);
   });
 });
