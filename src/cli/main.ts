@@ -114,11 +114,13 @@ program
 const temporal = program.command('temporal').description('the embedded Temporal dev server (with its Web UI)');
 temporal
   .command('up')
-  .option('--port <n>', 'gRPC port', positiveInt('--port'), 7233)
-  .option('--ui-port <n>', 'Web UI port', positiveInt('--ui-port'), 8233)
+  .option('--port <n>', 'gRPC port (default: 7233 if free, else a free one)', positiveInt('--port'))
+  .option('--ui-port <n>', 'Web UI port (default: 8233 if free, else a free one)', positiveInt('--ui-port'))
   .action(async (opts) => {
-    const s = await startDevServer({ stateDir: temporalStateDir(config()), port: opts.port, uiPort: opts.uiPort, persistent: true });
+    const s = await startDevServer({ stateDir: temporalStateDir(config()), port: opts.port, uiPort: opts.uiPort, preferredPort: 7233, preferredUiPort: 8233, persistent: true });
     console.log(`Temporal dev server ${s.started ? 'started' : 'already running'}: ${s.address}, Web UI ${s.uiUrl}`);
+    // Workers and the CLI default to localhost:7233: on another port they must be told.
+    if (!s.address.endsWith(':7233')) console.log(`not on the default port: export TEMPORAL_ADDRESS=${s.address} for the worker and the CLI`);
   });
 temporal.command('down').action(async () => {
   const pid = await stopDevServer(temporalStateDir(config()));

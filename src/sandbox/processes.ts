@@ -1,5 +1,5 @@
 /** Small process utilities shared by the MariaDB sandbox and the Temporal dev server launcher. */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -96,4 +96,43 @@ export function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
     srv.once('error', () => res(false));
     srv.listen(port, host, () => srv.close(() => res(true)));
   });
+}
+
+/**
+ * The TCP ports a process listens on, from /proc (its socket inodes matched against the kernel's
+ * listening sockets); undefined where that cannot be read (no /proc, or not our process). This is
+ * how a launcher tells its own server answering from another one that holds the port.
+ */
+export function listeningPorts(pid: number): Set<number> | undefined {
+  let inodes: Set<string>;
+  try {
+    inodes = new Set(
+      readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+        try {
+          const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+          return m ? [m[1]!] : [];
+        } catch {
+          return []; // closed meanwhile
+        }
+      }),
+    );
+  } catch {
+    return undefined;
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A' || !inodes.has(f[9]!)) continue; // 0A: LISTEN
+      ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
 }
