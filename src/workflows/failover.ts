@@ -16,6 +16,7 @@ import type { Activities } from '../activities';
 import type { FailoverMode, FailoverPlan } from '../shared/failover';
 import { describePlan, planEmergency, planSwitchover } from '../shared/plan';
 import { lastKnownPrimary } from '../shared/failedPrimary';
+import type { InstanceProbe } from '../shared/types';
 import { ApprovalGate } from './approval';
 import { runRunbook, type Runbook } from './runbook';
 
@@ -129,28 +130,30 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: 3, intervalMs: 1000, replicaGraceSeconds: 15 }), {
     note: (c) => c.evidence.join('; '),
   });
+  const replicas = before.replicas.map((r) => r.instance);
+  const chooseCandidate = (probes: () => Promise<InstanceProbe[]>, note = '') =>
+    rb.step(
+      'choose candidate',
+      async () => {
+        const result = planEmergency({ primary: before.primary, primaryLastKnown: before.lastKnownPosition, replicas: await probes(), policy, target: input.target });
+        if (!result.ok) throw ApplicationFailure.nonRetryable(`no safe candidate: ${result.refusals.join('; ')}`, 'Unsafe');
+        return result.plan;
+      },
+      { note: (p) => `${p.to.instance}: ${p.expectedLoss?.summary}${note}`, detail: (p) => ({ plan: p }) },
+    );
   if (input.dryRun) {
-    rb.skip('fence old primary', 'dry run');
-    rb.outcome = 'dry_run';
-    const candidates = before.replicas.map((r) => r.instance).join(', ');
-    throw ApplicationFailure.nonRetryable(`dry run stops before touching replication (candidates: ${candidates})`, 'DryRun');
+    // Read-only: the replicas as they are now, without stopping their IO threads.
+    const plan = await chooseCandidate(() => Promise.all(replicas.map((instance) => act.probeInstance({ cluster, instance }))), ' (dry run: from the positions applied so far; a real run first stops IO and applies the relay logs)');
+    adopt(rb, input, plan);
+    return dryRun(rb, plan, ['fence old primary', 'stop replication IO', 'apply relay logs']);
   }
   const fenced = await rb.step('fence old primary', () => fenceUnreachable(rb, input, before.primary), { note: (f) => f.how });
 
-  const replicas = before.replicas.map((r) => r.instance);
   await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => act.stopReplicationIo({ cluster, instance }))));
   const applied = await rb.step('apply relay logs', () =>
     Promise.all(replicas.map((instance) => waits.waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
   );
-  const plan = await rb.step(
-    'choose candidate',
-    async () => {
-      const result = planEmergency({ primary: before.primary, primaryLastKnown: before.lastKnownPosition, replicas: applied, policy, target: input.target });
-      if (!result.ok) throw ApplicationFailure.nonRetryable(`no safe candidate: ${result.refusals.join('; ')}`, 'Unsafe');
-      return result.plan;
-    },
-    { note: (p) => `${p.to.instance}: ${p.expectedLoss?.summary}`, detail: (p) => ({ plan: p }) },
-  );
+  const plan = await chooseCandidate(async () => applied);
   adopt(rb, input, plan);
 
   const decision = await rb.step('approval', () => gate.request(fenced.confirmed ? {} : { forceRequired: fenced.how }), { note: (d) => d });
@@ -247,8 +250,9 @@ function adopt(rb: Runbook, input: FailoverInput, plan: FailoverPlan): void {
   });
 }
 
-function dryRun(rb: Runbook, plan: FailoverPlan): FailoverResult {
-  for (const step of changingSteps(plan)) rb.skip(step, 'dry run: nothing changed');
+/** A dry run ends here, as a success: the plan, and every step that would have changed something skipped. */
+function dryRun(rb: Runbook, plan: FailoverPlan, stepsBefore: string[] = []): FailoverResult {
+  for (const step of [...stepsBefore, ...changingSteps(plan)]) rb.skip(step, 'dry run: nothing changed');
   rb.outcome = 'dry_run';
   return { status: 'dry_run', plan };
 }
