@@ -19,6 +19,7 @@ import type { Notifier } from '../activities/notify';
 import type { NotifyThread, RunbookNotification } from '../shared/notifications';
 import { EMAIL_KINDS, renderEmail, type EmailApprovalLinks, type RenderedEmail } from './emailTemplates';
 import { approvalLinks, linkKeyFromEnv, LINK_KEY_ENV } from './links';
+import { redactSecrets } from '../sandbox/processes';
 
 export const DEFAULT_LINK_TTL_MS = 30 * 60_000;
 
@@ -215,7 +216,7 @@ export class EmailNotifier implements Notifier {
   }
 
   private scrub(message: string): string {
-    return this.secrets.reduce((m, secret) => m.split(secret).join('***'), message);
+    return redactSecrets(message, this.secrets);
   }
 
   /** Close the transport's connections (pooled transports). */

@@ -1,4 +1,8 @@
-/** Small process utilities shared by the MariaDB sandbox and the Temporal dev server launcher. */
+/**
+ * Small process utilities shared by the MariaDB sandbox, the Temporal dev server launcher, the
+ * backup tools and the operator's hooks: finding executables, process liveness, and the one
+ * definition of what a child process may see of the worker's environment.
+ */
 import { accessSync, constants, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createServer } from 'node:net';
@@ -87,6 +91,31 @@ export async function terminate(pid: number, graceMs = 30_000): Promise<void> {
     process.kill(pid, 'SIGKILL');
     while (isAlive(pid)) await sleep(20);
   }
+}
+
+/** What a child process gets of the worker's environment, whatever it is. */
+const ENVIRONMENT_KEPT = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'TMPDIR'] as const;
+
+/**
+ * A minimal environment for a child process (a backup tool, a hook): never the worker's own,
+ * which holds every credential the config names (ORDERS_ADMIN_PASSWORD, ...), the Slack token, the
+ * SMTP password and the link-signing key, and would be readable in /proc/<pid>/environ. It has
+ * PATH, the locale, TZ and TMPDIR, HOME (`home`, else the worker's), and the variables named in
+ * `pass`, which a config lists explicitly.
+ */
+export function minimalEnvironment(opts: { home?: string; pass?: readonly string[] } = {}, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: from.PATH ?? '/usr/bin:/bin' };
+  for (const key of [...ENVIRONMENT_KEPT, ...(opts.pass ?? [])]) {
+    if (from[key] !== undefined) env[key] = from[key];
+  }
+  const home = opts.home ?? from.HOME;
+  if (home !== undefined) env.HOME = home;
+  return env;
+}
+
+/** `text` with every occurrence of each secret replaced by `***` (longest first, so none is left in part). */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  return [...secrets].filter(Boolean).sort((a, b) => b.length - a.length).reduce((t, secret) => t.split(secret).join('***'), text);
 }
 
 /** Whether nothing listens on host:port (so a server of ours can bind it). */
