@@ -9,7 +9,7 @@ import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
-import { backupCommand, decide, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
+import { backupCommand, decide, resume, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -169,6 +169,15 @@ for (const decision of ['approve', 'reject'] as const) {
       process.exitCode = await decide(workflowId, decision, opts.as, opts.comment);
     });
 }
+
+program
+  .command('resume <workflowId>')
+  .description('carry on with a run that waits in needs_attention (past its point of no return), once the cause is fixed')
+  .requiredOption('--as <name>', 'who resumes it (logged)')
+  .option('--comment <text>', 'what was fixed (logged)')
+  .action(async (workflowId: string, opts) => {
+    process.exitCode = await resume(workflowId, opts.as, opts.comment);
+  });
 
 program
   .command('status <workflowId>')

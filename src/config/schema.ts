@@ -83,6 +83,10 @@ export const thresholdsSchema = z.strictObject({
   maxLagSeconds: z.number().min(0).default(5),
   catchUpTimeoutSeconds: duration.default(30),
   probeTimeoutSeconds: duration.default(3),
+  /** Past a promotion, how long a step is retried on its own before the run stops in needs_attention. */
+  rollForwardMinutes: duration.default(10),
+  /** While such a step is retried, people are reminded this often. */
+  rollForwardRemindMinutes: duration.default(1),
 });
 
 /**

@@ -6,6 +6,8 @@
  *            A catch-up that fails or times out is compensated (the old primary is unfenced), so
  *            the cluster is left as it was. No acknowledged write is lost: the candidate applies
  *            everything up to the fenced primary's final GTID position before it is promoted.
+ *            The promotion is the point of no return: every step after it rolls forward (retried
+ *            until done, or the run waits in needs_attention for `runbook resume`; rollForward.ts).
  * Emergency: confirm failure → fence (read_only, else STONITH hook) → stop IO threads → apply relay
  *            logs → choose candidate (and state the expected loss) → approval → promote → switch
  *            traffic → repoint → verify → record (old primary: needs failback).
@@ -18,7 +20,9 @@ import { describePlan, planEmergency, planSwitchover } from '../shared/plan';
 import { lastKnownPrimary } from '../shared/failedPrimary';
 import type { InstanceProbe } from '../shared/types';
 import { ApprovalGate } from './approval';
+import { RollForward } from './rollForward';
 import { runRunbook, type Runbook } from './runbook';
+import { switchTraffic, WriterEndpointRow } from './trafficSwitch';
 
 export interface FailoverInput {
   cluster: string;
@@ -50,6 +54,8 @@ const waits = wf.proxyActivities<Activities>({
 });
 // A failover must never be started on a guess: confirming a failure is not retried.
 const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
+// The lock must be released, whenever the control database answers again (as the audit waits for it).
+const untilDone = wf.proxyActivities<Activities>({ startToCloseTimeout: '15s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' } });
 
 /** The steps that change something, in order, as they would run for this plan. */
 export function changingSteps(plan: FailoverPlan): string[] {
@@ -73,7 +79,7 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     try {
       return await run();
     } finally {
-      await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => act.releaseClusterLock(lock)));
+      await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => untilDone.releaseClusterLock(lock)));
     }
   });
 }
@@ -113,9 +119,7 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
     throw err;
   }
   await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${pos(p.position)}` });
-  await switchTraffic(rb, input, plan);
-  await repoint(rb, plan, [plan.from.instance, ...plan.others]);
-  await verifyAndRecord(rb, input, plan, [plan.from.instance, ...plan.others]);
+  await rollForward(rb, input, policy, plan, [plan.from.instance, ...plan.others]);
   return { status: 'succeeded', plan };
 }
 
@@ -160,9 +164,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
   await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${pos(p.position)}` });
-  await switchTraffic(rb, input, plan);
-  await repoint(rb, plan, plan.others);
-  await verifyAndRecord(rb, input, plan, plan.others);
+  await rollForward(rb, input, policy, plan, plan.others);
   return { status: 'succeeded', plan };
 }
 
@@ -198,36 +200,41 @@ function hookEnv(input: FailoverInput, oldInstance: string, newInstance: string,
   };
 }
 
-async function switchTraffic(rb: Runbook, input: FailoverInput, plan: FailoverPlan): Promise<void> {
-  await rb.step(
-    'switch traffic',
-    async () => {
-      const endpoint = await act.setWriterEndpoint({ cluster: input.cluster, instance: plan.to.instance, workflowId: wf.workflowInfo().workflowId, incidentId: input.incidentId });
-      const hooks = await act.runHooks({ cluster: input.cluster, kind: 'traffic', env: hookEnv(input, plan.from.instance, plan.to.instance, rb) });
-      return { endpoint, hooks };
-    },
-    { note: (r) => `writer endpoint generation ${r.endpoint.generation}${r.hooks.length ? `, hooks: ${r.hooks.map((h) => `${h.name} ${h.ok ? 'ok' : 'FAILED'}`).join(', ')}` : ''}` },
-  );
-}
-
-async function repoint(rb: Runbook, plan: FailoverPlan, instances: string[]): Promise<void> {
-  for (const instance of instances) {
-    await rb.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
-      note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
-    });
-  }
-}
-
-async function verifyAndRecord(rb: Runbook, input: FailoverInput, plan: FailoverPlan, replicas: string[]): Promise<void> {
+/**
+ * Everything after the promotion, the point of no return: traffic, repointing, verification and
+ * the record only roll forward. A cancellation is not honoured here: a run cancelled now would
+ * leave the cluster half switched (terminate it to abandon it).
+ */
+async function rollForward(rb: Runbook, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>, plan: FailoverPlan, replicas: string[]): Promise<void> {
+  const steps = changingSteps(plan);
+  const forward = new RollForward(rb, policy.thresholds, (step) => [...steps.slice(steps.indexOf(step)), 'unlock cluster']);
+  const endpoint = new WriterEndpointRow();
   const workflowId = wf.workflowInfo().workflowId;
-  await rb.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
-    note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
-  });
-  await rb.step('record', async () => {
-    await act.recordSyncStatus(await act.probeTopology(input.cluster));
-    if (input.mode === 'emergency') {
-      await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
+  await wf.CancellationScope.nonCancellable(async () => {
+    await switchTraffic(forward, endpoint, {
+      row: { cluster: input.cluster, instance: plan.to.instance, workflowId, incidentId: input.incidentId },
+      env: hookEnv(input, plan.from.instance, plan.to.instance, rb),
+    });
+    for (const instance of replicas) {
+      await forward.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
+        note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
+      });
     }
+    await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
+      note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
+    });
+    await forward.step(
+      'record',
+      async () => {
+        const written = await endpoint.written('5s');
+        await act.recordSyncStatus(await act.probeTopology(input.cluster));
+        if (input.mode === 'emergency') {
+          await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
+        }
+        return written;
+      },
+      { note: (w) => `sync_status recorded; writer endpoint → ${plan.to.instance}, generation ${w.generation}` },
+    );
   });
 }
 

@@ -342,6 +342,15 @@ describe('Slack messages (pure)', () => {
     expect(buildThreadReply(n, 'zh-CN')!.text).toContain('提醒');
   });
 
+  it('a run that needs attention gets a thread reply naming the step, what is left and the resume command', () => {
+    const attention = { step: 'record', error: 'the control database does not answer', left: ['record', 'unlock cluster'], resume: `runbook resume ${WORKFLOW_ID} --as YOUR_NAME` };
+    const reply = buildThreadReply(notification('needs-attention', { status: 'needs attention: record', attention }), 'en')!;
+    expect(reply.text).toBe(
+      `🆘 *Needs attention: past its point of no return, the run cannot finish by itself and waits*\n*record*: the control database does not answer\nLeft: record, unlock cluster\nWhen the cause is fixed: \`runbook resume ${WORKFLOW_ID} --as YOUR_NAME\``,
+    );
+    expect(buildRootMessage(notification('needs-attention', { status: 'needs attention: record', attention }), 'en', false).text).toContain('🆘');
+  });
+
   it('the root timeline shows the last 8 entries', () => {
     const many = Array.from({ length: 12 }, (_, i): TimelineEntry => ({ seq: i + 1, name: `step-${i + 1}`, status: 'succeeded', startedAt: T0, durationMs: 10 }));
     const text = buildRootMessage(notification('step', { timeline: many, step: many[11] }), 'en', false).blocks.map((b) => JSON.stringify(b)).join('\n');
