@@ -140,7 +140,14 @@ export async function resume(workflowId: string, operator: string, comment?: str
       throw err;
     });
     if (status.name !== 'RUNNING') {
-      console.error(`runbook: resume refused: ${workflowId} is over (${status.name}): nothing to resume`);
+      const reason = `${workflowId} is over (${status.name}): nothing to resume`;
+      // The run can no longer log it: the refusal goes to failover_log from here, as unlock's do.
+      await withControl(loadConfig(configPathFromEnv()), (conn) =>
+        conn.query("INSERT INTO failover_log (status, runbook, step, operator, workflow_id, detail) VALUES ('refused', 'cli', ?, ?, ?, ?)", [
+          `resume by ${operator} via cli`, operator, workflowId, JSON.stringify({ reason, comment }),
+        ]),
+      ).catch((err: Error) => console.error(`warning: the refusal is not in failover_log: ${err.message.split('\n')[0]}`));
+      console.error(`runbook: resume refused: ${reason}`);
       return 1;
     }
     const verdict = await handle.executeUpdate<ResumeVerdict, [unknown]>('resume', { args: [{ operator, channel: 'cli', comment }] });

@@ -163,8 +163,10 @@ describe('a switchover past its promotion rolls forward', () => {
       ['record: needs attention', 'needs_attention'],
       ['resume by alice via cli', 'resumed'],
     ]);
-    // Resuming again is refused (the run is over), and changes nothing.
+    // Resuming again is refused (the run is over), logged, and changes nothing.
     expect(await runbook('resume', handle.workflowId, '--as', 'alice')).toMatchObject({ code: 1, stderr: `runbook: resume refused: ${handle.workflowId} is over (COMPLETED): nothing to resume\n` });
+    expect((await stepLog(config, handle.workflowId)).filter((r) => r.status === 'refused')).toEqual([{ seq: null, step: 'resume by alice via cli', status: 'refused' }]);
+    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'] });
   });
 
   it('a traffic hook that fails stops the run in needs_attention at once; resume reruns only that hook', async () => {
