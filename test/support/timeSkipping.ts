@@ -20,7 +20,9 @@ const DIR = resolve('.sandbox/time-skipping');
 /** A launcher for the Java test server, resolving its classpath with Maven the first time. */
 function testServerLauncher(): string {
   const launcher = join(DIR, 'test-server');
-  if (existsSync(launcher)) return launcher;
+  const recorded = join(DIR, 'classpath');
+  // Reused while every jar it names is still there (a wiped ~/.m2 resolves it again).
+  if (existsSync(launcher) && existsSync(recorded) && readFileSync(recorded, 'utf8').trim().split(':').every((jar) => existsSync(jar))) return launcher;
   const java = findExecutable('java');
   const mvn = findExecutable('mvn');
   if (!java || !mvn) throw new Error(`the time-skipping test server needs ${[java ? '' : 'java', mvn ? '' : 'mvn'].filter(Boolean).join(' and ')} on PATH (apt-get install default-jre-headless maven)`);
@@ -31,6 +33,7 @@ function testServerLauncher(): string {
   writeFileSync(tmp, `#!/bin/sh\n# Temporal's time-skipping test server on the JVM (args: <port> --enable-time-skipping)\nexec '${java}' -cp '${readFileSync(classpath, 'utf8').trim()}' io.temporal.testserver.TestServer "$@"\n`);
   chmodSync(tmp, 0o755);
   renameSync(tmp, launcher); // whole or not at all, should two test files race here
+  renameSync(classpath, recorded);
   return launcher;
 }
 
