@@ -119,7 +119,7 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
     throw err;
   }
   await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${pos(p.position)}` });
-  await rollForward(rb, input, policy, plan, [plan.from.instance, ...plan.others]);
+  await afterPromotion(rb, input, policy, plan, [plan.from.instance, ...plan.others]);
   return { status: 'succeeded', plan };
 }
 
@@ -164,7 +164,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
   await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${pos(p.position)}` });
-  await rollForward(rb, input, policy, plan, plan.others);
+  await afterPromotion(rb, input, policy, plan, plan.others);
   return { status: 'succeeded', plan };
 }
 
@@ -205,7 +205,7 @@ function hookEnv(input: FailoverInput, oldInstance: string, newInstance: string,
  * the record only roll forward. A cancellation is not honoured here: a run cancelled now would
  * leave the cluster half switched (terminate it to abandon it).
  */
-async function rollForward(rb: Runbook, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>, plan: FailoverPlan, replicas: string[]): Promise<void> {
+async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>, plan: FailoverPlan, replicas: string[]): Promise<void> {
   const steps = changingSteps(plan);
   const forward = new RollForward(rb, policy.thresholds, (step) => [...steps.slice(steps.indexOf(step)), 'unlock cluster']);
   const endpoint = new WriterEndpointRow();
