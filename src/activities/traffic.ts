@@ -1,13 +1,19 @@
 /**
  * Moving traffic to a new writer: the built-in switch (`writer_endpoint` in the control database)
  * and the operator's own traffic and fencing hooks (shell commands from the cluster's config).
+ *
+ * A hook sees none of the worker's secrets: it runs with a minimal environment (PATH, HOME, the
+ * locale, TZ, TMPDIR), the RUNBOOK_* variables, and only the variables its config lists in `env`.
+ * What it prints goes into workflow history and failover_log, so its output is kept only after
+ * every value of the worker's secret variables is replaced by `***`.
  */
 import { spawn } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
-import { getCluster, getInstance } from '../config/load';
+import { getCluster, getInstance, type RunbookConfig } from '../config/load';
 import type { TrafficHook } from '../config/schema';
 import { migrateControl, withControl } from '../control/store';
 import { query, type Conn } from '../mysql/connect';
+import { minimalEnvironment } from '../sandbox/processes';
 import type { ActivityDeps } from './deps';
 
 /** What hooks are told about the switch, as RUNBOOK_* environment variables. */
@@ -42,15 +48,17 @@ export interface HookResult {
 }
 
 export interface RunHookOptions {
-  /** The environment the RUNBOOK_* variables are added to; process.env by default. */
-  baseEnv?: NodeJS.ProcessEnv;
+  /** Values never to be kept in a hook's output (the worker's secrets, see workerSecrets). */
+  secrets?: readonly string[];
   /** How much of the end of stdout and of stderr to keep, in bytes (4 KiB). */
   tailBytes?: number;
+  /** Names of hooks that already succeeded in an earlier attempt of this step: not run again. */
+  skip?: readonly string[];
 }
 
 const TAIL_BYTES = 4096;
 
-/** The RUNBOOK_* variables, and nothing else: no credential of the config is ever handed to a hook. */
+/** The RUNBOOK_* variables a hook is told about the switch (its whole environment: hookEnvironment). */
 export function hookVariables(env: HookEnv, hookName: string): Record<string, string> {
   return {
     RUNBOOK_CLUSTER: env.cluster,
@@ -67,16 +75,68 @@ export function hookVariables(env: HookEnv, hookName: string): Record<string, st
   };
 }
 
-/** Keeps the last `max` bytes written to it. */
+/**
+ * Everything a hook's process gets: the minimal environment every child of the worker gets, the
+ * variables its config lists by name, and the RUNBOOK_* variables. No credential of the config,
+ * Slack token, SMTP password or signing key reaches a hook unless its config lists it.
+ */
+export function hookEnvironment(hook: TrafficHook, env: HookEnv, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...minimalEnvironment({ pass: hook.env }, from), ...hookVariables(env, hook.name) };
+}
+
+/** Variables that hold secrets whatever the config says: Slack, SMTP, approval links, Temporal Cloud. */
+const SECRET_VARIABLES = ['SLACK_BOT_TOKEN', 'SLACK_SIGNING_SECRET', 'SMTP_PASSWORD', 'RUNBOOK_LINK_SIGNING_KEY', 'TEMPORAL_API_KEY', 'TEMPORAL_TLS_CLIENT_KEY_DATA'];
+/** And any variable named like one. */
+const SECRET_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|SIGNING_KEY|CREDENTIAL/i;
+
+/** The values of the worker's secret variables: the config's password variables, the known ones, and any named like a secret. */
+export function workerSecrets(config: RunbookConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  const names = new Set([
+    ...SECRET_VARIABLES,
+    config.control.credentials.passwordEnv,
+    ...Object.values(config.clusters).flatMap((c) => [c.credentials.admin.passwordEnv, c.credentials.replication.passwordEnv]),
+    ...Object.keys(env).filter((name) => SECRET_NAME.test(name)),
+  ]);
+  return [...new Set([...names].map((name) => env[name]).filter((v): v is string => Boolean(v)))];
+}
+
+/**
+ * Keeps the last `max` bytes written to it, with every secret replaced by `***`. It holds a little
+ * more than `max` (the longest secret's length), so that a secret which straddles where the kept
+ * part begins is still found whole and redacted whole, never kept in part.
+ */
 class Tail {
   private buf = Buffer.alloc(0);
-  constructor(private readonly max: number) {}
+  private readonly hold: number;
+  constructor(
+    private readonly max: number,
+    private readonly secrets: readonly string[] = [],
+  ) {
+    this.hold = max + Math.max(0, ...secrets.map((x) => Buffer.byteLength(x)));
+  }
   push(chunk: Buffer): void {
     const joined = Buffer.concat([this.buf, chunk]);
-    this.buf = joined.length > this.max ? Buffer.from(joined.subarray(joined.length - this.max)) : joined;
+    this.buf = joined.length > this.hold ? Buffer.from(joined.subarray(joined.length - this.hold)) : joined;
   }
   text(): string {
-    return this.buf.toString('utf8');
+    const all = this.buf.toString('utf8');
+    // Where the last `max` bytes begin, in characters of `all`.
+    let from = this.buf.length > this.max ? this.buf.subarray(0, this.buf.length - this.max).toString('utf8').length : 0;
+    const found: [number, number][] = [];
+    for (const secret of this.secrets) {
+      if (!secret) continue;
+      for (let i = all.indexOf(secret); i !== -1; i = all.indexOf(secret, i + 1)) found.push([i, i + secret.length]);
+    }
+    found.sort((a, b) => a[0] - b[0]);
+    for (const [start, end] of found) if (start < from && end > from) from = start; // take a straddling secret whole
+    let out = '';
+    let at = from;
+    for (const [start, end] of found) {
+      if (end <= at) continue;
+      if (start >= at) out += `${all.slice(at, start)}***`;
+      at = Math.max(at, end);
+    }
+    return out + all.slice(at);
   }
 }
 
@@ -84,11 +144,11 @@ class Tail {
  * One hook: `/bin/sh -c <command>` in its own process group, so that on timeout the shell and
  * everything it started are killed together (SIGKILL to the group), not just the shell.
  */
-async function runOne(hook: TrafficHook, env: NodeJS.ProcessEnv, tailBytes: number): Promise<HookResult> {
+async function runOne(hook: TrafficHook, env: NodeJS.ProcessEnv, tailBytes: number, secrets: readonly string[]): Promise<HookResult> {
   const started = performance.now();
   const timeoutMs = hook.timeoutSeconds * 1000;
-  const stdout = new Tail(tailBytes);
-  const stderr = new Tail(tailBytes);
+  const stdout = new Tail(tailBytes, secrets);
+  const stderr = new Tail(tailBytes, secrets);
   const child = spawn('/bin/sh', ['-c', hook.command], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   child.stdout.on('data', (b: Buffer) => stdout.push(b));
   child.stderr.on('data', (b: Buffer) => stderr.push(b));
@@ -166,10 +226,9 @@ function failureMessage(kind: HookKind, r: HookResult, hook: TrafficHook): strin
  * With 'continue' the failure is recorded in the results and the next hook runs.
  */
 export async function runHookCommands(hooks: TrafficHook[], kind: HookKind, env: HookEnv, opts: RunHookOptions = {}): Promise<HookResult[]> {
-  const base = opts.baseEnv ?? process.env;
   const results: HookResult[] = [];
-  for (const hook of hooks) {
-    const result = await runOne(hook, { ...base, ...hookVariables(env, hook.name) }, opts.tailBytes ?? TAIL_BYTES);
+  for (const hook of hooks.filter((h) => !opts.skip?.includes(h.name))) {
+    const result = await runOne(hook, hookEnvironment(hook, env), opts.tailBytes ?? TAIL_BYTES, opts.secrets ?? []);
     results.push(result);
     if (!result.ok && hook.onFailure === 'abort') {
       throw ApplicationFailure.nonRetryable(failureMessage(kind, result, hook), 'HookFailed', { results });
@@ -275,10 +334,14 @@ export function createTrafficActivities({ config }: ActivityDeps) {
       });
     },
 
-    /** The cluster's configured hooks of one kind, in order (see runHookCommands). */
-    async runHooks(input: { cluster: string; kind: HookKind; env: HookEnv }): Promise<HookResult[]> {
+    /**
+     * The cluster's configured hooks of one kind, in order (see runHookCommands), but those named
+     * in `skip` (they succeeded in an earlier attempt). Their output is redacted of the worker's
+     * secrets before it reaches history.
+     */
+    async runHooks(input: { cluster: string; kind: HookKind; env: HookEnv; skip?: string[] }): Promise<HookResult[]> {
       const hooks = getCluster(config, input.cluster)[input.kind].hooks;
-      return runHookCommands(hooks, input.kind, input.env);
+      return runHookCommands(hooks, input.kind, input.env, { secrets: workerSecrets(config), skip: input.skip });
     },
   };
 }

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { findExecutable } from '../sandbox/processes';
+import { findExecutable, minimalEnvironment } from '../sandbox/processes';
 
 const TOOL_DIRS = ['/usr/bin', '/usr/local/bin', '/usr/local/opt/mariadb/bin', '/opt/homebrew/opt/mariadb/bin'];
 const DEFAULT_TIMEOUT_MS = 25 * 60_000;
@@ -77,19 +77,6 @@ function redact(text: string, secret: string | undefined): string {
   return secret ? text.split(secret).join('***') : text;
 }
 
-/**
- * A minimal environment for a tool: never the worker's own, which holds every credential the config
- * names (ORDERS_ADMIN_PASSWORD, ...) and would be readable in /proc/<pid>/environ. HOME is the
- * private dir, so no ~/.my.cnf applies; MYSQL_PWD and friends are not passed on.
- */
-function toolEnvironment(home: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { HOME: home, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-  for (const key of ['LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'TMPDIR']) {
-    if (process.env[key] !== undefined) env[key] = process.env[key];
-  }
-  return env;
-}
-
 export interface RunToolOptions extends ProgressOptions {
   /** Written to a private --defaults-extra-file, given to the tool as its first argument. */
   credentials?: ToolCredentials;
@@ -121,7 +108,8 @@ export async function runTool(cmd: string, args: string[], opts: RunToolOptions 
   let privateDir: string | undefined;
   try {
     privateDir = await mkdtemp(join(tmpdir(), 'runbook-tool-'));
-    const env = { ...toolEnvironment(privateDir), ...opts.env };
+    // HOME is the private dir, so no ~/.my.cnf applies; MYSQL_PWD and friends are not passed on.
+    const env = { ...minimalEnvironment({ home: privateDir }), ...opts.env };
     const argv = [...args];
     if (opts.credentials) {
       const file = join(privateDir, 'client.cnf');
@@ -332,7 +320,7 @@ export async function runPipe(producer: PipeSide, consumer: PipeSide, opts: RunP
   let privateDir: string | undefined;
   try {
     privateDir = await mkdtemp(join(tmpdir(), 'runbook-pipe-'));
-    const env = { ...toolEnvironment(privateDir), ...opts.env };
+    const env = { ...minimalEnvironment({ home: privateDir }), ...opts.env };
     const argvOf = async (side: PipeSide, name: string): Promise<string[]> => {
       if (!side.credentials) return ['--no-defaults', ...side.args];
       const file = join(privateDir!, `${name}.cnf`);

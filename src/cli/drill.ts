@@ -10,7 +10,6 @@ import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { RunbookConfig } from '../config/load';
 import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../control/store';
 import { probeTopology } from '../mysql/probe';
-import { portFree } from '../sandbox/processes';
 import { Sandbox } from '../sandbox/sandbox';
 import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttributes';
 import { startDevServer } from '../temporal/devServer';
@@ -47,9 +46,7 @@ export async function runDrill(config: RunbookConfig): Promise<void> {
   if (address) {
     console.log(`using TEMPORAL_ADDRESS=${address}`);
   } else {
-    const port = (await portFree(7233)) ? 7233 : undefined;
-    const uiPort = (await portFree(8233)) ? 8233 : undefined;
-    const server = await startDevServer({ stateDir: temporalStateDir(config), port, uiPort, persistent: true });
+    const server = await startDevServer({ stateDir: temporalStateDir(config), preferredPort: 7233, preferredUiPort: 8233, persistent: true });
     address = server.address;
     uiUrl = server.uiUrl;
     console.log(`dev server ${server.started ? 'started' : 'already running'} at ${address} (pid ${server.pid})`);

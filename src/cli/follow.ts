@@ -6,7 +6,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { FailoverPlan } from '../shared/failover';
 import type { ApprovalState } from '../workflows/approval';
-import type { RunbookState, StepRecord } from '../workflows/runbook';
+import type { Attention, RunbookState, StepRecord } from '../workflows/runbook';
 
 const ICON: Record<string, string> = {
   started: '…',
@@ -20,6 +20,9 @@ const ICON: Record<string, string> = {
   rejected: '✘',
   refused: '⛔',
   timed_out: '⌛',
+  retrying: '↻',
+  needs_attention: '‼',
+  resumed: '▶',
 };
 
 function line(start: number, s: StepRecord): string {
@@ -49,11 +52,24 @@ export function describeApproval(workflowId: string, a: ApprovalState, details?:
   return lines.join('\n');
 }
 
+/** A run waiting for a human past its point of no return: what cannot finish, what is left, what to type. */
+export function describeAttention(workflowId: string, a: Attention): string {
+  return [
+    '',
+    `  needs attention since ${new Date(a.since).toISOString().slice(11, 19)} UTC: the run cannot finish by itself and waits (it does not undo)`,
+    `    ${a.step}: ${a.error}`,
+    `    left: ${a.left.join(', ')}`,
+    `    when the cause is fixed: bin/runbook resume ${workflowId} --as NAME`,
+    '',
+  ].join('\n');
+}
+
 /** Print the run's progress until it ends; returns the result or throws the failure. */
 export async function follow<T>(handle: WorkflowHandle, print: (s: string) => void = console.log): Promise<T> {
   const printed = new Map<number, string>();
   let start: number | undefined;
   let approvalShown = false;
+  let attentionShown: number | undefined;
   let done = false;
   const result = handle.result().finally(() => (done = true));
   const poll = async () => {
@@ -75,6 +91,11 @@ export async function follow<T>(handle: WorkflowHandle, print: (s: string) => vo
     if (approval?.status === 'pending' && !approvalShown) {
       approvalShown = true;
       print(describeApproval(handle.workflowId, approval, state.details.plan));
+    }
+    const attention = state.details.attention as Attention | undefined;
+    if (attention && attentionShown !== attention.since) {
+      attentionShown = attention.since;
+      print(describeAttention(handle.workflowId, attention));
     }
   };
   while (!done) {

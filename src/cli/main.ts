@@ -9,7 +9,7 @@ import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
-import { backupCommand, decide, pruneRestores, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
+import { backupCommand, decide, pruneRestores, resume, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -114,11 +114,13 @@ program
 const temporal = program.command('temporal').description('the embedded Temporal dev server (with its Web UI)');
 temporal
   .command('up')
-  .option('--port <n>', 'gRPC port', positiveInt('--port'), 7233)
-  .option('--ui-port <n>', 'Web UI port', positiveInt('--ui-port'), 8233)
+  .option('--port <n>', 'gRPC port (default: 7233 if free, else a free one)', positiveInt('--port'))
+  .option('--ui-port <n>', 'Web UI port (default: 8233 if free, else a free one)', positiveInt('--ui-port'))
   .action(async (opts) => {
-    const s = await startDevServer({ stateDir: temporalStateDir(config()), port: opts.port, uiPort: opts.uiPort, persistent: true });
+    const s = await startDevServer({ stateDir: temporalStateDir(config()), port: opts.port, uiPort: opts.uiPort, preferredPort: 7233, preferredUiPort: 8233, persistent: true });
     console.log(`Temporal dev server ${s.started ? 'started' : 'already running'}: ${s.address}, Web UI ${s.uiUrl}`);
+    // Workers and the CLI default to localhost:7233: on another port they must be told.
+    if (!s.address.endsWith(':7233')) console.log(`not on the default port: export TEMPORAL_ADDRESS=${s.address} for the worker and the CLI`);
   });
 temporal.command('down').action(async () => {
   const pid = await stopDevServer(temporalStateDir(config()));
@@ -167,6 +169,15 @@ for (const decision of ['approve', 'reject'] as const) {
       process.exitCode = await decide(workflowId, decision, opts.as, opts.comment);
     });
 }
+
+program
+  .command('resume <workflowId>')
+  .description('carry on with a run that waits in needs_attention (past its point of no return), once the cause is fixed')
+  .requiredOption('--as <name>', 'who resumes it (logged)')
+  .option('--comment <text>', 'what was fixed (logged)')
+  .action(async (workflowId: string, opts) => {
+    process.exitCode = await resume(workflowId, opts.as, opts.comment);
+  });
 
 program
   .command('status <workflowId>')

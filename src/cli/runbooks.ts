@@ -16,8 +16,8 @@ import type { FlashbackInput, FlashbackResult } from '../workflows/flashback';
 import { compileStatementPattern, type BadEventQuery } from '../backup/binlogEvents';
 import { parsePointInTime, refuseFuturePoint } from '../backup/coverage';
 import { formatDuration } from '../shared/format';
-import type { RunbookState } from '../workflows/runbook';
-import { describeApproval, failureMessage, follow, workerPresent } from './follow';
+import type { Attention, ResumeVerdict, RunbookState } from '../workflows/runbook';
+import { describeApproval, describeAttention, failureMessage, follow, workerPresent } from './follow';
 import { printHistory, printJson } from './output';
 import type { ApprovalState } from '../workflows/approval';
 
@@ -129,6 +129,38 @@ export async function decide(workflowId: string, decision: 'approve' | 'reject',
   });
 }
 
+/**
+ * Carry on with a run waiting in needs_attention (the `resume` update): the verdict comes back at
+ * once. Idempotent: a run that is not waiting refuses, and says why; every answer is logged.
+ */
+export async function resume(workflowId: string, operator: string, comment?: string): Promise<number> {
+  return withClient(async (c) => {
+    const handle = c.workflow.getHandle(workflowId);
+    const { status } = await handle.describe().catch((err) => {
+      if (err instanceof WorkflowNotFoundError) throw new Error(`no runbook ${workflowId}`);
+      throw err;
+    });
+    if (status.name !== 'RUNNING') {
+      const reason = `${workflowId} is over (${status.name}): nothing to resume`;
+      // The run can no longer log it: the refusal goes to failover_log from here, as unlock's do.
+      await withControl(loadConfig(configPathFromEnv()), (conn) =>
+        conn.query("INSERT INTO failover_log (status, runbook, step, operator, workflow_id, detail) VALUES ('refused', 'cli', ?, ?, ?, ?)", [
+          `resume by ${operator} via cli`, operator, workflowId, JSON.stringify({ reason, comment }),
+        ]),
+      ).catch((err: Error) => console.error(`warning: the refusal is not in failover_log: ${err.message.split('\n')[0]}`));
+      console.error(`runbook: resume refused: ${reason}`);
+      return 1;
+    }
+    const verdict = await handle.executeUpdate<ResumeVerdict, [unknown]>('resume', { args: [{ operator, channel: 'cli', comment }] });
+    if (!verdict.accepted) {
+      console.error(`runbook: resume refused: ${verdict.reason}`);
+      return 1;
+    }
+    console.log(`resumed ${workflowId} as ${operator}: the step that stopped it is tried again`);
+    return 0;
+  });
+}
+
 export async function showStatus(workflowId: string, json: boolean): Promise<void> {
   await withClient(async (c) => {
     const handle = c.workflow.getHandle(workflowId);
@@ -145,6 +177,8 @@ export async function showStatus(workflowId: string, json: boolean): Promise<voi
     console.log(`${workflowId}: ${description.status.name}${state ? ` (${state.status}${state.currentStep ? `, now: ${state.currentStep}` : ''})` : ''}`);
     const approval = state?.details.approval as ApprovalState | undefined;
     if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan));
+    const attention = state?.details.attention as Attention | undefined;
+    if (attention) console.log(describeAttention(workflowId, attention));
     printHistory(rows.reverse(), 1);
   });
 }

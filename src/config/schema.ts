@@ -55,6 +55,11 @@ export const trafficHookSchema = z.strictObject({
   timeoutSeconds: duration.default(30),
   /** What a failing hook does to the runbook: stop it, or log and continue. */
   onFailure: z.enum(['abort', 'continue']).default('abort'),
+  /**
+   * Variables of the worker's environment this hook also gets, by name. Nothing else of it is
+   * passed on (PATH, HOME, the locale and TZ aside): no credential reaches a hook unless listed.
+   */
+  env: z.array(envVarName).default([]),
 });
 
 export const notifySchema = z.strictObject({
@@ -78,6 +83,10 @@ export const thresholdsSchema = z.strictObject({
   maxLagSeconds: z.number().min(0).default(5),
   catchUpTimeoutSeconds: duration.default(30),
   probeTimeoutSeconds: duration.default(3),
+  /** Past a promotion, how long a step is retried on its own before the run stops in needs_attention. */
+  rollForwardMinutes: duration.default(10),
+  /** While such a step is retried, people are reminded this often. */
+  rollForwardRemindMinutes: duration.default(1),
 });
 
 /**

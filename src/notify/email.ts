@@ -5,7 +5,9 @@
  *
  * Secrets (the SMTP password, the link signing key, the tokens in links) are never logged and never
  * appear in an error message; a failed delivery throws, naming the SMTP host and the error, and the
- * notify activity reports it.
+ * notify activity reports it. Credentials never cross the wire in clear: with a user and password
+ * the connection is TLS from the start (`secure`) or must be upgraded by STARTTLS, else nothing is
+ * sent; only an explicit SMTP_ALLOW_INSECURE=true (a test relay on loopback) lifts that.
  */
 import { createHash } from 'node:crypto';
 import nodemailer from 'nodemailer';
@@ -17,6 +19,7 @@ import type { Notifier } from '../activities/notify';
 import type { NotifyThread, RunbookNotification } from '../shared/notifications';
 import { EMAIL_KINDS, renderEmail, type EmailApprovalLinks, type RenderedEmail } from './emailTemplates';
 import { approvalLinks, linkKeyFromEnv, LINK_KEY_ENV } from './links';
+import { redactSecrets } from '../sandbox/processes';
 
 export const DEFAULT_LINK_TTL_MS = 30 * 60_000;
 
@@ -34,6 +37,8 @@ export interface EmailNotifierOptions {
   linkTtlMs?: number;
   /** Clock for link expiry (tests). */
   now?: () => number;
+  /** Send SMTP credentials over a connection without TLS (SMTP_ALLOW_INSECURE=true). Default: never. */
+  allowInsecureAuth?: boolean;
 }
 
 const APPROVAL_KINDS = new Set(['approval-needed', 'approval-reminder']);
@@ -80,8 +85,11 @@ export class EmailNotifier implements Notifier {
       this.secrets = [];
     } else {
       const o = opts.transport;
+      // Credentials go only over TLS: implicit (secure) or a STARTTLS upgrade that must succeed;
+      // nodemailer then fails before AUTH rather than falling back to a cleartext login.
+      const tlsForCredentials = o.auth && !o.secure && !opts.allowInsecureAuth ? { requireTLS: true, ignoreTLS: false, opportunisticTLS: false } : {};
       // A notification that hangs holds its activity: fail fast instead (nodemailer waits minutes).
-      this.transporter = nodemailer.createTransport({ connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 30_000, ...o, logger: false, debug: false });
+      this.transporter = nodemailer.createTransport({ connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 30_000, ...o, ...tlsForCredentials, logger: false, debug: false });
       this.server = `${o.host ?? 'localhost'}:${o.port ?? (o.secure ? 465 : 587)}`;
       const pass = o.auth && 'pass' in o.auth ? o.auth.pass : undefined;
       this.secrets = typeof pass === 'string' && pass ? [pass] : [];
@@ -92,7 +100,8 @@ export class EmailNotifier implements Notifier {
   /**
    * From the environment: undefined when SMTP_HOST is unset (email is optional); a clear error for
    * a half-done setup. SMTP_PORT (587), SMTP_SECURE (true|false; default true on 465), SMTP_USER
-   * with SMTP_PASSWORD, SMTP_FROM, RUNBOOK_LINK_SIGNING_KEY and RUNBOOK_PUBLIC_URL for links.
+   * with SMTP_PASSWORD (sent only over TLS unless SMTP_ALLOW_INSECURE=true), SMTP_FROM,
+   * RUNBOOK_LINK_SIGNING_KEY and RUNBOOK_PUBLIC_URL for links.
    */
   static fromEnv(config: RunbookConfig, env: NodeJS.ProcessEnv = process.env): EmailNotifier | undefined {
     const host = env.SMTP_HOST?.trim();
@@ -107,6 +116,9 @@ export class EmailNotifier implements Notifier {
     const secureText = env.SMTP_SECURE?.trim().toLowerCase();
     if (secureText && secureText !== 'true' && secureText !== 'false') throw envError(`SMTP_SECURE must be "true" or "false", got "${env.SMTP_SECURE}"`);
     const secure = secureText ? secureText === 'true' : port === 465;
+
+    const insecureText = env.SMTP_ALLOW_INSECURE?.trim().toLowerCase();
+    if (insecureText && insecureText !== 'true' && insecureText !== 'false') throw envError(`SMTP_ALLOW_INSECURE must be "true" or "false", got "${env.SMTP_ALLOW_INSECURE}"`);
 
     const user = env.SMTP_USER || undefined;
     const pass = env.SMTP_PASSWORD || undefined;
@@ -131,6 +143,7 @@ export class EmailNotifier implements Notifier {
       from,
       linkKey,
       publicUrl,
+      allowInsecureAuth: insecureText === 'true',
     });
   }
 
@@ -197,12 +210,13 @@ export class EmailNotifier implements Notifier {
         },
       });
     } catch (err) {
-      throw new Error(`email via SMTP ${this.server} failed: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
+      const tls = (err as { code?: string }).code === 'ETLS' ? ' (credentials are sent only over TLS: use SMTP_SECURE=true, or a relay that offers STARTTLS)' : '';
+      throw new Error(`email via SMTP ${this.server} failed: ${this.scrub(err instanceof Error ? err.message : String(err))}${tls}`);
     }
   }
 
   private scrub(message: string): string {
-    return this.secrets.reduce((m, secret) => m.split(secret).join('***'), message);
+    return redactSecrets(message, this.secrets);
   }
 
   /** Close the transport's connections (pooled transports). */

@@ -25,7 +25,7 @@ export interface EmailApprovalLinks {
 }
 
 /** The kinds that get an email; `step` and `approval-decided` are for chat and logs only. */
-export const EMAIL_KINDS: readonly NotificationKind[] = ['incident-opened', 'approval-needed', 'approval-reminder', 'completed', 'failed', 'aborted'];
+export const EMAIL_KINDS: readonly NotificationKind[] = ['incident-opened', 'approval-needed', 'approval-reminder', 'needs-attention', 'completed', 'failed', 'aborted'];
 
 export function escapeHtml(value: unknown): string {
   return String(value)
@@ -56,6 +56,7 @@ interface Strings {
     completed: (title: string) => string;
     failed: (title: string) => string;
     aborted: (title: string) => string;
+    attention: (title: string) => string;
   };
   heading: {
     incident: (severity: string) => string;
@@ -64,6 +65,7 @@ interface Strings {
     completed: string;
     failed: string;
     aborted: string;
+    attention: string;
   };
   time: string;
   impact: string;
@@ -98,6 +100,10 @@ interface Strings {
   failedNote: string;
   abortedNote: string;
   follow: (workflowId: string) => string;
+  attentionNote: string;
+  attentionStep: string;
+  attentionLeft: string;
+  attentionResume: string;
 }
 
 const en: Strings = {
@@ -109,6 +115,7 @@ const en: Strings = {
     completed: (title) => `[RESOLVED] MySQL database incident recovered: ${title}`,
     failed: (title) => `[UPDATE] MySQL database incident - runbook failed: ${title}`,
     aborted: (title) => `[UPDATE] MySQL database incident - runbook stopped: ${title}`,
+    attention: (title) => `[ACTION NEEDED] MySQL database incident - runbook waits for a human: ${title}`,
   },
   heading: {
     incident: (sev) => `MySQL database incident - impact level ${sev}`,
@@ -117,6 +124,7 @@ const en: Strings = {
     completed: 'MySQL database incident recovered',
     failed: 'Update: the runbook failed',
     aborted: 'Update: the runbook stopped',
+    attention: 'Action needed: the runbook cannot finish by itself',
   },
   time: 'Time',
   impact: 'Impact',
@@ -154,6 +162,10 @@ const en: Strings = {
   failedNote: 'The runbook failed: the incident is NOT resolved. The contact below is following up.',
   abortedNote: 'The runbook stopped before completing; nothing more will be done automatically.',
   follow: (id) => `Details: \`runbook status ${id}\``,
+  attentionNote: 'The runbook is past its point of no return (the new primary is writable): it does not undo, it carries on once the cause below is fixed. Until then the cluster is not fully switched.',
+  attentionStep: 'Step that cannot finish',
+  attentionLeft: 'Steps left',
+  attentionResume: 'When the cause is fixed',
 };
 
 const zh: Strings = {
@@ -165,6 +177,7 @@ const zh: Strings = {
     completed: (title) => `[解决] MySQL数据库故障已恢复：${title}`,
     failed: (title) => `[更新] MySQL数据库故障 - 处理失败：${title}`,
     aborted: (title) => `[更新] MySQL数据库故障 - 处理已中止：${title}`,
+    attention: (title) => `[需要处理] MySQL数据库故障 - 运行手册等待人工处理：${title}`,
   },
   heading: {
     incident: (sev) => `MySQL数据库故障 - 影响等级${sev}`,
@@ -173,6 +186,7 @@ const zh: Strings = {
     completed: 'MySQL数据库故障已恢复',
     failed: '更新：运行手册执行失败',
     aborted: '更新：运行手册已中止',
+    attention: '需要处理：运行手册无法自行完成',
   },
   time: '时间',
   impact: '影响',
@@ -210,6 +224,10 @@ const zh: Strings = {
   failedNote: '运行手册执行失败：故障尚未解决，下方联系人正在跟进。',
   abortedNote: '运行手册未完成即已停止，不会再自动执行任何操作。',
   follow: (id) => `详情：\`runbook status ${id}\``,
+  attentionNote: '运行手册已过不可回退点（新主库已可写）：不会回滚，排除下述原因后将继续执行。在此之前集群尚未完全切换。',
+  attentionStep: '无法完成的步骤',
+  attentionLeft: '剩余步骤',
+  attentionResume: '排除原因后执行',
 };
 
 const STRINGS: Record<EmailLocale, Strings> = { en, 'zh-CN': zh };
@@ -473,6 +491,31 @@ function update(n: RunbookNotification, s: Strings): { subject: string; blocks: 
   };
 }
 
+/** Waiting for a human past the point of no return: what cannot finish, what is left, how to carry on. */
+function needsAttention(n: RunbookNotification, s: Strings): { subject: string; blocks: Block[] } {
+  const a = n.attention;
+  return {
+    subject: s.subject.attention(oneLine(n.title)),
+    blocks: [
+      { type: 'heading', text: s.heading.attention },
+      { type: 'title', text: n.title },
+      { type: 'para', text: s.attentionNote },
+      {
+        type: 'fields',
+        rows: [
+          [s.status, n.status],
+          [s.attentionStep, a ? `${a.step}: ${a.error}` : undefined],
+          [s.attentionLeft, a?.left.join(', ')],
+          [s.attentionResume, a?.resume],
+          [s.contact, n.contact],
+        ],
+      },
+      { type: 'fields', rows: contextFields(n, s) },
+      { type: 'para', text: s.follow(n.workflowId) },
+    ],
+  };
+}
+
 /**
  * The email for a notification in `locale`, or undefined for kinds that get none (`step`,
  * `approval-decided`). `links` are the recipient's personal approve / reject links (approval kinds
@@ -488,6 +531,9 @@ export function renderEmail(n: RunbookNotification, locale: EmailLocale, links?:
     case 'approval-needed':
     case 'approval-reminder':
       message = approvalNeeded(n, s, links);
+      break;
+    case 'needs-attention':
+      message = needsAttention(n, s);
       break;
     case 'completed':
       message = completed(n, s);

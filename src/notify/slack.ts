@@ -54,7 +54,7 @@ const ROOT_TIMELINE_ENTRIES = 8;
 /** Kinds whose root message carries the Approve/Reject buttons. */
 const APPROVAL_OPEN: ReadonlySet<NotificationKind> = new Set(['approval-needed', 'approval-reminder']);
 /** Kinds that also get a reply in the root's thread. */
-const REPLY_KINDS: ReadonlySet<NotificationKind> = new Set(['step', 'approval-decided', 'approval-reminder', 'completed', 'failed', 'aborted']);
+const REPLY_KINDS: ReadonlySet<NotificationKind> = new Set(['step', 'approval-decided', 'approval-reminder', 'needs-attention', 'completed', 'failed', 'aborted']);
 const FINAL_KINDS: ReadonlySet<NotificationKind> = new Set(['completed', 'failed', 'aborted']);
 
 // ---------------------------------------------------------------------------------------------
@@ -97,6 +97,9 @@ interface Strings {
   started: string;
   total: string;
   final: Record<'completed' | 'failed' | 'aborted', string>;
+  needsAttention: string;
+  left: string;
+  resumeWith: string;
 }
 
 const STRINGS: Record<SlackLocale, Strings> = {
@@ -137,6 +140,9 @@ const STRINGS: Record<SlackLocale, Strings> = {
     started: 'Started',
     total: 'Total',
     final: { completed: 'Completed', failed: 'Failed', aborted: 'Stopped' },
+    needsAttention: 'Needs attention: past its point of no return, the run cannot finish by itself and waits',
+    left: 'Left',
+    resumeWith: 'When the cause is fixed',
   },
   'zh-CN': {
     sep: '：',
@@ -175,6 +181,9 @@ const STRINGS: Record<SlackLocale, Strings> = {
     started: '开始',
     total: '总耗时',
     final: { completed: '已完成', failed: '失败', aborted: '已中止' },
+    needsAttention: '需要处理：已过不可回退点，运行无法自行完成，正在等待',
+    left: '剩余步骤',
+    resumeWith: '排除原因后执行',
   },
 };
 
@@ -187,6 +196,7 @@ const KIND_ICON: Record<NotificationKind, string> = {
   completed: '✅',
   failed: '❌',
   aborted: '⛔',
+  'needs-attention': '🆘',
 };
 
 
@@ -433,6 +443,14 @@ export function buildThreadReply(n: RunbookNotification, locale: SlackLocale, pe
       const detail = approvalLine(n, s, people);
       const line = `🔔 ${s.reminder}${detail ? `\n${detail}` : ''}`;
       return { text: line, blocks: [section(line)] };
+    }
+    case 'needs-attention': {
+      const a = n.attention;
+      const lines = [`🆘 *${s.needsAttention}*`];
+      if (a) {
+        lines.push(`*${esc(a.step)}*${s.sep}${esc(oneLine(a.error))}`, `${s.left}${s.sep}${a.left.map(esc).join(', ')}`, `${s.resumeWith}${s.sep}\`${esc(a.resume)}\``);
+      }
+      return { text: truncate(lines.join('\n'), 3000), blocks: [section(lines.join('\n'))] };
     }
     case 'completed':
     case 'failed':

@@ -1,5 +1,9 @@
-/** Small process utilities shared by the MariaDB sandbox and the Temporal dev server launcher. */
-import { accessSync, constants, readFileSync } from 'node:fs';
+/**
+ * Small process utilities shared by the MariaDB sandbox, the Temporal dev server launcher, the
+ * backup tools and the operator's hooks: finding executables, process liveness, and the one
+ * definition of what a child process may see of the worker's environment.
+ */
+import { accessSync, constants, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -89,6 +93,31 @@ export async function terminate(pid: number, graceMs = 30_000): Promise<void> {
   }
 }
 
+/** What a child process gets of the worker's environment, whatever it is. */
+const ENVIRONMENT_KEPT = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'TMPDIR'] as const;
+
+/**
+ * A minimal environment for a child process (a backup tool, a hook): never the worker's own,
+ * which holds every credential the config names (ORDERS_ADMIN_PASSWORD, ...), the Slack token, the
+ * SMTP password and the link-signing key, and would be readable in /proc/<pid>/environ. It has
+ * PATH, the locale, TZ and TMPDIR, HOME (`home`, else the worker's), and the variables named in
+ * `pass`, which a config lists explicitly.
+ */
+export function minimalEnvironment(opts: { home?: string; pass?: readonly string[] } = {}, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: from.PATH ?? '/usr/bin:/bin' };
+  for (const key of [...ENVIRONMENT_KEPT, ...(opts.pass ?? [])]) {
+    if (from[key] !== undefined) env[key] = from[key];
+  }
+  const home = opts.home ?? from.HOME;
+  if (home !== undefined) env.HOME = home;
+  return env;
+}
+
+/** `text` with every occurrence of each secret replaced by `***` (longest first, so none is left in part). */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  return [...secrets].filter(Boolean).sort((a, b) => b.length - a.length).reduce((t, secret) => t.split(secret).join('***'), text);
+}
+
 /** Whether nothing listens on host:port (so a server of ours can bind it). */
 export function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((res) => {
@@ -96,4 +125,43 @@ export function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
     srv.once('error', () => res(false));
     srv.listen(port, host, () => srv.close(() => res(true)));
   });
+}
+
+/**
+ * The TCP ports a process listens on, from /proc (its socket inodes matched against the kernel's
+ * listening sockets); undefined where that cannot be read (no /proc, or not our process). This is
+ * how a launcher tells its own server answering from another one that holds the port.
+ */
+export function listeningPorts(pid: number): Set<number> | undefined {
+  let inodes: Set<string>;
+  try {
+    inodes = new Set(
+      readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+        try {
+          const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+          return m ? [m[1]!] : [];
+        } catch {
+          return []; // closed meanwhile
+        }
+      }),
+    );
+  } catch {
+    return undefined;
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A' || !inodes.has(f[9]!)) continue; // 0A: LISTEN
+      ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
 }

@@ -9,7 +9,7 @@ export type FailoverMode = 'planned' | 'emergency';
 export interface ClusterPolicy {
   cluster: string;
   instances: { name: string; region: string; address: string; promotion: 'prefer' | 'neutral' | 'never' }[];
-  thresholds: { maxLagSeconds: number; catchUpTimeoutSeconds: number; probeTimeoutSeconds: number };
+  thresholds: { maxLagSeconds: number; catchUpTimeoutSeconds: number; probeTimeoutSeconds: number; rollForwardMinutes: number; rollForwardRemindMinutes: number };
   /** The approval rule for this runbook and mode (falls back to the runbook's, then the cluster's default). */
   approval: ApprovalRule;
   trafficHooks: string[];

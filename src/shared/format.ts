@@ -14,6 +14,9 @@ export const STATUS_ICON: Record<StepStatus | EventStatus, string> = {
   refused: '⛔',
   timed_out: '⌛',
   notify_failed: '📵',
+  retrying: '🔁',
+  needs_attention: '🆘',
+  resumed: '▶️',
 };
 
 /** `850 ms`, `2.4 s`, `3 min 5 s`, `1 h 2 min 3 s`; `…` while unknown (still running). */

@@ -8,7 +8,8 @@ export type NotificationKind =
   | 'approval-needed'
   | 'approval-reminder'
   | 'approval-decided'
-  | 'step' // a step ended (succeeded, failed, skipped)
+  | 'step' // a step ended (succeeded, failed, skipped), or is being retried
+  | 'needs-attention' // past its point of no return, the run waits for a human: `runbook resume`
   | 'completed' // the run succeeded (recovery completed)
   | 'failed'
   | 'aborted'; // rejected, timed out, cancelled, dry run
@@ -51,6 +52,8 @@ export interface RunbookNotification {
   step?: TimelineEntry;
   /** For `approval-needed` / `approval-reminder`. */
   approval?: { approvers: string[]; fourEyes: boolean; deadline: number; forcedBecause?: string };
+  /** For `needs-attention`: the step that cannot finish by itself, why, what is left, how to resume. */
+  attention?: { step: string; error: string; left: string[]; resume: string };
   /** For `approval-decided`. */
   decision?: { decision: 'approve' | 'reject'; approver: string; channel: string; comment?: string };
   startedAt: number;

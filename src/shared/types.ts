@@ -6,8 +6,12 @@ import type { ReplicaStatus } from '../mysql/dialect';
 
 export type StepStatus = 'started' | 'succeeded' | 'failed' | 'skipped';
 /** Single-row events of a run, e.g. approval decisions; each gets its own step sequence number. */
-export type EventStatus = 'requested' | 'reminded' | 'approved' | 'rejected' | 'refused' | 'timed_out' | 'auto_approved' | 'notify_failed';
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected' | 'dry_run' | 'needs_attention';
+export type EventStatus =
+  | 'requested' | 'reminded' | 'approved' | 'rejected' | 'refused' | 'timed_out' | 'auto_approved' | 'notify_failed'
+  // A step past the point of no return: still failing and retried; stopped for a human; resumed by one.
+  | 'retrying' | 'needs_attention' | 'resumed';
+/** `needs_attention`: past its point of no return, a step cannot finish by itself; `runbook resume` carries on. */
+export type RunStatus = 'running' | 'needs_attention' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected' | 'dry_run';
 
 /** One row of `failover_log`; `at` is epoch ms of the event itself, not of the write. */
 export interface AuditRow {

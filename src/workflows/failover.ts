@@ -6,6 +6,8 @@
  *            A catch-up that fails or times out is compensated (the old primary is unfenced), so
  *            the cluster is left as it was. No acknowledged write is lost: the candidate applies
  *            everything up to the fenced primary's final GTID position before it is promoted.
+ *            The promotion is the point of no return: every step after it rolls forward (retried
+ *            until done, or the run waits in needs_attention for `runbook resume`; rollForward.ts).
  * Emergency: confirm failure → fence (read_only, else STONITH hook) → stop IO threads → apply relay
  *            logs → choose candidate (and state the expected loss) → approval → promote → switch
  *            traffic → repoint → verify → record (old primary: needs failback).
@@ -16,8 +18,11 @@ import type { Activities } from '../activities';
 import type { FailoverMode, FailoverPlan } from '../shared/failover';
 import { describePlan, planEmergency, planSwitchover } from '../shared/plan';
 import { lastKnownPrimary } from '../shared/failedPrimary';
+import type { InstanceProbe } from '../shared/types';
 import { ApprovalGate } from './approval';
+import { RollForward } from './rollForward';
 import { runRunbook, type Runbook } from './runbook';
+import { switchTraffic, WriterEndpointRow } from './trafficSwitch';
 
 export interface FailoverInput {
   cluster: string;
@@ -49,6 +54,8 @@ const waits = wf.proxyActivities<Activities>({
 });
 // A failover must never be started on a guess: confirming a failure is not retried.
 const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
+// The lock must be released, whenever the control database answers again (as the audit waits for it).
+const untilDone = wf.proxyActivities<Activities>({ startToCloseTimeout: '15s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' } });
 
 /** The steps that change something, in order, as they would run for this plan. */
 export function changingSteps(plan: FailoverPlan): string[] {
@@ -72,7 +79,7 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     try {
       return await run();
     } finally {
-      await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => act.releaseClusterLock(lock)));
+      await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => untilDone.releaseClusterLock(lock)));
     }
   });
 }
@@ -112,9 +119,7 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
     throw err;
   }
   await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${pos(p.position)}` });
-  await switchTraffic(rb, input, plan);
-  await repoint(rb, plan, [plan.from.instance, ...plan.others]);
-  await verifyAndRecord(rb, input, plan, [plan.from.instance, ...plan.others]);
+  await afterPromotion(rb, input, policy, plan, [plan.from.instance, ...plan.others]);
   return { status: 'succeeded', plan };
 }
 
@@ -129,37 +134,37 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: 3, intervalMs: 1000, replicaGraceSeconds: 15 }), {
     note: (c) => c.evidence.join('; '),
   });
+  const replicas = before.replicas.map((r) => r.instance);
+  const chooseCandidate = (probes: () => Promise<InstanceProbe[]>, note = '') =>
+    rb.step(
+      'choose candidate',
+      async () => {
+        const result = planEmergency({ primary: before.primary, primaryLastKnown: before.lastKnownPosition, replicas: await probes(), policy, target: input.target });
+        if (!result.ok) throw ApplicationFailure.nonRetryable(`no safe candidate: ${result.refusals.join('; ')}`, 'Unsafe');
+        return result.plan;
+      },
+      { note: (p) => `${p.to.instance}: ${p.expectedLoss?.summary}${note}`, detail: (p) => ({ plan: p }) },
+    );
   if (input.dryRun) {
-    rb.skip('fence old primary', 'dry run');
-    rb.outcome = 'dry_run';
-    const candidates = before.replicas.map((r) => r.instance).join(', ');
-    throw ApplicationFailure.nonRetryable(`dry run stops before touching replication (candidates: ${candidates})`, 'DryRun');
+    // Read-only: the replicas as they are now, without stopping their IO threads.
+    const plan = await chooseCandidate(() => Promise.all(replicas.map((instance) => act.probeInstance({ cluster, instance }))), ' (dry run: from the positions applied so far; a real run first stops IO and applies the relay logs)');
+    adopt(rb, input, plan);
+    return dryRun(rb, plan, ['fence old primary', 'stop replication IO', 'apply relay logs']);
   }
   const fenced = await rb.step('fence old primary', () => fenceUnreachable(rb, input, before.primary), { note: (f) => f.how });
 
-  const replicas = before.replicas.map((r) => r.instance);
   await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => act.stopReplicationIo({ cluster, instance }))));
   const applied = await rb.step('apply relay logs', () =>
     Promise.all(replicas.map((instance) => waits.waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
   );
-  const plan = await rb.step(
-    'choose candidate',
-    async () => {
-      const result = planEmergency({ primary: before.primary, primaryLastKnown: before.lastKnownPosition, replicas: applied, policy, target: input.target });
-      if (!result.ok) throw ApplicationFailure.nonRetryable(`no safe candidate: ${result.refusals.join('; ')}`, 'Unsafe');
-      return result.plan;
-    },
-    { note: (p) => `${p.to.instance}: ${p.expectedLoss?.summary}`, detail: (p) => ({ plan: p }) },
-  );
+  const plan = await chooseCandidate(async () => applied);
   adopt(rb, input, plan);
 
   const decision = await rb.step('approval', () => gate.request(fenced.confirmed ? {} : { forceRequired: fenced.how }), { note: (d) => d });
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
   await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${pos(p.position)}` });
-  await switchTraffic(rb, input, plan);
-  await repoint(rb, plan, plan.others);
-  await verifyAndRecord(rb, input, plan, plan.others);
+  await afterPromotion(rb, input, policy, plan, plan.others);
   return { status: 'succeeded', plan };
 }
 
@@ -195,36 +200,41 @@ function hookEnv(input: FailoverInput, oldInstance: string, newInstance: string,
   };
 }
 
-async function switchTraffic(rb: Runbook, input: FailoverInput, plan: FailoverPlan): Promise<void> {
-  await rb.step(
-    'switch traffic',
-    async () => {
-      const endpoint = await act.setWriterEndpoint({ cluster: input.cluster, instance: plan.to.instance, workflowId: wf.workflowInfo().workflowId, incidentId: input.incidentId });
-      const hooks = await act.runHooks({ cluster: input.cluster, kind: 'traffic', env: hookEnv(input, plan.from.instance, plan.to.instance, rb) });
-      return { endpoint, hooks };
-    },
-    { note: (r) => `writer endpoint generation ${r.endpoint.generation}${r.hooks.length ? `, hooks: ${r.hooks.map((h) => `${h.name} ${h.ok ? 'ok' : 'FAILED'}`).join(', ')}` : ''}` },
-  );
-}
-
-async function repoint(rb: Runbook, plan: FailoverPlan, instances: string[]): Promise<void> {
-  for (const instance of instances) {
-    await rb.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
-      note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
-    });
-  }
-}
-
-async function verifyAndRecord(rb: Runbook, input: FailoverInput, plan: FailoverPlan, replicas: string[]): Promise<void> {
+/**
+ * Everything after the promotion, the point of no return: traffic, repointing, verification and
+ * the record only roll forward. A cancellation is not honoured here: a run cancelled now would
+ * leave the cluster half switched (terminate it to abandon it).
+ */
+async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>, plan: FailoverPlan, replicas: string[]): Promise<void> {
+  const steps = changingSteps(plan);
+  const forward = new RollForward(rb, policy.thresholds, (step) => [...steps.slice(steps.indexOf(step)), 'unlock cluster']);
+  const endpoint = new WriterEndpointRow();
   const workflowId = wf.workflowInfo().workflowId;
-  await rb.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
-    note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
-  });
-  await rb.step('record', async () => {
-    await act.recordSyncStatus(await act.probeTopology(input.cluster));
-    if (input.mode === 'emergency') {
-      await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
+  await wf.CancellationScope.nonCancellable(async () => {
+    await switchTraffic(forward, endpoint, {
+      row: { cluster: input.cluster, instance: plan.to.instance, workflowId, incidentId: input.incidentId },
+      env: hookEnv(input, plan.from.instance, plan.to.instance, rb),
+    });
+    for (const instance of replicas) {
+      await forward.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
+        note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
+      });
     }
+    await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
+      note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
+    });
+    await forward.step(
+      'record',
+      async () => {
+        const written = await endpoint.written('5s');
+        await act.recordSyncStatus(await act.probeTopology(input.cluster));
+        if (input.mode === 'emergency') {
+          await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
+        }
+        return written;
+      },
+      { note: (w) => `sync_status recorded; writer endpoint → ${plan.to.instance}, generation ${w.generation}` },
+    );
   });
 }
 
@@ -247,8 +257,9 @@ function adopt(rb: Runbook, input: FailoverInput, plan: FailoverPlan): void {
   });
 }
 
-function dryRun(rb: Runbook, plan: FailoverPlan): FailoverResult {
-  for (const step of changingSteps(plan)) rb.skip(step, 'dry run: nothing changed');
+/** A dry run ends here, as a success: the plan, and every step that would have changed something skipped. */
+function dryRun(rb: Runbook, plan: FailoverPlan, stepsBefore: string[] = []): FailoverResult {
+  for (const step of [...stepsBefore, ...changingSteps(plan)]) rb.skip(step, 'dry run: nothing changed');
   rb.outcome = 'dry_run';
   return { status: 'dry_run', plan };
 }

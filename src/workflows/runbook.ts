@@ -11,7 +11,9 @@
  * - keeps the workflow's current details (a live markdown timeline), a `runbookState` query and
  *   the search attributes (RunbookType, Cluster, IncidentId, RunbookStatus, Operator) up to date;
  * - classifies failures (precondition, timeout, cancelled, error) and fails the run with a
- *   message that names the step.
+ *   message that names the step;
+ * - lets a run stop for a human (`needs_attention`, see rollForward.ts) and carry on when someone
+ *   sends the `resume` update (`runbook resume`).
  */
 import * as wf from '@temporalio/workflow';
 import { ActivityFailure, ApplicationFailure, CancelledFailure, TimeoutFailure } from '@temporalio/workflow';
@@ -57,6 +59,32 @@ export interface RunbookState {
 }
 
 export const runbookStateQuery = wf.defineQuery<RunbookState>('runbookState');
+
+/** What a run in `needs_attention` waits on: the step that cannot finish by itself, why, and what is left. */
+export interface Attention {
+  step: string;
+  error: string;
+  /** Every step still to run, that one first. */
+  left: string[];
+  since: number;
+}
+
+export interface ResumeInput {
+  /** Who resumes it (logged). */
+  operator: string;
+  /** Where from: cli, … */
+  channel?: string;
+  comment?: string;
+}
+
+export interface ResumeVerdict {
+  accepted: boolean;
+  status: RunStatus;
+  reason?: string;
+}
+
+/** Carry on with a run in `needs_attention` (the CLI's `runbook resume`): the step is tried again. */
+export const resumeUpdate = wf.defineUpdate<ResumeVerdict, [ResumeInput]>('resume');
 
 /** What people are told when a runbook opens an incident (seed §7.3 notice fields). */
 export interface IncidentNotice {
@@ -128,6 +156,8 @@ export class Runbook {
   /** Notifications go out in order, one at a time: each may move the Slack thread along. */
   private readonly notices = new OrderedSender<RunbookNotification>(async ([n]) => this.deliver(n!), 1);
   private thread: NotifyThread = {};
+  /** Set while the run waits for `resume` (status needs_attention). */
+  private attention: Attention | undefined;
   /** Set by `open`: this run is an incident people are told about, step by step. */
   private incident: IncidentNotice | undefined;
   private readonly startedAt = now();
@@ -137,7 +167,11 @@ export class Runbook {
   regions: { from?: string; to?: string } = {};
   /** Live facts for the `runbookState` query (plan, approval); runbooks fill it. */
   readonly details: Record<string, unknown> = {};
-  /** How the run ends when its body returns normally (a rejected approval is not a failure). */
+  /**
+   * How the run ends when its body returns normally (a rejected approval is not a failure). A run
+   * may also end `needs_attention`: done, with something only a human can decide left over (a
+   * restore's rows changed after the mistake), unlike a run that waits for `resume`.
+   */
   outcome: Exclude<RunStatus, 'running' | 'failed' | 'cancelled'> = 'succeeded';
 
   constructor(readonly meta: RunbookMeta) {
@@ -150,6 +184,11 @@ export class Runbook {
       ...(meta.incidentId ? [{ key: IncidentId, value: meta.incidentId }] : []),
     ]);
     this.audit({ step: 'runbook', stepSeq: 0, status: 'started', at: now(), detail: { title: this.title() } });
+    wf.setHandler(resumeUpdate, (r) => this.resume(r), {
+      validator: (r) => {
+        if (!r?.operator?.trim()) throw new Error('resume needs the name of who resumes the run');
+      },
+    });
     this.render();
   }
 
@@ -270,11 +309,56 @@ export class Runbook {
   }
 
   /** A single-row event with its own sequence number (an approval decision, a reminder). */
-  event(name: string, status: EventStatus, detail: Record<string, unknown> = {}, note?: string): void {
+  event(name: string, status: EventStatus, detail: Record<string, unknown> = {}, note?: string): StepRecord {
     const at = now();
-    this.steps.push({ seq: ++this.seq, name, status, startedAt: at, endedAt: at, note });
+    const rec: StepRecord = { seq: ++this.seq, name, status, startedAt: at, endedAt: at, note };
+    this.steps.push(rec);
     this.audit({ step: name, stepSeq: this.seq, status, at, detail });
     wf.log.info(`event ${this.seq} ${name}: ${status}${note ? ` (${note})` : ''}`);
+    this.render();
+    return rec;
+  }
+
+  /** A step past the point of no return still fails and is being retried: logged, and people are told. */
+  retrying(step: string, error: string, detail: Record<string, unknown> = {}): void {
+    this.notifyStep(this.event(`${step}: retrying`, 'retrying', { error, ...detail }, error));
+  }
+
+  /**
+   * Stop for a human: the run's status becomes `needs_attention` (search attribute, timeline,
+   * failover_log, a notification naming the step, the error and what is left) until someone sends
+   * `resume`; then it is `running` again and the caller tries the step again.
+   */
+  async needsAttention(a: Omit<Attention, 'since'>): Promise<void> {
+    const attention: Attention = { ...a, since: now() };
+    this.attention = attention;
+    this.details.attention = attention;
+    this.setStatus('needs_attention');
+    const resume = `runbook resume ${this.info.workflowId} --as YOUR_NAME`;
+    this.event(`${a.step}: needs attention`, 'needs_attention', { error: a.error, left: a.left }, `${a.error}; left: ${a.left.join(', ')}`);
+    this.notify('needs-attention', { status: `needs attention: ${a.step}`, attention: { step: a.step, error: a.error, left: a.left, resume } });
+    await wf.condition(() => this.attention !== attention);
+  }
+
+  /** The `resume` update: accepted only while the run waits for it; every answer is logged. */
+  private resume(r: ResumeInput): ResumeVerdict {
+    const who = `${r.operator.trim()} via ${r.channel ?? 'unknown'}`;
+    const waiting = this.attention;
+    if (!waiting) {
+      const reason = `nothing to resume: the run is ${this.status}${this.currentStep ? ` (now: ${this.currentStep})` : ''}`;
+      this.event(`resume by ${who}`, 'refused', { operator: r.operator, channel: r.channel, reason, comment: r.comment }, reason);
+      return { accepted: false, status: this.status, reason };
+    }
+    this.attention = undefined;
+    delete this.details.attention;
+    this.setStatus('running');
+    this.event(`resume by ${who}`, 'resumed', { operator: r.operator, channel: r.channel, step: waiting.step, comment: r.comment }, `retrying ${waiting.step}${r.comment ? `: ${r.comment}` : ''}`);
+    return { accepted: true, status: 'running' };
+  }
+
+  private setStatus(status: RunStatus): void {
+    this.status = status;
+    wf.upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
     this.render();
   }
 
@@ -288,14 +372,13 @@ export class Runbook {
 
   /** Final status: search attribute, timeline, a run-level row, and every audit row delivered. */
   async finish(status: Exclude<RunStatus, 'running'>, error?: unknown): Promise<void> {
-    this.status = status;
-    wf.upsertSearchAttributes([{ key: RunbookStatus, value: status }]);
+    this.setStatus(status);
     const detail: Record<string, unknown> = { steps: this.steps.length };
     if (error) detail.error = classifyFailure(error).message;
     this.audit({ step: 'runbook', stepSeq: 0, status, at: now(), detail });
     this.render();
     if (this.incident) {
-      const kind = status === 'succeeded' ? 'completed' : status === 'failed' ? 'failed' : 'aborted';
+      const kind = status === 'succeeded' || status === 'needs_attention' ? 'completed' : status === 'failed' ? 'failed' : 'aborted';
       this.notify(kind, { status: detail.error ? `${status}: ${detail.error}` : status, endedAt: now() });
     }
     // Even a cancelled run delivers its audit: the trail matters most when something went wrong.

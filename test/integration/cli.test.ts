@@ -1,10 +1,10 @@
 /** The `runbook` command as an operator types it: human output, --json, one-line errors. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { insertAuditRows, migrateControl, withControl } from '../../src/control/store';
-import { startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox } from '../support/sandbox';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 
@@ -87,12 +87,17 @@ describe('runbook CLI', () => {
 
   it('backup warns at once when no worker polls its task queue, instead of waiting in silence', async () => {
     const taskQueue = `nobody-${process.pid}`;
-    const out = await exec('bin/runbook', ['--config', config.files[0]!, 'backup', 'orders', '--as', 'alice', '--kind', 'logical'], {
+    // It goes on following the run it started (which waits for a worker): read what it says, then stop it.
+    const cli = spawn('bin/runbook', ['--config', config.files[0]!, 'backup', 'orders', '--as', 'alice', '--kind', 'logical'], {
       env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress'), RUNBOOK_TASK_QUEUE: taskQueue },
-      timeout: 4000, // it goes on following the run it started: that run waits for a worker
-    }).catch((e: { stderr: string }) => e);
-    expect(out.stderr).toContain(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
-    const started = /started (backup-orders-\S+)/.exec(out.stderr)![1]!;
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    cli.stderr!.on('data', (d) => (stderr += d));
+    const started = await eventually('the warning, then the run it started', async () => {
+      const id = /started (backup-orders-\S+)/.exec(stderr)?.[1];
+      return id && stderr.includes(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`) ? id : undefined;
+    }, 60_000).finally(() => cli.kill('SIGTERM'));
     const client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
     await client.workflow.getHandle(started).terminate('test over');
     await client.connection.close();
@@ -112,6 +117,14 @@ describe('runbook CLI', () => {
       await client.connection.close();
     }
     expect((await runbook('backup', 'orders', '--as', 'alice', '--kind', 'incremental')).stderr).toContain("argument 'incremental' is invalid");
+  });
+
+  it('temporal up refuses a port another Temporal server holds, in one line, instead of reporting it as its own', async () => {
+    const taken = inject('temporalAddress').split(':').pop()!;
+    const out = await runbook('temporal', 'up', '--port', taken);
+    expect(out.code).toBe(1);
+    expect(out.stderr.trim()).toBe(`runbook: Temporal dev server: gRPC port ${taken} is already in use by another process`);
+    expect(out.stdout).toBe('');
   });
 
   it('sync-status says when it is empty', async () => {

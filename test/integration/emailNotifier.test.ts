@@ -3,6 +3,10 @@
  * parsed back with mailparser: recipients, subjects per locale, per-recipient signed approval links,
  * the recovery timeline, and failures that name the SMTP host without leaking credentials.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { EmailNotifier } from '../../src/notify/email';
@@ -106,7 +110,7 @@ describe('EmailNotifier over real SMTP', () => {
 
   it('sends one approval mail per recipient, with links signed for that recipient', async () => {
     const n = notification('approval-needed', { plan: '1. fence orders-a\n2. promote orders-b', approval });
-    const got = await capture(() => notifier(en, smtp.port).send(n, {}));
+    const got = await capture(() => notifier(en, smtp.port, { now: () => T0 }).send(n, {}));
     expect(got).toHaveLength(2);
     const byRecipient = new Map(got.map((r) => [r.envelopeTo.join(','), r.mail]));
     expect([...byRecipient.keys()].sort()).toEqual(['alice@example.com', 'bob@example.com']);
@@ -122,8 +126,7 @@ describe('EmailNotifier over real SMTP', () => {
       if (!approve?.ok || !reject?.ok) throw new Error(`links for ${address} do not verify`);
       expect(approve.claims).toMatchObject({ workflowId: n.workflowId, decision: 'approve', approver: person });
       expect(reject.claims).toMatchObject({ workflowId: n.workflowId, decision: 'reject', approver: person });
-      expect(approve.claims.expiresAt).toBeGreaterThan(Date.now() + 25 * 60_000);
-      expect(approve.claims.expiresAt).toBeLessThanOrEqual(Date.now() + 30 * 60_000);
+      expect(approve.claims.expiresAt).toBe(T0 + 30 * 60_000); // the link lifetime, not the later deadline
       nonces.add(approve.claims.nonce).add(reject.claims.nonce);
       // The HTML part carries the same links.
       for (const t of tokens) expect(mail.html).toContain(`${PUBLIC_URL}/approve/${t}`);
@@ -202,6 +205,7 @@ describe('EmailNotifier over real SMTP', () => {
       const password = 'smtp-secret-password-123';
       const mailer = notifier(en, refusing.port, {
         transport: { host: '127.0.0.1', port: refusing.port, secure: false, ignoreTLS: true, auth: { user: 'runbooks', pass: password } },
+        allowInsecureAuth: true, // this relay offers no TLS; the case is about the refusal
       });
       const error = await mailer.send(notification('incident-opened'), {}).then(
         () => undefined,
@@ -243,6 +247,7 @@ describe('EmailNotifier.fromEnv', () => {
     expect(() => EmailNotifier.fromEnv(en, { SMTP_HOST: 'smtp.example.test', SMTP_FROM: FROM, SMTP_USER: 'u' })).toThrow(/SMTP_USER and SMTP_PASSWORD/);
     expect(() => EmailNotifier.fromEnv(en, { SMTP_HOST: 'smtp.example.test', SMTP_FROM: FROM, SMTP_PORT: 'smtp' })).toThrow(/SMTP_PORT/);
     expect(() => EmailNotifier.fromEnv(en, { SMTP_HOST: 'smtp.example.test', SMTP_FROM: FROM, SMTP_SECURE: 'yes' })).toThrow(/SMTP_SECURE/);
+    expect(() => EmailNotifier.fromEnv(en, { SMTP_HOST: 'smtp.example.test', SMTP_FROM: FROM, SMTP_ALLOW_INSECURE: 'yes' })).toThrow(/SMTP_ALLOW_INSECURE must be "true" or "false"/);
     expect(() => EmailNotifier.fromEnv(en, { SMTP_HOST: 'h', SMTP_FROM: FROM, RUNBOOK_LINK_SIGNING_KEY: 'short-key' })).toThrow(/RUNBOOK_LINK_SIGNING_KEY/);
     expect(() => EmailNotifier.fromEnv(en, { SMTP_HOST: 'h', SMTP_FROM: FROM, RUNBOOK_PUBLIC_URL: PUBLIC_URL })).toThrow(/RUNBOOK_LINK_SIGNING_KEY/);
     const plain = EmailNotifier.fromEnv(en, { SMTP_HOST: 'smtp.example.test', SMTP_FROM: FROM })!;
@@ -257,6 +262,7 @@ describe('EmailNotifier.fromEnv', () => {
       SMTP_SECURE: 'false',
       SMTP_USER: 'runbooks',
       SMTP_PASSWORD: 'pw',
+      SMTP_ALLOW_INSECURE: 'true', // the test relay offers no TLS
       SMTP_FROM: FROM,
       RUNBOOK_LINK_SIGNING_KEY: KEY,
       RUNBOOK_PUBLIC_URL: `${PUBLIC_URL}/`,
@@ -267,5 +273,51 @@ describe('EmailNotifier.fromEnv', () => {
     const bob = got.find((r) => r.envelopeTo[0] === 'bob@example.com')!;
     const verdict = verifyApprovalToken(linksIn(bob.mail.text ?? '')[0]!, KEY);
     expect(verdict.ok && verdict.claims.approver).toBe('bob');
+  });
+});
+
+describe('SMTP credentials and TLS', () => {
+  const PASSWORD = 'smtp-password-never-in-clear';
+  const credentialsEnv = (port: number) => ({ SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), SMTP_SECURE: 'false', SMTP_USER: 'runbooks', SMTP_PASSWORD: PASSWORD, SMTP_FROM: FROM });
+
+  it('never sends credentials to a relay that offers no STARTTLS, and says why', async () => {
+    const mailer = EmailNotifier.fromEnv(en, credentialsEnv(smtp.port))!;
+    const before = { received: smtp.received.length, auths: smtp.auths.length };
+    const error = await mailer.send(notification('incident-opened'), {}).then(() => undefined, (err: Error) => err);
+    expect(error?.message).toMatch(new RegExp(`^email via SMTP 127\\.0\\.0\\.1:${smtp.port} failed: .*credentials are sent only over TLS`));
+    expect(error?.message).not.toContain(PASSWORD);
+    expect(smtp.auths.length).toBe(before.auths); // no AUTH reached the relay
+    expect(smtp.received.length).toBe(before.received);
+  });
+
+  it('sends them once the connection is upgraded by STARTTLS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runbook-smtp-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+      const tls = await startSmtp({ tls: { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert } });
+      try {
+        const mailer = new EmailNotifier({ config: en, from: FROM, transport: { host: '127.0.0.1', port: tls.port, secure: false, auth: { user: 'runbooks', pass: PASSWORD }, tls: { ca: cert } } });
+        await mailer.send(notification('incident-opened'), {});
+        expect(tls.auths).toEqual([{ username: 'runbooks', password: PASSWORD, secure: true }]);
+        expect(tls.received).toHaveLength(1);
+      } finally {
+        await tls.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends them in clear only with SMTP_ALLOW_INSECURE=true', async () => {
+    const plain = await startSmtp();
+    try {
+      await EmailNotifier.fromEnv(en, { ...credentialsEnv(plain.port), SMTP_ALLOW_INSECURE: 'true' })!.send(notification('incident-opened'), {});
+      expect(plain.auths).toEqual([{ username: 'runbooks', password: PASSWORD, secure: false }]);
+      expect(plain.received).toHaveLength(1);
+    } finally {
+      await plain.close();
+    }
   });
 });

@@ -1,14 +1,19 @@
 /**
  * The real worker process SIGKILLed right after fencing, after promoting and after repointing,
  * then restarted: the switchover finishes, exactly one promotion happened, and failover_log has
- * each step once.
+ * each step once. And SIGKILLed inside fencing, promoting, repointing and setting the writer
+ * endpoint, after the change is made and before its completion is reported: the retried activity
+ * finds its change done on the real servers and does not make it again.
  */
 import { Client, Connection } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readWriterEndpoint } from '../../src/activities/traffic';
 import type { RunbookConfig } from '../../src/config/load';
+import { migrateControl, withControl } from '../../src/control/store';
+import { probeTopology } from '../../src/mysql/probe';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { FailoverResult } from '../../src/workflows/failover';
-import { shape, startFailover, stepLog } from '../support/failover';
+import { activityRuns, shape, startFailover, stepLog } from '../support/failover';
 import { startTestSandbox } from '../support/sandbox';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
@@ -21,8 +26,12 @@ let client: Client;
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('failover-crash', 25000));
   await prepareLoadSchema(config, 'orders', 'orders-a');
+  await migrateControl(config); // writer_endpoint exists before any case reads it
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
 });
+
+// A case that failed half way must not leave its worker polling for the next case.
+afterEach(() => killWorkerProcesses());
 
 afterAll(async () => {
   killWorkerProcesses();
@@ -63,6 +72,73 @@ describe('worker crash during a switchover', () => {
     expect(await shape(config)).toMatchObject({ primary: target, writable: [target], problems: [] });
     expect(await load.missingOn(target)).toEqual([]);
     survivor.proc.kill('SIGTERM'); // the next case's doomed worker must be the only one polling
+    expect(await survivor.exited).toBe(0);
+  });
+});
+
+describe('worker crash inside a side effect (after the change, before its completion is reported)', () => {
+  const endpointGeneration = async () => (await withControl(config, (c) => readWriterEndpoint(c, 'orders')))?.generation ?? 0;
+
+  it.each([
+    {
+      activity: 'fenceOldPrimary',
+      changed: async (from: string) => (await probeTopology(config, 'orders')).instances.find((i) => i.instance === from)!.readOnly === true,
+      retried: { alreadyReadOnly: true },
+    },
+    {
+      activity: 'promoteCandidate',
+      changed: async (_from: string, to: string) => {
+        const i = (await probeTopology(config, 'orders')).instances.find((x) => x.instance === to)!;
+        return i.readOnly === false && i.replication === null;
+      },
+      retried: { alreadyPromoted: true },
+    },
+    {
+      activity: 'repointReplica',
+      changed: async (from: string, to: string) => (await probeTopology(config, 'orders')).instances.find((i) => i.instance === from)!.replication?.sourceInstance === to,
+      retried: { alreadyReplicating: true },
+    },
+    {
+      activity: 'setWriterEndpoint',
+      changed: async (_from: string, to: string) => (await withControl(config, (c) => readWriterEndpoint(c, 'orders')))?.instance === to,
+      retried: { changed: false },
+    },
+  ])('SIGKILL inside $activity, restart: the retry finds the change made and does not make it again', async ({ activity, changed, retried }) => {
+    const from = (await shape(config)).primary!;
+    const to = from === 'orders-a' ? 'orders-b' : 'orders-a';
+    const generation = await endpointGeneration();
+    const load = new WriteLoad(config, 'orders', from);
+    load.start();
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_INSIDE_ACTIVITY: activity });
+    const handle = await startFailover(client, taskQueue, { target: to, reason: `crash inside ${activity}` });
+    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
+    expect(doomed.proc.signalCode).toBe('SIGKILL');
+    // The worker died after the change: it is there on the real servers, unreported.
+    expect(await changed(from, to)).toBe(true);
+
+    const survivor = await startWorkerProcess(config, taskQueue);
+    const result = (await handle.result()) as FailoverResult;
+    expect(result.status).toBe('succeeded');
+    await load.stop();
+
+    // The crashed call was run again (attempt 2) and found its change already made.
+    const runs = await activityRuns(handle, activity);
+    const rerun = runs.filter((r) => r.attempt === 2);
+    expect(rerun).toHaveLength(1);
+    expect(rerun[0]!.result).toMatchObject(retried);
+    // Exactly one promotion: one completed promoteCandidate, and the writer endpoint moved once.
+    expect((await activityRuns(handle, 'promoteCandidate')).filter((r) => r.result)).toHaveLength(1);
+    expect(await endpointGeneration()).toBe(generation + 1);
+
+    const log = await stepLog(config, handle.workflowId);
+    const keys = log.map((r) => `${r.seq}:${r.status}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    for (const step of ['fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', `repoint ${from}`, 'repoint orders-c', 'verify', 'record']) {
+      expect(log.filter((r) => r.step === step).map((r) => r.status), step).toEqual(['started', 'succeeded']);
+    }
+    expect(await shape(config)).toMatchObject({ primary: to, writable: [to], sources: { [to]: null, [from]: to, 'orders-c': to }, problems: [] });
+    expect(await load.missingOn(to)).toEqual([]);
+    survivor.proc.kill('SIGTERM');
     expect(await survivor.exited).toBe(0);
   });
 });

@@ -15,7 +15,8 @@ import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { ApprovalState } from '../../src/workflows/approval';
 import type { FailoverResult } from '../../src/workflows/failover';
-import { decide, shape, startFailover, stepLog, waitForApprovalRequest } from '../support/failover';
+import { probeTopology } from '../../src/mysql/probe';
+import { decide, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 import { prepareLoadSchema } from '../support/writeLoad';
@@ -64,15 +65,17 @@ describe('emergency failover', () => {
     const before = await shape(config);
     // Frozen, not dead: the engine's probes time out, then the primary is back.
     process.kill(pidOf('orders-a'), 'SIGSTOP');
-    const thaw = setTimeout(() => process.kill(pidOf('orders-a'), 'SIGCONT'), 2500);
     try {
       const handle = await startFailover(client, taskQueue, { mode: 'emergency' });
+      // Thawed as soon as the engine has seen it down (not after a guessed delay): from then on
+      // the failure is one only the engine saw, which the confirmation must refuse.
+      await eventually('the engine saw orders-a down', async () => (await stateOf(handle)).steps.some((s) => s.name === 'identify failed primary' && s.status === 'succeeded'), 60_000);
+      process.kill(pidOf('orders-a'), 'SIGCONT');
       const err = await handle.result().catch((e) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
       expect(err.cause.message).toMatch(/the primary is not down|still replicate from it/);
       expect((await stepLog(config, handle.workflowId)).some((r) => r.step === 'promote candidate')).toBe(false);
     } finally {
-      clearTimeout(thaw);
       process.kill(pidOf('orders-a'), 'SIGCONT');
     }
     await eventually('replicas reconnected', async () => (await shape(config)).problems.length === 0);
@@ -90,6 +93,22 @@ describe('emergency failover', () => {
       return Number((rows as { n: number }[])[0]!.n) === 3;
     });
     process.kill(pidOf('orders-a'), 'SIGKILL');
+
+    // A dry run first: it ends as a dry run (not a failure), with the plan, and changes nothing.
+    const dry = await startFailover(client, taskQueue, { mode: 'emergency', dryRun: true, reason: 'what would happen' });
+    expect(await dry.result()).toMatchObject({ status: 'dry_run', plan: { mode: 'emergency', from: { instance: 'orders-a' }, to: { instance: 'orders-c' } } });
+    expect((await dry.describe()).status.name).toBe('COMPLETED');
+    const dryLog = await stepLog(config, dry.workflowId);
+    expect(dryLog.filter((r) => r.status === 'skipped').map((r) => r.step)).toEqual([
+      'fence old primary', 'stop replication IO', 'apply relay logs', 'promote candidate', 'switch traffic', 'repoint orders-b', 'verify', 'record',
+    ]);
+    expect(dryLog.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'dry_run' });
+    const drySa = (await dry.describe()).typedSearchAttributes.getAll().find((p) => p.key.name === 'RunbookStatus');
+    expect(drySa?.value).toBe('dry_run');
+    const untouched = await probeTopology(config, 'orders');
+    expect(untouched.instances.filter((i) => i.reachable && !i.readOnly)).toEqual([]);
+    expect(untouched.instances.find((i) => i.instance === 'orders-c')!.replication).toMatchObject({ sourceInstance: 'orders-a' });
+    expect(untouched.instances.find((i) => i.instance === 'orders-c')!.replication!.ioRunning).not.toBe('No'); // its IO thread was not stopped
 
     const handle = await startFailover(client, taskQueue, { mode: 'emergency', reason: 'orders-a died' });
     const pending = await waitForApprovalRequest(handle);

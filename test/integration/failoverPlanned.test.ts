@@ -12,11 +12,13 @@ import { failoverHistory, withControl } from '../../src/control/store';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import { WORKFLOW_INTERCEPTORS_PATH, WORKFLOWS_PATH } from '../../src/worker/createWorker';
-import type { FailoverResult } from '../../src/workflows/failover';
+import { createRunbookWorker } from '../../src/worker/createWorker';
+import type { FailoverInput, FailoverResult } from '../../src/workflows/failover';
 import { approveSignal } from '../../src/workflows/approval';
 import { decide, runFailover, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
+import { timeSkippingEnvironment } from '../support/timeSkipping';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
 
 const taskQueue = `failover-planned-${process.pid}`;
@@ -30,7 +32,8 @@ beforeAll(async () => {
     const orders = doc.clusters.orders;
     orders.instances[2].promotion = 'never';
     orders.thresholds.catchUpTimeoutSeconds = 3;
-    orders.approval.failover.planned = { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 0.1, remindEveryMinutes: 0.04 };
+    // Real-world timings: the timeout case lets them pass at once in the time-skipping environment.
+    orders.approval.failover.planned = { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 15, remindEveryMinutes: 5 };
   }));
   await prepareLoadSchema(config, 'orders', 'orders-a');
   stack = await startInProcessWorker(config, taskQueue);
@@ -158,17 +161,28 @@ describe('planned switchover', () => {
     expect((await runFailover(client, taskQueue, { target: 'region-a' })).result.status).toBe('succeeded');
   });
 
-  it('times out an unanswered approval, with reminders, and changes nothing', async () => {
+  it('times out an unanswered approval after 15 minutes, with a reminder every 5, and changes nothing (time-skipping)', async () => {
     const before = await shape(config);
-    const handle = await startFailover(client, taskQueue, {});
-    expect(((await handle.result()) as FailoverResult).status).toBe('timed_out');
-    expect(await shape(config)).toEqual(before);
-    const log = await stepLog(config, handle.workflowId);
-    expect(log.filter((r) => r.status === 'reminded').length).toBeGreaterThanOrEqual(1);
-    expect(log.filter((r) => r.step === 'fence old primary').map((r) => r.status)).toEqual(['skipped']);
-    expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'timed_out' });
-    const sa = (await handle.describe()).typedSearchAttributes.getAll().find((p) => p.key.name === 'RunbookStatus');
-    expect(sa?.value).toBe('timed_out');
+    // The same worker code and real activities, on a server where the 15 minutes pass at once.
+    const env = await timeSkippingEnvironment();
+    try {
+      const queue = `${taskQueue}-time-skipping`;
+      const worker = await createRunbookWorker({ connection: env.nativeConnection, namespace: 'default', taskQueue: queue, config });
+      const workflowId = `failover-orders-T-timeout-${process.pid}`;
+      const input: FailoverInput = { cluster: 'orders', mode: 'planned', reason: 'nobody answers', requester: 'carol', incidentId: `T-timeout-${process.pid}` };
+      const result = (await worker.runUntil(env.client.workflow.execute('failover', { taskQueue: queue, workflowId, args: [input] }))) as FailoverResult;
+      expect(result.status).toBe('timed_out');
+      expect(await shape(config)).toEqual(before);
+      const log = await stepLog(config, workflowId);
+      expect(log.filter((r) => r.status === 'reminded').map((r) => r.step)).toEqual(['approval reminder', 'approval reminder']); // at 5 and 10 min
+      expect(log.filter((r) => r.step === 'approval').map((r) => r.status)).toEqual(['started', 'requested', 'timed_out', 'succeeded']);
+      expect(log.filter((r) => r.step === 'fence old primary').map((r) => r.status)).toEqual(['skipped']);
+      expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'timed_out' });
+      const sa = (await env.client.workflow.getHandle(workflowId).describe()).typedSearchAttributes.getAll().find((p) => p.key.name === 'RunbookStatus');
+      expect(sa?.value).toBe('timed_out');
+    } finally {
+      await env.teardown();
+    }
   });
 
   it('compensates a catch-up timeout: the old primary is writable again and the run fails with the reason', async () => {

@@ -78,7 +78,7 @@ describe('writer endpoint', () => {
           ...config.clusters,
           orders: {
             ...config.clusters.orders!,
-            fencing: { hooks: [{ name: 'fence', command: 'echo "fence $RUNBOOK_OLD_INSTANCE"', timeoutSeconds: 5, onFailure: 'abort' }] },
+            fencing: { hooks: [{ name: 'fence', command: 'echo "fence $RUNBOOK_OLD_INSTANCE"', timeoutSeconds: 5, onFailure: 'abort', env: [] }] },
           },
         },
       },

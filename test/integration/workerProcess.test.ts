@@ -58,13 +58,13 @@ describe('worker process', () => {
     const handle = await client.workflow.start(threeSteps, {
       taskQueue,
       workflowId,
-      args: [{ cluster: 'orders', incidentId: 'INC-K', failTimes: 0, slowMs: 3000 }],
+      args: [{ cluster: 'orders', incidentId: 'INC-K', failTimes: 0, stuck: true }],
     });
     await eventually('the slow step to be running', async () => (await handle.query<RunbookState>('runbookState')).currentStep === 'slow step');
     // Running on the worker, not merely scheduled: killed now, this attempt is lost mid-flight.
     await eventually('the slow activity to have started', async () => {
       const pending = (await handle.describe()).raw.pendingActivities ?? [];
-      return pending.some((a) => a.activityType?.name === 'slowStep' && a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED);
+      return pending.some((a) => a.activityType?.name === 'stuckFirstAttempt' && a.state === proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED);
     });
     first.proc.kill('SIGKILL');
     await once(first.proc, 'exit');

@@ -61,3 +61,22 @@ export async function stepLog(config: RunbookConfig, workflowId: string): Promis
   const rows = await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 500 }));
   return rows.reverse().map((r) => ({ seq: r.step_seq, step: r.step, status: r.status }));
 }
+
+/** Each run of an activity type in a workflow's history: its input, the attempt that completed it, and its result. */
+export async function activityRuns(handle: WorkflowHandle, type: string): Promise<{ input: any; attempt: number | null; result: any }[]> {
+  const events = (await handle.fetchHistory()).events!;
+  const json = (p: { data?: Uint8Array | null } | undefined) => (p?.data ? JSON.parse(Buffer.from(p.data).toString('utf8')) : undefined);
+  const unwrap = (v: any) => (v && typeof v === 'object' && '__runbookStep' in v ? v.value : v);
+  return events
+    .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type)
+    .map((scheduled) => {
+      const id = scheduled.eventId!.toString();
+      const started = events.find((e) => e.activityTaskStartedEventAttributes?.scheduledEventId?.toString() === id);
+      const completed = events.find((e) => e.activityTaskCompletedEventAttributes?.scheduledEventId?.toString() === id);
+      return {
+        input: json(scheduled.activityTaskScheduledEventAttributes!.input?.payloads?.[0]),
+        attempt: started?.activityTaskStartedEventAttributes?.attempt ?? null,
+        result: unwrap(json(completed?.activityTaskCompletedEventAttributes?.result?.payloads?.[0])),
+      };
+    });
+}

@@ -5,7 +5,7 @@
  * It parses bodies the way WebClient sends them (form-encoded, nested fields such as `blocks` as
  * JSON strings) and JSON bodies, checks `Authorization: Bearer <token>`, answers Slack-shaped JSON
  * and records every call. Tests can make the next calls fail, rate-limit them (HTTP 429 with
- * Retry-After) or take Slack down (HTTP 503 everywhere).
+ * Retry-After), take Slack down (HTTP 503 everywhere) or make it hang (no answer until reset).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -47,7 +47,9 @@ export class FakeSlack {
   readonly messages = new Map<string, FakeSlackMessage>();
   private server?: Server;
   private isDown = false;
-  private delayMs = 0;
+  private hanging = false;
+  /** Answers held back while hanging, released by reset() or stop(). */
+  private held: (() => void)[] = [];
   private readonly failures = new Map<string, { error: string; times: number }[]>();
   private readonly rateLimits = new Map<string, { retryAfterSeconds: number; times: number }[]>();
   private tsCounter = 0;
@@ -74,6 +76,7 @@ export class FakeSlack {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.releaseHeld();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -93,9 +96,13 @@ export class FakeSlack {
     this.isDown = on;
   }
 
-  /** Every answer waits this long (ms) first: a slow Slack, for request timeouts. */
-  slow(ms: number): void {
-    this.delayMs = ms;
+  /** No answer at all until reset() or stop(): a hung Slack, for request timeouts. */
+  hang(): void {
+    this.hanging = true;
+  }
+
+  private releaseHeld(): void {
+    for (const release of this.held.splice(0)) release();
   }
 
   /** Forget calls, messages and pending controls (the server keeps running). */
@@ -105,7 +112,8 @@ export class FakeSlack {
     this.failures.clear();
     this.rateLimits.clear();
     this.isDown = false;
-    this.delayMs = 0;
+    this.hanging = false;
+    this.releaseHeld();
   }
 
   callsTo(method: string): FakeSlackCall[] {
@@ -175,7 +183,7 @@ export class FakeSlack {
     const body = req.method === 'POST' ? await this.readBody(req) : Object.fromEntries(url.searchParams);
     const call: FakeSlackCall = { method, body, at, answer: 'ok' };
     this.calls.push(call);
-    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    if (this.hanging) await new Promise<void>((release) => this.held.push(release));
 
     const send = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
       if (res.destroyed) return;

@@ -25,8 +25,7 @@ export function signedClick(c: Click): { body: string; headers: Record<string, s
   return { body, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-slack-request-timestamp': timestamp, 'x-slack-signature': signature } };
 }
 
-export async function postClick(serverUrl: string, click: { body: string; headers: Record<string, string> }): Promise<{ status: number; text: string; ms: number }> {
-  const started = Date.now();
+export async function postClick(serverUrl: string, click: { body: string; headers: Record<string, string> }): Promise<{ status: number; text: string }> {
   const res = await fetch(`${serverUrl}/slack/interactions`, { method: 'POST', body: click.body, headers: click.headers });
-  return { status: res.status, text: await res.text(), ms: Date.now() - started };
+  return { status: res.status, text: await res.text() };
 }

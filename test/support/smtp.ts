@@ -1,4 +1,8 @@
-/** A real SMTP server on loopback (smtp-server) that keeps every message, parsed by mailparser. */
+/**
+ * A real SMTP server on loopback (smtp-server) that keeps every message, parsed by mailparser, and
+ * every AUTH it was sent (with whether the connection was TLS by then). Without `tls` it offers no
+ * STARTTLS, as a badly configured relay would.
+ */
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { simpleParser, type ParsedMail } from 'mailparser';
@@ -8,20 +12,30 @@ export interface Received {
   mail: ParsedMail;
 }
 
+export interface AuthSeen {
+  username: string;
+  password: string;
+  /** The connection was TLS when the credentials arrived. */
+  secure: boolean;
+}
+
 export interface TestSmtp {
   port: number;
   received: Received[];
+  auths: AuthSeen[];
   close(): Promise<void>;
 }
 
-export async function startSmtp(opts: { rejectRcpt?: string } = {}): Promise<TestSmtp> {
+export async function startSmtp(opts: { rejectRcpt?: string; tls?: { key: string; cert: string } } = {}): Promise<TestSmtp> {
   const received: Received[] = [];
+  const auths: AuthSeen[] = [];
   const server = new SMTPServer({
     authOptional: true,
     allowInsecureAuth: true,
-    disabledCommands: ['STARTTLS'],
+    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     logger: false,
-    onAuth(_auth, _session, cb) {
+    onAuth(auth, session, cb) {
+      auths.push({ username: auth.username ?? '', password: auth.password ?? '', secure: Boolean(session.secure) });
       cb(null, { user: 'ok' });
     },
     onRcptTo(address, _session, cb) {
@@ -53,6 +67,6 @@ export async function startSmtp(opts: { rejectRcpt?: string } = {}): Promise<Tes
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const port = (server.server.address() as AddressInfo).port;
-  return { port, received, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return { port, received, auths, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 

@@ -192,3 +192,21 @@ describe('escaping', () => {
     expect(renderEmail(notification('incident-opened', { title: 'a\r\nBcc: evil@example.com' }), 'en')!.subject).toBe('[URGENT] MySQL database incident - impact level L1: a Bcc: evil@example.com');
   });
 });
+
+describe('renderEmail: needs-attention', () => {
+  const attention = { step: 'record', error: 'the control database does not answer', left: ['record', 'unlock cluster'], resume: 'runbook resume failover-orders-20250501-1 --as YOUR_NAME' };
+
+  it('says what cannot finish, what is left and how to carry on, in English and Chinese', () => {
+    const en = renderEmail(notification('needs-attention', { status: 'needs attention: record', attention }), 'en')!;
+    expect(en.subject).toBe('[ACTION NEEDED] MySQL database incident - runbook waits for a human: failover orders: region-a → region-b (emergency) by carol');
+    for (const line of [
+      'Step that cannot finish: record: the control database does not answer',
+      'Steps left: record, unlock cluster',
+      'When the cause is fixed: runbook resume failover-orders-20250501-1 --as YOUR_NAME',
+    ]) expect(en.text).toContain(line);
+    expect(en.html).toContain('runbook resume failover-orders-20250501-1 --as YOUR_NAME');
+    const zh = renderEmail(notification('needs-attention', { status: 'needs attention: record', attention }), 'zh-CN')!;
+    expect(zh.subject).toBe('[需要处理] MySQL数据库故障 - 运行手册等待人工处理：failover orders: region-a → region-b (emergency) by carol');
+    expect(zh.text).toContain('剩余步骤：record, unlock cluster');
+  });
+});

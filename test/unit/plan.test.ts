@@ -12,7 +12,7 @@ const policy: ClusterPolicy = {
     { name: 'orders-b', region: 'region-b', address: '10.0.0.2:3306', promotion: 'neutral' },
     { name: 'orders-c', region: 'region-c', address: '10.0.0.3:3306', promotion: 'neutral' },
   ],
-  thresholds: { maxLagSeconds: 10, catchUpTimeoutSeconds: 60, probeTimeoutSeconds: 5 },
+  thresholds: { maxLagSeconds: 10, catchUpTimeoutSeconds: 60, probeTimeoutSeconds: 5, rollForwardMinutes: 10, rollForwardRemindMinutes: 1 },
   approval: { mode: 'auto', approvers: [], fourEyes: true, timeoutMinutes: 15, remindEveryMinutes: 5 },
   trafficHooks: [],
   fencingHooks: [],
