@@ -25,6 +25,8 @@ import type { BackupKind, BackupManifest } from '../backup/manifest';
 import { formatDuration } from '../shared/format';
 import { parseMariaGtidList } from '../mysql/dialect';
 import { ApprovalGate } from './approval';
+import { RollForward, type RollForwardPolicy } from './rollForward';
+import { switchTraffic, WriterEndpointRow } from './trafficSwitch';
 import { runRunbook, type Runbook } from './runbook';
 
 export type { RestoreTarget, ReplayMethod };
@@ -110,8 +112,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       note: (c) => (c.transactions ? `${c.transactions} transaction(s) ${c.first} … ${c.last} in ${c.files.join(', ')}` : 'the backup is the target: nothing to replay'),
     });
     if (skip && target.event!.kind === 'trans') {
-      const primary = await currentPrimary(input.cluster);
-      await rb.step('check the skip is exact', () => long.checkSkipIsExact({ cluster: input.cluster, archive: target.archive, primary, event: target.event! }), { note: (c) => c.note });
+      await rb.step('check the skip is exact', async () => long.checkSkipIsExact({ cluster: input.cluster, archive: target.archive, primary: await currentPrimary(input.cluster), event: target.event! }), { note: (c) => c.note });
     }
     const plan = describe(input, target, backup, coverage.transactions, skip, method, cutover);
     rb.details.plan = { target, backup: backup.id, coverage, skip, method, cutover };
@@ -170,9 +171,16 @@ async function recoverAndCutOver(
     recoveryPoint = (await replay('replay the rest', bad.gtid, target.archiveEnd)).appliedTo;
   }
 
-  const topology = await act.probeTopology(input.cluster);
-  if (!topology.primary) throw ApplicationFailure.nonRetryable(`cannot verify: ${input.cluster} has no single primary (${topology.problems.join('; ')})`, 'NoPrimary');
-  const primary = topology.primary;
+  const topology = await rb.step(
+    'probe topology',
+    async () => {
+      const t = await act.probeTopology(input.cluster);
+      if (!t.primary) throw ApplicationFailure.nonRetryable(`cannot verify: ${input.cluster} has no single primary (${t.problems.join('; ')})`, 'NoPrimary');
+      return t;
+    },
+    { note: (t) => `primary ${t.primary}` },
+  );
+  const primary = topology.primary!;
   const eventTables = target.event?.tables ?? [];
   // Production is compared at one position: a consistent snapshot on the primary, which the recovery catches up to.
   const verification = await rb.step(
@@ -209,7 +217,7 @@ async function recoverAndCutOver(
           detail: (c) => ({ cutover: c }),
         });
       } else {
-        promotion = await promoteRecoveryHost(rb, input, ref, { primary, members: topology.instances.map((i) => ({ instance: i.instance, region: i.region })), method, badEvent: target.event!.gtid, catchUpSeconds: policy.thresholds.catchUpTimeoutSeconds });
+        promotion = await promoteRecoveryHost(rb, input, ref, { primary, members: topology.instances.map((i) => ({ instance: i.instance, region: i.region })), method, badEvent: target.event!.gtid, thresholds: policy.thresholds });
       }
     } finally {
       await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => act.releaseClusterLock(lock)));
@@ -232,54 +240,75 @@ async function recoverAndCutOver(
 /**
  * The failover machinery, with the recovery host as the candidate: fence the old primary, let the
  * recovery host catch up from it (it resumes after the skipped event, so it receives every write
- * production took since), promote it, switch traffic, verify. A catch-up that fails unfences the
- * old primary: production is then as it was. The old members all hold the bad event: they stay
- * read-only and are marked for reseed from the new primary, never repointed.
+ * production took since), promote it; a catch-up that fails unfences the old primary, and
+ * production is then as it was. Past the promotion there is no way back: the rest (new lineage,
+ * traffic, marking the old members, verification) rolls forward through the same pieces as a
+ * failover's (rollForward.ts, trafficSwitch.ts): retried until done, or waiting in
+ * `needs_attention` for `runbook resume`, never half switched. The old members all hold the bad
+ * event: they stay read-only and are marked for reseed, never repointed.
  */
 async function promoteRecoveryHost(
   rb: Runbook,
   input: RestoreInput,
   ref: Ref,
-  o: { primary: string; members: { instance: string; region: string }[]; method: ReplayMethod; badEvent: string; catchUpSeconds: number },
+  o: { primary: string; members: { instance: string; region: string }[]; method: ReplayMethod; badEvent: string; thresholds: RollForwardPolicy & { catchUpTimeoutSeconds: number } },
 ): Promise<Promotion> {
   const { cluster } = input;
   const host = input.recoverOn!;
+  const workflowId = wf.workflowInfo().workflowId;
   const old = { cluster, instance: o.primary };
-  const fence = await rb.step('fence old primary', () => act.fenceOldPrimary(old), { note: (f) => `${o.primary} read-only at ${f.finalPosition}, ${f.killedSessions} session(s) ended` });
+  const fence = await rb.step(
+    'fence old primary',
+    async () => {
+      // Where both are, for the traffic hooks (RUNBOOK_OLD_PRIMARY / _NEW_PRIMARY, the regions).
+      const [from, to] = await Promise.all([act.probeInstance(old), act.probeInstance({ cluster, instance: host })]);
+      return { ...(await act.fenceOldPrimary(old)), from, to };
+    },
+    { note: (f) => `${o.primary} read-only at ${f.finalPosition}, ${f.killedSessions} session(s) ended` },
+  );
   try {
     await rb.step('catch up from the old primary', async () => {
       await act.replicateRecoveryFrom({ ...ref, method: o.method, source: o.primary });
-      return waits.waitForCatchUp({ cluster, instance: host, position: fence.finalPosition, timeoutSeconds: o.catchUpSeconds });
+      return waits.waitForCatchUp({ cluster, instance: host, position: fence.finalPosition, timeoutSeconds: o.thresholds.catchUpTimeoutSeconds });
     }, { note: (w) => `${host} at ${w.appliedPosition} after ${w.waitedMs} ms` });
   } catch (err) {
     await wf.CancellationScope.nonCancellable(() => rb.step('unfence old primary (compensation)', () => act.unfencePrimary(old)));
     throw err;
   }
   await rb.step('promote recovery host', () => act.promoteCandidate({ cluster, instance: host, expectedSource: o.primary }), { note: (p) => `${host} writable at ${p.position}` });
-  const stale = o.members.map((m) => m.instance);
-  await rb.step('start a new backup lineage', () => act.startBackupLineage({ cluster, promoted: host, skipped: o.badEvent, workflowId: wf.workflowInfo().workflowId, stale }), {
-    note: (l) => `backups ended before ${l.since} hold ${o.badEvent}: restores will not use them, and ${stale.join(', ')} are not backed up until reseeded`,
-  });
-  await rb.step('switch traffic', async () => {
-    const endpoint = await act.setWriterEndpoint({ cluster, instance: host, workflowId: wf.workflowInfo().workflowId, incidentId: input.incidentId });
-    const hooks = await act.runHooks({
-      cluster,
-      kind: 'traffic',
-      env: { cluster, mode: 'restore', oldInstance: o.primary, newInstance: host, oldPrimary: '', newPrimary: '', oldRegion: '', newRegion: '', incidentId: input.incidentId, workflowId: wf.workflowInfo().workflowId },
-    });
-    return { endpoint, hooks };
-  }, { note: (r) => `writer endpoint generation ${r.endpoint.generation}${r.hooks.length ? `, hooks: ${r.hooks.map((h) => `${h.name} ${h.ok ? 'ok' : 'FAILED'}`).join(', ')}` : ''}` });
+
+  // The point of no return: only forward from here.
+  const steps = PROMOTE_STEPS.slice(PROMOTE_STEPS.indexOf('start a new backup lineage'));
+  const forward = new RollForward(rb, o.thresholds, (step) => [...steps.slice(steps.indexOf(step)), 'unlock cluster']);
+  const endpoint = new WriterEndpointRow();
   const needReseed = o.members.map((m) => m.instance);
-  await rb.step('mark old members for reseed', async () => {
-    for (const m of o.members) {
-      await act.markNeedsFailback({ cluster, region: m.region, instance: m.instance, role: m.instance === o.primary ? 'old_primary' : 'replica', remark: `holds ${o.badEvent}, skipped by restore ${input.incidentId}: reseed from ${host}` });
-    }
-  }, { note: () => `${needReseed.join(', ')} hold ${o.badEvent}: reseed them from ${host}` });
-  await rb.step('verify promotion', () => waits.verifyCluster({ cluster, primary: host, replicas: [], workflowId: wf.workflowInfo().workflowId, timeoutSeconds: 30 }), {
-    note: (v) => `heartbeat ${v.heartbeatPosition} written on ${host}; the only writable instance`,
+  await wf.CancellationScope.nonCancellable(async () => {
+    await forward.step('start a new backup lineage', () => act.startBackupLineage({ cluster, promoted: host, skipped: o.badEvent, workflowId, stale: needReseed }), {
+      note: (l) => `backups ended before ${l.since} hold ${o.badEvent}: restores will not use them, and ${needReseed.join(', ')} are not backed up until reseeded`,
+    });
+    await switchTraffic(forward, endpoint, {
+      row: { cluster, instance: host, workflowId, incidentId: input.incidentId },
+      env: { cluster, mode: 'restore', oldInstance: o.primary, newInstance: host, oldPrimary: fence.from.address, newPrimary: fence.to.address, oldRegion: fence.from.region, newRegion: fence.to.region, incidentId: input.incidentId, workflowId },
+    });
+    await forward.step('mark old members for reseed', async () => {
+      for (const m of o.members) {
+        await act.markNeedsFailback({ cluster, region: m.region, instance: m.instance, role: m.instance === o.primary ? 'old_primary' : 'replica', remark: `holds ${o.badEvent}, skipped by restore ${input.incidentId}: reseed from ${host}` });
+      }
+    }, { note: () => `${needReseed.join(', ')} hold ${o.badEvent}: reseed them from ${host}` });
+    await forward.step(
+      'verify promotion',
+      async () => {
+        const v = await waits.verifyCluster({ cluster, primary: host, replicas: [], workflowId, timeoutSeconds: 30 });
+        return { ...v, endpoint: await endpoint.written('5s') };
+      },
+      { note: (v) => `heartbeat ${v.heartbeatPosition} written on ${host}; the only writable instance; writer endpoint generation ${v.endpoint.generation}` },
+    );
   });
   return { promoted: host, oldPrimary: o.primary, needReseed };
 }
+
+/** A promote cut-over's steps in order (the roll-forward names what is left from any of them). */
+const PROMOTE_STEPS = ['fence old primary', 'catch up from the old primary', 'promote recovery host', 'start a new backup lineage', 'switch traffic', 'mark old members for reseed', 'verify promotion'];
 
 /** The cluster's primary now (the skip check reads its tables' shapes). */
 async function currentPrimary(cluster: string): Promise<string> {
@@ -346,11 +375,10 @@ function stepsAfterPlan(skip: boolean, cutover: CutoverMode): string[] {
     ...(cutover !== 'none' ? ['check the cluster lock'] : []),
     'prepare recovery instance',
     ...(skip ? ['replay to just before the bad event', 'skip the bad event', 'replay the rest'] : ['replay to the target']),
+    'probe topology',
     'verify',
     ...(cutover === 'copy-tables' ? ['approval', 'lock cluster', 'cut over', 'unlock cluster'] : []),
-    ...(cutover === 'promote'
-      ? ['approval', 'lock cluster', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'start a new backup lineage', 'switch traffic', 'mark old members for reseed', 'verify promotion', 'unlock cluster']
-      : []),
+    ...(cutover === 'promote' ? ['approval', 'lock cluster', ...PROMOTE_STEPS, 'unlock cluster'] : []),
     'stop the scratch instances',
     'record',
   ];

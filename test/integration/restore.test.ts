@@ -90,7 +90,7 @@ describe('restore runbook', () => {
     expect(result.recoveryPoint).toBe(result.target.archiveEnd);
     expect(result.phases.map((p) => p.step)).toEqual([
       'locate target', 'choose backup', 'check binlog coverage', 'prepare recovery instance', 'replay to just before the bad event',
-      'skip the bad event', 'replay the rest', 'verify', 'stop the scratch instances',
+      'skip the bad event', 'replay the rest', 'probe topology', 'verify', 'stop the scratch instances',
     ]);
     expect(scratchServers()).toBe(0); // nothing left running
   });

@@ -9,9 +9,9 @@ import type { RunbookConfig } from '../../src/config/load';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
-import { stepLog } from '../support/failover';
+import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
 import { startTestSandbox } from '../support/sandbox';
-import { sql } from '../support/stack';
+import { rowsOn, sql } from '../support/stack';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
 
 const taskQueue = `restore-crash-${process.pid}`;
@@ -24,7 +24,8 @@ beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('restore-crash', 26500));
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
   await sql(config, 'orders-a', 'CREATE DATABASE shop', 'CREATE TABLE shop.ledger (id INT PRIMARY KEY, balance BIGINT, note VARCHAR(40))',
-    'USE shop', "INSERT INTO shop.ledger SELECT seq, 0, 'opening' FROM seq_1_to_2000");
+    'USE shop', "INSERT INTO shop.ledger SELECT seq, 0, 'opening' FROM seq_1_to_2000",
+    'CREATE TABLE shop.prices (id INT PRIMARY KEY, price INT NOT NULL)', 'INSERT INTO shop.prices SELECT seq, seq * 10 FROM seq_1_to_100');
   const worker = await startWorkerProcess(config, taskQueue);
   await client.workflow.execute('backup', { taskQueue, workflowId: `crash-backup-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind: 'logical', requester: 'alice' }] });
   // Many transactions of 50 row changes each, so that replaying them takes seconds.
@@ -39,6 +40,8 @@ beforeAll(async () => {
   } finally {
     conn.destroy();
   }
+  // The mistake the cut-over test repairs: no later write touches its rows.
+  await sql(config, 'orders-a', 'UPDATE shop.prices SET price = 0');
   // A physical backup now archives the binlogs; the restore below starts from the logical one before.
   await client.workflow.execute('backup', { taskQueue, workflowId: `crash-archive-${Date.now()}`, args: [{ cluster: 'orders', instance: 'orders-a', kind: 'physical', requester: 'alice' }] });
   worker.proc.kill('SIGTERM');
@@ -79,5 +82,32 @@ describe('worker crash during replay', () => {
     expect(attempts('prepareRecovery')).toHaveLength(1);
     const log = await stepLog(config, handle.workflowId);
     expect(log.filter((r) => r.step === 'replay to the target').map((r) => r.status)).toEqual(['started', 'succeeded']);
+  });
+
+  it('SIGKILL inside the cut-over (rows written back, completion not reported): the retry finds them in place, writes nothing twice', async () => {
+    const input: RestoreInput = {
+      cluster: 'orders', target: { kind: 'before-event', event: { table: 'shop.prices', statement: '^UPDATE' } }, skip: true, cutover: 'copy-tables', backupKind: 'logical',
+      requester: 'alice', reason: 'prices zeroed', incidentId: 'INC-CUTOVER-CRASH',
+    };
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_INSIDE_ACTIVITY: 'cutOverTables' });
+    const handle = await client.workflow.start('restore', { taskQueue, workflowId: `restore-cutover-crash-${Date.now()}`, args: [input] });
+    await waitForApprovalRequest(handle);
+    expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
+    await doomed.exited;
+    expect(doomed.proc.signalCode).toBe('SIGKILL');
+    // Killed after the write: production already has the prices back.
+    expect(await rowsOn(config, 'orders-a', 'SELECT COUNT(*) AS n FROM shop.prices WHERE price = id * 10')).toEqual([{ n: '100' }]);
+
+    await startWorkerProcess(config, taskQueue);
+    const result = (await handle.result()) as RestoreResult;
+    expect(result.status).toBe('succeeded');
+    expect(result.cutover!.tables).toMatchObject([{ table: 'shop.prices', repaired: 0, alreadyInPlace: 100, leftAsTheyAre: 0 }]);
+    expect(await rowsOn(config, 'orders-a', 'SELECT COUNT(*) AS n, SUM(price) AS total FROM shop.prices')).toEqual([{ n: '100', total: '50500' }]);
+    const history = await handle.fetchHistory();
+    const scheduled = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'cutOverTables').map((e) => e.eventId!.toString());
+    const attempts = history.events!.filter((e) => e.activityTaskStartedEventAttributes && scheduled.includes(e.activityTaskStartedEventAttributes.scheduledEventId!.toString()));
+    expect(attempts.at(-1)!.activityTaskStartedEventAttributes!.attempt).toBe(2);
+    const log = await stepLog(config, handle.workflowId);
+    expect(log.filter((r) => r.step === 'cut over').map((r) => r.status)).toEqual(['started', 'succeeded']);
   });
 });
