@@ -17,9 +17,10 @@ import type { FailoverMode, FailoverPlan } from '../shared/failover';
 import { describePlan, planEmergency, planSwitchover } from '../shared/plan';
 import { lastKnownPrimary } from '../shared/failedPrimary';
 import { ApprovalGate } from './approval';
-import { runRunbook, type Runbook } from './runbook';
+import { runRunbook, type Runbook, type StartedFromCli } from './runbook';
+import { nameProblem } from '../shared/inputs';
 
-export interface FailoverInput {
+export interface FailoverInput extends StartedFromCli {
   cluster: string;
   mode: FailoverMode;
   /** A region or an instance; default: the most advanced eligible replica. */
@@ -59,7 +60,7 @@ export function changingSteps(plan: FailoverPlan): string[] {
 }
 
 export async function failover(input: FailoverInput): Promise<FailoverResult> {
-  const meta = { runbook: 'failover', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
+  const meta = { runbook: 'failover', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
     const policy = await rb.step('load policy', () => act.clusterPolicy({ cluster: input.cluster, runbook: 'failover', mode: input.mode }), {
       note: (p) => `approval ${p.approval.mode}, max lag ${p.thresholds.maxLagSeconds} s, catch-up ${p.thresholds.catchUpTimeoutSeconds} s`,
@@ -74,7 +75,7 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     } finally {
       await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => act.releaseClusterLock(lock)));
     }
-  });
+  }, [nameProblem('target', input.target)]);
 }
 
 async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>): Promise<FailoverResult> {

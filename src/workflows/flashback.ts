@@ -16,9 +16,10 @@ import type { Activities } from '../activities';
 import type { FlashbackOutcome, FlashbackVerification } from '../activities/binlog';
 import { describeRowEvents, type BadEventQuery, type BinlogEventGroup } from '../backup/binlogEvents';
 import { ApprovalGate } from './approval';
-import { runRunbook } from './runbook';
+import { runRunbook, type StartedFromCli } from './runbook';
+import { gtidProblem, tableProblem } from '../shared/inputs';
 
-export interface FlashbackInput {
+export interface FlashbackInput extends StartedFromCli {
   cluster: string;
   /** The bad event: it must match exactly one transaction in the archived binlogs. */
   event: BadEventQuery;
@@ -49,7 +50,7 @@ const long = wf.proxyActivities<Activities>({ startToCloseTimeout: '2h', heartbe
 const STEPS_AFTER_CHECK = ['approval', 'lock cluster', 'apply flashback', 'verify', 'unlock cluster', 'record'];
 
 export async function flashback(input: FlashbackInput): Promise<FlashbackResult> {
-  const meta = { runbook: 'flashback', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
+  const meta = { runbook: 'flashback', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
     const target = await rb.step(
       'locate the bad event',
@@ -144,6 +145,8 @@ function checkInput(input: FlashbackInput): void {
       refuse(`event.statement is not a valid pattern: ${e!.statement}`);
     }
   }
+  const format = tableProblem('event.table', e!.table) ?? gtidProblem('event.gtid', e!.gtid);
+  if (format) refuse(format);
   if (!input.requester?.trim()) refuse('requester is required: who asks (they may not approve their own run)');
   if (!input.reason?.trim()) refuse('reason is required (it goes to the audit log)');
 }

@@ -24,12 +24,13 @@ import type { BackupKind, BackupManifest } from '../backup/manifest';
 import { formatDuration } from '../shared/format';
 import { parseMariaGtidList } from '../mysql/dialect';
 import { ApprovalGate } from './approval';
-import { runRunbook, type Runbook } from './runbook';
+import { runRunbook, type Runbook, type StartedFromCli } from './runbook';
+import { gtidProblem, tableProblem } from '../shared/inputs';
 
 export type { RestoreTarget, ReplayMethod };
 export type CutoverMode = 'none' | 'copy-tables' | 'promote';
 
-export interface RestoreInput {
+export interface RestoreInput extends StartedFromCli {
   cluster: string;
   target: RestoreTarget;
   /** With a `before-event` target: skip that event and replay everything after it. */
@@ -83,7 +84,7 @@ const long = wf.proxyActivities<Activities>({ startToCloseTimeout: '12h', heartb
 const domainSeq = (pos: string, domain: number) => parseMariaGtidList(pos).find((g) => g.domain === domain)?.seq ?? 0;
 
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
-  const meta = { runbook: 'restore', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
+  const meta = { runbook: 'restore', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
     const method = input.replayMethod ?? 'sql-thread';
     const cutover = input.cutover ?? 'none';
@@ -284,6 +285,9 @@ function checkInput(input: RestoreInput): void {
   if (input.cutover === 'promote' && !input.skip) refuse('promote needs skip: without it, catching up from the old primary would bring the bad event back');
   if (input.recoverOn && input.backupKind === 'physical') refuse(`a physical backup is copied back into a datadir on the worker's host, not into recovery host ${input.recoverOn}: use a logical backup`);
   for (const t of input.compare ?? []) if (!/^[^.\s]+\.[^.\s]+$/.test(t)) refuse(`compare: "${t}" is not db.table`);
+  const t = input.target as Partial<{ gtid: string; event: { table?: string; gtid?: string } }>;
+  const format = [tableProblem('target.event.table', t.event?.table), gtidProblem('target.event.gtid', t.event?.gtid), gtidProblem('target.gtid', t.gtid), ...(input.compare ?? []).map((c) => tableProblem('compare', c, { qualified: true }))].find(Boolean);
+  if (format) refuse(format);
 }
 
 /** The backups this restore may use, oldest first, and the lineage that limits them. */
