@@ -79,8 +79,10 @@ function readBody(req: IncomingMessage): Promise<string> {
       if (size <= MAX_BODY_BYTES) chunks.push(c);
       else if (size > MAX_DRAIN_BYTES) req.destroy();
     });
-    req.on('end', () => (size > MAX_BODY_BYTES ? reject(new Refusal(413, `request body too large (over ${MAX_BODY_BYTES} bytes)`)) : resolve(Buffer.concat(chunks).toString('utf8'))));
+    const tooLarge = () => new Refusal(413, `request body too large (over ${MAX_BODY_BYTES} bytes)`);
+    req.on('end', () => (size > MAX_BODY_BYTES ? reject(tooLarge()) : resolve(Buffer.concat(chunks).toString('utf8'))));
     req.on('error', reject);
+    req.on('close', () => reject(size > MAX_BODY_BYTES ? tooLarge() : new Error('the client went away mid-request'))); // no-op once settled
   });
 }
 

@@ -50,7 +50,10 @@ export class RefusalLog {
 
   /** Whether this source already had its share of refusals this minute (answer 429 without reading it). */
   limited(source: string): boolean {
-    return this.bucketOf(source).count >= this.limitPerMinute;
+    // Looked up, not created: a source that was never refused takes no memory.
+    const minute = Math.floor(this.now() / 60_000);
+    const b = this.buckets.get(`${source}@${minute}`) ?? (this.buckets.size >= MAX_SOURCES ? this.buckets.get(`*@${minute}`) : undefined);
+    return (b?.count ?? 0) >= this.limitPerMinute;
   }
 
   /** Count an unauthenticated refusal; written at once for the first of a source's minute, later in batches. */
@@ -77,29 +80,29 @@ export class RefusalLog {
     return { source: b.source, minute: new Date(b.minute * 60_000).toISOString(), count: b.count, reasons: Object.fromEntries(b.reasons) };
   }
 
-  /** Write new buckets and updated counts; forget minutes that are over and written. */
+  /** Write new buckets and updated counts, on one connection; forget minutes that are over and written. */
   async flush(): Promise<void> {
     const current = Math.floor(this.now() / 60_000);
-    for (const [key, b] of this.buckets) {
-      if (b.written !== b.count) {
-        const count = b.count;
-        try {
-          if (b.id === undefined) {
-            b.id = await withControl(this.config, (c) =>
-              insertLogEvent(c, { status: 'refused', runbook: 'approval-endpoint', step: `requests refused from ${b.source}`, at: b.minute * 60_000, detail: this.detail(b) }),
-            );
-          } else {
-            const id = b.id;
-            await withControl(this.config, (c) => c.query('UPDATE failover_log SET detail = ? WHERE id = ?', [JSON.stringify(this.detail(b)), id]));
+    const dirty = [...this.buckets.values()].filter((b) => b.written !== b.count);
+    if (dirty.length) {
+      try {
+        await withControl(this.config, async (c) => {
+          for (const b of dirty) {
+            const count = b.count;
+            if (b.id === undefined) {
+              b.id = await insertLogEvent(c, { status: 'refused', runbook: 'approval-endpoint', step: `requests refused from ${b.source}`, at: b.minute * 60_000, detail: this.detail(b) });
+            } else {
+              await c.query('UPDATE failover_log SET detail = ? WHERE id = ?', [JSON.stringify(this.detail(b)), b.id]);
+            }
+            b.written = count;
           }
-          b.written = count;
-        } catch (err) {
-          this.log(`could not log refusals from ${b.source}: ${(err as Error).message}`);
-          this.schedule(5000); // the control database is away: try again, the counts keep growing meanwhile
-        }
+        });
+      } catch (err) {
+        this.log(`could not log refused requests: ${(err as Error).message}`);
+        this.schedule(5000); // the control database is away: try again; the counts keep growing meanwhile
       }
-      if (b.minute < current && b.written === b.count) this.buckets.delete(key);
     }
+    for (const [key, b] of this.buckets) if (b.minute < current && b.written === b.count) this.buckets.delete(key);
   }
 
   /** A signed, fresh request that cannot count: its own row, naming the run it was about. */
