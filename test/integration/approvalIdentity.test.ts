@@ -74,7 +74,7 @@ async function awaitingApproval(input: Omit<AwaitApprovalInput, 'cluster'>): Pro
 }
 
 const decisionRows = async (workflowId: string) =>
-  (await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 100 }))).filter((r) => ['approved', 'rejected', 'refused'].includes(r.status)).reverse();
+  (await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 100 }))).filter((r) => r.step !== 'runbook' && ['approved', 'rejected', 'refused'].includes(r.status)).reverse();
 
 describe('CLI identities come from the OS login', () => {
   it('a --as naming someone else is refused, four-eyes holds against the login, and the decision records channel and verified identity', async () => {
