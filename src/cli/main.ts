@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { configPathFromEnv, getCluster, loadConfig, type RunbookConfig } from '../config/load';
+import { configFingerprint } from '../config/fingerprint';
 import { failoverHistory, insertLogEvent, listSyncStatus, MAX_PAGE, MAX_PAGE_SIZE, migrateControl, withControl } from '../control/store';
 import { incidentIdProblem, INPUT_LIMITS, nameProblem, textProblem } from '../shared/inputs';
 import { probeTopology } from '../mysql/probe';
@@ -295,7 +296,7 @@ program
   .description('validate the cluster configuration')
   .action(() => {
     const cfg = config();
-    console.log(`ok: ${cfg.files.join(', ')}: clusters ${Object.keys(cfg.clusters).join(', ') || '(none)'}`);
+    console.log(`ok: ${cfg.files.join(', ')}: clusters ${Object.keys(cfg.clusters).join(', ') || '(none)'}; fingerprint ${configFingerprint(cfg)} (the worker prints its own at start)`);
   });
 
 // `runbook log | head` closes stdout early: that is the reader's choice, not an error.
