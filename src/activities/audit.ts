@@ -4,7 +4,7 @@
  */
 import { getClient, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { migrateControl, insertAuditRows, upsertSyncStatus, withControl } from '../control/store';
+import { migrateControl, insertAuditRows, insertLogEvent, upsertSyncStatus, withControl, type AuditWriteReport } from '../control/store';
 import { getCluster } from '../config/load';
 import { runState } from '../temporal/runState';
 import { syncStatusRows } from '../shared/syncStatus';
@@ -32,11 +32,13 @@ export function createAuditActivities({ config }: ActivityDeps) {
   const ensureSchema = () => (migrated ??= migrateControl(config).catch((err) => ((migrated = undefined), Promise.reject(err))));
 
   return {
-    async recordAudit(rows: AuditRow[]): Promise<number> {
+    /** Rows the database could not store as they were are reported, never retried forever. */
+    async recordAudit(rows: AuditRow[]): Promise<AuditWriteReport> {
       await ensureSchema();
-      await withControl(config, (conn) => insertAuditRows(conn, rows), 3000);
+      const report = await withControl(config, (conn) => insertAuditRows(conn, rows), 3000);
+      if (report.truncated.length || report.rejected.length) log.warn('audit rows not stored as written', { truncated: report.truncated, rejected: report.rejected });
       log.debug('audit rows written', { count: rows.length });
-      return rows.length;
+      return report;
     },
 
     /** One sync_status row per region of the probed topology (seed §3.1 upsert, keyed by cluster+region). */
@@ -69,10 +71,10 @@ export function createAuditActivities({ config }: ActivityDeps) {
         if (holder && over) {
           // Only that holder's row goes: a third run that took the lock meanwhile keeps it.
           await conn.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [input.cluster, holder.workflow_id]);
-          await conn.query(
-            "INSERT INTO failover_log (status, runbook, cluster, step, operator, workflow_id, detail) VALUES ('unlocked', ?, ?, 'cluster lock taken over from a run that is over', ?, ?, ?)",
-            [input.runbook, input.cluster, input.operator, input.workflowId, JSON.stringify({ heldBy: holder.workflow_id, heldByRunbook: holder.runbook, holderState: over, since: holder.acquired_at })],
-          );
+          await insertLogEvent(conn, {
+            status: 'unlocked', runbook: input.runbook, cluster: input.cluster, step: 'cluster lock taken over from a run that is over', operator: input.operator, workflowId: input.workflowId,
+            detail: { heldBy: holder.workflow_id, heldByRunbook: holder.runbook, holderState: over, since: holder.acquired_at },
+          });
           log.warn('cluster lock taken over from a run that is over', { lock: input.cluster, heldBy: holder.workflow_id, holderState: over });
           holder = await take();
         }

@@ -11,6 +11,7 @@
  */
 
 import { RE2JS } from 're2js';
+import { INPUT_LIMITS } from '../shared/inputs';
 
 export interface BinlogEventGroup {
   gtid: string;
@@ -215,8 +216,6 @@ export function findCandidates(groups: BinlogEventGroup[], q: BadEventQuery): Bi
   return groups.filter(matchesBadEvent(q));
 }
 
-/** Longest statement pattern accepted: operator input, bounded at the edge. */
-export const MAX_PATTERN_LENGTH = 200;
 
 /** A compiled statement pattern: `test` runs in time linear in the text (RE2), whatever the pattern. */
 export interface StatementPattern {
@@ -231,7 +230,7 @@ export interface StatementPattern {
  */
 export function compileStatementPattern(pattern: string, option = '--statement'): StatementPattern {
   if (typeof pattern !== 'string' || !pattern.length) throw new Error(`${option}: the pattern is empty`);
-  if (pattern.length > MAX_PATTERN_LENGTH) throw new Error(`${option}: the pattern has ${pattern.length} characters, at most ${MAX_PATTERN_LENGTH}`);
+  if (pattern.length > INPUT_LIMITS.pattern) throw new Error(`${option}: the pattern has ${pattern.length} characters, at most ${INPUT_LIMITS.pattern}`);
   let compiled: ReturnType<typeof RE2JS.compile>;
   try {
     compiled = RE2JS.compile(pattern, RE2JS.CASE_INSENSITIVE | RE2JS.DOTALL);

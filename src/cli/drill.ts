@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { RunbookConfig } from '../config/load';
+import { configFingerprint } from '../config/fingerprint';
 import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../control/store';
 import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
@@ -81,7 +82,7 @@ export async function runDrill(config: RunbookConfig): Promise<void> {
       await client.workflow.execute(healthCheck, {
         taskQueue,
         workflowId,
-        args: [{ cluster, operator, incidentId, reason: 'drill' }],
+        args: [{ cluster, operator, incidentId, reason: 'drill', configFingerprint: configFingerprint(config) }],
         staticSummary: `health-check ${cluster} by ${operator} (drill)`,
         typedSearchAttributes: [
           { key: RunbookType, value: 'health-check' },

@@ -65,19 +65,51 @@ export function describeAttention(workflowId: string, a: Attention): string {
 }
 
 /** Print the run's progress until it ends; returns the result or throws the failure. */
+/** How long a state query may wait for a worker to answer (Temporal's own wait is 30 s or more). */
+export const QUERY_TIMEOUT_MS = 10_000;
+
+/** The run's state from its `runbookState` query, or an error that says why not, in one line. */
+export async function queryRunbookState(handle: WorkflowHandle): Promise<RunbookState> {
+  try {
+    return await handle.client.connection.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => handle.query<RunbookState>('runbookState'));
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: number; details?: string; message?: string } };
+    // gRPC DEADLINE_EXCEEDED: no worker took the query (none polls the task queue, or all are busy or stuck).
+    const why = e.cause?.code === 4 ? `no worker answered within ${QUERY_TIMEOUT_MS / 1000} s` : (e.cause?.details ?? e.cause?.message);
+    throw new Error(`${e.message.split('\n')[0]}${why ? `: ${why.split('\n')[0]}` : ''}`);
+  }
+}
+
+/**
+ * Print the run's progress until it ends; returns the result or throws the failure. A state query
+ * that fails is said (each distinct error once, and when it answers again): the run goes on, but
+ * the operator knows the progress shown is not current.
+ */
 export async function follow<T>(handle: WorkflowHandle, print: (s: string) => void = console.log): Promise<T> {
   const printed = new Map<number, string>();
   let start: number | undefined;
   let approvalShown = false;
   let attentionShown: number | undefined;
   let done = false;
+  let queryFailing: string | undefined;
+  const reported = new Set<string>();
   const result = handle.result().finally(() => (done = true));
   const poll = async () => {
     let state: RunbookState;
     try {
-      state = await handle.query<RunbookState>('runbookState');
-    } catch {
-      return; // not started by a worker yet, or already closed
+      state = await queryRunbookState(handle);
+    } catch (err) {
+      if (done) return; // closed meanwhile: the result says how it ended
+      queryFailing = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+      if (!reported.has(queryFailing)) {
+        reported.add(queryFailing);
+        print(`cannot read the run's progress (state query failed): ${queryFailing}`);
+      }
+      return;
+    }
+    if (queryFailing) {
+      queryFailing = undefined;
+      print('the run answers again:');
     }
     start ??= state.steps[0]?.startedAt;
     for (const s of state.steps) {

@@ -4,12 +4,14 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { configPathFromEnv, getCluster, loadConfig, type RunbookConfig } from '../config/load';
-import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../control/store';
+import { configFingerprint } from '../config/fingerprint';
+import { failoverHistory, insertLogEvent, listSyncStatus, MAX_PAGE, MAX_PAGE_SIZE, migrateControl, withControl } from '../control/store';
+import { incidentIdProblem, INPUT_LIMITS, nameProblem, textProblem } from '../shared/inputs';
 import { probeTopology } from '../mysql/probe';
 import { Sandbox } from '../sandbox/sandbox';
 import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
-import { backupCommand, decide, pruneRestores, resume, showStatus, startFailover, startFlashback, startRestore } from './runbooks';
+import { backupCommand, decide, pruneRestores, resume, showStatus, startFailover, startFlashback, startRestore, verifiedCliUser } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 const program = new Command('runbook')
@@ -29,11 +31,13 @@ function config(): RunbookConfig {
 }
 
 const json = new Option('--json', 'machine-readable output');
-const positiveInt = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number from 1, got "${v}"`);
+/** A whole number from 1 to `max`, read digit by digit (Number('1e3') or 20 nines would slip through). */
+const positiveInt = (name: string, max: number) => (v: string) => {
+  const n = /^[0-9]{1,16}$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new Error(`${name} must be a whole number from 1 to ${max}, got "${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`);
   return n;
 };
+const PORT_MAX = 65535;
 
 const sandbox = program.command('sandbox').description('the local multi-region MariaDB sandbox');
 sandbox
@@ -89,10 +93,12 @@ program
   .option('--cluster <name>')
   .option('--incident <id>')
   .option('--workflow <id>')
-  .option('--page <n>', 'page number, from 1', positiveInt('--page'), 1)
-  .option('--page-size <n>', 'rows per page', positiveInt('--page-size'), 20)
+  .option('--page <n>', 'page number, from 1', positiveInt('--page', MAX_PAGE), 1)
+  .option('--page-size <n>', 'rows per page', positiveInt('--page-size', MAX_PAGE_SIZE), 20)
   .addOption(json)
   .action(async (opts) => {
+    const problem = [nameProblem('--cluster', opts.cluster), incidentIdProblem('--incident', opts.incident), textProblem('--workflow', opts.workflow, INPUT_LIMITS.workflowId)].find(Boolean);
+    if (problem) throw new Error(problem);
     const rows = await withControl(config(), (c) =>
       failoverHistory(c, { cluster: opts.cluster, incidentId: opts.incident, workflowId: opts.workflow, page: opts.page, pageSize: opts.pageSize }),
     );
@@ -114,8 +120,8 @@ program
 const temporal = program.command('temporal').description('the embedded Temporal dev server (with its Web UI)');
 temporal
   .command('up')
-  .option('--port <n>', 'gRPC port (default: 7233 if free, else a free one)', positiveInt('--port'))
-  .option('--ui-port <n>', 'Web UI port (default: 8233 if free, else a free one)', positiveInt('--ui-port'))
+  .option('--port <n>', 'gRPC port (default: 7233 if free, else a free one)', positiveInt('--port', PORT_MAX))
+  .option('--ui-port <n>', 'Web UI port (default: 8233 if free, else a free one)', positiveInt('--ui-port', PORT_MAX))
   .action(async (opts) => {
     const s = await startDevServer({ stateDir: temporalStateDir(config()), port: opts.port, uiPort: opts.uiPort, preferredPort: 7233, preferredUiPort: 8233, persistent: true });
     console.log(`Temporal dev server ${s.started ? 'started' : 'already running'}: ${s.address}, Web UI ${s.uiUrl}`);
@@ -163,7 +169,7 @@ for (const decision of ['approve', 'reject'] as const) {
   program
     .command(`${decision} <workflowId>`)
     .description(`${decision} a runbook waiting for approval`)
-    .requiredOption('--as <name>', 'your identity (checked against the approver list)')
+    .option('--as <name>', "who you are: must be the person your OS login is (people[].login), unless the cluster allows declared identities")
     .option('--comment <text>')
     .action(async (workflowId: string, opts) => {
       process.exitCode = await decide(workflowId, decision, opts.as, opts.comment);
@@ -184,7 +190,7 @@ program
   .description('state of a runbook: steps, plan, pending approval, outcome')
   .addOption(json)
   .action(async (workflowId: string, opts) => {
-    await showStatus(workflowId, Boolean(opts.json));
+    process.exitCode = await showStatus(workflowId, Boolean(opts.json));
   });
 
 program
@@ -286,6 +292,7 @@ program
     const [name, host] = cluster.split('/');
     const c = getCluster(cfg, name!);
     if (host !== undefined && c.recovery?.name !== host) throw new Error(`${name} has no recovery host "${host}"`);
+    const operator = verifiedCliUser(cfg, name!, opts.as);
     const holder = await withControl(cfg, async (c) => {
       const [rows] = await c.query('SELECT workflow_id FROM runbook_lock WHERE cluster = ?', [cluster]);
       const row = (rows as { workflow_id: string }[])[0];
@@ -293,10 +300,7 @@ program
       // The lock is what keeps two runbooks off one cluster: a run that is still going keeps it.
       if (!opts.force) await refuseWhileRunning(cluster, row.workflow_id);
       await c.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [cluster, row.workflow_id]);
-      await c.query(
-        "INSERT INTO failover_log (status, runbook, cluster, step, operator, workflow_id, detail) VALUES ('unlocked', 'cli', ?, 'cluster lock released by hand', ?, ?, ?)",
-        [cluster, opts.as, row.workflow_id, JSON.stringify({ heldBy: row.workflow_id })],
-      );
+      await insertLogEvent(c, { status: 'unlocked', runbook: 'cli', cluster, step: 'cluster lock released by hand', operator, workflowId: row.workflow_id, detail: { heldBy: row.workflow_id } });
       return row.workflow_id;
     });
     console.log(holder ? `released ${cluster}'s lock (held by ${holder})` : `${cluster} is not locked`);
@@ -335,7 +339,7 @@ archive
 program
   .command('serve')
   .description('the approval endpoint: Slack interactivity (POST /slack/interactions) and email approval links (/approve/…)')
-  .option('--port <n>', 'port to listen on', positiveInt('--port'), Number(process.env.RUNBOOK_HTTP_PORT ?? 8787))
+  .option('--port <n>', 'port to listen on', positiveInt('--port', PORT_MAX), Number(process.env.RUNBOOK_HTTP_PORT ?? 8787))
   .option('--host <address>', 'address to bind', process.env.RUNBOOK_HTTP_HOST ?? '127.0.0.1')
   .action(async (opts) => {
     const { serveApprovals } = await import('../server/serve');
@@ -347,7 +351,7 @@ program
   .description('validate the cluster configuration')
   .action(() => {
     const cfg = config();
-    console.log(`ok: ${cfg.files.join(', ')}: clusters ${Object.keys(cfg.clusters).join(', ') || '(none)'}`);
+    console.log(`ok: ${cfg.files.join(', ')}: clusters ${Object.keys(cfg.clusters).join(', ') || '(none)'}; fingerprint ${configFingerprint(cfg)} (the worker prints its own at start)`);
   });
 
 // `runbook log | head` closes stdout early: that is the reader's choice, not an error.

@@ -1,25 +1,67 @@
 /** CLI commands that start and steer runbooks through Temporal. */
+import { userInfo } from 'node:os';
 import { ScheduleOverlapPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { BackupInput, BackupResult } from '../workflows/backup';
-import { clusterPolicyOf } from '../activities/policy';
+import { cliIdentityPolicyOf, clusterPolicyOf } from '../activities/policy';
 import { failoverHistory, withControl } from '../control/store';
 import { probeTopology } from '../mysql/probe';
 import { lastKnownPrimary } from '../shared/failedPrimary';
 import { describePlan, planSwitchover } from '../shared/plan';
-import { loadConfig, configPathFromEnv } from '../config/load';
+import { loadConfig, configPathFromEnv, getCluster, type RunbookConfig } from '../config/load';
+import { configFingerprint } from '../config/fingerprint';
+import { cliIdentity } from '../shared/identity';
+import { gtidProblem, identityProblem, incidentIdProblem, INPUT_LIMITS, nameProblem, tableProblem, textProblem } from '../shared/inputs';
+import { sendDecision } from '../temporal/decision';
 import { Cluster, IncidentId, Operator, RunbookType } from '../shared/searchAttributes';
 import { connectClient, temporalSettings } from '../temporal/client';
-import type { DecisionVerdict } from '../workflows/approval';
 import type { FailoverInput, FailoverResult } from '../workflows/failover';
 import type { RestoreInput, RestorePruneInput, RestoreResult, RestoreTarget, restorePrune } from '../workflows/restore';
 import type { FlashbackInput, FlashbackResult } from '../workflows/flashback';
 import { compileStatementPattern, type BadEventQuery } from '../backup/binlogEvents';
 import { parsePointInTime, refuseFuturePoint } from '../backup/coverage';
 import { formatDuration } from '../shared/format';
-import type { Attention, ResumeVerdict, RunbookState } from '../workflows/runbook';
-import { describeApproval, describeAttention, failureMessage, follow, workerPresent } from './follow';
+import type { Attention, ResumeVerdict } from '../workflows/runbook';
+import { describeApproval, describeAttention, failureMessage, follow, queryRunbookState, workerPresent } from './follow';
 import { printHistory, printJson } from './output';
 import type { ApprovalState } from '../workflows/approval';
+
+/** The OS login of whoever runs this CLI: what a CLI identity is verified with. */
+export function osLogin(): string | undefined {
+  try {
+    return userInfo().username;
+  } catch {
+    return undefined; // no passwd entry for this uid: then there is no login to map
+  }
+}
+
+/**
+ * Who the CLI user is on `cluster`: the person their OS login maps to (people[].login); `--as`
+ * must name that person unless the cluster allows declared identities. Refused in one line.
+ */
+export function verifiedCliUser(config: RunbookConfig, cluster: string, as: string | undefined): string {
+  const problem = identityProblem('--as', as);
+  if (problem) throw new Error(problem);
+  const who = cliIdentity(cliIdentityPolicyOf(getCluster(config, cluster)), osLogin(), as);
+  if (!who.ok) throw new Error(who.refusal);
+  return who.identity;
+}
+
+/** The bounds of what every incident command takes, checked before anything starts. */
+function checkIncidentOptions(o: IncidentCliOptions, more: (string | undefined)[] = []): void {
+  const problem = [
+    textProblem('--reason', o.reason, INPUT_LIMITS.reason, { required: true }),
+    identityProblem('--as', o.as, { required: true }),
+    incidentIdProblem('--incident', o.incident),
+    ...more,
+  ].find(Boolean);
+  if (problem) throw new Error(problem);
+}
+
+/** The config this CLI was given, and its fingerprint for the worker to compare with its own. */
+function cliConfig(): { config: RunbookConfig; configFingerprint: string } {
+  const config = loadConfig(configPathFromEnv());
+  return { config, configFingerprint: configFingerprint(config) };
+}
 
 export function newIncidentId(): string {
   return `INC-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
@@ -89,18 +131,21 @@ async function intendedRoute(o: FailoverCliOptions, mode: 'planned' | 'emergency
 
 /** Start a failover and (unless detached) follow it; returns the exit code. */
 export async function startFailover(o: FailoverCliOptions, client?: Client): Promise<number> {
+  checkIncidentOptions(o, [nameProblem('--to', o.to)]);
+  const { config, configFingerprint } = cliConfig();
+  const requester = verifiedCliUser(config, o.cluster, o.as);
   const run = async (c: Client) => {
     const incidentId = o.incident ?? newIncidentId();
     const mode = o.emergency ? 'emergency' : 'planned';
-    const input: FailoverInput = { cluster: o.cluster, mode, target: o.to, reason: o.reason, requester: o.as, incidentId, dryRun: o.dryRun };
+    const input: FailoverInput = { cluster: o.cluster, mode, target: o.to, reason: o.reason, requester, incidentId, dryRun: o.dryRun, configFingerprint };
     return startIncidentRunbook<FailoverResult>(c, {
       type: 'failover',
       workflowId: failoverWorkflowId(o.cluster, incidentId),
       input,
       cluster: o.cluster,
       incidentId,
-      summary: `failover ${o.cluster}: ${await intendedRoute(o, mode)}(${mode}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
-      options: o,
+      summary: `failover ${o.cluster}: ${await intendedRoute(o, mode)}(${mode}${o.dryRun ? ', dry run' : ''}) by ${requester}`,
+      options: { ...o, as: requester },
       print: (result) => {
         if (result.status === 'dry_run') console.log(`\n${describePlan(result.plan)}`);
         console.log(`\n${result.status}: ${result.plan.from.instance} (${result.plan.from.region}) → ${result.plan.to.instance} (${result.plan.to.region})`);
@@ -110,21 +155,25 @@ export async function startFailover(o: FailoverCliOptions, client?: Client): Pro
   return client ? run(client) : withClient(run);
 }
 
-/** Approve or reject through the `decide` update: the verdict (accepted or why not) comes back at once. */
-export async function decide(workflowId: string, decision: 'approve' | 'reject', approver: string, comment?: string): Promise<number> {
+/**
+ * Approve or reject through the `decide` update: the verdict (accepted or why not) comes back at
+ * once. The decision carries the OS login; the run's approval gate decides who that is (and
+ * whether a `--as` naming someone else counts), with the worker's own policy.
+ */
+export async function decide(workflowId: string, decision: 'approve' | 'reject', as: string | undefined, comment?: string): Promise<number> {
+  const problem = [textProblem('workflow id', workflowId, INPUT_LIMITS.workflowId, { required: true }), identityProblem('--as', as), textProblem('--comment', comment, INPUT_LIMITS.comment)].find(Boolean);
+  if (problem) throw new Error(problem);
   return withClient(async (c) => {
-    const verdict = await c.workflow
-      .getHandle(workflowId)
-      .executeUpdate<DecisionVerdict, [unknown]>('decide', { args: [{ decision, approver, channel: 'cli', comment }] })
-      .catch((err) => {
-        if (err instanceof WorkflowNotFoundError) throw new Error(`no runbook ${workflowId}`);
-        throw err;
-      });
+    const verdict = await sendDecision(c, workflowId, { decision, approver: as, channel: 'cli', login: osLogin(), comment });
     if (!verdict.accepted) {
       console.error(`runbook: ${decision} refused: ${verdict.reason}`);
       return 1;
     }
-    console.log(`${decision === 'approve' ? 'approved' : 'rejected'} ${workflowId} as ${approver}`);
+    // Who it was recorded as is the run's to say (the OS login, or a declared --as where allowed).
+    const state = await queryRunbookState(c.workflow.getHandle(workflowId)).catch(() => undefined);
+    const recorded = (state?.details.approval as ApprovalState | undefined)?.decisions.filter((d) => d.accepted).at(-1);
+    const who = recorded?.identity ? ` as ${recorded.identity} (${recorded.verifiedBy})` : as ? ` as ${as}` : '';
+    console.log(`${decision === 'approve' ? 'approved' : 'rejected'} ${workflowId}${who}`);
     return 0;
   });
 }
@@ -161,25 +210,40 @@ export async function resume(workflowId: string, operator: string, comment?: str
   });
 }
 
-export async function showStatus(workflowId: string, json: boolean): Promise<void> {
-  await withClient(async (c) => {
+/** The first line of an error, for a one-line report. */
+const oneLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+
+/**
+ * The state of a run: Temporal's status, the run's own (query), its failover_log trail. What could
+ * not be read is said, one line each on stderr, and makes the exit code 1: an unanswered query or
+ * an unreachable control database is never shown as "no state, empty history".
+ */
+export async function showStatus(workflowId: string, json: boolean): Promise<number> {
+  return withClient(async (c) => {
     const handle = c.workflow.getHandle(workflowId);
     const description = await handle.describe().catch((err) => {
       if (err instanceof WorkflowNotFoundError) throw new Error(`no runbook ${workflowId}`);
       throw err;
     });
-    const state = await handle.query<RunbookState>('runbookState').catch(() => undefined);
-    const rows = await withControl(loadConfig(configPathFromEnv()), (conn) => failoverHistory(conn, { workflowId, pageSize: 200 })).catch(() => []);
+    const errors: string[] = [];
+    const state = await queryRunbookState(handle).catch((err) => void errors.push(`cannot query the run's state: ${oneLine(err)}`));
+    const rows = await withControl(loadConfig(configPathFromEnv()), (conn) => failoverHistory(conn, { workflowId, pageSize: 200 })).catch(
+      (err) => void errors.push(`cannot read failover_log from the control database: ${oneLine(err)}`),
+    );
     if (json) {
-      printJson({ workflowId, runId: description.runId, status: description.status.name, state, log: rows });
-      return;
+      printJson({ workflowId, runId: description.runId, status: description.status.name, state: state ?? null, log: rows ?? null, errors });
+    } else {
+      console.log(`${workflowId}: ${description.status.name}${state ? ` (${state.status}${state.currentStep ? `, now: ${state.currentStep}` : ''})` : ''}`);
+      const approval = state?.details.approval as ApprovalState | undefined;
+      if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan));
+      const attention = state?.details.attention as Attention | undefined;
+      if (attention) console.log(describeAttention(workflowId, attention));
+      if (state?.auditPending) console.log(`${state.auditPending} audit row(s) waiting for the control database`);
+      for (const p of state?.auditProblems ?? []) console.log(`audit row #${p.stepSeq} ${p.step} (${p.status}) ${p.problem === 'truncated' ? 'stored cut to fit' : 'NOT stored as written'}: ${p.detail}`);
+      if (rows) printHistory(rows.reverse(), 1);
     }
-    console.log(`${workflowId}: ${description.status.name}${state ? ` (${state.status}${state.currentStep ? `, now: ${state.currentStep}` : ''})` : ''}`);
-    const approval = state?.details.approval as ApprovalState | undefined;
-    if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan));
-    const attention = state?.details.attention as Attention | undefined;
-    if (attention) console.log(describeAttention(workflowId, attention));
-    printHistory(rows.reverse(), 1);
+    for (const e of errors) console.error(`runbook: ${e}`);
+    return errors.length ? 1 : 0;
   });
 }
 
@@ -193,9 +257,17 @@ export interface BackupCliOptions {
 
 /** Take a backup now (following it), or register a Temporal Schedule that takes it by cron. */
 export async function backupCommand(o: BackupCliOptions): Promise<number> {
+  const problem = [identityProblem('--as', o.as, { required: true }), nameProblem('--instance', o.instance), textProblem('--schedule', o.schedule, 100)].find(Boolean);
+  if (problem) throw new Error(problem);
+  const { config, configFingerprint } = cliConfig();
+  const requester = verifiedCliUser(config, o.cluster, o.as);
   return withClient(async (c) => {
     const { taskQueue } = temporalSettings();
-    const input: BackupInput = { cluster: o.cluster, kind: o.kind, instance: o.instance, requester: o.as, reason: o.schedule ? `scheduled (${o.schedule})` : 'on demand' };
+    // A schedule runs with whatever config the worker has when it fires: it carries no fingerprint.
+    const input: BackupInput = {
+      cluster: o.cluster, kind: o.kind, instance: o.instance, requester, reason: o.schedule ? `scheduled (${o.schedule})` : 'on demand',
+      ...(o.schedule ? {} : { configFingerprint }),
+    };
     if (o.schedule) {
       const scheduleId = `backup-${o.cluster}-${o.kind}`;
       await c.schedule.create({
@@ -210,7 +282,7 @@ export async function backupCommand(o: BackupCliOptions): Promise<number> {
     }
     const workflowId = `backup-${o.cluster}-${newIncidentId().slice(4)}`;
     if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
-    const handle = await c.workflow.start('backup', { taskQueue, workflowId, args: [input], staticSummary: `backup ${o.cluster} (${o.kind}) by ${o.as}` });
+    const handle = await c.workflow.start('backup', { taskQueue, workflowId, args: [input], staticSummary: `backup ${o.cluster} (${o.kind}) by ${requester}` });
     console.error(`started ${workflowId}`);
     try {
       const result = await follow<BackupResult>(handle, (line) => console.error(line));
@@ -242,7 +314,14 @@ export function restoreTargetOf(o: RestoreCliOptions, nowMs = Date.now()): Resto
   const event = o.table || o.statement || o.notStatement || o.from || o.to || o.event;
   const given = [event ? 'an event' : '', o.gtid ? '--gtid' : '', o.at ? '--at' : ''].filter(Boolean);
   if (given.length !== 1) throw new Error(`name exactly one target: an event (--table/--statement, --from/--to, --event), --gtid or --at${given.length ? `; got ${given.join(' and ')}` : ''}`);
-  if (o.event !== undefined && !/^\d+-\d+-\d+$/.test(o.event)) throw new Error(`--event must be a GTID like 0-23101-4711, got "${o.event}"`);
+  const format = [
+    tableProblem('--table', o.table),
+    gtidProblem('--event', o.event),
+    gtidProblem('--gtid', o.gtid),
+    ...(o.compare ?? []).map((t) => tableProblem('--compare', t, { qualified: true })),
+    nameProblem('--recover-on', o.recoverOn),
+  ].find(Boolean);
+  if (format) throw new Error(format);
   if (o.gtid) return { kind: 'gtid', gtid: o.gtid };
   if (o.at) {
     // Refused here, in one line, before anything starts.
@@ -263,12 +342,15 @@ export function restoreTargetOf(o: RestoreCliOptions, nowMs = Date.now()): Resto
 
 /** Start a point-in-time recovery and (unless detached) follow it; returns the exit code. */
 export async function startRestore(o: RestoreCliOptions): Promise<number> {
+  checkIncidentOptions(o);
   const target = restoreTargetOf(o);
+  const { config, configFingerprint } = cliConfig();
+  const requester = verifiedCliUser(config, o.cluster, o.as);
   return withClient(async (c) => {
     const incidentId = o.incident ?? newIncidentId();
     const input: RestoreInput = {
       cluster: o.cluster, target, skip: o.skip, backupKind: o.backupKind, replayMethod: o.replay, cutover: o.cutover, recoverOn: o.recoverOn, compare: o.compare,
-      requester: o.as, reason: o.reason, incidentId, dryRun: o.dryRun,
+      requester, reason: o.reason, incidentId, dryRun: o.dryRun, configFingerprint,
     };
     return startIncidentRunbook<RestoreResult>(c, {
       type: 'restore',
@@ -276,8 +358,8 @@ export async function startRestore(o: RestoreCliOptions): Promise<number> {
       input,
       cluster: o.cluster,
       incidentId,
-      summary: `restore ${o.cluster} (${target.kind}${o.skip ? ', skip' : ''}${o.dryRun ? ', dry run' : ''}) by ${o.as}`,
-      options: o,
+      summary: `restore ${o.cluster} (${target.kind}${o.skip ? ', skip' : ''}${o.dryRun ? ', dry run' : ''}) by ${requester}`,
+      options: { ...o, as: requester },
       print: (result) => {
         console.log(`\n${result.status}: ${result.target.description}`);
         console.log(`backup ${result.backupId}${result.recoveryPoint ? `; recovered to ${result.recoveryPoint}` : ''}`);
@@ -327,18 +409,21 @@ export function flashbackEventOf(o: FlashbackCliOptions): BadEventQuery {
 
 /** Undo one UPDATE/DELETE by flashback after approval, and (unless detached) follow it; returns the exit code. */
 export async function startFlashback(o: FlashbackCliOptions): Promise<number> {
+  checkIncidentOptions(o);
   const event = flashbackEventOf(o);
+  const { config, configFingerprint } = cliConfig();
+  const requester = verifiedCliUser(config, o.cluster, o.as);
   return withClient(async (c) => {
     const incidentId = o.incident ?? newIncidentId();
-    const input: FlashbackInput = { cluster: o.cluster, event, requester: o.as, reason: o.reason, incidentId, dryRun: o.dryRun };
+    const input: FlashbackInput = { cluster: o.cluster, event, requester, reason: o.reason, incidentId, dryRun: o.dryRun, configFingerprint };
     return startIncidentRunbook<FlashbackResult>(c, {
       type: 'flashback',
       workflowId: `flashback-${o.cluster}-${incidentId}`,
       input,
       cluster: o.cluster,
       incidentId,
-      summary: `flashback ${o.cluster}${o.table ? ` ${o.table}` : ''}${o.dryRun ? ' (dry run)' : ''} by ${o.as}`,
-      options: o,
+      summary: `flashback ${o.cluster}${o.table ? ` ${o.table}` : ''}${o.dryRun ? ' (dry run)' : ''} by ${requester}`,
+      options: { ...o, as: requester },
       print: (result) => {
         const e = result.event;
         console.log(`\n${result.status}: ${e.gtid} at ${e.file}:${e.startPosition}: ${e.statements[0] ?? e.kind}`);

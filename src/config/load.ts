@@ -90,6 +90,46 @@ function readOneFile(file: string): z.infer<typeof configFileSchema> {
   return parsed.data!;
 }
 
+/**
+ * The same server however it is written: host names compare case-insensitively, and the loopback
+ * names and addresses (localhost, 127.0.0.1, ::1) are one host, so `localhost:23101` beside
+ * `127.0.0.1:23101` is caught as the server it is.
+ */
+export function serverKey(host: string, port: number): string {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  const loopback = ['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback', '127.0.0.1', '::1', '0:0:0:0:0:0:0:1'].includes(h);
+  return `${loopback ? 'loopback' : h}:${port}`;
+}
+
+/** Names that say a command-line word or variable carries a secret. */
+const SECRET_WORD = /(password|passwd|pwd|secret|token|api_?key)/i;
+const MYSQL_TOOL = /(^|\/)(mysql|mariadb)[a-z-]*$/;
+
+/**
+ * Whether a hook command holds a literal secret (hooks run with /bin/sh -c, and the command is in
+ * the config and in process lists): `--password=x`, `-px` after a mysql/mariadb tool, `X_TOKEN=x`,
+ * `scheme://user:x@`. A reference to a variable (`$X`) is fine. Word by word, no backtracking.
+ */
+export function commandSecret(command: string): string | undefined {
+  const words = command.split(/[\s;|&]+/).filter(Boolean);
+  const literal = (v: string | undefined) => v !== undefined && v !== '' && !/^["']?\$/.test(v) && !v.startsWith('-');
+  let mysql = false;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    if (MYSQL_TOOL.test(w)) mysql = true;
+    if (mysql && /^-p./.test(w) && literal(w.slice(2))) return '-p…';
+    const option = /^--?([A-Za-z][A-Za-z0-9_-]*)(?:=(.*))?$/.exec(w);
+    if (option && SECRET_WORD.test(option[1]!)) {
+      if (option[2] !== undefined ? literal(option[2]) : !mysql && literal(words[i + 1])) return `${w.split('=')[0]} …`;
+      continue; // mysql's bare --password prompts; the next word is not its value
+    }
+    const assignment = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(w);
+    if (assignment && SECRET_WORD.test(assignment[1]!) && literal(assignment[2])) return `${assignment[1]}=…`;
+    if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/@:]+:[^/@]+@/.test(w)) return 'user:…@ in a URL';
+  }
+  return undefined;
+}
+
 /** Cross-field rules a schema cannot express: regions exist, ports and names are unique, one primary. */
 function checkCluster(file: string, clusterName: string, cluster: ClusterConfig, seenAddresses: Map<string, string>): string[] {
   const problems: string[] = [];
@@ -101,7 +141,7 @@ function checkCluster(file: string, clusterName: string, cluster: ClusterConfig,
     }
     if (names.has(inst.name)) problems.push(`${at(`instances[${i}].name`)}: duplicate instance name "${inst.name}"`);
     names.add(inst.name);
-    const address = `${inst.host}:${inst.port}`;
+    const address = serverKey(inst.host, inst.port);
     const other = seenAddresses.get(address);
     if (other) problems.push(`${at(`instances[${i}].port`)}: duplicate port ${inst.port} on ${inst.host}, already used by ${other}`);
     seenAddresses.set(address, `${clusterName}/${inst.name}`);
@@ -110,9 +150,25 @@ function checkCluster(file: string, clusterName: string, cluster: ClusterConfig,
   if (r) {
     if (!cluster.regions.includes(r.region)) problems.push(`${at('recovery.region')}: unknown region "${r.region}", expected one of ${cluster.regions.join(', ')}`);
     if (names.has(r.name)) problems.push(`${at('recovery.name')}: "${r.name}" is an instance of the cluster; a recovery host is a separate server, never production`);
-    const other = seenAddresses.get(`${r.host}:${r.port}`);
+    const other = seenAddresses.get(serverKey(r.host, r.port));
     if (other) problems.push(`${at('recovery.port')}: ${r.host}:${r.port} is ${other}; a restore would wipe it: a recovery host must be a separate server`);
-    seenAddresses.set(`${r.host}:${r.port}`, `${clusterName}/${r.name} (recovery host)`);
+    seenAddresses.set(serverKey(r.host, r.port), `${clusterName}/${r.name} (recovery host)`);
+  }
+  for (const kind of ['traffic', 'fencing'] as const) {
+    cluster[kind].hooks.forEach((h, i) => {
+      const secret = commandSecret(h.command);
+      if (secret) problems.push(`${at(`${kind}.hooks[${i}].command`)}: holds a literal secret (${secret}); read it from an environment variable instead`);
+    });
+  }
+  // One person per Slack user, address and login: else a click or a login would be two people.
+  for (const key of ['name', 'slack', 'email', 'login'] as const) {
+    const seen = new Map<string, number>();
+    cluster.people.forEach((p, i) => {
+      const value = p[key]?.toLowerCase();
+      if (value === undefined) return;
+      if (seen.has(value)) problems.push(`${at(`people[${i}].${key}`)}: "${p[key]}" is also people[${seen.get(value)}]'s: each person needs their own`);
+      else seen.set(value, i);
+    });
   }
   const primaries = cluster.instances.filter((i) => i.role === 'primary');
   if (primaries.length !== 1) {
@@ -159,7 +215,7 @@ export function loadConfig(path: string = configPathFromEnv(), env: NodeJS.Proce
       if (controlFile) problems.push(`${file}: control: already defined in ${controlFile}`);
       control = data.control;
       controlFile = file;
-      seenAddresses.set(`${control.host}:${control.port}`, 'control');
+      seenAddresses.set(serverKey(control.host, control.port), 'control');
     }
     for (const [clusterName, cluster] of Object.entries(data.clusters)) {
       if (clusters[clusterName]) problems.push(`${file}: clusters.${clusterName}: cluster defined twice`);

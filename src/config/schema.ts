@@ -3,10 +3,20 @@
  * runbook starts, so a typo is a one-line error at the terminal rather than a surprise mid-failover.
  */
 import { z } from 'zod';
+import { INPUT_LIMITS, NAME_FORMAT } from '../shared/inputs';
 
-const name = z
+const name = z.string().regex(NAME_FORMAT, 'a lower-case name: letters, digits, "-" or "_", starting with a letter');
+
+/** A host name or an IP address, nothing else: a user, a password or a port has its own field. */
+const host = z
   .string()
-  .regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a lower-case name: letters, digits, "-" or "_", starting with a letter');
+  .max(255)
+  .regex(/^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9._:-]{1,255})$/, 'a host name or IP address (no user, password, port or URL)')
+  // One colon is name:port (an IPv6 address has at least two): the port has its own field.
+  .refine((h) => h.split(':').length !== 2, 'a host name or IP address without a port (the port has its own field)');
+
+/** A person as the audit names them: fits failover_log.operator. */
+const identity = z.string().min(1).max(INPUT_LIMITS.identity, `at most ${INPUT_LIMITS.identity} characters (failover_log.operator)`);
 
 const envVarName = z
   .string()
@@ -27,7 +37,7 @@ const duration = z.number().positive();
 export const instanceSchema = z.strictObject({
   name,
   region: name,
-  host: z.string().min(1),
+  host,
   port: z.number().int().min(1).max(65535),
   /** Sandbox wiring only: which instance starts as primary. At run time roles are discovered. */
   role: z.enum(['primary', 'replica']).default('replica'),
@@ -36,9 +46,15 @@ export const instanceSchema = z.strictObject({
   serverId: z.number().int().min(1).max(4294967295).optional(),
 });
 
+/** Where an approval may come from; how each verifies who decides is in README's security section. */
+export const APPROVAL_CHANNELS = ['slack', 'email', 'cli'] as const;
+export type ApprovalChannel = (typeof APPROVAL_CHANNELS)[number];
+
 export const approvalRuleSchema = z.strictObject({
   mode: z.enum(['auto', 'required']),
-  approvers: z.array(z.string().min(1)).default([]),
+  approvers: z.array(identity).default([]),
+  /** The channels a decision may come through; others are refused (and logged). */
+  channels: z.array(z.enum(APPROVAL_CHANNELS)).min(1).default([...APPROVAL_CHANNELS]),
   /** The requester may not approve their own run. */
   fourEyes: z.boolean().default(true),
   timeoutMinutes: duration.default(15),
@@ -74,9 +90,11 @@ export const notifySchema = z.strictObject({
  * Slack user U… or an emailed link to alice@… becomes the approver identity `alice`.
  */
 export const personSchema = z.strictObject({
-  name: z.string().min(1),
-  slack: z.string().regex(/^[UW][A-Z0-9]+$/, 'a Slack user id such as U012ABCDEF').optional(),
+  name: identity,
+  slack: z.string().regex(/^[UW][A-Z0-9]{1,31}$/, 'a Slack user id such as U012ABCDEF').optional(),
   email: z.email().optional(),
+  /** Their OS login on the hosts the CLI runs on: a CLI approval's identity (see `cliIdentity`). */
+  login: z.string().regex(/^[a-z_][a-z0-9_.-]{0,63}$/, 'an OS login name such as alice').optional(),
 });
 
 export const thresholdsSchema = z.strictObject({
@@ -97,14 +115,14 @@ export const thresholdsSchema = z.strictObject({
 export const recoveryHostSchema = z.strictObject({
   name,
   region: name,
-  host: z.string().min(1),
+  host,
   port: z.number().int().min(1).max(65535),
   serverId: z.number().int().min(1).max(4294967295).optional(),
   /**
    * The address of the worker's host as this server reaches it: SQL-thread replay makes it
    * replicate from a throwaway binlog server the worker starts there. Default: same host.
    */
-  binlogServerHost: z.string().min(1).default('127.0.0.1'),
+  binlogServerHost: host.default('127.0.0.1'),
 });
 
 export const clusterSchema = z.strictObject({
@@ -122,11 +140,17 @@ export const clusterSchema = z.strictObject({
   fencing: z.strictObject({ hooks: z.array(trafficHookSchema).default([]) }).default({ hooks: [] }),
   notify: notifySchema.default({}),
   people: z.array(personSchema).default([]),
+  /**
+   * Who a CLI decision (and a CLI-started run's requester) is: `login`, the OS login mapped through
+   * `people[].login` (a `--as` naming someone else is refused); `declared`, whatever `--as` says
+   * (a sandbox or a drill, never production: four-eyes then rests on honesty).
+   */
+  cliIdentity: z.enum(['login', 'declared']).default('login'),
   recovery: recoveryHostSchema.optional(),
 });
 
 export const controlSchema = z.strictObject({
-  host: z.string().min(1),
+  host,
   port: z.number().int().min(1).max(65535),
   database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain database name'),
   credentials: credentialRef,

@@ -5,6 +5,27 @@
  */
 import type { Conn } from '../mysql/connect';
 
+/**
+ * The sizes of the failover_log columns that operator input lands in (`--reason`, `--as`,
+ * `--incident`, approver names, step names). The table below is created from these, and the edge
+ * limits (src/shared/inputs.ts) and the audit writer's last-resort truncation are derived from
+ * them: one definition, so a value the CLI accepts always fits the column it is written to.
+ */
+export const FAILOVER_LOG_COLUMNS = {
+  from_region: 32,
+  to_region: 32,
+  operator: 64,
+  reason: 255,
+  status: 16,
+  cluster: 64,
+  incident_id: 64,
+  workflow_id: 255,
+  run_id: 64,
+  runbook: 32,
+  step: 128,
+} as const;
+const C = FAILOVER_LOG_COLUMNS;
+
 interface Migration {
   version: number;
   name: string;
@@ -21,18 +42,18 @@ export const MIGRATIONS: Migration[] = [
       // `SELECT * FROM failover_log ORDER BY switch_time DESC LIMIT ?, ?`). Step rows add the rest.
       `CREATE TABLE IF NOT EXISTS failover_log (
         id BIGINT PRIMARY KEY AUTO_INCREMENT COMMENT 'log id',
-        from_region VARCHAR(32) NULL COMMENT 'region of the old primary (seed column)',
-        to_region VARCHAR(32) NULL COMMENT 'region of the new primary (seed column)',
+        from_region VARCHAR(${C.from_region}) NULL COMMENT 'region of the old primary (seed column)',
+        to_region VARCHAR(${C.to_region}) NULL COMMENT 'region of the new primary (seed column)',
         switch_time DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) COMMENT 'when it happened, UTC, ms (seed column)',
-        operator VARCHAR(64) NULL COMMENT 'who ran it (seed column)',
-        reason VARCHAR(255) NULL COMMENT 'why (seed column)',
-        status VARCHAR(16) NOT NULL COMMENT 'started|succeeded|failed|skipped|timed_out|... (seed column)',
-        cluster VARCHAR(64) NULL,
-        incident_id VARCHAR(64) NULL,
-        workflow_id VARCHAR(255) NULL,
-        run_id VARCHAR(64) CHARACTER SET ascii NULL,
-        runbook VARCHAR(32) NULL,
-        step VARCHAR(128) NULL,
+        operator VARCHAR(${C.operator}) NULL COMMENT 'who ran it (seed column)',
+        reason VARCHAR(${C.reason}) NULL COMMENT 'why (seed column)',
+        status VARCHAR(${C.status}) NOT NULL COMMENT 'started|succeeded|failed|skipped|timed_out|... (seed column)',
+        cluster VARCHAR(${C.cluster}) NULL,
+        incident_id VARCHAR(${C.incident_id}) NULL,
+        workflow_id VARCHAR(${C.workflow_id}) NULL,
+        run_id VARCHAR(${C.run_id}) CHARACTER SET ascii NULL,
+        runbook VARCHAR(${C.runbook}) NULL,
+        step VARCHAR(${C.step}) NULL,
         step_seq INT NULL COMMENT 'order of the step within its run; with workflow id and run id the idempotency key',
         attempt INT NULL COMMENT 'activity attempt that produced this outcome',
         detail JSON NULL,

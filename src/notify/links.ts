@@ -19,7 +19,9 @@ export interface ApprovalLinkClaims {
 
 export type VerifyResult =
   | { ok: true; claims: ApprovalLinkClaims }
-  | { ok: false; reason: 'malformed' | 'bad signature' | 'expired' };
+  | { ok: false; reason: 'malformed' | 'bad signature' }
+  /** Signed by us, but too old: whose link it was is known (and worth auditing). */
+  | { ok: false; reason: 'expired'; claims: ApprovalLinkClaims };
 
 export const LINK_KEY_ENV = 'RUNBOOK_LINK_SIGNING_KEY';
 export const MIN_LINK_KEY_LENGTH = 32;
@@ -68,8 +70,8 @@ export function verifyApprovalToken(token: string, key: string, now: number = Da
     return { ok: false, reason: 'malformed' };
   }
   if (!isClaims(claims)) return { ok: false, reason: 'malformed' };
-  if (now >= claims.expiresAt) return { ok: false, reason: 'expired' };
   const { workflowId, decision, approver, expiresAt, nonce } = claims;
+  if (now >= claims.expiresAt) return { ok: false, reason: 'expired', claims: { workflowId, decision, approver, expiresAt, nonce } };
   return { ok: true, claims: { workflowId, decision, approver, expiresAt, nonce } };
 }
 

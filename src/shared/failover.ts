@@ -1,7 +1,7 @@
 /**
  * Types of the failover runbook that cross the workflow/activity boundary. Workflow-safe.
  */
-import type { ApprovalRule } from '../config/schema';
+import type { ApprovalChannel, ApprovalRule } from '../config/schema';
 
 export type FailoverMode = 'planned' | 'emergency';
 
@@ -11,10 +11,22 @@ export interface ClusterPolicy {
   instances: { name: string; region: string; address: string; promotion: 'prefer' | 'neutral' | 'never' }[];
   thresholds: { maxLagSeconds: number; catchUpTimeoutSeconds: number; probeTimeoutSeconds: number; rollForwardMinutes: number; rollForwardRemindMinutes: number };
   /** The approval rule for this runbook and mode (falls back to the runbook's, then the cluster's default). */
-  approval: ApprovalRule;
+  approval: ApprovalPolicy;
   trafficHooks: string[];
   fencingHooks: string[];
 }
+
+/**
+ * An approval rule with what the approval gate needs to tell who decides: how a CLI decision's
+ * identity is established, and the OS logins of the cluster's people. Missing fields mean the
+ * strict choice (every channel, identities from logins, no login known).
+ */
+export type ApprovalPolicy = Omit<ApprovalRule, 'channels'> & {
+  channels?: ApprovalChannel[];
+  cliIdentity?: 'login' | 'declared';
+  /** OS login → person (people[].login). */
+  logins?: Record<string, string>;
+};
 
 export interface PlannedInstance {
   instance: string;

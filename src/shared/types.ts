@@ -32,6 +32,15 @@ export interface AuditRow {
   detail?: Record<string, unknown>;
 }
 
+/** What the audit writer did with rows it could not store as they were. */
+export interface AuditWriteReport {
+  written: number;
+  /** Rows stored with over-long values cut to their column (the full values are in `detail.truncated`). */
+  truncated: { stepSeq: number; step: string; status: string; fields: string[] }[];
+  /** Rows the database refused: a placeholder row with the same key says so (`detail.unwritable`). */
+  rejected: { stepSeq: number; step: string; status: string; error: string }[];
+}
+
 export interface SyncStatusRow {
   cluster: string;
   region: string;

@@ -9,6 +9,7 @@
 import type { Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { loadConfig } from '../config/load';
+import { configFingerprint } from '../config/fingerprint';
 import { migrateControl } from '../control/store';
 import { connectClient, connectWorker, ensureSearchAttributes, temporalSettings } from '../temporal/client';
 import { createRunbookWorker, notifiersFromEnv, type RunbookWorkerOptions } from './createWorker';
@@ -42,7 +43,9 @@ export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise
   console.log(
     `worker ready: ${settings.address} namespace=${settings.namespace} task-queue=${settings.taskQueue}` +
       (metrics === 'off' ? '' : ` metrics=http://${metrics}/metrics`) +
-      ` notify=${notifiers.map((n) => n.name).join(',')}`,
+      ` notify=${notifiers.map((n) => n.name).join(',')}` +
+      // What runs started from a CLI must carry (their `check config` step compares it).
+      ` config=${configFingerprint(config)} (${config.files.join(', ')})`,
   );
   await worker.run();
   await connection.close();

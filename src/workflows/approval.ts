@@ -1,19 +1,27 @@
 /**
  * Human approval, shared by every runbook. Decisions arrive as `approve` / `reject` signals (Slack,
  * email links) or as the `decide` update (the CLI, which wants the verdict at once). Both go through
- * one check: the allow-list of approvers, four-eyes (the requester may not approve their own run),
- * one decision only. A refused decision is never dropped silently: it is logged in failover_log
+ * one check: the channel is one the policy allows, the decider's identity is verified (Slack and
+ * email: by the endpoint, from the request signature or the signed link; CLI: the OS login through
+ * people[].login, see src/shared/identity.ts), the allow-list of approvers, four-eyes (the requester
+ * may not approve their own run), one decision only. A refused decision is never dropped silently: it is logged in failover_log
  * and kept in the run's state. Unanswered requests are re-announced every `remindEveryMinutes`
  * and time out after `timeoutMinutes`.
  */
 import * as wf from '@temporalio/workflow';
-import type { ApprovalRule } from '../config/schema';
+import type { ApprovalChannel } from '../config/schema';
+import type { ApprovalPolicy } from '../shared/failover';
+import { cliIdentity, type VerifiedBy } from '../shared/identity';
+import { clip, identityProblem, INPUT_LIMITS, textProblem } from '../shared/inputs';
 import type { Runbook } from './runbook';
 
 export interface DecisionInput {
-  approver: string;
+  /** Slack, email: the person the endpoint verified. CLI: the `--as` given, if any (see `login`). */
+  approver?: string;
   /** Where the decision came from: cli, slack, email. */
   channel?: string;
+  /** CLI: the OS login of the user who typed it. */
+  login?: string;
   comment?: string;
 }
 
@@ -22,14 +30,19 @@ export interface DecisionRecord extends DecisionInput {
   at: number;
   accepted: boolean;
   refusedBecause?: string;
+  /** Who decided, as verified (undefined when that could not be established). */
+  identity?: string;
+  verifiedBy?: VerifiedBy;
 }
+
+const CHANNELS: readonly ApprovalChannel[] = ['slack', 'email', 'cli'];
 
 export type ApprovalStatus = 'not_requested' | 'pending' | 'approved' | 'auto_approved' | 'rejected' | 'timed_out';
 
 export interface ApprovalState {
   status: ApprovalStatus;
   requester: string;
-  rule: ApprovalRule;
+  rule: ApprovalPolicy;
   /** Why a human is needed even though the policy says auto (e.g. fencing not confirmed). */
   forcedBecause?: string;
   requestedAt?: number;
@@ -54,7 +67,7 @@ export class ApprovalGate {
 
   constructor(
     private readonly rb: Runbook,
-    rule: ApprovalRule,
+    rule: ApprovalPolicy,
     requester: string,
   ) {
     this.state = { status: 'not_requested', requester, rule, decisions: [] };
@@ -68,11 +81,29 @@ export class ApprovalGate {
     });
   }
 
+  /** Who is deciding, through which channel, as far as can be verified; or why that is refused. */
+  private identify(d: DecisionInput): { identity?: string; verifiedBy?: VerifiedBy; refusal?: string } {
+    const { rule } = this.state;
+    const bad =
+      identityProblem('approver', d.approver) ?? textProblem('login', d.login, INPUT_LIMITS.login) ?? textProblem('comment', d.comment, INPUT_LIMITS.comment) ?? textProblem('channel', d.channel, 16);
+    if (bad) return { refusal: bad };
+    const channel = d.channel as ApprovalChannel | undefined;
+    if (!channel || !CHANNELS.includes(channel)) return { refusal: `unknown channel ${d.channel ?? '(none)'}: decisions come through ${CHANNELS.join(', ')}` };
+    const allowed = rule.channels ?? CHANNELS;
+    if (!allowed.includes(channel)) return { refusal: `${channel} is not an approval channel of this run (${allowed.join(', ')})` };
+    if (channel === 'cli') {
+      const who = cliIdentity(rule, d.login, d.approver?.trim() || undefined);
+      return who.ok ? { identity: who.identity, verifiedBy: who.verifiedBy } : { refusal: who.refusal };
+    }
+    // The endpoint names the person only after checking the request's signature (Slack) or the link's (email).
+    const identity = d.approver?.trim();
+    if (!identity) return { refusal: 'no approver identity given' };
+    return { identity, verifiedBy: channel === 'slack' ? 'slack-signature' : 'signed-link' };
+  }
+
   /** Why this decision may not count, or undefined if it may. */
-  private refusal(d: DecisionInput & { decision: 'approve' | 'reject' }): string | undefined {
+  private refusal(d: DecisionInput & { decision: 'approve' | 'reject' }, approver: string): string | undefined {
     const { status, requester, rule } = this.state;
-    const approver = d.approver?.trim();
-    if (!approver) return 'no approver identity given';
     if (status === 'not_requested') return 'no approval has been requested yet';
     if (status !== 'pending') return `already decided: ${status}`;
     const isRequester = approver === requester;
@@ -84,19 +115,28 @@ export class ApprovalGate {
   }
 
   private decide(d: DecisionInput & { decision: 'approve' | 'reject' }): DecisionVerdict {
-    const reason = this.refusal(d);
-    const record: DecisionRecord = { ...d, channel: d.channel ?? 'unknown', at: now(), accepted: !reason, refusedBecause: reason };
+    const { identity, verifiedBy, refusal } = this.identify(d);
+    const reason = refusal ?? this.refusal(d, identity!);
+    // What a refused decision carried is kept, cut to fit: the audit row must be writable.
+    const text = (v: unknown, max: number) => (typeof v === 'string' ? clip(v, max) : undefined);
+    const channel = text(d.channel, 16) ?? 'unknown';
+    const declared = text(d.approver, INPUT_LIMITS.identity);
+    const login = text(d.login, INPUT_LIMITS.login);
+    const comment = text(d.comment, INPUT_LIMITS.comment);
+    const record: DecisionRecord = { decision: d.decision, approver: declared, channel, login, comment, at: now(), accepted: !reason, refusedBecause: reason, identity, verifiedBy };
     this.state.decisions.push(record);
-    const who = `${d.approver || '(nobody)'} via ${record.channel}`;
+    // A refused CLI decision is named after the login that typed it, not the name it claimed.
+    const who = `${identity ?? (login !== undefined ? `login ${login}` : (declared ?? '(nobody)'))} via ${channel}`;
+    const audit = { approver: identity ?? declared, channel, verifiedBy, ...(login !== undefined ? { login } : {}), ...(declared !== undefined && declared !== identity ? { declared } : {}) };
     if (reason) {
-      this.rb.event(`${d.decision} by ${who}`, 'refused', { approver: d.approver, channel: record.channel, decision: d.decision, reason, comment: d.comment }, reason);
+      this.rb.event(`${d.decision} by ${who}`, 'refused', { ...audit, decision: d.decision, reason, comment }, reason);
       return { accepted: false, status: this.state.status, reason };
     }
     this.state.status = d.decision === 'approve' ? 'approved' : 'rejected';
-    this.rb.event(`${d.decision} by ${who}`, this.state.status as 'approved' | 'rejected', { approver: d.approver, channel: record.channel, comment: d.comment }, d.comment);
+    this.rb.event(`${d.decision} by ${who}`, this.state.status as 'approved' | 'rejected', { ...audit, comment }, comment);
     this.rb.notify('approval-decided', {
-      status: `${this.state.status} by ${d.approver}`,
-      decision: { decision: d.decision, approver: d.approver, channel: record.channel ?? 'unknown', comment: d.comment },
+      status: `${this.state.status} by ${identity}`,
+      decision: { decision: d.decision, approver: identity!, channel, comment },
     });
     return { accepted: true, status: this.state.status };
   }

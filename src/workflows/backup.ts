@@ -12,9 +12,9 @@ import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { BackupActivities } from '../activities/backup';
 import { backupIdFor, chooseBackupSource, type BackupKind, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
-import { runRunbook } from './runbook';
+import { runRunbook, type StartedFromCli } from './runbook';
 
-export interface BackupInput {
+export interface BackupInput extends StartedFromCli {
   cluster: string;
   /** The instance to back up; default: a healthy replica, else the primary. */
   instance?: string;
@@ -45,7 +45,7 @@ const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 export async function backup(input: BackupInput): Promise<BackupResult> {
   const kinds: BackupKind[] = input.kind === 'both' ? ['logical', 'physical'] : [input.kind];
   const startedAt = wf.workflowInfo().startTime;
-  return runRunbook({ runbook: 'backup', cluster: input.cluster, operator: input.requester, reason: input.reason }, async (rb) => {
+  return runRunbook({ runbook: 'backup', cluster: input.cluster, operator: input.requester, reason: input.reason, configFingerprint: input.configFingerprint }, async (rb) => {
     const choice = await rb.step(
       'choose source',
       async () => {

@@ -21,10 +21,11 @@ import { lastKnownPrimary } from '../shared/failedPrimary';
 import type { InstanceProbe } from '../shared/types';
 import { ApprovalGate } from './approval';
 import { RollForward } from './rollForward';
-import { runRunbook, type Runbook } from './runbook';
+import { runRunbook, type Runbook, type StartedFromCli } from './runbook';
 import { switchTraffic, WriterEndpointRow } from './trafficSwitch';
+import { nameProblem } from '../shared/inputs';
 
-export interface FailoverInput {
+export interface FailoverInput extends StartedFromCli {
   cluster: string;
   mode: FailoverMode;
   /** A region or an instance; default: the most advanced eligible replica. */
@@ -66,7 +67,7 @@ export function changingSteps(plan: FailoverPlan): string[] {
 }
 
 export async function failover(input: FailoverInput): Promise<FailoverResult> {
-  const meta = { runbook: 'failover', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
+  const meta = { runbook: 'failover', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
     const policy = await rb.step('load policy', () => act.clusterPolicy({ cluster: input.cluster, runbook: 'failover', mode: input.mode }), {
       note: (p) => `approval ${p.approval.mode}, max lag ${p.thresholds.maxLagSeconds} s, catch-up ${p.thresholds.catchUpTimeoutSeconds} s`,
@@ -81,7 +82,7 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     } finally {
       await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => untilDone.releaseClusterLock(lock)));
     }
-  });
+  }, [nameProblem('target', input.target)]);
 }
 
 async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>): Promise<FailoverResult> {

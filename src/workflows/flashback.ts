@@ -14,11 +14,12 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { FlashbackOutcome, FlashbackVerification } from '../activities/binlog';
-import { describeRowEvents, type BadEventQuery, type BinlogEventGroup } from '../backup/binlogEvents';
+import { compileStatementPattern, describeRowEvents, type BadEventQuery, type BinlogEventGroup } from '../backup/binlogEvents';
 import { ApprovalGate } from './approval';
-import { runRunbook } from './runbook';
+import { runRunbook, type StartedFromCli } from './runbook';
+import { gtidProblem, tableProblem } from '../shared/inputs';
 
-export interface FlashbackInput {
+export interface FlashbackInput extends StartedFromCli {
   cluster: string;
   /** The bad event: it must match exactly one transaction in the archived binlogs. */
   event: BadEventQuery;
@@ -49,7 +50,7 @@ const long = wf.proxyActivities<Activities>({ startToCloseTimeout: '2h', heartbe
 const STEPS_AFTER_CHECK = ['approval', 'lock cluster', 'apply flashback', 'verify', 'unlock cluster', 'record'];
 
 export async function flashback(input: FlashbackInput): Promise<FlashbackResult> {
-  const meta = { runbook: 'flashback', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
+  const meta = { runbook: 'flashback', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
     const target = await rb.step(
       'locate the bad event',
@@ -137,13 +138,14 @@ function checkInput(input: FlashbackInput): void {
   if (!e!.table && !e!.statement && e!.from === undefined && e!.to === undefined) refuse('name the bad event: a table, a statement pattern or a time window (from/to)');
   for (const k of ['from', 'to'] as const) if (e![k] !== undefined && !Number.isFinite(e![k])) refuse(`event.${k} must be a time (epoch ms), got ${String(e![k])}`);
   if (e!.from !== undefined && e!.to !== undefined && e!.from > e!.to) refuse(`event window is empty: from ${new Date(e!.from).toISOString()} is after to ${new Date(e!.to).toISOString()}`);
-  if (e!.statement) {
-    try {
-      new RegExp(e!.statement, 'i');
-    } catch {
-      refuse(`event.statement is not a valid pattern: ${e!.statement}`);
-    }
+  try {
+    if (e!.statement) compileStatementPattern(e!.statement, 'event.statement');
+    if (e!.statementNot) compileStatementPattern(e!.statementNot, 'event.statementNot');
+  } catch (err) {
+    refuse((err as Error).message);
   }
+  const format = tableProblem('event.table', e!.table) ?? gtidProblem('event.gtid', e!.gtid);
+  if (format) refuse(format);
   if (!input.requester?.trim()) refuse('requester is required: who asks (they may not approve their own run)');
   if (!input.reason?.trim()) refuse('reason is required (it goes to the audit log)');
 }

@@ -5,14 +5,14 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Topology } from '../shared/types';
-import { runRunbook } from './runbook';
+import { runRunbook, type StartedFromCli } from './runbook';
 
 const { probeTopology, recordSyncStatus } = proxyActivities<Activities>({
   startToCloseTimeout: '30s',
   retry: { maximumAttempts: 3 },
 });
 
-export interface HealthCheckInput {
+export interface HealthCheckInput extends StartedFromCli {
   cluster: string;
   operator: string;
   incidentId?: string;

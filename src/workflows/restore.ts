@@ -24,15 +24,17 @@ import type { CutoverResult, Verification } from '../activities/restoreVerify';
 import type { BackupKind, BackupManifest } from '../backup/manifest';
 import { formatDuration } from '../shared/format';
 import { parseMariaGtidList } from '../mysql/dialect';
+import { compileStatementPattern } from '../backup/binlogEvents';
 import { ApprovalGate } from './approval';
 import { RollForward, type RollForwardPolicy } from './rollForward';
 import { switchTraffic, WriterEndpointRow } from './trafficSwitch';
-import { runRunbook, type Runbook } from './runbook';
+import { runRunbook, type Runbook, type StartedFromCli } from './runbook';
+import { gtidProblem, tableProblem } from '../shared/inputs';
 
 export type { RestoreTarget, ReplayMethod };
 export type CutoverMode = 'none' | 'copy-tables' | 'promote';
 
-export interface RestoreInput {
+export interface RestoreInput extends StartedFromCli {
   cluster: string;
   target: RestoreTarget;
   /** With a `before-event` target: skip that event and replay everything after it. */
@@ -87,7 +89,7 @@ const long = wf.proxyActivities<Activities>({ startToCloseTimeout: '12h', heartb
 const domainSeq = (pos: string, domain: number) => parseMariaGtidList(pos).find((g) => g.domain === domain)?.seq ?? 0;
 
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
-  const meta = { runbook: 'restore', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason };
+  const meta = { runbook: 'restore', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
     const method = input.replayMethod ?? 'sql-thread';
     const cutover = input.cutover ?? 'none';
@@ -335,7 +337,16 @@ function checkInput(input: RestoreInput): void {
   if (input.cutover === 'promote' && !input.recoverOn) refuse("promote needs recoverOn (the cluster's recovery host): a scratch instance on the worker's host cannot become the primary");
   if (input.cutover === 'promote' && !input.skip) refuse('promote needs skip: without it, catching up from the old primary would bring the bad event back');
   if (input.recoverOn && input.backupKind === 'physical') refuse(`a physical backup is copied back into a datadir on the worker's host, not into recovery host ${input.recoverOn}: use a logical backup`);
-  for (const t of input.compare ?? []) if (!/^[^.\s]+\.[^.\s]+$/.test(t)) refuse(`compare: "${t}" is not db.table`);
+  const t = input.target as Partial<{ gtid: string; event: { table?: string; gtid?: string; statement?: string; statementNot?: string } }>;
+  const format = [tableProblem('target.event.table', t.event?.table), gtidProblem('target.event.gtid', t.event?.gtid), gtidProblem('target.gtid', t.gtid), ...(input.compare ?? []).map((c) => tableProblem('compare', c, { qualified: true }))].find(Boolean);
+  if (format) refuse(format);
+  // A pattern that cannot compile (or would backtrack) is refused here, not after retries in an activity.
+  try {
+    if (t.event?.statement) compileStatementPattern(t.event.statement, 'target.event.statement');
+    if (t.event?.statementNot) compileStatementPattern(t.event.statementNot, 'target.event.statementNot');
+  } catch (err) {
+    refuse((err as Error).message);
+  }
 }
 
 /** The backups this restore may use, oldest first, and the lineage that limits them. */

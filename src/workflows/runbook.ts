@@ -20,7 +20,8 @@ import { ActivityFailure, ApplicationFailure, CancelledFailure, TimeoutFailure }
 import type { Activities } from '../activities';
 import { attemptFromDetails } from '../shared/stepEnvelope';
 import { Cluster, IncidentId, Operator, RunbookStatus, RunbookType } from '../shared/searchAttributes';
-import type { AuditRow, EventStatus, RunStatus, StepStatus } from '../shared/types';
+import type { AuditRow, AuditWriteReport, EventStatus, RunStatus, StepStatus } from '../shared/types';
+import { clip, INPUT_LIMITS, runbookMetaProblems } from '../shared/inputs';
 import { stepContext, type StepFrame } from './interceptors';
 import { OrderedSender } from './queue';
 import { formatDuration, STATUS_ICON } from '../shared/format';
@@ -33,6 +34,23 @@ export interface RunbookMeta {
   operator: string;
   incidentId?: string;
   reason?: string;
+  /** The fingerprint of the config the CLI started this run with: checked against the worker's first. */
+  configFingerprint?: string;
+}
+
+/** What a runbook started from the CLI carries besides its own fields. */
+export interface StartedFromCli {
+  /** See src/config/fingerprint.ts; absent for runs started otherwise (schedules, tests). */
+  configFingerprint?: string;
+}
+
+/** An audit row the control database could not store as it was (cut to fit, or refused). */
+export interface AuditProblem {
+  stepSeq: number;
+  step: string;
+  status: string;
+  problem: 'truncated' | 'not stored';
+  detail: string;
 }
 
 export interface StepRecord {
@@ -54,6 +72,8 @@ export interface RunbookState {
   steps: StepRecord[];
   /** Audit rows not yet written to failover_log (control database unreachable). */
   auditPending: number;
+  /** Rows failover_log holds only cut to fit, or as a placeholder (the database refused them). */
+  auditProblems: AuditProblem[];
   /** Runbook-specific live facts (a failover's plan, its pending approval). */
   details: Record<string, unknown>;
 }
@@ -109,7 +129,7 @@ export interface StepOptions<T> {
 }
 
 // Audit writes retry without limit: the rows must arrive, and the run waits for them only at its end.
-const { recordAudit } = wf.proxyActivities<Activities>({
+const { recordAudit, checkConfig } = wf.proxyActivities<Activities>({
   startToCloseTimeout: '5s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
 });
@@ -151,8 +171,10 @@ export class Runbook {
   private readonly steps: StepRecord[] = [];
   /** Audit rows wait here while the control database is unreachable; the runbook does not. */
   private readonly auditRows = new OrderedSender<AuditRow>(async (batch) => {
-    await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '5s' }, [batch]);
+    const report = await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '5s' }, [batch]);
+    this.noteAuditReport(report);
   }, 100);
+  private readonly auditProblems: AuditProblem[] = [];
   /** Notifications go out in order, one at a time: each may move the Slack thread along. */
   private readonly notices = new OrderedSender<RunbookNotification>(async ([n]) => this.deliver(n!), 1);
   private thread: NotifyThread = {};
@@ -203,6 +225,7 @@ export class Runbook {
       currentStep: this.currentStep,
       steps: this.steps.map((s) => ({ ...s })),
       auditPending: this.auditRows.pending,
+      auditProblems: this.auditProblems.map((p) => ({ ...p })),
       details: this.details,
     };
   }
@@ -403,6 +426,16 @@ export class Runbook {
     });
   }
 
+  /** Keep what the audit writer could not store as it was, for `runbook status` and the timeline. */
+  private noteAuditReport(report: AuditWriteReport | number | undefined): void {
+    if (!report || typeof report !== 'object') return; // a worker from before the report existed
+    for (const t of report.truncated) this.auditProblems.push({ stepSeq: t.stepSeq, step: t.step, status: t.status, problem: 'truncated', detail: `cut to fit: ${t.fields.join(', ')}` });
+    for (const r of report.rejected) this.auditProblems.push({ stepSeq: r.stepSeq, step: r.step, status: r.status, problem: 'not stored', detail: r.error });
+    // Bounded: the query result and the timeline stay small whatever happens.
+    if (this.auditProblems.length > 50) this.auditProblems.splice(0, this.auditProblems.length - 50);
+    if (report.truncated.length || report.rejected.length) this.render();
+  }
+
   /** Send one notification; a channel that fails is logged in failover_log, never fatal. */
   private async deliver(n: RunbookNotification): Promise<void> {
     let failed: { notifier: string; error: string }[];
@@ -426,19 +459,44 @@ export class Runbook {
         `| ${s.seq} | ${s.name} | ${STATUS_ICON[s.status]} ${s.status} | ${formatTime(s.startedAt)} | ${formatDuration(s.endedAt === undefined ? undefined : s.endedAt - s.startedAt)} | ${s.attempt ?? ''} | ${(s.error ?? s.note ?? '').replace(/\|/g, '\\|')} |`,
     );
     const pending = this.auditRows.pending ? `\n\n_${this.auditRows.pending} audit row(s) waiting for the control database_` : '';
-    wf.setCurrentDetails([head, '', '| # | Step | Status | Started (UTC) | Took | Attempt | Note |', '|---|---|---|---|---|---|---|', ...rows].join('\n') + pending);
+    const problems = this.auditProblems.length ? `\n\n_${this.auditProblems.length} audit row(s) not stored as written: see runbook status_` : '';
+    wf.setCurrentDetails([head, '', '| # | Step | Status | Started (UTC) | Took | Attempt | Note |', '|---|---|---|---|---|---|---|', ...rows].join('\n') + pending + problems);
   }
+}
+
+/** Meta cut to what its columns and search attributes can hold, for a run refused for its input. */
+function clipMeta(meta: RunbookMeta): RunbookMeta {
+  const text = (v: unknown, max: number) => (v === undefined || v === null ? undefined : clip(String(v), max));
+  return {
+    ...meta,
+    cluster: text(meta.cluster, 64) ?? '',
+    operator: text(meta.operator, INPUT_LIMITS.identity) ?? '',
+    reason: text(meta.reason, INPUT_LIMITS.reason),
+    incidentId: text(meta.incidentId, INPUT_LIMITS.incidentId),
+    configFingerprint: text(meta.configFingerprint, 64),
+  };
 }
 
 function isCancellation(err: unknown): boolean {
   return err instanceof CancelledFailure || (err instanceof ApplicationFailure && err.cause instanceof CancelledFailure) || wf.isCancellation(err);
 }
 
-/** Run a runbook body with a step helper; the run's outcome is recorded whatever happens. */
-export async function runRunbook<T>(meta: RunbookMeta, body: (rb: Runbook) => Promise<T>): Promise<T> {
-  const rb = new Runbook(meta);
+/**
+ * Run a runbook body with a step helper; the run's outcome is recorded whatever happens. Its input
+ * is checked first (who, why, the incident, and `inputProblems` a runbook adds for its own fields),
+ * since a client can start a workflow without the CLI: bad input fails the run before its first
+ * step, audited with the values cut to fit. A run started from the CLI then checks that the worker
+ * runs the config the CLI was given.
+ */
+export async function runRunbook<T>(meta: RunbookMeta, body: (rb: Runbook) => Promise<T>, inputProblems: (string | undefined)[] = []): Promise<T> {
+  const problems = [...runbookMetaProblems(meta), ...inputProblems.filter((p): p is string => p !== undefined)];
+  const rb = new Runbook(problems.length ? clipMeta(meta) : meta);
   let result: T;
   try {
+    if (problems.length) throw ApplicationFailure.nonRetryable(`refused before anything was done: ${problems.join('; ')}`, 'BadInput');
+    if (meta.configFingerprint !== undefined) {
+      await rb.step('check config', () => checkConfig({ fingerprint: meta.configFingerprint! }), { note: (f) => `the worker runs the CLI's config (${f})` });
+    }
     result = await body(rb);
   } catch (err) {
     await rb.finish(isCancellation(err) ? 'cancelled' : 'failed', err);

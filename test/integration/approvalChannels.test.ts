@@ -18,7 +18,7 @@ import type { FailoverResult } from '../../src/workflows/failover';
 import { FakeSlack } from '../support/fakeSlack';
 import { shape, startFailover, stateOf, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
-import { postClick, signedClick } from '../support/slackInteraction';
+import { postClick, signedClick, signedRequest } from '../support/slackInteraction';
 import { startSmtp, type TestSmtp } from '../support/smtp';
 import { startInProcessWorker, type InProcessWorker } from '../support/stack';
 
@@ -84,6 +84,16 @@ const click = (userId: string, actionId: 'runbook_approve' | 'runbook_reject', w
 
 const ephemeralFor = (userId: string) => slack.calls.filter((c) => c.method === 'chat.postEphemeral' && c.body.user === userId).map((c) => String(c.body.text));
 
+/** Why the endpoint refused, from its own rows and from its per-source counts. */
+async function endpointReasons(sinceId = 0): Promise<string[]> {
+  const [rows] = await withControl(config, (c) => c.query("SELECT detail FROM failover_log WHERE status = 'refused' AND runbook = 'approval-endpoint' AND id > ? ORDER BY id", [sinceId]));
+  return (rows as { detail: { reason?: string; reasons?: Record<string, number> } }[]).flatMap((r) =>
+    r.detail.reason ? [r.detail.reason] : Object.keys(r.detail.reasons ?? {}).map((k) => k.replace(/^\w+: /, '')),
+  );
+}
+
+const lastLogId = async () => Number((((await withControl(config, (c) => c.query('SELECT COALESCE(MAX(id), 0) AS id FROM failover_log')))[0] as { id: number }[])[0]!.id));
+
 const refusedRows = async (workflowId: string) =>
   (await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 200 }))).filter((r) => r.status === 'refused');
 
@@ -138,10 +148,13 @@ describe('approval through Slack', () => {
     expect(((await stateOf(handle)).details.approval as { status: string }).status).toBe('pending');
     expect(await shape(config)).toEqual(before);
 
-    const logged = await withControl(config, async (c) => (await c.query("SELECT step, JSON_VALUE(detail, '$.reason') AS reason FROM failover_log WHERE status = 'refused' AND runbook = 'approval-endpoint' ORDER BY id"))[0] as { reason: string }[]);
-    const reasons = logged.map((r) => r.reason);
-    expect(reasons).toEqual(expect.arrayContaining(['bad signature', "Slack user U0MALLORY is not one of orders's people", 'replayed request', 'four-eyes: carol requested this run and may not approve it']));
-    expect(reasons.some((r) => r.startsWith('stale request'))).toBe(true);
+    // Signed, fresh requests each have their row; the rest are counted on their source's row of the minute.
+    const reasons = await eventually('every refusal logged', async () => {
+      const r = await endpointReasons();
+      const all = ['bad signature', "Slack user U0MALLORY is not one of orders's people", 'replayed request', 'four-eyes: carol requested this run and may not approve it', 'stale request: timestamp is more than 5 minutes off'];
+      return all.every((x) => r.includes(x)) ? r : undefined;
+    });
+    expect(reasons).toContain('bad signature');
     expect((await refusedRows(handle.workflowId)).map((r) => (r.detail as { reason: string }).reason)).toContain('four-eyes: carol requested this run and may not approve it');
 
     expect((await postClick(server.url, click('U0ALICE', 'runbook_reject', handle.workflowId))).status).toBe(200);
@@ -187,5 +200,57 @@ describe('approval through an emailed link', () => {
     } finally {
       slack.down(false);
     }
+  });
+});
+
+describe('the endpoint under hostile traffic', () => {
+  it('refusals that prove nothing are rate-limited per source and counted: one row per source per minute, not one per request', async () => {
+    const before = await lastLogId();
+    const own = await startApprovalServer({ config, client: serverClient, slackSigningSecret: SECRET, linkKey: KEY, log: () => {} });
+    const statuses: number[] = [];
+    try {
+      for (let i = 0; i < 100; i++) statuses.push((await postClick(own.url, click('U0BOB', 'runbook_approve', 'failover-orders-x', { secret: 'not-the-secret' }))).status);
+    } finally {
+      await own.close(); // writes the last counts
+    }
+    expect(new Set(statuses)).toEqual(new Set([401, 429])); // a source past its share is answered at once
+    const [rows] = await withControl(config, (c) => c.query("SELECT step, detail FROM failover_log WHERE runbook = 'approval-endpoint' AND id > ? ORDER BY id", [before]));
+    const counted = rows as { step: string; detail: { source: string; count: number; reasons: Record<string, number> } }[];
+    expect(counted.length).toBeLessThanOrEqual(2); // one per minute: two if the minute turned meanwhile
+    expect(counted.every((r) => r.step === 'requests refused from 127.0.0.1' && r.detail.source === '127.0.0.1')).toBe(true);
+    expect(counted.reduce((n, r) => n + r.detail.count, 0)).toBe(100);
+    expect(Object.keys(Object.assign({}, ...counted.map((r) => r.detail.reasons)))).toEqual(expect.arrayContaining(['slack: bad signature', 'slack: rate limited']));
+  });
+
+  it('a signed request that is refused is audited on its own row, whatever was wrong with it; a finished run is reported as finished', async () => {
+    const before = await lastLogId();
+    const malformed = await postClick(server.url, signedRequest(SECRET, 'payload=%7Bnot-json'));
+    expect(malformed.status).toBe(400);
+    expect(malformed.text.trim()).toBe('malformed payload: not the JSON of a Slack interaction');
+
+    expect((await postClick(server.url, click('U0BOB', 'runbook_approve', 'failover-orders-NO-SUCH-RUN'))).status).toBe(200);
+    const handle = await startFailover(stack.client, taskQueue, { requester: 'carol', reason: 'finished run' });
+    await rootWithButtons(handle.workflowId);
+    expect((await postClick(server.url, click('U0ALICE', 'runbook_reject', handle.workflowId))).status).toBe(200);
+    expect(((await handle.result()) as FailoverResult).status).toBe('rejected');
+    expect((await postClick(server.url, click('U0BOB', 'runbook_approve', handle.workflowId))).status).toBe(200);
+
+    const reasons = await eventually('the three refusals on their own rows', async () => {
+      const r = await endpointReasons(before);
+      return r.length >= 3 ? r : undefined;
+    });
+    expect(reasons).toEqual([
+      'malformed payload: not the JSON of a Slack interaction',
+      'no runbook failover-orders-NO-SUCH-RUN',
+      `${handle.workflowId} is over: it ended rejected`,
+    ]);
+    await eventually('ephemeral verdicts', async () => ephemeralFor('U0BOB').some((t) => t.includes('is over')));
+    expect(ephemeralFor('U0BOB')).toEqual(expect.arrayContaining(['Not recorded: no runbook failover-orders-NO-SUCH-RUN.', `Not recorded: ${handle.workflowId} is over: it ended rejected.`]));
+  });
+
+  it('a body too large is answered 413, not a reset connection', async () => {
+    const res = await fetch(`${server.url}/slack/interactions`, { method: 'POST', body: 'x'.repeat(4 * 1024 * 1024), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(res.status).toBe(413);
+    expect((await res.text()).trim()).toBe('request body too large (over 262144 bytes)');
   });
 });

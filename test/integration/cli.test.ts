@@ -13,9 +13,13 @@ let config: RunbookConfig;
 let sandbox: Sandbox;
 
 async function runbook(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runbookWith({}, ...args);
+}
+
+async function runbookWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await exec('bin/runbook', ['--config', config.files[0]!, ...args], {
-      env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress') },
+      env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress'), ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
@@ -135,13 +139,74 @@ describe('runbook CLI', () => {
 
   it.each([
     [['topology', 'billing'], 'runbook: unknown cluster "billing"; known: orders'],
-    [['log', '--page', 'two'], 'runbook: --page must be a whole number from 1, got "two"'],
+    [['log', '--page', 'two'], 'runbook: --page must be a whole number from 1 to 1000000000, got "two"'],
     [['frobnicate'], "error: unknown command 'frobnicate'"],
   ])('%j fails with one clear line and a non-zero exit', async (args, message) => {
     const out = await runbook(...args);
     expect(out.code).not.toBe(0);
     expect(out.stderr.trim().split('\n')[0]).toBe(message);
     expect(out.stderr.trim().split('\n').length).toBeLessThanOrEqual(2);
+  });
+
+  it('follow says when the run cannot be read, and status says what it could not read, one line each, exiting 1', async () => {
+    const taskQueue = `nobody-follow-${process.pid}`;
+    const incidentId = `FOLLOW-${Date.now()}`;
+    // No worker polls this queue: the run is started, but nothing can answer its state query.
+    const child = spawn('bin/runbook', ['--config', config.files[0]!, 'failover', 'orders', '--reason', 'follow', '--as', 'alice', '--incident', incidentId], {
+      env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress'), RUNBOOK_TASK_QUEUE: taskQueue },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+    const workflowId = `failover-orders-${incidentId}`;
+    try {
+      await eventually('follow to report the failing query', async () => /cannot read the run's progress \(state query failed\): .*no worker answered/.test(stderr), 60_000);
+      child.kill();
+
+      await sandbox.stopInstance('control');
+      const out = await runbook('status', workflowId);
+      expect(out.code).toBe(1);
+      expect(out.stdout.trim()).toBe(`${workflowId}: RUNNING`);
+      const lines = out.stderr.trim().split('\n');
+      expect(lines).toHaveLength(2);
+      expect(lines[0]).toMatch(/^runbook: cannot query the run's state: .*: no worker answered within 10 s$/);
+      expect(lines[1]).toMatch(/^runbook: cannot read failover_log from the control database: \S/);
+    } finally {
+      child.kill();
+      await sandbox.startInstance(sandbox.instance('control'));
+      await client.workflow.getHandle(workflowId).terminate('test over').catch(() => undefined);
+      await client.connection.close();
+    }
+  });
+
+  const long = (n: number) => 'x'.repeat(n);
+  const incident = ['failover', 'orders', '--reason', 'r', '--as', 'alice', '--incident'];
+  const restore = ['restore', 'orders', '--reason', 'r', '--as', 'alice'];
+  it.each([
+    [['failover', 'orders', '--reason', long(256), '--as', 'alice'], 'runbook: --reason is 256 characters long; at most 255'],
+    [['failover', 'orders', '--reason', 'two\nlines', '--as', 'alice'], 'runbook: --reason holds a control character (a newline, a tab…): one line of text, please'],
+    [['flashback', 'orders', '--table', 'shop.users', '--reason', 'r', '--as', long(65)], 'runbook: --as is 65 characters long; at most 64'],
+    [[...incident, '../etc'], 'runbook: --incident "../etc" is not an incident id: a letter or digit, then letters, digits, ".", "_" or "-" (at most 64)'],
+    [[...incident, 'INC 1'], 'runbook: --incident "INC 1" is not an incident id: a letter or digit, then letters, digits, ".", "_" or "-" (at most 64)'],
+    [[...incident, `INC'1"`], `runbook: --incident "INC'1\"" is not an incident id: a letter or digit, then letters, digits, ".", "_" or "-" (at most 64)`],
+    [[...incident, long(65)], 'runbook: --incident is 65 characters long; at most 64'],
+    [['failover', 'orders', '--reason', 'r', '--as', 'alice', '--to', '../x'], 'runbook: --to "../x" is not a name: a lower-case letter, then letters, digits, "-" or "_"'],
+    [[...restore, '--table', 'a; b'], 'runbook: --table must be db.table or a table name (letters, digits, "_" or "$", at most 64 each), got "a; b"'],
+    [[...restore, '--gtid', '0-1'], 'runbook: --gtid must be a GTID like 0-23101-4711, got "0-1"'],
+    [[...restore, '--gtid', '0-1-99999999999999999999'], 'runbook: --gtid must be a GTID like 0-23101-4711: 0-1-99999999999999999999 is out of range'],
+    [['flashback', 'orders', '--event', '0-1-x', '--reason', 'r', '--as', 'alice'], 'runbook: --event must be a GTID like 0-23101-4711, got "0-1-x"'],
+    [[...restore, '--table', 'shop.orders', '--compare', 'orders'], 'runbook: --compare must be db.table (letters, digits, "_" or "$", at most 64 each), got "orders"'],
+    [['approve', 'failover-orders-X', '--as', long(65)], 'runbook: --as is 65 characters long; at most 64'],
+    [['approve', 'failover-orders-X', '--as', 'bob', '--comment', long(300)], 'runbook: --comment is 300 characters long; at most 255'],
+    [['unlock', 'orders', '--as', long(65)], 'runbook: --as is 65 characters long; at most 64'],
+    [['backup', 'orders', '--as', long(65)], 'runbook: --as is 65 characters long; at most 64'],
+    [['log', '--page', '99999999999999999999'], 'runbook: --page must be a whole number from 1 to 1000000000, got "99999999999999999999"'],
+    [['log', '--incident', "x' OR '1"], `runbook: --incident "x' OR '1" is not an incident id: a letter or digit, then letters, digits, ".", "_" or "-" (at most 64)`],
+  ])('%j is refused in one line before anything starts', async (args, message) => {
+    // No Temporal answers here: a command that got as far as starting a run would fail otherwise.
+    const out = await runbookWith({ TEMPORAL_ADDRESS: '127.0.0.1:1' }, ...args);
+    expect(out.code).toBe(1);
+    expect(out.stderr.trim()).toBe(message);
   });
 
   it('a config error is one line naming the file and field, and changes nothing', async () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failoverHistory, insertAuditRows, listSyncStatus, migrateControl, upsertSyncStatus, withControl } from '../../src/control/store';
 import type { Conn } from '../../src/mysql/connect';
 import { MIGRATIONS } from '../../src/control/migrations';
+import { INPUT_LIMITS } from '../../src/shared/inputs';
 import { connectControl } from '../../src/control/store';
 import type { AuditRow } from '../../src/shared/types';
 import { Sandbox } from '../../src/sandbox/sandbox';
@@ -27,6 +28,16 @@ describe('control schema', () => {
     expect(await migrateControl(config)).toEqual([]);
     const [rows] = await conn.query('SELECT version FROM schema_migrations');
     expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
+  });
+
+  it('the edge limits on operator input are the real sizes of the columns it is written to', async () => {
+    const [rows] = await conn.query(
+      "SELECT COLUMN_NAME AS name, CHARACTER_MAXIMUM_LENGTH AS size FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'failover_log' AND CHARACTER_MAXIMUM_LENGTH IS NOT NULL AND DATA_TYPE = 'varchar'",
+    );
+    const size = Object.fromEntries((rows as { name: string; size: number }[]).map((r) => [r.name, Number(r.size)]));
+    expect({ reason: size.reason, identity: size.operator, incidentId: size.incident_id, workflowId: size.workflow_id }).toEqual({
+      reason: INPUT_LIMITS.reason, identity: INPUT_LIMITS.identity, incidentId: INPUT_LIMITS.incidentId, workflowId: INPUT_LIMITS.workflowId,
+    });
   });
 
   it("runs the seed's own statements unchanged (000 §3.1-3.4)", async () => {
@@ -70,6 +81,47 @@ describe('control schema', () => {
     expect(rows[0]!.detail).toEqual({ n: 2 });
   });
 
+  it('one row the database cannot store never blocks the rows queued with it: cut to fit, or a placeholder that says why', async () => {
+    // A schema the engine did not write (a DBA's trigger, a constraint) may refuse a row outright.
+    await conn.query(
+      "CREATE TRIGGER refuse_poison BEFORE INSERT ON failover_log FOR EACH ROW IF NEW.step = 'poison' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by a trigger'; END IF",
+    );
+    try {
+      const row = (seq: number, over: Partial<AuditRow> = {}): AuditRow => ({
+        workflowId: 'wf-long', runId: 'r', runbook: 'failover', cluster: 'orders', step: `step ${seq}`, stepSeq: seq, status: 'succeeded', at: Date.UTC(2026, 0, 1, 0, 0, seq), ...over,
+      });
+      const longReason = 'r'.repeat(300);
+      const batch = [
+        row(1),
+        row(2, { reason: longReason, operator: 'o'.repeat(200), incidentId: 'i'.repeat(100), step: `approve by ${'a'.repeat(200)} via cli` }),
+        row(3, { step: 'poison', detail: { keep: 'me' } }),
+        row(4, { at: Number.NaN }),
+        row(5),
+      ];
+      const report = await insertAuditRows(conn, batch);
+      expect(report.written).toBe(3);
+      expect(report.truncated).toEqual([{ stepSeq: 2, step: expect.stringContaining('approve by'), status: 'succeeded', fields: ['operator', 'reason', 'incident_id', 'step'] }]);
+      expect(report.rejected.map((r) => [r.stepSeq, r.error])).toEqual([
+        [3, 'refused by a trigger'],
+        [4, expect.stringContaining('cannot encode the row')],
+      ]);
+      // A retried write (the activity's next attempt) adds nothing and refuses nothing new.
+      expect((await insertAuditRows(conn, batch)).rejected).toHaveLength(2);
+
+      const rows = (await failoverHistory(conn, { workflowId: 'wf-long', pageSize: 100 })).sort((a, b) => a.step_seq! - b.step_seq!);
+      expect(rows.map((r) => [r.step_seq, r.status])).toEqual([[1, 'succeeded'], [2, 'succeeded'], [3, 'succeeded'], [4, 'succeeded'], [5, 'succeeded']]);
+      const cut = rows[1]!;
+      expect(cut.reason).toHaveLength(255);
+      expect(cut.reason!.endsWith('…[truncated]')).toBe(true);
+      expect(cut.operator!.endsWith('…[truncated]')).toBe(true);
+      expect((cut.detail as { truncated: Record<string, { length: number; value: string }> }).truncated.reason).toEqual({ length: 300, value: longReason });
+      expect(rows[2]).toMatchObject({ step: 'audit row not stored as written', detail: { unwritable: { error: 'refused by a trigger', row: expect.stringContaining('"keep":"me"') } } });
+      expect(rows[3]).toMatchObject({ step: 'audit row not stored as written' });
+    } finally {
+      await conn.query('DROP TRIGGER IF EXISTS refuse_poison');
+    }
+  });
+
   it('pages the history newest first, filtered by cluster and incident', async () => {
     const rows: AuditRow[] = Array.from({ length: 7 }, (_, i) => ({
       workflowId: 'wf-page', runId: 'r', runbook: 'failover', cluster: 'pages', incidentId: i < 5 ? 'INC-P' : 'INC-Q',
@@ -82,7 +134,7 @@ describe('control schema', () => {
     expect([page1, page2, page3].map((p) => p.map((r) => r.step))).toEqual([['s6', 's5', 's4'], ['s3', 's2', 's1'], ['s0']]);
     const incident = await failoverHistory(conn, { incidentId: 'INC-Q' });
     expect(incident.map((r) => r.step)).toEqual(['s6', 's5']);
-    await expect(failoverHistory(conn, { page: 0 })).rejects.toThrow('--page must be a whole number from 1, got 0');
+    await expect(failoverHistory(conn, { page: 0 })).rejects.toThrow('--page must be a whole number from 1 to 1000000000, got 0');
   });
 
   it('the history queries have an index to use (cluster or incident, then time)', async () => {

@@ -104,7 +104,7 @@ describe('planned switchover', () => {
     expect(((await handle.result()) as FailoverResult).status).toBe('rejected');
     expect(await shape(config)).toEqual(before);
     const log = await stepLog(config, handle.workflowId);
-    expect(log).toContainEqual({ seq: expect.any(Number), step: 'reject by alice via test', status: 'rejected' });
+    expect(log).toContainEqual({ seq: expect.any(Number), step: 'reject by alice via cli', status: 'rejected' });
     expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'rejected' });
   });
 
@@ -152,8 +152,8 @@ describe('planned switchover', () => {
     const rows = await withControl(config, (c) => failoverHistory(c, { workflowId: handle.workflowId, pageSize: 100 }));
     const refused = rows.filter((r) => r.status === 'refused').reverse();
     expect(refused.map((r) => [r.step, (r.detail as { reason: string }).reason])).toEqual([
-      ['approve by alice via test', 'four-eyes: alice requested this run and may not approve it'],
-      ['approve by mallory via test', 'mallory is not an approver (alice, bob)'],
+      ['approve by alice via cli', 'four-eyes: alice requested this run and may not approve it'],
+      ['approve by mallory via cli', 'mallory is not an approver (alice, bob)'],
     ]);
     expect(rows.find((r) => r.status === 'approved')).toMatchObject({ step: 'approve by bob via slack', detail: { approver: 'bob', channel: 'slack', comment: 'lgtm' } });
     expect(await shape(config)).toMatchObject({ primary: 'orders-b', writable: ['orders-b'], problems: [] });

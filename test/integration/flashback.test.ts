@@ -113,7 +113,7 @@ describe('flashback runbook', () => {
     expect(log.filter((r) => r.status === 'succeeded').map((r) => r.step)).toEqual([
       'locate the bad event', 'check flashback is possible', 'approval', 'lock cluster', 'apply flashback', 'verify', 'unlock cluster', 'record', 'runbook',
     ]);
-    expect(log.filter((r) => r.status === 'approved').map((r) => r.step)).toEqual(['approve by bob via test']);
+    expect(log.filter((r) => r.status === 'approved').map((r) => r.step)).toEqual(['approve by bob via cli']);
   });
 
   it('refuses a DROP TABLE before any approval is requested; nothing changed', async () => {

@@ -3,9 +3,11 @@
  * numbers, summaries, search attributes, the live timeline, and a control database that goes away
  * in the middle of a run.
  */
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectControl, failoverHistory, withControl } from '../../src/control/store';
 import type { RunbookState } from '../../src/workflows/runbook';
 import { fixtureActivities } from '../fixtures/activities';
@@ -159,5 +161,58 @@ describe('step helper', () => {
     const [dups] = await conn.query('SELECT COUNT(*) AS n FROM failover_log WHERE workflow_id = ? GROUP BY step_seq, status HAVING n > 1', [workflowId]);
     conn.destroy();
     expect(dups).toEqual([]);
+  });
+
+  it('a run whose input is out of bounds is refused before its first step, audited cut to fit, and completes', async () => {
+    // Started without the CLI, as any Temporal client can: the workflow checks its own input.
+    const workflowId = `health-check-bad-input-${Date.now()}`;
+    const handle = await client.workflow.start('healthCheck', {
+      taskQueue,
+      workflowId,
+      args: [{ cluster: 'orders', operator: 'o'.repeat(100), reason: 'r'.repeat(300), incidentId: '../../etc' }],
+    });
+    const err = await handle.result().catch((e) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect(err.cause.message).toBe(
+      'refused before anything was done: operator is 100 characters long; at most 64; reason is 300 characters long; at most 255; ' +
+        'incidentId "../../etc" is not an incident id: a letter or digit, then letters, digits, ".", "_" or "-" (at most 64)',
+    );
+    const rows = await rowsOf(workflowId);
+    expect(rows.map((r) => `${r.step_seq}:${r.step}:${r.status}`)).toEqual(['0:runbook:started', '0:runbook:failed']); // no step ran
+    expect(rows[0]!.reason!.endsWith('…[truncated]')).toBe(true);
+    expect(rows[0]!.operator).toHaveLength(64);
+  });
+
+  it('an audit row the control database refuses is stored as a placeholder, never retried forever, and runbook status shows it', async () => {
+    const conn = await connectControl(config);
+    await conn.query(
+      "CREATE TRIGGER refuse_reason BEFORE INSERT ON failover_log FOR EACH ROW IF NEW.reason = 'poison-row' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by a trigger'; END IF",
+    );
+    try {
+      const workflowId = `health-check-poison-${Date.now()}`;
+      const handle = await client.workflow.start('healthCheck', { taskQueue, workflowId, args: [{ cluster: 'orders', operator: 'tester', reason: 'poison-row' }] });
+      expect((await handle.result()).primary).toBe('orders-a'); // it completes: its rows did not block it
+      const state = await handle.query<RunbookState>('runbookState');
+      expect(state.auditProblems.map((p) => [p.stepSeq, p.status, p.problem, p.detail])).toEqual([
+        [0, 'started', 'not stored', 'refused by a trigger'],
+        [1, 'started', 'not stored', 'refused by a trigger'],
+        [1, 'succeeded', 'not stored', 'refused by a trigger'],
+        [2, 'started', 'not stored', 'refused by a trigger'],
+        [2, 'succeeded', 'not stored', 'refused by a trigger'],
+        [0, 'succeeded', 'not stored', 'refused by a trigger'],
+      ]);
+      const rows = await rowsOf(workflowId);
+      expect(rows).toHaveLength(6);
+      expect(rows.every((r) => r.step === 'audit row not stored as written')).toBe(true);
+
+      const status = await promisify(execFile)('bin/runbook', ['--config', config.files[0]!, 'status', workflowId], {
+        env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress') },
+      });
+      expect(status.stdout).toContain(`${workflowId}: COMPLETED (succeeded)`);
+      expect(status.stdout).toContain('audit row #1 probe topology (succeeded) NOT stored as written: refused by a trigger');
+    } finally {
+      await conn.query('DROP TRIGGER IF EXISTS refuse_reason');
+      conn.destroy();
+    }
   });
 });

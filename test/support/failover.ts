@@ -31,7 +31,7 @@ export async function waitForApprovalRequest(handle: WorkflowHandle): Promise<Ru
 }
 
 export async function decide(handle: WorkflowHandle, decision: 'approve' | 'reject', approver: string): Promise<DecisionVerdict> {
-  return handle.executeUpdate<DecisionVerdict, [unknown]>('decide', { args: [{ decision, approver, channel: 'test' }] });
+  return handle.executeUpdate<DecisionVerdict, [unknown]>('decide', { args: [{ decision, approver, channel: 'cli' }] });
 }
 
 /** Run a failover to its end, approving as `approver` when asked. */

@@ -19,10 +19,14 @@ export function signedClick(c: Click): { body: string; headers: Record<string, s
     actions: [{ action_id: c.actionId, block_id: 'runbook_approval', value: c.workflowId, type: 'button' }],
     response_url: 'https://hooks.slack.invalid/actions/1',
   };
-  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
-  const timestamp = String(c.timestamp ?? Math.floor(Date.now() / 1000));
-  const signature = `v0=${createHmac('sha256', c.secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
-  return { body, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-slack-request-timestamp': timestamp, 'x-slack-signature': signature } };
+  return signedRequest(c.secret, new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), c.timestamp);
+}
+
+/** Any body, signed as Slack signs its requests. */
+export function signedRequest(secret: string, body: string, timestamp?: number): { body: string; headers: Record<string, string> } {
+  const ts = String(timestamp ?? Math.floor(Date.now() / 1000));
+  const signature = `v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}`;
+  return { body, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-slack-request-timestamp': ts, 'x-slack-signature': signature } };
 }
 
 export async function postClick(serverUrl: string, click: { body: string; headers: Record<string, string> }): Promise<{ status: number; text: string }> {

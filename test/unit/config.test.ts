@@ -95,6 +95,57 @@ describe('cluster config', () => {
     expect(errorOf(two)).toBe(`${two}: clusters.orders.instances: expected exactly one instance with role: primary, found 2`);
   });
 
+  it('a literal secret in a hook command, or a user or password in a host, is refused without echoing it', () => {
+    const hook = variant((d) => (d.clusters.orders.traffic.hooks = [{ name: 'proxysql', command: 'mysql -h proxy -uadmin -phunter2 -e "LOAD MYSQL SERVERS TO RUNTIME"' }]));
+    expect(errorOf(hook)).toBe(`${hook}: clusters.orders.traffic.hooks[0].command: holds a literal secret (-p…); read it from an environment variable instead`);
+    const fencing = variant((d) => (d.clusters.orders.fencing = { hooks: [{ name: 'ipmi', command: 'IPMI_PASSWORD=hunter2 ipmitool power off' }] }));
+    expect(errorOf(fencing)).toBe(`${fencing}: clusters.orders.fencing.hooks[0].command: holds a literal secret (IPMI_PASSWORD=…); read it from an environment variable instead`);
+    const url = variant((d) => (d.clusters.orders.traffic.hooks = [{ name: 'lb', command: 'curl -X POST https://ops:hunter2@lb.example/switch' }]));
+    expect(errorOf(url)).toContain('traffic.hooks[0].command: holds a literal secret (user:…@ in a URL)');
+    const host = variant((d) => (d.clusters.orders.instances[1].host = 'root:hunter2@db2'));
+    expect(errorOf(host)).toBe(`${host}: clusters.orders.instances[1].host: a host name or IP address (no user, password, port or URL)`);
+    const port = variant((d) => (d.control.host = 'db9:3306'));
+    expect(errorOf(port)).toBe(`${port}: control.host: a host name or IP address without a port (the port has its own field)`);
+    for (const f of [hook, fencing, url, host]) expect(errorOf(f)).not.toContain('hunter2');
+    // A variable holding it is what to write instead, and passes.
+    const fine = variant((d) => (d.clusters.orders.traffic.hooks = [{ name: 'proxysql', command: 'MYSQL_PWD="$PROXYSQL_PASSWORD" mysql -h proxy -uadmin -e "LOAD"' }]));
+    expect(() => loadConfig(fine, {})).not.toThrow();
+  });
+
+  it('the same server written two ways is one server: localhost beside 127.0.0.1 is a duplicate', () => {
+    const file = variant((d) => {
+      d.clusters.orders.instances[2].host = 'localhost';
+      d.clusters.orders.instances[2].port = d.clusters.orders.instances[0].port;
+    });
+    expect(errorOf(file)).toBe(`${file}: clusters.orders.instances[2].port: duplicate port 23101 on localhost, already used by orders/orders-a`);
+    const v6 = variant((d) => (d.clusters.orders.recovery = { ...d.clusters.orders.recovery, host: '::1', port: d.control.port }));
+    expect(errorOf(v6)).toBe(`${v6}: clusters.orders.recovery.port: ::1:23100 is control; a restore would wipe it: a recovery host must be a separate server`);
+  });
+
+  it('one Slack user, address or login is one person', () => {
+    const file = variant((d) => {
+      d.clusters.orders.people[1].slack = 'U0ALICE';
+      d.clusters.orders.people[2].email = 'ALICE@example.com';
+      d.clusters.orders.people[0].login = 'ops';
+      d.clusters.orders.people[2].login = 'ops';
+    });
+    expect(errorOf(file).split('; ')).toEqual([
+      `${file}: clusters.orders.people[1].slack: "U0ALICE" is also people[0]'s: each person needs their own`,
+      `${file}: clusters.orders.people[2].email: "ALICE@example.com" is also people[0]'s: each person needs their own`,
+      `${file}: clusters.orders.people[2].login: "ops" is also people[0]'s: each person needs their own`,
+    ]);
+  });
+
+  it('a name the audit trail cannot hold is refused: people and approvers fit failover_log.operator', () => {
+    const file = variant((d) => {
+      d.clusters.orders.people[0].name = 'a'.repeat(65);
+      d.clusters.orders.approval.default.default.approvers = ['b'.repeat(129)];
+    });
+    const message = errorOf(file);
+    expect(message).toContain('clusters.orders.people[0].name: at most 64 characters (failover_log.operator)');
+    expect(message).toContain('clusters.orders.approval.default.default.approvers[0]: at most 64 characters (failover_log.operator)');
+  });
+
   it('approval policy values are checked', () => {
     const file = variant((d) => (d.clusters.orders.approval.failover.planned.mode = 'sometimes'));
     expect(errorOf(file)).toMatch(/clusters\.orders\.approval\.failover\.planned\.mode: .*"auto"\|"required"/);

@@ -58,8 +58,8 @@ describe('approval link tokens', () => {
   it('refuses an expired token', () => {
     const token = signApprovalToken(claims, KEY);
     expect(verifyApprovalToken(token, KEY, claims.expiresAt - 1).ok).toBe(true);
-    expect(verifyApprovalToken(token, KEY, claims.expiresAt)).toEqual({ ok: false, reason: 'expired' });
-    expect(verifyApprovalToken(token, KEY, claims.expiresAt + 3_600_000)).toEqual({ ok: false, reason: 'expired' });
+    expect(verifyApprovalToken(token, KEY, claims.expiresAt)).toMatchObject({ ok: false, reason: 'expired' });
+    expect(verifyApprovalToken(token, KEY, claims.expiresAt + 3_600_000)).toMatchObject({ ok: false, reason: 'expired' });
   });
 
   it('builds approve and reject links with fresh nonces', () => {
@@ -76,7 +76,7 @@ describe('approval link tokens', () => {
     expect(approve.claims.nonce).not.toBe(reject.claims.nonce);
     const again = approvalLinks({ baseUrl: 'https://runbooks.example.com', key: KEY, workflowId: 'wf-1', approver: 'bob', ttlMs: 60_000, now: NOW });
     expect(again.approve).not.toBe(links.approve);
-    expect(verifyApprovalToken(tokenOf(links.approve), KEY, NOW + 30 * 60_000)).toEqual({ ok: false, reason: 'expired' });
+    expect(verifyApprovalToken(tokenOf(links.approve), KEY, NOW + 30 * 60_000)).toMatchObject({ ok: false, reason: 'expired' });
   });
 });
 
