@@ -89,9 +89,12 @@ describe('worker crash during replay', () => {
       cluster: 'orders', target: { kind: 'before-event', event: { table: 'shop.prices', statement: '^UPDATE' } }, skip: true, cutover: 'copy-tables', backupKind: 'logical',
       requester: 'alice', reason: 'prices zeroed', incidentId: 'INC-CUTOVER-CRASH',
     };
+    // Only the doomed worker may take the cut-over: the one the test before restarted goes first.
+    killWorkerProcesses();
     const doomed = await startWorkerProcess(config, taskQueue, { CRASH_INSIDE_ACTIVITY: 'cutOverTables' });
     const handle = await client.workflow.start('restore', { taskQueue, workflowId: `restore-cutover-crash-${Date.now()}`, args: [input] });
-    await waitForApprovalRequest(handle);
+    // Recovery, replay and verification come first: on a loaded machine that takes a while.
+    await waitForApprovalRequest(handle, 100_000);
     expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
     await doomed.exited;
     expect(doomed.proc.signalCode).toBe('SIGKILL');
@@ -109,5 +112,5 @@ describe('worker crash during replay', () => {
     expect(attempts.at(-1)!.activityTaskStartedEventAttributes!.attempt).toBe(2);
     const log = await stepLog(config, handle.workflowId);
     expect(log.filter((r) => r.step === 'cut over').map((r) => r.status)).toEqual(['started', 'succeeded']);
-  });
+  }, 240_000);
 });

@@ -23,11 +23,11 @@ export async function stateOf(handle: WorkflowHandle): Promise<RunbookState> {
   return handle.query<RunbookState>('runbookState');
 }
 
-export async function waitForApprovalRequest(handle: WorkflowHandle): Promise<RunbookState> {
+export async function waitForApprovalRequest(handle: WorkflowHandle, timeoutMs = 30_000): Promise<RunbookState> {
   return eventually('approval request', async () => {
     const s = await stateOf(handle);
     return (s.details.approval as { status: string } | undefined)?.status === 'pending' ? s : undefined;
-  }, 30_000);
+  }, timeoutMs);
 }
 
 export async function decide(handle: WorkflowHandle, decision: 'approve' | 'reject', approver: string): Promise<DecisionVerdict> {
