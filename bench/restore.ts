@@ -11,8 +11,8 @@
  *              wall time − Σ step durations.
  *   baseline:  the same work done by hand the fastest way a skilled DBA would, on a fresh scratch
  *              mariadbd with the runbook's recovery cnf but the binary log OFF (nothing reads it):
- *              logical: the dump cut by hand (`awk` sends the big table's INSERTs to one file,
- *              `split -n l/N` cuts it) and loaded by N parallel sessions after the rest;
+ *              logical: the dump cut by hand (`awk` deals the big table's INSERT statements
+ *              round-robin into N pieces) loaded by N parallel sessions after the rest;
  *              physical: `mariadb-backup --copy-back` of the same prepared backup, then start;
  *              then one `mariadb-binlog --start-position … | mariadb` pipe up to just before the
  *              DROP and one from just after it to the end of the archive.
@@ -427,8 +427,12 @@ try {
     // By hand: the big table's INSERTs cut into WRITERS pieces loaded at once, after everything else.
     const work = mkdtempSync(join(tmpdir(), 'bench-hand-load-'));
     const big = BIG_TABLE.split('.')[1]!;
-    log(`  awk/split the dump; mariadb < rest; ${WRITERS} × mariadb < piece`);
-    const cut = await shell(`cd ${q(work)} && awk '/^INSERT INTO \`${big}\`/ { print > "big.sql"; next } { print > "rest.sql" }' ${q(dump)} && split -n l/${WRITERS} big.sql piece_`);
+    log(`  awk: the big table's INSERTs dealt into ${WRITERS} pieces; mariadb < rest; ${WRITERS} × mariadb < piece`);
+    // The dump's INSERTs span lines (a row per line, `);` ends one): whole statements, dealt round-robin.
+    const cut = await shell(
+      `cd ${q(work)} && awk 'index($0, "INSERT INTO \`${big}\`") == 1 { inb = 1 } inb { print > "big.sql"; if ($0 ~ /\\);$/) inb = 0; next } { print > "rest.sql" }' ${q(dump)}` +
+        ` && awk -v n=${WRITERS} '{ print > ("piece_" i) } /\\);$/ { i = (i + 1) % n }' big.sql`,
+    );
     const rest = await shell(`${mariadb()} < ${q(join(work, 'rest.sql'))}`);
     const pieces = await shell(`cd ${q(work)} && ls piece_* | xargs -P ${WRITERS} -I{} sh -c ${q(`(echo 'SET unique_checks=0, foreign_key_checks=0;'; cat {}) | ${mariadb()} shop`)}`);
     rmSync(work, { recursive: true, force: true });

@@ -27,14 +27,20 @@ export async function fingerprint(conn: Queryable, table: string, o: { except?: 
   const [cols] = (await conn.query('SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION', [db, name])) as unknown as [{ c: string }[]];
   if (!cols.length) return null;
   const order = cols.map((c) => `\`${c.c}\``).join(', '); // every column: an order even without a key
-  const [rows] = (await conn.query({ sql: `SELECT * FROM \`${db}\`.\`${name}\` ORDER BY ${order}`, rowsAsArray: true })) as unknown as [unknown[][]];
+  // Each value exactly as the server sent it (its bytes in the text protocol), whatever the
+  // connection's own type casting (dates as strings or Date objects, decimals, BIGINTs).
+  const [rows] = (await conn.query({
+    sql: `SELECT * FROM \`${db}\`.\`${name}\` ORDER BY ${order}`,
+    rowsAsArray: true,
+    typeCast: (field: { buffer(): Buffer | null }) => field.buffer(),
+  } as never)) as unknown as [(Buffer | null)[][]];
   const hash = createHash('sha256');
   let n = 0;
   for (const row of rows) {
-    if (o.except?.(row)) continue;
+    if (o.except?.(row.map((v) => (v === null ? null : v.toString('utf8'))))) continue;
     n++;
-    hash.update(row.map((v) => (v === null ? '\u0000NULL' : Buffer.isBuffer(v) ? `x${v.toString('hex')}` : String(v))).join('\u001f'));
-    hash.update('\u001e');
+    hash.update(row.map((v) => (v === null ? 'N' : `x${v.toString('hex')}`)).join(','));
+    hash.update(';');
   }
   return { rows: n, digest: hash.digest('hex') };
 }
