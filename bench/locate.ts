@@ -19,10 +19,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createBinlogActivities } from '../src/activities/binlog';
-import { archiveDirOf } from '../src/backup/archive';
-import type { BinlogEventGroup } from '../src/backup/binlogEvents';
-import { EVENT_INDEX_DIR } from '../src/backup/eventIndex';
-import { BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../src/backup/manifest';
+import { archiveDirOf } from '../src/adapters/backup/archive';
+import type { BinlogEventGroup } from '../src/core/binlogEvents';
+import { EVENT_INDEX_DIR } from '../src/adapters/backup/eventIndex';
+import { BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../src/core/manifest';
 import { testSandboxConfig } from '../test/support/sandbox';
 
 const { values } = parseArgs({ options: { files: { type: 'string', default: '4' }, 'per-file': { type: 'string', default: '750000' } } });

@@ -16,14 +16,14 @@ import { join } from 'node:path';
 import { activityInfo, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
-import { archiveDirOf } from '../backup/archive';
-import { ArchiveConflictError, StreamPublisher, STREAM_DIR } from '../backup/binlogStream';
-import { indexEvents } from '../backup/eventIndex';
-import { BINLOG_INDEX_FILE, compareBinlogNames, type BinlogArchiveEntry } from '../backup/manifest';
-import { streamBinlogs, writeJsonAtomically, ToolError } from '../backup/tools';
-import { connect, instanceEndpoint, query, type Conn } from '../mysql/connect';
-import { parseMariaGtidList } from '../mysql/dialect';
-import { probeTopology } from '../mysql/probe';
+import { archiveDirOf } from '../adapters/backup/archive';
+import { ArchiveConflictError, StreamPublisher, STREAM_DIR } from '../adapters/backup/binlogStream';
+import { indexEvents } from '../adapters/backup/eventIndex';
+import { BINLOG_INDEX_FILE, compareBinlogNames, type BinlogArchiveEntry } from '../core/manifest';
+import { streamBinlogs, writeJsonAtomically, ToolError } from '../adapters/process/tools';
+import { connect, instanceEndpoint, query, type Conn } from '../adapters/mysql/connect';
+import { parseMariaGtidList } from '../core/gtid';
+import { probeTopology } from '../adapters/mysql/probe';
 import type { ActivityDeps } from './deps';
 
 /** What the archiver heartbeats, and what `runbook archive status` shows. */

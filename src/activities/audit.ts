@@ -4,11 +4,11 @@
  */
 import { getClient, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { migrateControl, insertAuditRows, insertLogEvent, upsertSyncStatus, withControl, type AuditWriteReport } from '../control/store';
+import { migrateControl, insertAuditRows, insertLogEvent, upsertSyncStatus, withControl, type AuditWriteReport } from '../adapters/control/store';
 import { getCluster } from '../config/load';
-import { runState } from '../temporal/runState';
-import { syncStatusRows } from '../shared/syncStatus';
-import type { AuditRow, Topology } from '../shared/types';
+import { runState } from '../adapters/temporal/runState';
+import { syncStatusRows } from '../core/syncStatus';
+import type { AuditRow, Topology } from '../core/types';
 import type { ActivityDeps } from './deps';
 
 /**

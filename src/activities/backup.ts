@@ -26,16 +26,16 @@ import {
   type BackupKind,
   type BackupManifest,
   type BinlogArchiveEntry,
-} from '../backup/manifest';
-import { archiveDirOf } from '../backup/archive';
-import { indexEvents } from '../backup/eventIndex';
-import { fetchBinlogs, listFiles, logicalBackup, physicalBackup, sha256OfFile, sha256OfFiles, ToolError, ToolNotFoundError, writeJsonAtomically, type ServerLogin } from '../backup/tools';
+} from '../core/manifest';
+import { archiveDirOf } from '../adapters/backup/archive';
+import { indexEvents } from '../adapters/backup/eventIndex';
+import { fetchBinlogs, listFiles, logicalBackup, physicalBackup, sha256OfFile, sha256OfFiles, ToolError, ToolNotFoundError, writeJsonAtomically, type ServerLogin } from '../adapters/process/tools';
 import { ConfigError, getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
-import { query, type Conn } from '../mysql/connect';
-import type { InstanceRef } from '../shared/types';
+import { query, type Conn } from '../adapters/mysql/connect';
+import type { InstanceRef } from '../core/types';
 import type { ActivityDeps } from './deps';
 import { streamingInto } from './archive';
-import { withInstance } from './instance';
+import { withInstance } from '../adapters/mysql/instance';
 
 export interface TakeBackupInput extends InstanceRef {
   kind: BackupKind;

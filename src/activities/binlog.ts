@@ -22,25 +22,26 @@ import {
   type BinlogEventGroup,
   type RowImageGroup,
   type TableShape,
-} from '../backup/binlogEvents';
-import { committedAtOrBefore, parsePointInTime, refuseFuturePoint, walkCoverage, type Coverage } from '../backup/coverage';
-import { parseMariaGtidList } from '../mysql/dialect';
-import { sha256OfFile } from '../backup/tools';
-import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../backup/manifest';
-import { archiveDirOf, filesAfter, latestArchive } from '../backup/archive';
-import { probeTopology } from '../mysql/probe';
-import { forEachEvent, indexEvents } from '../backup/eventIndex';
-import { forEachDecodedGroup, readTransactionImages } from '../backup/binlogFile';
-import { eventRowKeys } from '../backup/eventRows';
+} from '../core/binlogEvents';
+import { committedAtOrBefore, parsePointInTime, refuseFuturePoint, walkCoverage, type Coverage } from '../core/coverage';
+import { parseMariaGtidList } from '../core/gtid';
+import { sha256OfFile } from '../adapters/process/tools';
+import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../core/manifest';
+import { archiveDirOf, latestArchive } from '../adapters/backup/archive';
+import { filesAfter } from '../core/manifest';
+import { probeTopology } from '../adapters/mysql/probe';
+import { forEachEvent, indexEvents } from '../adapters/backup/eventIndex';
+import { forEachDecodedGroup, readTransactionImages } from '../adapters/backup/binlogFile';
+import { eventRowKeys } from '../core/eventRows';
 
 /** One source's archived binlogs. */
 interface Archive {
   cluster: string;
   instance: string;
 }
-import { runTool, toolPath, ToolError } from '../backup/tools';
-import { query } from '../mysql/connect';
-import { withInstance } from './instance';
+import { runTool, toolPath, ToolError } from '../adapters/process/tools';
+import { query } from '../adapters/mysql/connect';
+import { withInstance } from '../adapters/mysql/instance';
 
 /** What to recover to: just before one event, through one GTID, or through a point in time. */
 export type RestoreTarget =

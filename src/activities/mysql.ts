@@ -8,12 +8,13 @@
 import { Context, heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
-import { query, type Conn } from '../mysql/connect';
-import { mariaErrantDomains, type Dialect, type ReplicaStatus, type ServerVariables } from '../mysql/dialect';
-import { dialectOf, probeInstance, probeTopology } from '../mysql/probe';
-import type { InstanceProbe, InstanceRef, Topology } from '../shared/types';
+import { query, type Conn } from '../adapters/mysql/connect';
+import { type Dialect, type ReplicaStatus, type ServerVariables } from '../adapters/mysql/dialect';
+import { mariaErrantDomains } from '../core/gtid';
+import { dialectOf, probeInstance, probeTopology } from '../adapters/mysql/probe';
+import type { InstanceProbe, InstanceRef, Topology } from '../core/types';
 import type { ActivityDeps } from './deps';
-import { withInstance } from './instance';
+import { withInstance } from '../adapters/mysql/instance';
 
 interface Session {
   conn: Conn;

@@ -4,19 +4,14 @@
  * is reported back, never thrown.
  */
 import { asyncLocalStorage, log } from '@temporalio/activity';
-import type { NotifyResult, NotifyThread, RunbookNotification } from '../shared/notifications';
+import type { NotifyResult, NotifyThread, RunbookNotification } from '../core/notifications';
 import type { ActivityDeps } from './deps';
+import type { Notifier } from '../adapters/notify/notifier';
+
+export type { Notifier };
 
 export type { RunbookNotification, NotifyThread, NotifyResult };
 
-/**
- * A channel. `send` gets the run's thread state (e.g. where the Slack root message is) and may
- * return an updated one, which the workflow keeps for the next notification.
- */
-export interface Notifier {
-  name: string;
-  send(n: RunbookNotification, thread: NotifyThread): Promise<NotifyThread | void>;
-}
 
 /** One line per notification: to the activity logger inside an activity, else to the console. */
 export class LogNotifier implements Notifier {

@@ -1,8 +1,8 @@
 /** The non-secret policy a runbook decides with, read from the worker's own config. */
 import { getCluster, type RunbookConfig } from '../config/load';
-import { APPROVAL_CHANNELS, type ApprovalRule, type ClusterConfig } from '../config/schema';
-import type { CliIdentityPolicy } from '../shared/identity';
-import type { ClusterPolicy } from '../shared/failover';
+import { APPROVAL_CHANNELS, type ApprovalRule, type ClusterConfig } from '../core/configSchema';
+import type { CliIdentityPolicy } from '../core/identity';
+import type { ClusterPolicy } from '../core/failover';
 import type { ActivityDeps } from './deps';
 import { ApplicationFailure } from '@temporalio/common';
 import { configFingerprint } from '../config/fingerprint';

@@ -26,11 +26,11 @@ import { dirname, join } from 'node:path';
 import { heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
-import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
-import { filesAfter } from '../backup/archive';
-import { loadDump } from '../backup/dumpLoad';
-import { copyBackPhysical, pipeReplay, RestoreRefusedError } from '../backup/restoreTools';
-import { appliedOn, archiveDirFor, queryOn as query, reached, recoveryServers, REPL, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../backup/recoveryServer';
+import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR, type BackupManifest, type BinlogArchiveEntry } from '../core/manifest';
+import { filesAfter } from '../core/manifest';
+import { loadDump } from '../adapters/backup/dumpLoad';
+import { copyBackPhysical, pipeReplay, RestoreRefusedError } from '../adapters/backup/restoreTools';
+import { appliedOn, archiveDirFor, queryOn as query, reached, recoveryServers, REPL, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../adapters/backup/recoveryServer';
 import type { ActivityDeps } from './deps';
 
 export type { RecoveryRef, ReplayMethod };

@@ -31,32 +31,16 @@ import { join } from 'node:path';
 import { getClient, heartbeat, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, resolveCredential } from '../config/load';
-import { eventRowKeys, type EventTableRows, type KeyedTableShape, type KeyValue } from '../backup/eventRows';
-import { readTransactionImages } from '../backup/binlogFile';
-import { appliedOn, archiveDirFor, queryOn, reachedAll, recoveryServers, restoreDirOf, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../backup/recoveryServer';
-import { dirSize, runTool, toolPath, writeJsonAtomically } from '../backup/tools';
-import {
-  checksumTable,
-  describeRange,
-  describeTable,
-  diffChecksums,
-  diffChunkRows,
-  keysWhere,
-  keyText,
-  qualifiedName,
-  quoteIdent,
-  parseTableName,
-  primaryKeyBoundaries,
-  rowDigests,
-  showTuple,
-  type ChunkDiff,
-  type TableChecksum,
-  type TableShape,
-} from '../mysql/checksum';
-import { query, type Conn } from '../mysql/connect';
-import { parseMariaGtidList } from '../mysql/dialect';
+import { eventRowKeys, type EventTableRows, type KeyedTableShape, type KeyValue } from '../core/eventRows';
+import { readTransactionImages } from '../adapters/backup/binlogFile';
+import { appliedOn, archiveDirFor, queryOn, reachedAll, recoveryServers, restoreDirOf, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../adapters/backup/recoveryServer';
+import { dirSize, runTool, toolPath, writeJsonAtomically } from '../adapters/process/tools';
+import { checksumTable, describeTable, diffChunkRows, primaryKeyBoundaries, rowDigests } from '../adapters/mysql/checksum';
+import { describeRange, diffChecksums, keysWhere, keyText, qualifiedName, quoteIdent, parseTableName, showTuple, type ChunkDiff, type TableChecksum, type TableShape } from '../core/rowDigest';
+import { query, type Conn } from '../adapters/mysql/connect';
+import { parseMariaGtidList } from '../core/gtid';
 import type { ActivityDeps } from './deps';
-import { withInstance } from './instance';
+import { withInstance } from '../adapters/mysql/instance';
 
 /** The bad event as the verification needs it (a located target's event). */
 export interface EventRef {

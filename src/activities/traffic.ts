@@ -10,10 +10,10 @@
 import { spawn } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, type RunbookConfig } from '../config/load';
-import type { TrafficHook } from '../config/schema';
-import { migrateControl, withControl } from '../control/store';
-import { query, type Conn } from '../mysql/connect';
-import { minimalEnvironment } from '../sandbox/processes';
+import type { TrafficHook } from '../core/configSchema';
+import { migrateControl, withControl } from '../adapters/control/store';
+import { query, type Conn } from '../adapters/mysql/connect';
+import { minimalEnvironment } from '../adapters/process/processes';
 import type { ActivityDeps } from './deps';
 
 /** What hooks are told about the switch, as RUNBOOK_* environment variables. */

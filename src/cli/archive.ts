@@ -6,8 +6,8 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { ArchiveProgress } from '../activities/archive';
-import { Cluster, Operator, RunbookType } from '../shared/searchAttributes';
-import { connectClient, temporalSettings } from '../temporal/client';
+import { Cluster, Operator, RunbookType } from '../core/searchAttributes';
+import { connectClient, temporalSettings } from '../adapters/temporal/client';
 import { binlogArchiveWorkflowId, type BinlogArchiveInput } from '../workflows/binlogArchive';
 import { workerPresent } from './follow';
 import { printJson } from './output';

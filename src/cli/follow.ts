@@ -4,9 +4,9 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { FailoverPlan } from '../shared/failover';
-import type { ApprovalState } from '../workflows/approval';
-import type { Attention, RunbookState, StepRecord } from '../workflows/runbook';
+import type { FailoverPlan } from '../core/failover';
+import type { ApprovalState } from '../workflows/shared/approval';
+import type { Attention, RunbookState, StepRecord } from '../workflows/shared/runbook';
 
 const ICON: Record<string, string> = {
   started: '…',

@@ -5,11 +5,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { configPathFromEnv, getCluster, loadConfig, type RunbookConfig } from '../config/load';
 import { configFingerprint } from '../config/fingerprint';
-import { failoverHistory, insertLogEvent, listSyncStatus, MAX_PAGE, MAX_PAGE_SIZE, migrateControl, withControl } from '../control/store';
-import { incidentIdProblem, INPUT_LIMITS, nameProblem, textProblem } from '../shared/inputs';
-import { probeTopology } from '../mysql/probe';
-import { Sandbox } from '../sandbox/sandbox';
-import { startDevServer, stopDevServer } from '../temporal/devServer';
+import { failoverHistory, insertLogEvent, listSyncStatus, MAX_PAGE, MAX_PAGE_SIZE, migrateControl, withControl } from '../adapters/control/store';
+import { incidentIdProblem, INPUT_LIMITS, nameProblem, textProblem } from '../core/inputs';
+import { probeTopology } from '../adapters/mysql/probe';
+import { Sandbox } from '../adapters/mariadbd/sandbox';
+import { startDevServer, stopDevServer } from '../adapters/temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
 import { backupCommand, decide, pruneRestores, resume, showStatus, startFailover, startFlashback, startRestore, verifiedCliUser } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
@@ -270,8 +270,8 @@ program
 
 /** Refuse to release a lock whose holding workflow is still running (or cannot be asked about). */
 async function refuseWhileRunning(lock: string, workflowId: string): Promise<void> {
-  const { connectClient } = await import('../temporal/client');
-  const { runState } = await import('../temporal/runState');
+  const { connectClient } = await import('../adapters/temporal/client');
+  const { runState } = await import('../adapters/temporal/runState');
   const cannotTell = (err: Error) => new Error(`cannot tell whether ${workflowId}, which holds ${lock}'s lock, is over (Temporal: ${err.message.split('\n')[0]}); --force releases it anyway`);
   const client = await connectClient().catch((err: Error) => Promise.reject(cannotTell(err)));
   const run = await runState(client, workflowId)

@@ -13,7 +13,7 @@ import {
   type ControlConfig,
   type CredentialRef,
   type InstanceConfig,
-} from './schema';
+} from '../core/configSchema';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

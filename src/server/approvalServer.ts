@@ -19,11 +19,11 @@ import type { AddressInfo } from 'node:net';
 import { WebClient } from '@slack/web-api';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { getCluster, type RunbookConfig } from '../config/load';
-import { withControl } from '../control/store';
-import { escapeHtml } from '../notify/emailTemplates';
-import { verifyApprovalToken, type ApprovalLinkClaims } from '../notify/links';
-import { INPUT_LIMITS, textProblem } from '../shared/inputs';
-import { sendDecision, type SentDecision } from '../temporal/decision';
+import { withControl } from '../adapters/control/store';
+import { escapeHtml } from '../adapters/notify/emailTemplates';
+import { verifyApprovalToken, type ApprovalLinkClaims } from '../adapters/notify/links';
+import { INPUT_LIMITS, textProblem } from '../core/inputs';
+import { sendDecision, type SentDecision } from '../adapters/temporal/decision';
 import { RefusalLog } from './refusals';
 
 const MAX_SKEW_SECONDS = 5 * 60;

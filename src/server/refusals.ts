@@ -7,8 +7,8 @@
  * that cannot count) are written one by one, with what they were about.
  */
 import type { RunbookConfig } from '../config/load';
-import { insertLogEvent, withControl } from '../control/store';
-import { clip } from '../shared/inputs';
+import { insertLogEvent, withControl } from '../adapters/control/store';
+import { clip } from '../core/inputs';
 
 interface Bucket {
   source: string;

@@ -1,9 +1,9 @@
 /** `runbook serve`: the approval endpoint as its own process, secrets from the environment. */
 import { WebClient } from '@slack/web-api';
 import type { RunbookConfig } from '../config/load';
-import { migrateControl } from '../control/store';
-import { linkKeyFromEnv } from '../notify/links';
-import { connectClient } from '../temporal/client';
+import { migrateControl } from '../adapters/control/store';
+import { linkKeyFromEnv } from '../adapters/notify/links';
+import { connectClient } from '../adapters/temporal/client';
 import { startApprovalServer } from './approvalServer';
 
 export async function serveApprovals(config: RunbookConfig, port: number, host: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {

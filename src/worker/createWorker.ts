@@ -3,13 +3,13 @@ import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { LogNotifier, type Notifier } from '../activities/notify';
-import { EmailNotifier } from '../notify/email';
-import { SlackNotifier } from '../notify/slack';
+import { EmailNotifier } from '../adapters/notify/email';
+import { SlackNotifier } from '../adapters/notify/slack';
 import type { RunbookConfig } from '../config/load';
 import { stepEnvelopeInterceptor } from './stepEnvelope';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
-export const WORKFLOW_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/interceptors.ts', import.meta.url));
+export const WORKFLOW_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/shared/interceptors.ts', import.meta.url));
 
 export interface RunbookWorkerOptions {
   connection: NativeConnection;

@@ -10,8 +10,8 @@ import type { Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { loadConfig } from '../config/load';
 import { configFingerprint } from '../config/fingerprint';
-import { migrateControl } from '../control/store';
-import { connectClient, connectWorker, ensureSearchAttributes, temporalSettings } from '../temporal/client';
+import { migrateControl } from '../adapters/control/store';
+import { connectClient, connectWorker, ensureSearchAttributes, temporalSettings } from '../adapters/temporal/client';
 import { createRunbookWorker, notifiersFromEnv, type RunbookWorkerOptions } from './createWorker';
 
 export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities' | 'activityInterceptors'>> {

@@ -2,7 +2,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
-import { STEP_HEADER, type StepEnvelope } from '../shared/stepEnvelope';
+import { STEP_HEADER, type StepEnvelope } from '../core/stepEnvelope';
 
 class StepEnvelopeInbound implements ActivityInboundCallsInterceptor {
   constructor(private readonly ctx: Context) {}

@@ -11,8 +11,8 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { BackupActivities } from '../activities/backup';
-import { backupIdFor, chooseBackupSource, type BackupKind, type BackupManifest, type BinlogArchiveEntry } from '../backup/manifest';
-import { runRunbook, type StartedFromCli } from './runbook';
+import { backupIdFor, chooseBackupSource, type BackupKind, type BackupManifest, type BinlogArchiveEntry } from '../core/manifest';
+import { runRunbook, type StartedFromCli } from './shared/runbook';
 
 export interface BackupInput extends StartedFromCli {
   cluster: string;

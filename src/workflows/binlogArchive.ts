@@ -12,7 +12,7 @@
  */
 import * as wf from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { runRunbook } from './runbook';
+import { runRunbook } from './shared/runbook';
 
 export interface BinlogArchiveInput {
   cluster: string;

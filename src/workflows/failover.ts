@@ -15,15 +15,15 @@
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { FailoverMode, FailoverPlan } from '../shared/failover';
-import { describePlan, planEmergency, planSwitchover } from '../shared/plan';
-import { lastKnownPrimary } from '../shared/failedPrimary';
-import type { InstanceProbe } from '../shared/types';
-import { ApprovalGate } from './approval';
-import { RollForward } from './rollForward';
-import { runRunbook, type Runbook, type StartedFromCli } from './runbook';
-import { switchTraffic, WriterEndpointRow } from './trafficSwitch';
-import { nameProblem } from '../shared/inputs';
+import type { FailoverMode, FailoverPlan } from '../core/failover';
+import { describePlan, planEmergency, planSwitchover } from '../core/plan';
+import { lastKnownPrimary } from '../core/failedPrimary';
+import type { InstanceProbe } from '../core/types';
+import { ApprovalGate } from './shared/approval';
+import { RollForward } from './shared/rollForward';
+import { runRunbook, type Runbook, type StartedFromCli } from './shared/runbook';
+import { switchTraffic, WriterEndpointRow } from './shared/trafficSwitch';
+import { nameProblem } from '../core/inputs';
 
 export interface FailoverInput extends StartedFromCli {
   cluster: string;

@@ -14,10 +14,10 @@ import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { FlashbackOutcome, FlashbackVerification } from '../activities/binlog';
-import { compileStatementPattern, describeRowEvents, type BadEventQuery, type BinlogEventGroup } from '../backup/binlogEvents';
-import { ApprovalGate } from './approval';
-import { runRunbook, type StartedFromCli } from './runbook';
-import { gtidProblem, tableProblem } from '../shared/inputs';
+import { compileStatementPattern, describeRowEvents, type BadEventQuery, type BinlogEventGroup } from '../core/binlogEvents';
+import { ApprovalGate } from './shared/approval';
+import { runRunbook, type StartedFromCli } from './shared/runbook';
+import { gtidProblem, tableProblem } from '../core/inputs';
 
 export interface FlashbackInput extends StartedFromCli {
   cluster: string;

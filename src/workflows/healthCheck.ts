@@ -4,8 +4,8 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { Topology } from '../shared/types';
-import { runRunbook, type StartedFromCli } from './runbook';
+import type { Topology } from '../core/types';
+import { runRunbook, type StartedFromCli } from './shared/runbook';
 
 const { probeTopology, recordSyncStatus } = proxyActivities<Activities>({
   startToCloseTimeout: '30s',

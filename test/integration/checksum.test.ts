@@ -7,9 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { checksumTable, chunkQuery, describeTable, diffChecksums, diffChunkRows, rowDigests, keyText, type TableChecksum } from '../../src/mysql/checksum';
-import { connect, instanceEndpoint, type Conn } from '../../src/mysql/connect';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import { checksumTable, describeTable, diffChunkRows, rowDigests } from '../../src/adapters/mysql/checksum';
+import { chunkQuery, diffChecksums, keyText, type TableChecksum } from '../../src/core/rowDigest';
+import { connect, instanceEndpoint, type Conn } from '../../src/adapters/mysql/connect';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { sql } from '../support/stack';
 

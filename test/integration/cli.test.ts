@@ -3,10 +3,10 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { insertAuditRows, migrateControl, withControl } from '../../src/control/store';
+import { insertAuditRows, migrateControl, withControl } from '../../src/adapters/control/store';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import type { RunbookConfig } from '../../src/config/load';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 
 const exec = promisify(execFile);
 let config: RunbookConfig;

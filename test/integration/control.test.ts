@@ -1,12 +1,12 @@
 /** The control schema against a real MariaDB: seed queries still run, upserts update, history pages. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { failoverHistory, insertAuditRows, listSyncStatus, migrateControl, upsertSyncStatus, withControl } from '../../src/control/store';
-import type { Conn } from '../../src/mysql/connect';
-import { MIGRATIONS } from '../../src/control/migrations';
-import { INPUT_LIMITS } from '../../src/shared/inputs';
-import { connectControl } from '../../src/control/store';
-import type { AuditRow } from '../../src/shared/types';
-import { Sandbox } from '../../src/sandbox/sandbox';
+import { failoverHistory, insertAuditRows, listSyncStatus, migrateControl, upsertSyncStatus, withControl } from '../../src/adapters/control/store';
+import type { Conn } from '../../src/adapters/mysql/connect';
+import { MIGRATIONS } from '../../src/adapters/control/migrations';
+import { INPUT_LIMITS } from '../../src/core/inputs';
+import { connectControl } from '../../src/adapters/control/store';
+import type { AuditRow } from '../../src/core/types';
+import { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { testSandboxConfig } from '../support/sandbox';
 
 describe('control schema', () => {

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { listeningPorts } from '../../src/sandbox/processes';
-import { startDevServer, stopDevServer } from '../../src/temporal/devServer';
+import { listeningPorts } from '../../src/adapters/process/processes';
+import { startDevServer, stopDevServer } from '../../src/adapters/temporal/devServer';
 
 const other = inject('temporalAddress');
 const otherPort = Number(other.split(':').pop());

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { EmailNotifier } from '../../src/notify/email';
-import { verifyApprovalToken } from '../../src/notify/links';
-import type { RunbookNotification } from '../../src/shared/notifications';
+import { EmailNotifier } from '../../src/adapters/notify/email';
+import { verifyApprovalToken } from '../../src/adapters/notify/links';
+import type { RunbookNotification } from '../../src/core/notifications';
 import { testSandboxConfig } from '../support/sandbox';
 import { startSmtp, type Received, type TestSmtp } from '../support/smtp';
 

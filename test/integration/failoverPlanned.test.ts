@@ -8,13 +8,13 @@ import { CancelledFailure, type Client, WorkflowFailedError } from '@temporalio/
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { failoverHistory, withControl } from '../../src/control/store';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import { failoverHistory, withControl } from '../../src/adapters/control/store';
+import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { WORKFLOW_INTERCEPTORS_PATH, WORKFLOWS_PATH } from '../../src/worker/createWorker';
 import { createRunbookWorker } from '../../src/worker/createWorker';
 import type { FailoverInput, FailoverResult } from '../../src/workflows/failover';
-import { approveSignal } from '../../src/workflows/approval';
+import { approveSignal } from '../../src/workflows/shared/approval';
 import { decide, runFailover, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';

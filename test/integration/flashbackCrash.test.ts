@@ -10,7 +10,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createBackupActivities } from '../../src/activities/backup';
 import type { RunbookConfig } from '../../src/config/load';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { FlashbackInput, FlashbackResult } from '../../src/workflows/flashback';
 import { activityRuns, stepLog } from '../support/failover';
 import { startTestSandbox } from '../support/sandbox';

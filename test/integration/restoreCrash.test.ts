@@ -6,8 +6,8 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
 import { startTestSandbox } from '../support/sandbox';

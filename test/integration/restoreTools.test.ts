@@ -10,13 +10,14 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyBackPhysical, pipeReplay, replayedPosition, RestoreRefusedError, type ReplayTarget } from '../../src/backup/restoreTools';
-import { loadDump, planDumpLoad, sliceSegment } from '../../src/backup/dumpLoad';
-import { listFiles, logicalBackup, physicalBackup, sha256OfFiles, statementGate, ToolError, toolPath } from '../../src/backup/tools';
-import { checksumTable, diffChecksums } from '../../src/mysql/checksum';
+import { copyBackPhysical, pipeReplay, replayedPosition, RestoreRefusedError, type ReplayTarget } from '../../src/adapters/backup/restoreTools';
+import { loadDump, planDumpLoad, sliceSegment } from '../../src/adapters/backup/dumpLoad';
+import { listFiles, logicalBackup, physicalBackup, sha256OfFiles, statementGate, ToolError, toolPath } from '../../src/adapters/process/tools';
+import { checksumTable } from '../../src/adapters/mysql/checksum';
+import { diffChecksums } from '../../src/core/rowDigest';
 import { resolveCredential, type RunbookConfig } from '../../src/config/load';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
-import type { Sandbox, SandboxInstance } from '../../src/sandbox/sandbox';
+import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
+import type { Sandbox, SandboxInstance } from '../../src/adapters/mariadbd/sandbox';
 import { startTestSandbox } from '../support/sandbox';
 import { sql } from '../support/stack';
 

@@ -1,9 +1,9 @@
 /** The sandbox from nothing: real mariadbd processes, real GTID replication, nothing left behind. */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
-import { probeTopology } from '../../src/mysql/probe';
-import { Sandbox } from '../../src/sandbox/sandbox';
+import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
+import { probeTopology } from '../../src/adapters/mysql/probe';
+import { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { RunbookConfig } from '../../src/config/load';
 import { eventually, testSandboxConfig } from '../support/sandbox';
 

@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, type RunbookConfig } from '../../src/config/load';
-import { buildRootMessage, buildThreadReply, markdownToMrkdwn, SlackNotifier } from '../../src/notify/slack';
-import type { NotifyThread, RunbookNotification, TimelineEntry } from '../../src/shared/notifications';
+import { buildRootMessage, buildThreadReply, markdownToMrkdwn, SlackNotifier } from '../../src/adapters/notify/slack';
+import type { NotifyThread, RunbookNotification, TimelineEntry } from '../../src/core/notifications';
 import { FakeSlack, type FakeSlackCall } from '../support/fakeSlack';
 
 const TOKEN = 'xoxb-1234567890-secret-test-token';

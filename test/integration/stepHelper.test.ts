@@ -8,14 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { connectControl, failoverHistory, withControl } from '../../src/control/store';
-import type { RunbookState } from '../../src/workflows/runbook';
+import { connectControl, failoverHistory, withControl } from '../../src/adapters/control/store';
+import type { RunbookState } from '../../src/workflows/shared/runbook';
 import { fixtureActivities } from '../fixtures/activities';
 import { proceed, threeSteps } from '../fixtures/workflows';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { startInProcessWorker, type InProcessWorker } from '../support/stack';
 import type { RunbookConfig } from '../../src/config/load';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 
 const taskQueue = `step-helper-${process.pid}`;
 let config: RunbookConfig;

@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTrafficActivities, readWriterEndpoint } from '../../src/activities/traffic';
 import type { RunbookConfig } from '../../src/config/load';
-import { migrateControl, withControl } from '../../src/control/store';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import { migrateControl, withControl } from '../../src/adapters/control/store';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { startTestSandbox } from '../support/sandbox';
 
 describe('writer endpoint', () => {

@@ -8,10 +8,10 @@ import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { failoverHistory, withControl } from '../../src/control/store';
-import type { Sandbox } from '../../src/sandbox/sandbox';
+import { failoverHistory, withControl } from '../../src/adapters/control/store';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
-import type { RunbookState } from '../../src/workflows/runbook';
+import type { RunbookState } from '../../src/workflows/shared/runbook';
 import { threeSteps } from '../fixtures/workflows';
 import { eventually, startTestSandbox } from '../support/sandbox';
 

@@ -1,11 +1,11 @@
 /** Running failover workflows from tests: start, answer the approval request, wait. */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { RunbookConfig } from '../../src/config/load';
-import { failoverHistory, withControl } from '../../src/control/store';
-import { probeTopology } from '../../src/mysql/probe';
-import type { DecisionVerdict } from '../../src/workflows/approval';
+import { failoverHistory, withControl } from '../../src/adapters/control/store';
+import { probeTopology } from '../../src/adapters/mysql/probe';
+import type { DecisionVerdict } from '../../src/workflows/shared/approval';
 import type { FailoverInput, FailoverResult } from '../../src/workflows/failover';
-import type { RunbookState } from '../../src/workflows/runbook';
+import type { RunbookState } from '../../src/workflows/shared/runbook';
 import { eventually } from './sandbox';
 
 let counter = 0;

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startDevServer, stopDevServer } from '../../src/temporal/devServer';
+import { startDevServer, stopDevServer } from '../../src/adapters/temporal/devServer';
 
 declare module 'vitest' {
   export interface ProvidedContext {

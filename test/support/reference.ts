@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type mysql from 'mysql2/promise';
 import type { RunbookConfig } from '../../src/config/load';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
-import { Sandbox, type SandboxInstance } from '../../src/sandbox/sandbox';
+import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
+import { Sandbox, type SandboxInstance } from '../../src/adapters/mariadbd/sandbox';
 
 export interface Fingerprint {
   rows: number;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { loadConfig, type RunbookConfig } from '../../src/config/load';
-import { Sandbox } from '../../src/sandbox/sandbox';
+import { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 
 export const SHIPPED_SANDBOX = resolve('runbooks/sandbox.yaml');
 

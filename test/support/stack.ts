@@ -6,7 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { inject } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
+import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
 import { createRunbookWorker, type RunbookWorkerOptions } from '../../src/worker/createWorker';
 
 let runtimeInstalled = false;

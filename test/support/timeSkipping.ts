@@ -11,8 +11,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { join, resolve } from 'node:path';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { findExecutable } from '../../src/sandbox/processes';
-import { RUNBOOK_SEARCH_ATTRIBUTES } from '../../src/shared/searchAttributes';
+import { findExecutable } from '../../src/adapters/process/processes';
+import { RUNBOOK_SEARCH_ATTRIBUTES } from '../../src/core/searchAttributes';
 
 const POM = resolve('test/support/timeSkipping/pom.xml');
 const DIR = resolve('.sandbox/time-skipping');

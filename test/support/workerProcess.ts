@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { inject } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
-import { freePort } from '../../src/temporal/devServer';
+import { freePort } from '../../src/adapters/temporal/devServer';
 import { eventually } from './sandbox';
 
 export interface WorkerChild {

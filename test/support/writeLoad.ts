@@ -7,8 +7,8 @@
 import mysql from 'mysql2/promise';
 import type { RunbookConfig } from '../../src/config/load';
 import { getCluster, getInstance } from '../../src/config/load';
-import { withControl } from '../../src/control/store';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
+import { withControl } from '../../src/adapters/control/store';
+import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
 
 export interface Ack {
   id: number;

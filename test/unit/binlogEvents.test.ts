@@ -13,8 +13,8 @@ import {
   rowImagesRefusal,
   type RowImageGroup,
   type TableShape,
-} from '../../src/backup/binlogEvents';
-import { forEachDecodedGroup } from '../../src/backup/binlogFile';
+} from '../../src/core/binlogEvents';
+import { forEachDecodedGroup } from '../../src/adapters/backup/binlogFile';
 
 const text = readFileSync('test/fixtures/binlog/drop-and-update.txt', 'utf8');
 const groups = parseBinlogText(text, 'mysql-bin.000001');

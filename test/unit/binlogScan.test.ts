@@ -1,7 +1,7 @@
 /** Where complete transactions end in a binlog's bytes, read as they arrive (a real MariaDB 10.11 file). */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { newScan, scanBinlog } from '../../src/backup/binlogScan';
+import { newScan, scanBinlog } from '../../src/core/binlogScan';
 
 // DDL, a one-statement transaction, a two-statement transaction, DDL on MyISAM, a MyISAM insert
 // (ends with a Query COMMIT, not an Xid), then the rotate that closed the file.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, refuseFuturePoint, walkCoverage, type ArchivedTransaction } from '../../src/backup/coverage';
-import type { BinlogArchiveEntry } from '../../src/backup/manifest';
-import { filesAfter } from '../../src/backup/archive';
+import { checkCoverage, lastTransactionAtOrBefore, parsePointInTime, refuseFuturePoint, walkCoverage, type ArchivedTransaction } from '../../src/core/coverage';
+import type { BinlogArchiveEntry } from '../../src/core/manifest';
+import { filesAfter } from '../../src/core/manifest';
 
 const entry = (file: string): BinlogArchiveEntry => ({ file, sizeBytes: 1, sha256: 'x', complete: true });
 const tx = (seq: number, file: string, t = seq * 1000): ArchivedTransaction => ({ gtid: `0-7-${seq}`, file, startPosition: seq * 100, timestamp: t });

@@ -1,13 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import {
-  compareMariaGtid,
-  detectFlavor,
-  dialectFor,
-  formatMariaGtidList,
-  mariaErrantDomains,
-  normalizeMysqlGtidSet,
-  parseMariaGtidList,
-} from '../../src/mysql/dialect';
+import { detectFlavor, dialectFor } from '../../src/adapters/mysql/dialect';
+import { compareMariaGtid, formatMariaGtidList, mariaErrantDomains, normalizeMysqlGtidSet, parseMariaGtidList } from '../../src/core/gtid';
 
 const maria = dialectFor('mariadb', { major: 10, minor: 11, patch: 19 });
 const mysql = dialectFor('mysql', { major: 8, minor: 0, patch: 36 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { escapeHtml, renderEmail } from '../../src/notify/emailTemplates';
-import type { RunbookNotification } from '../../src/shared/notifications';
+import { escapeHtml, renderEmail } from '../../src/adapters/notify/emailTemplates';
+import type { RunbookNotification } from '../../src/core/notifications';
 
 const T0 = Date.UTC(2025, 4, 1, 10, 0, 0);
 

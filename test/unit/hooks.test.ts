@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runHookCommands, type HookEnv } from '../../src/activities/traffic';
-import type { TrafficHook } from '../../src/config/schema';
+import type { TrafficHook } from '../../src/core/configSchema';
 
 const env: HookEnv = {
   cluster: 'orders',

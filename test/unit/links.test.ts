@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { approvalLinks, linkKeyFromEnv, signApprovalToken, verifyApprovalToken, type ApprovalLinkClaims } from '../../src/notify/links';
+import { approvalLinks, linkKeyFromEnv, signApprovalToken, verifyApprovalToken, type ApprovalLinkClaims } from '../../src/adapters/notify/links';
 
 const KEY = 'k'.repeat(16) + '-test-signing-key-0123456789';
 const NOW = Date.UTC(2025, 0, 1, 12, 0, 0);

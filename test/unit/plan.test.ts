@@ -1,9 +1,9 @@
 /** Choosing the candidate to promote (planned and emergency), refusals, and the approval text. */
 import { describe, expect, it } from 'vitest';
-import { buildTopology } from '../../src/mysql/probe';
-import type { ClusterPolicy, FailoverPlan, PlanResult } from '../../src/shared/failover';
-import { describePlan, planEmergency, planSwitchover } from '../../src/shared/plan';
-import type { InstanceProbe, ReplicationView } from '../../src/shared/types';
+import { buildTopology } from '../../src/adapters/mysql/probe';
+import type { ClusterPolicy, FailoverPlan, PlanResult } from '../../src/core/failover';
+import { describePlan, planEmergency, planSwitchover } from '../../src/core/plan';
+import type { InstanceProbe, ReplicationView } from '../../src/core/types';
 
 const policy: ClusterPolicy = {
   cluster: 'orders',

@@ -1,8 +1,8 @@
 /** Roles and problems derived from probes, and the sync_status rows derived from a topology. */
 import { describe, expect, it } from 'vitest';
-import { buildTopology } from '../../src/mysql/probe';
-import { syncStatusRows } from '../../src/shared/syncStatus';
-import type { InstanceProbe, ReplicationView } from '../../src/shared/types';
+import { buildTopology } from '../../src/adapters/mysql/probe';
+import { syncStatusRows } from '../../src/core/syncStatus';
+import type { InstanceProbe, ReplicationView } from '../../src/core/types';
 
 const healthyLink = (source: string, lag = 0): ReplicationView => ({
   sourceHost: '127.0.0.1', sourcePort: 1, sourceInstance: source, ioRunning: 'Yes', sqlRunning: 'Yes', lagSeconds: lag,

@@ -1,0 +1,309 @@
+/**
+ * Reads and writes of the control database: the step audit in `failover_log`, the per-region
+ * `sync_status`, and the history queries behind `runbook log` and `runbook sync-status`.
+ */
+import type { RunbookConfig } from '../../config/load';
+import { connect, controlEndpoint, query, type Conn } from '../mysql/connect';
+import { migrate } from './migrations';
+import { FAILOVER_LOG_COLUMNS } from '../../core/inputs';
+import { characters, clip } from '../../core/inputs';
+import type { AuditRow, AuditWriteReport, SyncStatusRow } from '../../core/types';
+
+export type { AuditWriteReport };
+
+/** A control-db connection in UTC, so DATETIME columns mean the same thing to every reader. */
+export async function connectControl(config: RunbookConfig, timeoutMs = 5000): Promise<Conn> {
+  const conn = await connect(controlEndpoint(config), { timeoutMs });
+  await conn.query("SET time_zone = '+00:00'");
+  return conn;
+}
+
+export async function withControl<T>(config: RunbookConfig, fn: (conn: Conn) => Promise<T>, timeoutMs?: number): Promise<T> {
+  const conn = await connectControl(config, timeoutMs);
+  try {
+    return await fn(conn);
+  } finally {
+    conn.destroy();
+  }
+}
+
+export async function migrateControl(config: RunbookConfig): Promise<number[]> {
+  return withControl(config, migrate);
+}
+
+/** Epoch ms to a UTC DATETIME(3) literal. */
+export function sqlTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
+}
+
+/**
+ * Errors that say nothing about the row: the control database is down, busy, read-only or not
+ * migrated. The write is retried (the activity fails); every other error the server reports for
+ * one row is that row's, and retrying it would block every row queued after it forever.
+ */
+const TRANSIENT_ERRNOS = new Set([
+  1021, 1030, 1036, 1037, 1038, 1040, 1041, 1044, 1045, 1053, 1114, 1142, 1143, 1146, 1152, 1156, 1158, 1159, 1160, 1161, 1180,
+  1181, 1203, 1205, 1213, 1290, 1317, 1836, 1927, 1969, 2006, 2013, 3024,
+]);
+
+function isRowError(err: unknown): boolean {
+  const e = err as { sqlState?: string; errno?: number; fatal?: boolean };
+  return typeof e?.sqlState === 'string' && !e.fatal && !TRANSIENT_ERRNOS.has(Number(e.errno));
+}
+
+/** A detail bigger than this is kept as a cut string: one row must never outgrow a packet. */
+const MAX_DETAIL_CHARS = 256 * 1024;
+/** Rows go in statements of at most this many characters of values, well under max_allowed_packet. */
+const MAX_STATEMENT_CHARS = 4 * 1024 * 1024;
+
+type AuditValues = (string | number | null)[];
+
+/**
+ * A row as column values, every text cut to its column with a marker (the full value goes into
+ * `detail.truncated`): strict mode would refuse the whole row, and with it every row after it.
+ */
+function auditValues(r: AuditRow): { values: AuditValues; truncated: string[] } {
+  const truncated: Record<string, { length: number; value: string }> = {};
+  const fit = (column: keyof typeof FAILOVER_LOG_COLUMNS, value: string | undefined | null): string | null => {
+    if (value === undefined || value === null) return null;
+    const text = String(value);
+    const max = FAILOVER_LOG_COLUMNS[column];
+    if (characters(text) <= max) return text;
+    truncated[column] = { length: characters(text), value: clip(text, 4096) };
+    return clip(text, max);
+  };
+  const row = [
+    fit('from_region', r.fromRegion),
+    fit('to_region', r.toRegion),
+    sqlTime(r.at),
+    fit('operator', r.operator),
+    fit('reason', r.reason),
+    fit('status', r.status),
+    fit('cluster', r.cluster),
+    fit('incident_id', r.incidentId),
+    fit('workflow_id', r.workflowId),
+    fit('run_id', r.runId),
+    fit('runbook', r.runbook),
+    fit('step', r.step),
+    r.stepSeq,
+    r.attempt ?? null,
+  ];
+  const detail: Record<string, unknown> | undefined = Object.keys(truncated).length ? { ...r.detail, truncated } : r.detail;
+  let json = detail === undefined ? null : JSON.stringify(detail);
+  if (json !== null && json.length > MAX_DETAIL_CHARS) json = JSON.stringify({ detailTooLarge: { length: json.length, start: json.slice(0, 64 * 1024) } });
+  return { values: [...row, json], truncated: Object.keys(truncated) };
+}
+
+const AUDIT_INSERT = `INSERT INTO failover_log
+       (from_region, to_region, switch_time, operator, reason, status, cluster, incident_id,
+        workflow_id, run_id, runbook, step, step_seq, attempt, detail)
+     VALUES `;
+const AUDIT_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+
+async function insertValues(conn: Conn, rows: AuditValues[]): Promise<void> {
+  await query(conn, `${AUDIT_INSERT}${rows.map(() => AUDIT_PLACEHOLDERS).join(', ')} ON DUPLICATE KEY UPDATE id = id`, rows.flat());
+}
+
+/**
+ * Where a row the database refuses goes instead: the same key (workflow, run, step sequence,
+ * status), so the trail shows which step state is missing and a retry stays idempotent, and none
+ * of the row's own text in a column; what it held is kept in `detail.unwritable`.
+ */
+function placeholderValues(r: AuditRow, error: string): AuditValues {
+  const time = Number.isFinite(r.at) ? r.at : Date.now();
+  const seq = Number.isInteger(r.stepSeq) && Math.abs(r.stepSeq) < 2 ** 31 ? r.stepSeq : null;
+  let original: string;
+  try {
+    original = clip(JSON.stringify(r), 16 * 1024);
+  } catch {
+    original = '(not serialisable)';
+  }
+  return [
+    null, null, sqlTime(time), null, null, clip(String(r.status), FAILOVER_LOG_COLUMNS.status), clip(String(r.cluster ?? ''), FAILOVER_LOG_COLUMNS.cluster),
+    null, clip(String(r.workflowId ?? ''), FAILOVER_LOG_COLUMNS.workflow_id), clip(String(r.runId ?? ''), FAILOVER_LOG_COLUMNS.run_id),
+    clip(String(r.runbook ?? ''), FAILOVER_LOG_COLUMNS.runbook), 'audit row not stored as written', seq, null,
+    JSON.stringify({ unwritable: { error: clip(error, 1000), row: original } }),
+  ];
+}
+
+/**
+ * Insert audit rows exactly once. The unique key (workflow_id, run_id, step_seq, status) turns a
+ * retried or replayed write into a no-op, so an activity that runs twice never duplicates a row.
+ * One row can never block the others: over-long text is cut to its column, and a row the server
+ * still refuses (a data error, a constraint) is replaced by a placeholder that says why, and
+ * reported. Only errors that are not the row's (the database is down, read-only, not migrated)
+ * are thrown, so the activity retries them.
+ */
+export async function insertAuditRows(conn: Conn, rows: AuditRow[]): Promise<AuditWriteReport> {
+  const report: AuditWriteReport = { written: 0, truncated: [], rejected: [] };
+  const prepared: { row: AuditRow; values?: AuditValues; error?: string }[] = rows.map((row) => {
+    try {
+      const { values, truncated } = auditValues(row);
+      if (truncated.length) report.truncated.push({ stepSeq: row.stepSeq, step: clip(String(row.step), 200), status: row.status, fields: truncated });
+      return { row, values };
+    } catch (err) {
+      return { row, error: `cannot encode the row: ${(err as Error).message}` }; // e.g. an invalid time
+    }
+  });
+  const reject = async (row: AuditRow, error: string, cause?: unknown) => {
+    try {
+      await insertValues(conn, [placeholderValues(row, error)]);
+    } catch (err) {
+      // Not even a placeholder goes in: the trouble is not this row's. Retry the write.
+      throw cause ?? err;
+    }
+    report.rejected.push({ stepSeq: row.stepSeq, step: clip(String(row.step), 200), status: String(row.status), error: clip(error, 500) });
+  };
+  let chunk: AuditValues[] = [];
+  let chunkRows: AuditRow[] = [];
+  let size = 0;
+  const flush = async () => {
+    if (!chunk.length) return;
+    try {
+      await insertValues(conn, chunk);
+    } catch (err) {
+      if (!isRowError(err)) throw err;
+      // Some row of the statement is refused: find which, one at a time.
+      for (let i = 0; i < chunk.length; i++) {
+        try {
+          await insertValues(conn, [chunk[i]!]);
+        } catch (e) {
+          if (!isRowError(e)) throw e;
+          await reject(chunkRows[i]!, (e as Error).message, e);
+        }
+      }
+    }
+    chunk = [];
+    chunkRows = [];
+    size = 0;
+  };
+  for (const p of prepared) {
+    if (!p.values) {
+      await flush(); // keep the order: rows before it go first
+      await reject(p.row, p.error!);
+      continue;
+    }
+    const rowSize = p.values.reduce<number>((n, v) => n + (typeof v === 'string' ? v.length : 8), 0);
+    if (chunk.length && size + rowSize > MAX_STATEMENT_CHARS) await flush();
+    chunk.push(p.values);
+    chunkRows.push(p.row);
+    size += rowSize;
+  }
+  await flush();
+  report.written = rows.length - report.rejected.length;
+  return report;
+}
+
+/** A row of failover_log that is no step of a run: an endpoint refusal, a lock taken over or released. */
+export interface LogEvent {
+  status: string;
+  runbook: string;
+  step: string;
+  cluster?: string;
+  workflowId?: string;
+  operator?: string;
+  /** Epoch ms; default the time of the write. */
+  at?: number;
+  detail?: Record<string, unknown>;
+}
+
+/** Write one such row, every text cut to its column (as the audit writer does); returns its id. */
+export async function insertLogEvent(conn: Conn, e: LogEvent): Promise<number> {
+  const fit = (column: keyof typeof FAILOVER_LOG_COLUMNS, v: string | undefined) => (v === undefined ? null : clip(v, FAILOVER_LOG_COLUMNS[column]));
+  const r = await query<{ insertId: number }>(
+    conn,
+    `INSERT INTO failover_log (status, runbook, cluster, step, workflow_id, operator, detail, switch_time)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ${e.at === undefined ? 'UTC_TIMESTAMP(3)' : '?'})`,
+    [
+      fit('status', e.status), fit('runbook', e.runbook), fit('cluster', e.cluster), fit('step', e.step), fit('workflow_id', e.workflowId), fit('operator', e.operator),
+      e.detail === undefined ? null : JSON.stringify(e.detail),
+      ...(e.at === undefined ? [] : [sqlTime(e.at)]),
+    ],
+  );
+  return Number(r.insertId);
+}
+
+export interface HistoryFilter {
+  cluster?: string;
+  incidentId?: string;
+  workflowId?: string;
+  /** 1-based page, newest first (seed §3.4). */
+  page?: number;
+  pageSize?: number;
+}
+
+export interface HistoryRow {
+  id: number;
+  switch_time: string;
+  cluster: string | null;
+  incident_id: string | null;
+  workflow_id: string | null;
+  run_id: string | null;
+  runbook: string | null;
+  step: string | null;
+  step_seq: number | null;
+  status: string;
+  attempt: number | null;
+  from_region: string | null;
+  to_region: string | null;
+  operator: string | null;
+  reason: string | null;
+  detail: unknown;
+  logged_at: string;
+}
+
+/** Pages of the history: the offset stays an exact integer that LIMIT accepts. */
+export const MAX_PAGE = 1_000_000_000;
+export const MAX_PAGE_SIZE = 1000;
+
+export async function failoverHistory(conn: Conn, f: HistoryFilter = {}): Promise<HistoryRow[]> {
+  const page = f.page ?? 1;
+  const pageSize = f.pageSize ?? 20;
+  if (!Number.isSafeInteger(page) || page < 1 || page > MAX_PAGE) throw new Error(`--page must be a whole number from 1 to ${MAX_PAGE}, got ${f.page}`);
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) throw new Error(`--page-size must be a whole number from 1 to ${MAX_PAGE_SIZE}, got ${f.pageSize}`);
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (f.cluster) (where.push('cluster = ?'), params.push(f.cluster));
+  if (f.incidentId) (where.push('incident_id = ?'), params.push(f.incidentId));
+  if (f.workflowId) (where.push('workflow_id = ?'), params.push(f.workflowId));
+  const rows = await query<HistoryRow[]>(
+    conn,
+    `SELECT * FROM failover_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY switch_time DESC, id DESC LIMIT ?, ?`,
+    [...params, (page - 1) * pageSize, pageSize],
+  );
+  return rows.map((r) => ({ ...r, id: Number(r.id), step_seq: r.step_seq === null ? null : Number(r.step_seq) }));
+}
+
+/** The upsert of seed §3.1, keyed on (cluster, region) so it updates the region's row in place. */
+export async function upsertSyncStatus(conn: Conn, s: SyncStatusRow): Promise<void> {
+  await query(
+    conn,
+    `INSERT INTO sync_status (cluster, region, last_sync_time, status, remark, instance, role, lag_seconds, gtid_position)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+     -- A region that is not in sync keeps the time it last was.
+     ON DUPLICATE KEY UPDATE last_sync_time = COALESCE(VALUES(last_sync_time), last_sync_time), status = VALUES(status), remark = VALUES(remark),
+       instance = VALUES(instance), role = VALUES(role), lag_seconds = VALUES(lag_seconds),
+       gtid_position = VALUES(gtid_position), updated_at = CURRENT_TIMESTAMP(3)`,
+    [
+      s.cluster,
+      s.region,
+      s.lastSyncTime === undefined ? null : sqlTime(s.lastSyncTime),
+      s.status,
+      s.remark ?? null,
+      s.instance ?? null,
+      s.role ?? null,
+      s.lagSeconds ?? null,
+      s.gtidPosition ?? null,
+    ],
+  );
+}
+
+export async function listSyncStatus(conn: Conn, cluster?: string): Promise<Record<string, unknown>[]> {
+  return query(
+    conn,
+    `SELECT cluster, region, instance, role, status, lag_seconds, last_sync_time, gtid_position, remark, updated_at
+     FROM sync_status ${cluster ? 'WHERE cluster = ?' : ''} ORDER BY cluster, region`,
+    cluster ? [cluster] : [],
+  );
+}

@@ -1,0 +1,40 @@
+/**
+ * Workflow side of the step envelope (see src/shared/stepEnvelope.ts): activities called inside a
+ * step get the step's summary for the Temporal UI and a header asking the worker for the attempt
+ * number; the result is unwrapped here so runbook code sees plain values.
+ */
+import {
+  AsyncLocalStorage,
+  defaultPayloadConverter,
+  type ActivityInput,
+  type Next,
+  type WorkflowInterceptorsFactory,
+  type WorkflowOutboundCallsInterceptor,
+} from '@temporalio/workflow';
+import { isStepEnvelope, STEP_HEADER } from '../../core/stepEnvelope';
+
+export interface StepFrame {
+  seq: number;
+  summary: string;
+  /** Attempt that produced the latest activity outcome of this step. */
+  attempt?: number;
+}
+
+export const stepContext = new AsyncLocalStorage<StepFrame>();
+
+class StepOutbound implements WorkflowOutboundCallsInterceptor {
+  async scheduleActivity(input: ActivityInput, next: Next<WorkflowOutboundCallsInterceptor, 'scheduleActivity'>): Promise<unknown> {
+    const frame = stepContext.getStore();
+    if (!frame) return next(input);
+    const result = await next({
+      ...input,
+      options: { ...input.options, summary: input.options.summary ?? frame.summary },
+      headers: { ...input.headers, [STEP_HEADER]: defaultPayloadConverter.toPayload(frame.seq) },
+    });
+    if (!isStepEnvelope(result)) return result;
+    frame.attempt = result.attempt;
+    return result.value;
+  }
+}
+
+export const interceptors: WorkflowInterceptorsFactory = () => ({ outbound: [new StepOutbound()] });
