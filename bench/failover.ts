@@ -21,7 +21,7 @@ import { Sandbox } from '../src/adapters/mariadbd/sandbox';
 import { startDevServer, stopDevServer } from '../src/adapters/temporal/devServer';
 import { createRunbookWorker } from '../src/worker/createWorker';
 import type { FailoverResult } from '../src/workflows/failover';
-import type { RunbookState } from '../src/workflows/shared/runbook';
+import type { RunbookState } from '../src/core/runbookDefinitions';
 import { shape, startFailover } from '../test/support/failover';
 import { eventually, testSandboxConfig } from '../test/support/sandbox';
 import { prepareLoadSchema, WriteLoad } from '../test/support/writeLoad';

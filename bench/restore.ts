@@ -44,7 +44,7 @@ import { startDevServer, stopDevServer } from '../src/adapters/temporal/devServe
 import { createRunbookWorker } from '../src/worker/createWorker';
 import type { BackupInput } from '../src/workflows/backup';
 import type { ReplayMethod, RestoreInput, RestoreResult } from '../src/workflows/restore';
-import type { RunbookState, StepRecord } from '../src/workflows/shared/runbook';
+import type { RunbookState, StepRecord } from '../src/core/runbookDefinitions';
 import { testSandboxConfig } from '../test/support/sandbox';
 import { fingerprint } from '../test/support/reference';
 

@@ -4,7 +4,7 @@
  */
 import { getClient, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { migrateControl, insertAuditRows, insertLogEvent, upsertSyncStatus, withControl, type AuditWriteReport } from '../adapters/control/store';
+import { dropLock, insertAuditRows, insertLogEvent, lockHolder, migrateControl, takeLock, upsertSyncStatus, withControl, type AuditWriteReport } from '../adapters/control/store';
 import { getCluster } from '../config/load';
 import { runState } from '../adapters/temporal/runState';
 import { syncStatusRows } from '../core/syncStatus';
@@ -60,17 +60,12 @@ export function createAuditActivities({ config }: ActivityDeps) {
     async acquireClusterLock(input: { cluster: string; workflowId: string; runbook: string; operator: string }): Promise<void> {
       await ensureSchema();
       await withControl(config, async (conn) => {
-        type Holder = { workflow_id: string; runbook: string; operator: string; acquired_at: string };
-        const take = async () => {
-          await conn.query('INSERT IGNORE INTO runbook_lock (cluster, workflow_id, runbook, operator) VALUES (?, ?, ?, ?)', [input.cluster, input.workflowId, input.runbook, input.operator]);
-          const [rows] = await conn.query('SELECT workflow_id, runbook, operator, acquired_at FROM runbook_lock WHERE cluster = ?', [input.cluster]);
-          return (rows as Holder[])[0];
-        };
+        const take = () => takeLock(conn, input);
         let holder = await take();
         const over = holder && holder.workflow_id !== input.workflowId ? await runIsOver(holder.workflow_id) : undefined;
         if (holder && over) {
           // Only that holder's row goes: a third run that took the lock meanwhile keeps it.
-          await conn.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [input.cluster, holder.workflow_id]);
+          await dropLock(conn, input.cluster, holder.workflow_id);
           await insertLogEvent(conn, {
             status: 'unlocked', runbook: input.runbook, cluster: input.cluster, step: 'cluster lock taken over from a run that is over', operator: input.operator, workflowId: input.workflowId,
             detail: { heldBy: holder.workflow_id, heldByRunbook: holder.runbook, holderState: over, since: holder.acquired_at },
@@ -95,10 +90,7 @@ export function createAuditActivities({ config }: ActivityDeps) {
      */
     async checkClusterLock(input: { cluster: string; workflowId: string }): Promise<{ free: boolean; heldBy?: string }> {
       await ensureSchema();
-      const holder = await withControl(config, async (conn) => {
-        const [rows] = await conn.query('SELECT workflow_id, runbook, operator, acquired_at FROM runbook_lock WHERE cluster = ?', [input.cluster]);
-        return (rows as { workflow_id: string; runbook: string; operator: string; acquired_at: string }[])[0];
-      });
+      const holder = await withControl(config, (conn) => lockHolder(conn, input.cluster));
       if (!holder || holder.workflow_id === input.workflowId) return { free: true };
       const over = await runIsOver(holder.workflow_id);
       if (over) return { free: true, heldBy: `${holder.workflow_id} (${over}: its lock will be taken over)` };
@@ -110,7 +102,7 @@ export function createAuditActivities({ config }: ActivityDeps) {
 
     /** Release the cluster's lock if this run holds it (safe to repeat). */
     async releaseClusterLock(input: { cluster: string; workflowId: string }): Promise<void> {
-      await withControl(config, (conn) => conn.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [input.cluster, input.workflowId]));
+      await withControl(config, (conn) => dropLock(conn, input.cluster, input.workflowId));
     },
 
     /** The old primary of an emergency failover: its region's sync_status says it needs a failback. */

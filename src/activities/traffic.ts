@@ -11,8 +11,7 @@ import { spawn } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, type RunbookConfig } from '../config/load';
 import type { TrafficHook } from '../core/configSchema';
-import { migrateControl, withControl } from '../adapters/control/store';
-import { query, type Conn } from '../adapters/mysql/connect';
+import { migrateControl, withControl, writeWriterEndpoint } from '../adapters/control/store';
 import { minimalEnvironment } from '../adapters/process/processes';
 import type { ActivityDeps } from './deps';
 
@@ -237,57 +236,7 @@ export async function runHookCommands(hooks: TrafficHook[], kind: HookKind, env:
   return results;
 }
 
-export interface WriterEndpoint {
-  cluster: string;
-  instance: string;
-  region: string;
-  host: string;
-  port: number;
-  generation: number;
-  workflowId: string | null;
-  incidentId: string | null;
-  /** UTC, 'YYYY-MM-DD HH:MM:SS.mmm' */
-  updatedAt: string;
-}
 
-interface WriterEndpointRow {
-  cluster: string;
-  instance: string;
-  region: string;
-  host: string;
-  port: number | string;
-  generation: number | string;
-  workflow_id: string | null;
-  incident_id: string | null;
-  updated_at: string;
-}
-
-async function selectWriterEndpoint(conn: Conn, cluster: string, forUpdate: boolean): Promise<WriterEndpoint | null> {
-  const rows = await query<WriterEndpointRow[]>(
-    conn,
-    `SELECT cluster, instance, region, host, port, generation, workflow_id, incident_id, updated_at
-     FROM writer_endpoint WHERE cluster = ?${forUpdate ? ' FOR UPDATE' : ''}`,
-    [cluster],
-  );
-  const r = rows[0];
-  if (!r) return null;
-  return {
-    cluster: r.cluster,
-    instance: r.instance,
-    region: r.region,
-    host: r.host,
-    port: Number(r.port),
-    generation: Number(r.generation),
-    workflowId: r.workflow_id,
-    incidentId: r.incident_id,
-    updatedAt: r.updated_at,
-  };
-}
-
-/** The cluster's current writer per the built-in switch, or null if it was never set. */
-export async function readWriterEndpoint(conn: Conn, cluster: string): Promise<WriterEndpoint | null> {
-  return selectWriterEndpoint(conn, cluster, false);
-}
 
 export function createTrafficActivities({ config }: ActivityDeps) {
   let migrated: Promise<unknown> | undefined;
@@ -306,32 +255,9 @@ export function createTrafficActivities({ config }: ActivityDeps) {
     }): Promise<{ changed: boolean; generation: number; previous: string | null }> {
       const inst = getInstance(config, input.cluster, input.instance);
       await ensureSchema();
-      return withControl(config, async (conn) => {
-        await conn.query('START TRANSACTION');
-        try {
-          // The row lock serialises two runs switching the same cluster at once.
-          const current = await selectWriterEndpoint(conn, input.cluster, true);
-          if (current?.instance === input.instance) {
-            await conn.query('COMMIT');
-            return { changed: false, generation: current.generation, previous: current.instance };
-          }
-          await query(
-            conn,
-            `INSERT INTO writer_endpoint (cluster, instance, region, host, port, generation, workflow_id, incident_id)
-             VALUES (?, ?, ?, ?, ?, 1, ?, ?)
-             ON DUPLICATE KEY UPDATE instance = VALUES(instance), region = VALUES(region), host = VALUES(host),
-               port = VALUES(port), generation = generation + 1, workflow_id = VALUES(workflow_id),
-               incident_id = VALUES(incident_id)`,
-            [input.cluster, inst.name, inst.region, inst.host, inst.port, input.workflowId, input.incidentId ?? null],
-          );
-          const after = await selectWriterEndpoint(conn, input.cluster, true);
-          await conn.query('COMMIT');
-          return { changed: true, generation: after!.generation, previous: current?.instance ?? null };
-        } catch (err) {
-          await conn.query('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
-      });
+      return withControl(config, (conn) =>
+        writeWriterEndpoint(conn, { cluster: input.cluster, instance: inst.name, region: inst.region, host: inst.host, port: inst.port, workflowId: input.workflowId, incidentId: input.incidentId }),
+      );
     },
 
     /**

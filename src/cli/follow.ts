@@ -5,8 +5,8 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { FailoverPlan } from '../core/failover';
-import type { ApprovalState } from '../workflows/shared/approval';
-import type { Attention, RunbookState, StepRecord } from '../workflows/shared/runbook';
+import type { ApprovalState } from '../core/runbookDefinitions';
+import type { Attention, RunbookState, StepRecord } from '../core/runbookDefinitions';
 
 const ICON: Record<string, string> = {
   started: '…',

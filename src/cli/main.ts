@@ -5,7 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { configPathFromEnv, getCluster, loadConfig, type RunbookConfig } from '../config/load';
 import { configFingerprint } from '../config/fingerprint';
-import { failoverHistory, insertLogEvent, listSyncStatus, MAX_PAGE, MAX_PAGE_SIZE, migrateControl, withControl } from '../adapters/control/store';
+import { dropLock, failoverHistory, insertLogEvent, listSyncStatus, lockHolder, MAX_PAGE, MAX_PAGE_SIZE, migrateControl, withControl } from '../adapters/control/store';
 import { incidentIdProblem, INPUT_LIMITS, nameProblem, textProblem } from '../core/inputs';
 import { probeTopology } from '../adapters/mysql/probe';
 import { Sandbox } from '../adapters/mariadbd/sandbox';
@@ -294,12 +294,11 @@ program
     if (host !== undefined && c.recovery?.name !== host) throw new Error(`${name} has no recovery host "${host}"`);
     const operator = verifiedCliUser(cfg, name!, opts.as);
     const holder = await withControl(cfg, async (c) => {
-      const [rows] = await c.query('SELECT workflow_id FROM runbook_lock WHERE cluster = ?', [cluster]);
-      const row = (rows as { workflow_id: string }[])[0];
+      const row = await lockHolder(c, cluster);
       if (!row) return undefined;
       // The lock is what keeps two runbooks off one cluster: a run that is still going keeps it.
       if (!opts.force) await refuseWhileRunning(cluster, row.workflow_id);
-      await c.query('DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [cluster, row.workflow_id]);
+      await dropLock(c, cluster, row.workflow_id);
       await insertLogEvent(c, { status: 'unlocked', runbook: 'cli', cluster, step: 'cluster lock released by hand', operator, workflowId: row.workflow_id, detail: { heldBy: row.workflow_id } });
       return row.workflow_id;
     });

@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { ScheduleOverlapPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { BackupInput, BackupResult } from '../workflows/backup';
 import { cliIdentityPolicyOf, clusterPolicyOf } from '../activities/policy';
-import { failoverHistory, withControl } from '../adapters/control/store';
+import { failoverHistory, insertLogEvent, withControl } from '../adapters/control/store';
 import { probeTopology } from '../adapters/mysql/probe';
 import { lastKnownPrimary } from '../core/failedPrimary';
 import { describePlan, planSwitchover } from '../core/plan';
@@ -20,10 +20,10 @@ import type { FlashbackInput, FlashbackResult } from '../workflows/flashback';
 import { compileStatementPattern, type BadEventQuery } from '../core/binlogEvents';
 import { parsePointInTime, refuseFuturePoint } from '../core/coverage';
 import { formatDuration } from '../core/format';
-import type { Attention, ResumeVerdict } from '../workflows/shared/runbook';
+import type { Attention, ResumeVerdict } from '../core/runbookDefinitions';
 import { describeApproval, describeAttention, failureMessage, follow, queryRunbookState, workerPresent } from './follow';
 import { printHistory, printJson } from './output';
-import type { ApprovalState } from '../workflows/shared/approval';
+import type { ApprovalState } from '../core/runbookDefinitions';
 
 /** The OS login of whoever runs this CLI: what a CLI identity is verified with. */
 export function osLogin(): string | undefined {
@@ -193,9 +193,7 @@ export async function resume(workflowId: string, operator: string, comment?: str
       const reason = `${workflowId} is over (${status.name}): nothing to resume`;
       // The run can no longer log it: the refusal goes to failover_log from here, as unlock's do.
       await withControl(loadConfig(configPathFromEnv()), (conn) =>
-        conn.query("INSERT INTO failover_log (status, runbook, step, operator, workflow_id, detail) VALUES ('refused', 'cli', ?, ?, ?, ?)", [
-          `resume by ${operator} via cli`, operator, workflowId, JSON.stringify({ reason, comment }),
-        ]),
+        insertLogEvent(conn, { status: 'refused', runbook: 'cli', step: `resume by ${operator} via cli`, operator, workflowId, detail: { reason, comment } }),
       ).catch((err: Error) => console.error(`warning: the refusal is not in failover_log: ${err.message.split('\n')[0]}`));
       console.error(`runbook: resume refused: ${reason}`);
       return 1;

@@ -7,7 +7,7 @@
  * that cannot count) are written one by one, with what they were about.
  */
 import type { RunbookConfig } from '../config/load';
-import { insertLogEvent, withControl } from '../adapters/control/store';
+import { insertLogEvent, updateLogEventDetail, withControl } from '../adapters/control/store';
 import { clip } from '../core/inputs';
 
 interface Bucket {
@@ -92,7 +92,7 @@ export class RefusalLog {
             if (b.id === undefined) {
               b.id = await insertLogEvent(c, { status: 'refused', runbook: 'approval-endpoint', step: `requests refused from ${b.source}`, at: b.minute * 60_000, detail: this.detail(b) });
             } else {
-              await c.query('UPDATE failover_log SET detail = ? WHERE id = ?', [JSON.stringify(this.detail(b)), b.id]);
+              await updateLogEventDetail(c, b.id, this.detail(b));
             }
             b.written = count;
           }

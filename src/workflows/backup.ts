@@ -12,7 +12,8 @@ import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { BackupActivities } from '../activities/backup';
 import { backupIdFor, chooseBackupSource, type BackupKind, type BackupManifest, type BinlogArchiveEntry } from '../core/manifest';
-import { runRunbook, type StartedFromCli } from './shared/runbook';
+import { runRunbook } from './shared/runbook';
+import { type StartedFromCli } from '../core/runbookDefinitions';
 
 export interface BackupInput extends StartedFromCli {
   cluster: string;

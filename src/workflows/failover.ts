@@ -21,7 +21,8 @@ import { lastKnownPrimary } from '../core/failedPrimary';
 import type { InstanceProbe } from '../core/types';
 import { ApprovalGate } from './shared/approval';
 import { RollForward } from './shared/rollForward';
-import { runRunbook, type Runbook, type StartedFromCli } from './shared/runbook';
+import { runRunbook, type Runbook } from './shared/runbook';
+import { type StartedFromCli } from '../core/runbookDefinitions';
 import { switchTraffic, WriterEndpointRow } from './shared/trafficSwitch';
 import { nameProblem } from '../core/inputs';
 

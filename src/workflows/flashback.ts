@@ -16,7 +16,8 @@ import type { Activities } from '../activities';
 import type { FlashbackOutcome, FlashbackVerification } from '../activities/binlog';
 import { compileStatementPattern, describeRowEvents, type BadEventQuery, type BinlogEventGroup } from '../core/binlogEvents';
 import { ApprovalGate } from './shared/approval';
-import { runRunbook, type StartedFromCli } from './shared/runbook';
+import { runRunbook } from './shared/runbook';
+import { type StartedFromCli } from '../core/runbookDefinitions';
 import { gtidProblem, tableProblem } from '../core/inputs';
 
 export interface FlashbackInput extends StartedFromCli {

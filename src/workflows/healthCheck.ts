@@ -5,7 +5,8 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Topology } from '../core/types';
-import { runRunbook, type StartedFromCli } from './shared/runbook';
+import { runRunbook } from './shared/runbook';
+import { type StartedFromCli } from '../core/runbookDefinitions';
 
 const { probeTopology, recordSyncStatus } = proxyActivities<Activities>({
   startToCloseTimeout: '30s',

@@ -1,8 +1,6 @@
 /** Every workflow the worker registers. */
 export { healthCheck } from './healthCheck';
-export { runbookStateQuery } from './shared/runbook';
 export { failover } from './failover';
-export { approveSignal, rejectSignal, decideUpdate } from './shared/approval';
 export { backup } from './backup';
 export { restore, restorePrune } from './restore';
 export { flashback } from './flashback';

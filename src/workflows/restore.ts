@@ -28,7 +28,8 @@ import { compileStatementPattern } from '../core/binlogEvents';
 import { ApprovalGate } from './shared/approval';
 import { RollForward, type RollForwardPolicy } from './shared/rollForward';
 import { switchTraffic, WriterEndpointRow } from './shared/trafficSwitch';
-import { runRunbook, type Runbook, type StartedFromCli } from './shared/runbook';
+import { runRunbook, type Runbook } from './shared/runbook';
+import { type StartedFromCli } from '../core/runbookDefinitions';
 import { gtidProblem, tableProblem } from '../core/inputs';
 
 export type { RestoreTarget, ReplayMethod };

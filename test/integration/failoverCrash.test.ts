@@ -7,7 +7,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { readWriterEndpoint } from '../../src/activities/traffic';
+import { readWriterEndpoint } from '../../src/adapters/control/store';
 import type { RunbookConfig } from '../../src/config/load';
 import { migrateControl, withControl } from '../../src/adapters/control/store';
 import { probeTopology } from '../../src/adapters/mysql/probe';

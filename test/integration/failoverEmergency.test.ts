@@ -13,7 +13,7 @@ import type { RunbookConfig } from '../../src/config/load';
 import { listSyncStatus, withControl } from '../../src/adapters/control/store';
 import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
-import type { ApprovalState } from '../../src/workflows/shared/approval';
+import type { ApprovalState } from '../../src/core/runbookDefinitions';
 import type { FailoverResult } from '../../src/workflows/failover';
 import { probeTopology } from '../../src/adapters/mysql/probe';
 import { decide, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';

@@ -14,7 +14,7 @@ import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { WORKFLOW_INTERCEPTORS_PATH, WORKFLOWS_PATH } from '../../src/worker/createWorker';
 import { createRunbookWorker } from '../../src/worker/createWorker';
 import type { FailoverInput, FailoverResult } from '../../src/workflows/failover';
-import { approveSignal } from '../../src/workflows/shared/approval';
+import { approveSignal } from '../../src/core/runbookDefinitions';
 import { decide, runFailover, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';

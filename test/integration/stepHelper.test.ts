@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectControl, failoverHistory, withControl } from '../../src/adapters/control/store';
-import type { RunbookState } from '../../src/workflows/shared/runbook';
+import type { RunbookState } from '../../src/core/runbookDefinitions';
 import { fixtureActivities } from '../fixtures/activities';
 import { proceed, threeSteps } from '../fixtures/workflows';
 import { eventually, startTestSandbox } from '../support/sandbox';

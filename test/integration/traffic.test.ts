@@ -1,6 +1,7 @@
 /** The built-in traffic switch (writer_endpoint) against a real control database. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTrafficActivities, readWriterEndpoint } from '../../src/activities/traffic';
+import { createTrafficActivities } from '../../src/activities/traffic';
+import { readWriterEndpoint } from '../../src/adapters/control/store';
 import type { RunbookConfig } from '../../src/config/load';
 import { migrateControl, withControl } from '../../src/adapters/control/store';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';

@@ -11,7 +11,7 @@ import type { RunbookConfig } from '../../src/config/load';
 import { failoverHistory, withControl } from '../../src/adapters/control/store';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
-import type { RunbookState } from '../../src/workflows/shared/runbook';
+import type { RunbookState } from '../../src/core/runbookDefinitions';
 import { threeSteps } from '../fixtures/workflows';
 import { eventually, startTestSandbox } from '../support/sandbox';
 

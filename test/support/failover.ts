@@ -3,9 +3,9 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { RunbookConfig } from '../../src/config/load';
 import { failoverHistory, withControl } from '../../src/adapters/control/store';
 import { probeTopology } from '../../src/adapters/mysql/probe';
-import type { DecisionVerdict } from '../../src/workflows/shared/approval';
+import type { DecisionVerdict } from '../../src/core/runbookDefinitions';
 import type { FailoverInput, FailoverResult } from '../../src/workflows/failover';
-import type { RunbookState } from '../../src/workflows/shared/runbook';
+import type { RunbookState } from '../../src/core/runbookDefinitions';
 import { eventually } from './sandbox';
 
 let counter = 0;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { describeApproval } from '../../src/cli/follow';
 import { restoreTargetOf, type RestoreCliOptions } from '../../src/cli/runbooks';
-import type { ApprovalState } from '../../src/workflows/shared/approval';
+import type { ApprovalState } from '../../src/core/runbookDefinitions';
 
 const base: RestoreCliOptions = { cluster: 'orders', reason: 'r', as: 'alice' };
 

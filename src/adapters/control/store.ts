@@ -307,3 +307,118 @@ export async function listSyncStatus(conn: Conn, cluster?: string): Promise<Reco
     cluster ? [cluster] : [],
   );
 }
+
+/** The run holding a cluster's runbook lock (the `runbook_lock` row), if any. */
+export interface LockHolder {
+  workflow_id: string;
+  runbook: string;
+  operator: string;
+  acquired_at: string;
+}
+
+export async function lockHolder(conn: Conn, cluster: string): Promise<LockHolder | undefined> {
+  return (await query<LockHolder[]>(conn, 'SELECT workflow_id, runbook, operator, acquired_at FROM runbook_lock WHERE cluster = ?', [cluster]))[0];
+}
+
+/** Take the lock if nobody holds it (a no-op when someone does); returns who holds it now. */
+export async function takeLock(conn: Conn, l: { cluster: string; workflowId: string; runbook: string; operator: string }): Promise<LockHolder | undefined> {
+  await query(conn, 'INSERT IGNORE INTO runbook_lock (cluster, workflow_id, runbook, operator) VALUES (?, ?, ?, ?)', [l.cluster, l.workflowId, l.runbook, l.operator]);
+  return lockHolder(conn, l.cluster);
+}
+
+/** Release the lock if `workflowId` holds it (a third run that took it meanwhile keeps it). */
+export async function dropLock(conn: Conn, cluster: string, workflowId: string): Promise<void> {
+  await query(conn, 'DELETE FROM runbook_lock WHERE cluster = ? AND workflow_id = ?', [cluster, workflowId]);
+}
+
+/** Replace the detail of a row insertLogEvent wrote (a refusal count that grew). */
+export async function updateLogEventDetail(conn: Conn, id: number, detail: Record<string, unknown>): Promise<void> {
+  await query(conn, 'UPDATE failover_log SET detail = ? WHERE id = ?', [JSON.stringify(detail), id]);
+}
+
+/** The built-in traffic switch: which instance takes a cluster's writes, for applications and proxies to read. */
+export interface WriterEndpoint {
+  cluster: string;
+  instance: string;
+  region: string;
+  host: string;
+  port: number;
+  /** Bumped on every change. */
+  generation: number;
+  workflowId: string | null;
+  incidentId: string | null;
+  updatedAt: string;
+}
+
+interface WriterEndpointRow {
+  cluster: string;
+  instance: string;
+  region: string;
+  host: string;
+  port: number | string;
+  generation: number | string;
+  workflow_id: string | null;
+  incident_id: string | null;
+  updated_at: string;
+}
+
+async function selectWriterEndpoint(conn: Conn, cluster: string, forUpdate: boolean): Promise<WriterEndpoint | null> {
+  const rows = await query<WriterEndpointRow[]>(
+    conn,
+    `SELECT cluster, instance, region, host, port, generation, workflow_id, incident_id, updated_at
+     FROM writer_endpoint WHERE cluster = ?${forUpdate ? ' FOR UPDATE' : ''}`,
+    [cluster],
+  );
+  const r = rows[0];
+  if (!r) return null;
+  return {
+    cluster: r.cluster,
+    instance: r.instance,
+    region: r.region,
+    host: r.host,
+    port: Number(r.port),
+    generation: Number(r.generation),
+    workflowId: r.workflow_id,
+    incidentId: r.incident_id,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** The cluster's current writer per the built-in switch, or null if it was never set. */
+export async function readWriterEndpoint(conn: Conn, cluster: string): Promise<WriterEndpoint | null> {
+  return selectWriterEndpoint(conn, cluster, false);
+}
+
+/**
+ * Point the cluster's writer endpoint at an instance. Idempotent: a row already naming it changes
+ * nothing (generation included). The row lock serialises two runs switching one cluster at once.
+ */
+export async function writeWriterEndpoint(
+  conn: Conn,
+  e: { cluster: string; instance: string; region: string; host: string; port: number; workflowId: string; incidentId?: string },
+): Promise<{ changed: boolean; generation: number; previous: string | null }> {
+  await query(conn, 'START TRANSACTION');
+  try {
+    const current = await selectWriterEndpoint(conn, e.cluster, true);
+    if (current?.instance === e.instance) {
+      await query(conn, 'COMMIT');
+      return { changed: false, generation: current.generation, previous: current.instance };
+    }
+    await query(
+      conn,
+      `INSERT INTO writer_endpoint (cluster, instance, region, host, port, generation, workflow_id, incident_id)
+       VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+       ON DUPLICATE KEY UPDATE instance = VALUES(instance), region = VALUES(region), host = VALUES(host),
+         port = VALUES(port), generation = generation + 1, workflow_id = VALUES(workflow_id),
+         incident_id = VALUES(incident_id)`,
+      [e.cluster, e.instance, e.region, e.host, e.port, e.workflowId, e.incidentId ?? null],
+    );
+    const after = await selectWriterEndpoint(conn, e.cluster, true);
+    await query(conn, 'COMMIT');
+    return { changed: true, generation: after!.generation, previous: current?.instance ?? null };
+  } catch (err) {
+    await query(conn, 'ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+

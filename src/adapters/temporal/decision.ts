@@ -4,7 +4,7 @@
  * is over is reported as over, with how it ended, not as unknown.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { DecisionInput, DecisionVerdict } from '../../workflows/shared/approval';
+import type { DecisionInput, DecisionVerdict } from '../../core/runbookDefinitions';
 import { runState } from './runState';
 
 export type SentDecision = DecisionVerdict & { runOver?: string };

@@ -14,51 +14,9 @@ import type { ApprovalPolicy } from '../../core/failover';
 import { cliIdentity, type VerifiedBy } from '../../core/identity';
 import { clip, identityProblem, INPUT_LIMITS, textProblem } from '../../core/inputs';
 import type { Runbook } from './runbook';
-
-export interface DecisionInput {
-  /** Slack, email: the person the endpoint verified. CLI: the `--as` given, if any (see `login`). */
-  approver?: string;
-  /** Where the decision came from: cli, slack, email. */
-  channel?: string;
-  /** CLI: the OS login of the user who typed it. */
-  login?: string;
-  comment?: string;
-}
-
-export interface DecisionRecord extends DecisionInput {
-  decision: 'approve' | 'reject';
-  at: number;
-  accepted: boolean;
-  refusedBecause?: string;
-  /** Who decided, as verified (undefined when that could not be established). */
-  identity?: string;
-  verifiedBy?: VerifiedBy;
-}
+import { approveSignal, decideUpdate, rejectSignal, type ApprovalState, type DecisionInput, type DecisionRecord, type DecisionVerdict } from '../../core/runbookDefinitions';
 
 const CHANNELS: readonly ApprovalChannel[] = ['slack', 'email', 'cli'];
-
-export type ApprovalStatus = 'not_requested' | 'pending' | 'approved' | 'auto_approved' | 'rejected' | 'timed_out';
-
-export interface ApprovalState {
-  status: ApprovalStatus;
-  requester: string;
-  rule: ApprovalPolicy;
-  /** Why a human is needed even though the policy says auto (e.g. fencing not confirmed). */
-  forcedBecause?: string;
-  requestedAt?: number;
-  deadline?: number;
-  decisions: DecisionRecord[];
-}
-
-export interface DecisionVerdict {
-  accepted: boolean;
-  status: ApprovalStatus;
-  reason?: string;
-}
-
-export const approveSignal = wf.defineSignal<[DecisionInput]>('approve');
-export const rejectSignal = wf.defineSignal<[DecisionInput]>('reject');
-export const decideUpdate = wf.defineUpdate<DecisionVerdict, [DecisionInput & { decision: 'approve' | 'reject' }]>('decide');
 
 const now = () => Date.now(); // workflow time, deterministic
 

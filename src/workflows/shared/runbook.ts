@@ -20,104 +20,25 @@ import { ActivityFailure, ApplicationFailure, CancelledFailure, TimeoutFailure }
 import type { Activities } from '../../activities';
 import { attemptFromDetails } from '../../core/stepEnvelope';
 import { Cluster, IncidentId, Operator, RunbookStatus, RunbookType } from '../../core/searchAttributes';
-import type { AuditRow, AuditWriteReport, EventStatus, RunStatus, StepStatus } from '../../core/types';
+import type { AuditRow, AuditWriteReport, EventStatus, RunStatus } from '../../core/types';
+import {
+  resumeUpdate,
+  runbookStateQuery,
+  type Attention,
+  type AuditProblem,
+  type FailureKind,
+  type IncidentNotice,
+  type ResumeInput,
+  type ResumeVerdict,
+  type RunbookMeta,
+  type RunbookState,
+  type StepRecord,
+} from '../../core/runbookDefinitions';
 import { clip, INPUT_LIMITS, runbookMetaProblems } from '../../core/inputs';
 import { stepContext, type StepFrame } from './interceptors';
 import { OrderedSender } from './queue';
 import { formatDuration, STATUS_ICON } from '../../core/format';
-import type { NotifyThread, RunbookNotification, Severity, TimelineEntry } from '../../core/notifications';
-
-export interface RunbookMeta {
-  /** Runbook type: `failover`, `restore`, `health-check`, ... */
-  runbook: string;
-  cluster: string;
-  operator: string;
-  incidentId?: string;
-  reason?: string;
-  /** The fingerprint of the config the CLI started this run with: checked against the worker's first. */
-  configFingerprint?: string;
-}
-
-/** What a runbook started from the CLI carries besides its own fields. */
-export interface StartedFromCli {
-  /** See src/config/fingerprint.ts; absent for runs started otherwise (schedules, tests). */
-  configFingerprint?: string;
-}
-
-/** An audit row the control database could not store as it was (cut to fit, or refused). */
-export interface AuditProblem {
-  stepSeq: number;
-  step: string;
-  status: string;
-  problem: 'truncated' | 'not stored';
-  detail: string;
-}
-
-export interface StepRecord {
-  seq: number;
-  name: string;
-  status: StepStatus | EventStatus;
-  startedAt: number;
-  endedAt?: number;
-  attempt?: number;
-  note?: string;
-  error?: string;
-  classification?: FailureKind;
-}
-
-export interface RunbookState {
-  meta: RunbookMeta;
-  status: RunStatus;
-  currentStep: string | null;
-  steps: StepRecord[];
-  /** Audit rows not yet written to failover_log (control database unreachable). */
-  auditPending: number;
-  /** Rows failover_log holds only cut to fit, or as a placeholder (the database refused them). */
-  auditProblems: AuditProblem[];
-  /** Runbook-specific live facts (a failover's plan, its pending approval). */
-  details: Record<string, unknown>;
-}
-
-export const runbookStateQuery = wf.defineQuery<RunbookState>('runbookState');
-
-/** What a run in `needs_attention` waits on: the step that cannot finish by itself, why, and what is left. */
-export interface Attention {
-  step: string;
-  error: string;
-  /** Every step still to run, that one first. */
-  left: string[];
-  since: number;
-}
-
-export interface ResumeInput {
-  /** Who resumes it (logged). */
-  operator: string;
-  /** Where from: cli, … */
-  channel?: string;
-  comment?: string;
-}
-
-export interface ResumeVerdict {
-  accepted: boolean;
-  status: RunStatus;
-  reason?: string;
-}
-
-/** Carry on with a run in `needs_attention` (the CLI's `runbook resume`): the step is tried again. */
-export const resumeUpdate = wf.defineUpdate<ResumeVerdict, [ResumeInput]>('resume');
-
-/** What people are told when a runbook opens an incident (seed §7.3 notice fields). */
-export interface IncidentNotice {
-  title: string;
-  severity: Severity;
-  plan?: string;
-  impact?: string;
-  eta?: string;
-  rootCause?: string;
-  followUp?: string[];
-}
-
-export type FailureKind = 'precondition' | 'timeout' | 'cancelled' | 'error';
+import type { NotifyThread, RunbookNotification, TimelineEntry } from '../../core/notifications';
 
 export interface StepOptions<T> {
   /** One line for the Temporal UI; defaults to `<runbook> <cluster>: <step>`. */
