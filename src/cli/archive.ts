@@ -8,7 +8,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { ArchiveProgress } from '../activities/archive';
 import { Cluster, Operator, RunbookType } from '../core/searchAttributes';
 import { connectClient, temporalSettings } from '../adapters/temporal/client';
-import { binlogArchiveWorkflowId, type BinlogArchiveInput } from '../workflows/binlogArchive';
+import { binlogArchiveWorkflowId, type binlogArchive, type BinlogArchiveInput } from '../workflows/binlogArchive';
 import { workerPresent } from './follow';
 import { printJson } from './output';
 
@@ -39,7 +39,7 @@ export async function startArchive(cluster: string, requester: string, client?: 
     if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
     const workflowId = binlogArchiveWorkflowId(cluster);
     try {
-      const handle = await c.workflow.start('binlogArchive', {
+      const handle = await c.workflow.start<typeof binlogArchive>('binlogArchive', {
         taskQueue,
         workflowId,
         args: [{ cluster, requester } satisfies BinlogArchiveInput],

@@ -6,7 +6,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { FailoverPlan } from '../core/failover';
 import type { ApprovalState } from '../core/runbookDefinitions';
-import type { Attention, RunbookState, StepRecord } from '../core/runbookDefinitions';
+import { runbookStateQuery, type Attention, type RunbookState, type StepRecord } from '../core/runbookDefinitions';
 
 const ICON: Record<string, string> = {
   started: '…',
@@ -71,7 +71,7 @@ export const QUERY_TIMEOUT_MS = 10_000;
 /** The run's state from its `runbookState` query, or an error that says why not, in one line. */
 export async function queryRunbookState(handle: WorkflowHandle): Promise<RunbookState> {
   try {
-    return await handle.client.connection.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => handle.query<RunbookState>('runbookState'));
+    return await handle.client.connection.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => handle.query(runbookStateQuery));
   } catch (err) {
     const e = err as Error & { cause?: { code?: number; details?: string; message?: string } };
     // gRPC DEADLINE_EXCEEDED: no worker took the query (none polls the task queue, or all are busy or stuck).

@@ -1,7 +1,7 @@
 /** CLI commands that start and steer runbooks through Temporal. */
 import { userInfo } from 'node:os';
 import { ScheduleOverlapPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { BackupInput, BackupResult } from '../workflows/backup';
+import type { backup, BackupInput, BackupResult } from '../workflows/backup';
 import { cliIdentityPolicyOf, clusterPolicyOf } from '../activities/policy';
 import { failoverHistory, insertLogEvent, withControl } from '../adapters/control/store';
 import { probeTopology } from '../adapters/mysql/probe';
@@ -14,13 +14,13 @@ import { gtidProblem, identityProblem, incidentIdProblem, INPUT_LIMITS, nameProb
 import { sendDecision } from '../adapters/temporal/decision';
 import { Cluster, IncidentId, Operator, RunbookType } from '../core/searchAttributes';
 import { connectClient, temporalSettings } from '../adapters/temporal/client';
-import type { FailoverInput, FailoverResult } from '../workflows/failover';
-import type { RestoreInput, RestorePruneInput, RestoreResult, RestoreTarget, restorePrune } from '../workflows/restore';
-import type { FlashbackInput, FlashbackResult } from '../workflows/flashback';
+import type { failover, FailoverInput } from '../workflows/failover';
+import type { restore, RestoreInput, RestorePruneInput, RestoreTarget, restorePrune } from '../workflows/restore';
+import type { flashback, FlashbackInput } from '../workflows/flashback';
 import { compileStatementPattern, type BadEventQuery } from '../core/binlogEvents';
 import { parsePointInTime, refuseFuturePoint } from '../core/coverage';
 import { formatDuration } from '../core/format';
-import type { Attention, ResumeVerdict } from '../core/runbookDefinitions';
+import { resumeUpdate, type Attention } from '../core/runbookDefinitions';
 import { describeApproval, describeAttention, failureMessage, follow, queryRunbookState, workerPresent } from './follow';
 import { printHistory, printJson } from './output';
 import type { ApprovalState } from '../core/runbookDefinitions';
@@ -138,7 +138,7 @@ export async function startFailover(o: FailoverCliOptions, client?: Client): Pro
     const incidentId = o.incident ?? newIncidentId();
     const mode = o.emergency ? 'emergency' : 'planned';
     const input: FailoverInput = { cluster: o.cluster, mode, target: o.to, reason: o.reason, requester, incidentId, dryRun: o.dryRun, configFingerprint };
-    return startIncidentRunbook<FailoverResult>(c, {
+    return startIncidentRunbook<typeof failover>(c, {
       type: 'failover',
       workflowId: failoverWorkflowId(o.cluster, incidentId),
       input,
@@ -198,7 +198,7 @@ export async function resume(workflowId: string, operator: string, comment?: str
       console.error(`runbook: resume refused: ${reason}`);
       return 1;
     }
-    const verdict = await handle.executeUpdate<ResumeVerdict, [unknown]>('resume', { args: [{ operator, channel: 'cli', comment }] });
+    const verdict = await handle.executeUpdate(resumeUpdate, { args: [{ operator, channel: 'cli', comment }] });
     if (!verdict.accepted) {
       console.error(`runbook: resume refused: ${verdict.reason}`);
       return 1;
@@ -280,7 +280,7 @@ export async function backupCommand(o: BackupCliOptions): Promise<number> {
     }
     const workflowId = `backup-${o.cluster}-${newIncidentId().slice(4)}`;
     if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
-    const handle = await c.workflow.start('backup', { taskQueue, workflowId, args: [input], staticSummary: `backup ${o.cluster} (${o.kind}) by ${requester}` });
+    const handle = await c.workflow.start<typeof backup>('backup', { taskQueue, workflowId, args: [input], staticSummary: `backup ${o.cluster} (${o.kind}) by ${requester}` });
     console.error(`started ${workflowId}`);
     try {
       const result = await follow<BackupResult>(handle, (line) => console.error(line));
@@ -350,7 +350,7 @@ export async function startRestore(o: RestoreCliOptions): Promise<number> {
       cluster: o.cluster, target, skip: o.skip, backupKind: o.backupKind, replayMethod: o.replay, cutover: o.cutover, recoverOn: o.recoverOn, compare: o.compare,
       requester, reason: o.reason, incidentId, dryRun: o.dryRun, configFingerprint,
     };
-    return startIncidentRunbook<RestoreResult>(c, {
+    return startIncidentRunbook<typeof restore>(c, {
       type: 'restore',
       workflowId: `restore-${o.cluster}-${incidentId}`,
       input,
@@ -376,7 +376,7 @@ export async function pruneRestores(o: { cluster: string; olderThanDays: number;
     const { taskQueue } = temporalSettings();
     const input: RestorePruneInput = { cluster: o.cluster, olderThanDays: o.olderThanDays, requester: o.as, dryRun: o.dryRun };
     const workflowId = `restore-prune-${o.cluster}-${newIncidentId().slice(4)}`;
-    const handle = await c.workflow.start('restorePrune', { taskQueue, workflowId, args: [input], staticSummary: `prune restores of ${o.cluster} older than ${o.olderThanDays} day(s) by ${o.as}` });
+    const handle = await c.workflow.start<typeof restorePrune>('restorePrune', { taskQueue, workflowId, args: [input], staticSummary: `prune restores of ${o.cluster} older than ${o.olderThanDays} day(s) by ${o.as}` });
     try {
       const r = (await follow(handle, (line) => console.error(line))) as Awaited<ReturnType<typeof restorePrune>>;
       if (o.json) printJson(r);
@@ -414,7 +414,7 @@ export async function startFlashback(o: FlashbackCliOptions): Promise<number> {
   return withClient(async (c) => {
     const incidentId = o.incident ?? newIncidentId();
     const input: FlashbackInput = { cluster: o.cluster, event, requester, reason: o.reason, incidentId, dryRun: o.dryRun, configFingerprint };
-    return startIncidentRunbook<FlashbackResult>(c, {
+    return startIncidentRunbook<typeof flashback>(c, {
       type: 'flashback',
       workflowId: `flashback-${o.cluster}-${incidentId}`,
       input,
@@ -439,28 +439,29 @@ export async function startFlashback(o: FlashbackCliOptions): Promise<number> {
  * attributes, summary, reuse policy; then (unless detached) follow it and print its result.
  * Returns the exit code: 0 succeeded or dry run, 3 ended otherwise (rejected, timed out), 1 failed.
  */
-async function startIncidentRunbook<R extends { status: string }>(
+async function startIncidentRunbook<W extends (input: any) => Promise<{ status: string }>>( // eslint-disable-line @typescript-eslint/no-explicit-any
   c: Client,
   r: {
+    /** The workflow type: its function's name (the registry's). */
     type: string;
     workflowId: string;
-    input: unknown;
+    input: Parameters<W>[0];
     cluster: string;
     incidentId: string;
     summary: string;
     options: { reason: string; as: string; detach?: boolean; json?: boolean };
-    print: (result: R) => void;
+    print: (result: Awaited<ReturnType<W>>) => void;
   },
 ): Promise<number> {
   const { taskQueue } = temporalSettings();
   const o = r.options;
   if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
-  const handle = await c.workflow.start(r.type, {
+  const handle = await c.workflow.start<W>(r.type, {
     taskQueue,
     workflowId: r.workflowId,
     // A failed run of an incident may be retried; a completed one is never repeated by accident.
     workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-    args: [r.input],
+    args: [r.input] as Parameters<W>,
     staticSummary: r.summary,
     staticDetails: `reason: ${o.reason}\nincident: ${r.incidentId}`,
     typedSearchAttributes: [
@@ -476,7 +477,7 @@ async function startIncidentRunbook<R extends { status: string }>(
     return 0;
   }
   try {
-    const result = await follow<R>(handle, (s) => console.error(s));
+    const result = await follow<Awaited<ReturnType<W>>>(handle, (s) => console.error(s));
     if (o.json) printJson(result);
     else r.print(result);
     return result.status === 'succeeded' || result.status === 'dry_run' ? 0 : 3;

@@ -20,10 +20,9 @@ import { describePlan, planEmergency, planSwitchover } from '../core/plan';
 import { lastKnownPrimary } from '../core/failedPrimary';
 import type { InstanceProbe } from '../core/types';
 import { ApprovalGate } from './shared/approval';
-import { RollForward } from './shared/rollForward';
+import { fenceCatchUpPromote, hookEnvironment, pos, rollForwardPastPromotion, type Promotion } from './shared/promotion';
 import { runRunbook, type Runbook } from './shared/runbook';
 import { type StartedFromCli } from '../core/runbookDefinitions';
-import { switchTraffic, WriterEndpointRow } from './shared/trafficSwitch';
 import { nameProblem } from '../core/inputs';
 
 export interface FailoverInput extends StartedFromCli {
@@ -103,24 +102,11 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
   const decision = await rb.step('approval', () => gate.request(), { note: (d) => d });
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
-  const from = { cluster, instance: plan.from.instance };
-  const to = { cluster, instance: plan.to.instance };
-  const fence = await rb.step('fence old primary', () => act.fenceOldPrimary(from), {
-    note: (f) => `read-only at ${pos(f.finalPosition)}, ${f.killedSessions} session(s) ended`,
-    detail: (f) => f,
+  const promotion = promotionOf(input, plan, 'promote candidate');
+  await fenceCatchUpPromote(rb, promotion, {
+    step: 'wait for catch-up',
+    run: (fence) => waits.waitForCatchUp({ cluster, instance: plan.to.instance, position: fence.finalPosition, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }),
   });
-  try {
-    await rb.step(
-      'wait for catch-up',
-      () => waits.waitForCatchUp({ ...to, position: fence.finalPosition, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }),
-      { note: (w) => `${plan.to.instance} at ${pos(w.appliedPosition)} after ${w.waitedMs} ms` },
-    );
-  } catch (err) {
-    // Leave the cluster as it was, even if this run is being cancelled.
-    await wf.CancellationScope.nonCancellable(() => rb.step('unfence old primary (compensation)', () => act.unfencePrimary(from)));
-    throw err;
-  }
-  await rb.step('promote candidate', () => act.promoteCandidate({ ...to, expectedSource: plan.from.instance }), { note: (p) => `writable at ${pos(p.position)}` });
   await afterPromotion(rb, input, policy, plan, [plan.from.instance, ...plan.others]);
   return { status: 'succeeded', plan };
 }
@@ -177,7 +163,7 @@ async function fenceUnreachable(rb: Runbook, input: FailoverInput, primary: stri
     return { confirmed: true, how: `read-only at ${pos(f.finalPosition)}` };
   } catch {
     try {
-      const results = await once.runHooks({ cluster: input.cluster, kind: 'fencing', env: hookEnv(input, primary, primary, rb) });
+      const results = await once.runHooks({ cluster: input.cluster, kind: 'fencing', env: fencingEnv(input, primary, rb) });
       if (results.length && results.every((r) => r.ok)) return { confirmed: true, how: `fencing hook(s) ${results.map((r) => r.name).join(', ')} succeeded` };
       return { confirmed: false, how: results.length ? 'a fencing hook failed: fencing not confirmed' : 'unreachable and no fencing hook configured: fencing not confirmed' };
     } catch (err) {
@@ -186,20 +172,11 @@ async function fenceUnreachable(rb: Runbook, input: FailoverInput, primary: stri
   }
 }
 
-function hookEnv(input: FailoverInput, oldInstance: string, newInstance: string, rb: Runbook) {
+/** What a fencing hook is told before a candidate is chosen: the failed primary on both sides. */
+function fencingEnv(input: FailoverInput, primary: string, rb: Runbook) {
   const plan = rb.details.plan as FailoverPlan | undefined;
-  return {
-    cluster: input.cluster,
-    mode: input.mode,
-    oldInstance,
-    newInstance,
-    oldPrimary: plan?.from.address ?? '',
-    newPrimary: plan?.to.address ?? '',
-    oldRegion: plan?.from.region ?? '',
-    newRegion: plan?.to.region ?? '',
-    incidentId: input.incidentId,
-    workflowId: wf.workflowInfo().workflowId,
-  };
+  const side = { instance: primary, region: plan?.from.region ?? '', address: plan?.from.address ?? '' };
+  return hookEnvironment({ cluster: input.cluster, mode: input.mode, incidentId: input.incidentId, from: side, to: { ...side, address: plan?.to.address ?? '', region: plan?.to.region ?? '' } });
 }
 
 /**
@@ -209,35 +186,38 @@ function hookEnv(input: FailoverInput, oldInstance: string, newInstance: string,
  */
 async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>, plan: FailoverPlan, replicas: string[]): Promise<void> {
   const steps = changingSteps(plan);
-  const forward = new RollForward(rb, policy.thresholds, (step) => [...steps.slice(steps.indexOf(step)), 'unlock cluster']);
-  const endpoint = new WriterEndpointRow();
   const workflowId = wf.workflowInfo().workflowId;
-  await wf.CancellationScope.nonCancellable(async () => {
-    await switchTraffic(forward, endpoint, {
-      row: { cluster: input.cluster, instance: plan.to.instance, workflowId, incidentId: input.incidentId },
-      env: hookEnv(input, plan.from.instance, plan.to.instance, rb),
-    });
-    for (const instance of replicas) {
-      await forward.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
-        note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
+  await rollForwardPastPromotion(rb, promotionOf(input, plan, 'promote candidate'), {
+    thresholds: policy.thresholds,
+    steps: steps.slice(steps.indexOf('switch traffic')),
+    after: async (forward, endpoint) => {
+      for (const instance of replicas) {
+        await forward.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
+          note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
+        });
+      }
+      await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
+        note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
       });
-    }
-    await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
-      note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
-    });
-    await forward.step(
-      'record',
-      async () => {
-        const written = await endpoint.written('5s');
-        await act.recordSyncStatus(await act.probeTopology(input.cluster));
-        if (input.mode === 'emergency') {
-          await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
-        }
-        return written;
-      },
-      { note: (w) => `sync_status recorded; writer endpoint → ${plan.to.instance}, generation ${w.generation}` },
-    );
+      await forward.step(
+        'record',
+        async () => {
+          const written = await endpoint.written('5s');
+          await act.recordSyncStatus(await act.probeTopology(input.cluster));
+          if (input.mode === 'emergency') {
+            await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
+          }
+          return written;
+        },
+        { note: (w) => `sync_status recorded; writer endpoint → ${plan.to.instance}, generation ${w.generation}` },
+      );
+    },
   });
+}
+
+/** The plan as the shared promotion sequence sees it: both sides, for the hooks and the audit. */
+function promotionOf(input: FailoverInput, plan: FailoverPlan, promoteStep: string): Promotion {
+  return { cluster: input.cluster, mode: input.mode, incidentId: input.incidentId, from: plan.from, to: plan.to, promoteStep };
 }
 
 /** The plan is known: it goes on every later audit row, into the run's state, and to people. */
@@ -272,8 +252,6 @@ function abort(rb: Runbook, plan: FailoverPlan, decision: 'rejected' | 'timed_ou
   return { status: decision, plan };
 }
 
-/** A GTID position for a human: an empty one (a fresh server) says so. */
-const pos = (p: string) => p || '(empty GTID position)';
 
 function title(input: FailoverInput, plan: FailoverPlan): string {
   return `failover ${input.cluster}: ${plan.from.region} → ${plan.to.region} (${input.mode}) by ${input.requester}`;

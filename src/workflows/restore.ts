@@ -26,8 +26,8 @@ import { formatDuration } from '../core/format';
 import { parseMariaGtidList } from '../core/gtid';
 import { compileStatementPattern } from '../core/binlogEvents';
 import { ApprovalGate } from './shared/approval';
-import { RollForward, type RollForwardPolicy } from './shared/rollForward';
-import { switchTraffic, WriterEndpointRow } from './shared/trafficSwitch';
+import type { RollForwardPolicy } from './shared/rollForward';
+import { fenceCatchUpPromote, rollForwardPastPromotion, sideOf, type Promotion as SharedPromotion } from './shared/promotion';
 import { runRunbook, type Runbook } from './shared/runbook';
 import { type StartedFromCli } from '../core/runbookDefinitions';
 import { gtidProblem, tableProblem } from '../core/inputs';
@@ -246,7 +246,7 @@ async function recoverAndCutOver(
  * production took since), promote it; a catch-up that fails unfences the old primary, and
  * production is then as it was. Past the promotion there is no way back: the rest (new lineage,
  * traffic, marking the old members, verification) rolls forward through the same pieces as a
- * failover's (rollForward.ts, trafficSwitch.ts): retried until done, or waiting in
+ * failover's (shared/promotion.ts: the same fence, catch-up with its undo, promotion and roll-forward): retried until done, or waiting in
  * `needs_attention` for `runbook resume`, never half switched. The old members all hold the bad
  * event: they stay read-only and are marked for reseed, never repointed.
  */
@@ -259,59 +259,48 @@ async function promoteRecoveryHost(
   const { cluster } = input;
   const host = input.recoverOn!;
   const workflowId = wf.workflowInfo().workflowId;
-  const old = { cluster, instance: o.primary };
-  const fence = await rb.step(
-    'fence old primary',
-    async () => {
-      // Where both are, for the traffic hooks (RUNBOOK_OLD_PRIMARY / _NEW_PRIMARY, the regions).
-      const [from, to] = await Promise.all([act.probeInstance(old), act.probeInstance({ cluster, instance: host })]);
-      return { ...(await act.fenceOldPrimary(old)), from, to };
-    },
-    { note: (f) => `${o.primary} read-only at ${f.finalPosition}, ${f.killedSessions} session(s) ended` },
-  );
-  try {
-    await rb.step('catch up from the old primary', async () => {
+  // Where both are, for the traffic hooks (RUNBOOK_OLD_PRIMARY / _NEW_PRIMARY, the regions).
+  const [from, to] = await rb.step('locate both sides', () => Promise.all([act.probeInstance({ cluster, instance: o.primary }), act.probeInstance({ cluster, instance: host })]), {
+    note: ([f, t]) => `${f.instance} at ${f.address} (${f.region}) → ${t.instance} at ${t.address} (${t.region})`,
+  });
+  const promotion: SharedPromotion = { cluster, mode: 'restore', incidentId: input.incidentId, from: sideOf(from), to: sideOf(to), promoteStep: 'promote recovery host' };
+  await fenceCatchUpPromote(rb, promotion, {
+    step: 'catch up from the old primary',
+    run: async (fence) => {
       await act.replicateRecoveryFrom({ ...ref, method: o.method, source: o.primary });
       return waits.waitForCatchUp({ cluster, instance: host, position: fence.finalPosition, timeoutSeconds: o.thresholds.catchUpTimeoutSeconds });
-    }, { note: (w) => `${host} at ${w.appliedPosition} after ${w.waitedMs} ms` });
-  } catch (err) {
-    await wf.CancellationScope.nonCancellable(() => rb.step('unfence old primary (compensation)', () => act.unfencePrimary(old)));
-    throw err;
-  }
-  await rb.step('promote recovery host', () => act.promoteCandidate({ cluster, instance: host, expectedSource: o.primary }), { note: (p) => `${host} writable at ${p.position}` });
-
-  // The point of no return: only forward from here.
-  const steps = PROMOTE_STEPS.slice(PROMOTE_STEPS.indexOf('start a new backup lineage'));
-  const forward = new RollForward(rb, o.thresholds, (step) => [...steps.slice(steps.indexOf(step)), 'unlock cluster']);
-  const endpoint = new WriterEndpointRow();
+    },
+  });
   const needReseed = o.members.map((m) => m.instance);
-  await wf.CancellationScope.nonCancellable(async () => {
-    await forward.step('start a new backup lineage', () => act.startBackupLineage({ cluster, promoted: host, skipped: o.badEvent, workflowId, stale: needReseed }), {
-      note: (l) => `backups ended before ${l.since} hold ${o.badEvent}: restores will not use them, and ${needReseed.join(', ')} are not backed up until reseeded`,
-    });
-    await switchTraffic(forward, endpoint, {
-      row: { cluster, instance: host, workflowId, incidentId: input.incidentId },
-      env: { cluster, mode: 'restore', oldInstance: o.primary, newInstance: host, oldPrimary: fence.from.address, newPrimary: fence.to.address, oldRegion: fence.from.region, newRegion: fence.to.region, incidentId: input.incidentId, workflowId },
-    });
-    await forward.step('mark old members for reseed', async () => {
-      for (const m of o.members) {
-        await act.markNeedsFailback({ cluster, region: m.region, instance: m.instance, role: m.instance === o.primary ? 'old_primary' : 'replica', remark: `holds ${o.badEvent}, skipped by restore ${input.incidentId}: reseed from ${host}` });
-      }
-    }, { note: () => `${needReseed.join(', ')} hold ${o.badEvent}: reseed them from ${host}` });
-    await forward.step(
-      'verify promotion',
-      async () => {
-        const v = await waits.verifyCluster({ cluster, primary: host, replicas: [], workflowId, timeoutSeconds: 30 });
-        return { ...v, endpoint: await endpoint.written('5s') };
-      },
-      { note: (v) => `heartbeat ${v.heartbeatPosition} written on ${host}; the only writable instance; writer endpoint generation ${v.endpoint.generation}` },
-    );
+  const steps = PROMOTE_STEPS.slice(PROMOTE_STEPS.indexOf('start a new backup lineage'));
+  await rollForwardPastPromotion(rb, promotion, {
+    thresholds: o.thresholds,
+    steps,
+    before: (forward) =>
+      forward.step('start a new backup lineage', () => act.startBackupLineage({ cluster, promoted: host, skipped: o.badEvent, workflowId, stale: needReseed }), {
+        note: (l) => `backups ended before ${l.since} hold ${o.badEvent}: restores will not use them, and ${needReseed.join(', ')} are not backed up until reseeded`,
+      }).then(() => undefined),
+    after: async (forward, endpoint) => {
+      await forward.step('mark old members for reseed', async () => {
+        for (const m of o.members) {
+          await act.markNeedsFailback({ cluster, region: m.region, instance: m.instance, role: m.instance === o.primary ? 'old_primary' : 'replica', remark: `holds ${o.badEvent}, skipped by restore ${input.incidentId}: reseed from ${host}` });
+        }
+      }, { note: () => `${needReseed.join(', ')} hold ${o.badEvent}: reseed them from ${host}` });
+      await forward.step(
+        'verify promotion',
+        async () => {
+          const v = await waits.verifyCluster({ cluster, primary: host, replicas: [], workflowId, timeoutSeconds: 30 });
+          return { ...v, endpoint: await endpoint.written('5s') };
+        },
+        { note: (v) => `heartbeat ${v.heartbeatPosition} written on ${host}; the only writable instance; writer endpoint generation ${v.endpoint.generation}` },
+      );
+    },
   });
   return { promoted: host, oldPrimary: o.primary, needReseed };
 }
 
 /** A promote cut-over's steps in order (the roll-forward names what is left from any of them). */
-const PROMOTE_STEPS = ['fence old primary', 'catch up from the old primary', 'promote recovery host', 'start a new backup lineage', 'switch traffic', 'mark old members for reseed', 'verify promotion'];
+const PROMOTE_STEPS = ['locate both sides', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'start a new backup lineage', 'switch traffic', 'mark old members for reseed', 'verify promotion'];
 
 /** The cluster's primary now (the skip check reads its tables' shapes). */
 async function currentPrimary(cluster: string): Promise<string> {

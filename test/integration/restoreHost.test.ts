@@ -44,7 +44,10 @@ const input = (over: Partial<RestoreInput> = {}): RestoreInput => ({
 const rows = (instance: string, statement: string) => rowsOn(config, instance, statement);
 
 beforeAll(async () => {
-  ({ config, sandbox } = await startTestSandbox('restore-host', 26700));
+  ({ config, sandbox } = await startTestSandbox('restore-host', 26700, (doc) => {
+    // What a proxy would be told when the recovery host takes over: printed, so the test can read it.
+    doc.clusters.orders.traffic = { hooks: [{ name: 'show-env', command: 'env | grep ^RUNBOOK_ | sort', timeoutSeconds: 10, onFailure: 'abort' }] };
+  }));
   stack = await startInProcessWorker(config, taskQueue);
   await sql(config, 'orders-a', 'CREATE DATABASE shop', 'CREATE TABLE shop.orders (id INT PRIMARY KEY, amount INT)', 'INSERT INTO shop.orders VALUES (1, 10), (2, 20)',
     'CREATE TABLE shop.users (id INT PRIMARY KEY, points INT)', 'INSERT INTO shop.users VALUES (1, 100)');
@@ -103,6 +106,27 @@ describe('restore on a configured recovery host', () => {
     expect(log.filter((r) => r.status === 'succeeded').map((r) => r.step)).toEqual(
       expect.arrayContaining(['lock recovery host', 'approval', 'lock cluster', 'fence old primary', 'catch up from the old primary', 'promote recovery host', 'switch traffic', 'mark old members for reseed', 'verify promotion', 'unlock cluster', 'unlock recovery host', 'record']),
     );
+    // The traffic hook got the failover's complete environment (it used to get empty addresses and regions).
+    const [switched] = await withControl(config, async (c) =>
+      ((await c.query("SELECT detail FROM failover_log WHERE workflow_id = ? AND step = 'switch traffic' AND status = 'succeeded'", [handle.workflowId]))[0] as { detail: string | object }[]).map((r) =>
+        typeof r.detail === 'string' ? JSON.parse(r.detail) : r.detail,
+      ),
+    );
+    const a = config.clusters.orders!.instances.find((i) => i.name === 'orders-a')!;
+    const r = config.clusters.orders!.recovery!;
+    expect((switched as { hooks: { name: string; stdoutTail: string }[] }).hooks[0]!.stdoutTail.trim().split('\n')).toEqual([
+      'RUNBOOK_CLUSTER=orders',
+      'RUNBOOK_HOOK_NAME=show-env',
+      `RUNBOOK_INCIDENT_ID=INC-HOST`,
+      'RUNBOOK_MODE=restore',
+      `RUNBOOK_NEW_INSTANCE=orders-recovery`,
+      `RUNBOOK_NEW_PRIMARY=${r.host}:${r.port}`,
+      `RUNBOOK_NEW_REGION=${r.region}`,
+      'RUNBOOK_OLD_INSTANCE=orders-a',
+      `RUNBOOK_OLD_PRIMARY=${a.host}:${a.port}`,
+      `RUNBOOK_OLD_REGION=${a.region}`,
+      `RUNBOOK_WORKFLOW_ID=${handle.workflowId}`,
+    ]);
 
   });
 

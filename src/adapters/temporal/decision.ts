@@ -4,14 +4,14 @@
  * is over is reported as over, with how it ended, not as unknown.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { DecisionInput, DecisionVerdict } from '../../core/runbookDefinitions';
+import { decideUpdate, type DecisionInput, type DecisionVerdict } from '../../core/runbookDefinitions';
 import { runState } from './runState';
 
 export type SentDecision = DecisionVerdict & { runOver?: string };
 
 export async function sendDecision(client: Client, workflowId: string, input: DecisionInput & { decision: 'approve' | 'reject' }): Promise<SentDecision> {
   try {
-    return await client.workflow.getHandle(workflowId).executeUpdate<DecisionVerdict, [typeof input]>('decide', { args: [input] });
+    return await client.workflow.getHandle(workflowId).executeUpdate(decideUpdate, { args: [input] });
   } catch (err) {
     // An update to a closed run fails as if the run did not exist: ask what became of it.
     const run = await runState(client, workflowId).catch(() => undefined);
