@@ -11,6 +11,8 @@ import { connectClient, temporalSettings } from '../adapters/temporal/client';
 import { binlogArchiveWorkflowId, type binlogArchive, type BinlogArchiveInput } from '../workflows/binlogArchive';
 import { workerPresent } from './follow';
 import { printJson } from './output';
+import type { CliContext } from './context';
+import { getCluster } from '../config/load';
 
 export interface ArchiveStatus {
   cluster: string;
@@ -117,4 +119,37 @@ export function printArchiveStatus(s: ArchiveStatus, json: boolean): void {
     console.log(`  the primary is at ${p.primaryAt ?? '?'}: ${p.lagSeconds === 0 ? 'nothing left to archive' : `${p.lagSeconds} s behind`} (as of ${p.updatedAt})`);
   } else if (s.status === 'RUNNING') console.log('  no progress reported yet');
   if (s.lastFailure) console.log(`  retrying (attempt ${s.attempt ?? '?'}): ${s.lastFailure}`);
+}
+
+/** The command(s), on the program. */
+export function registerArchiveCommands(ctx: CliContext): void {
+  const archive = ctx.program.command('archive').description("continuous binlog archiving of a cluster's primary (what point-in-time recovery replays)");
+  archive
+    .command('start <cluster>')
+    .description('archive the primary\'s binlogs as it writes them, following it across failovers (one per cluster; already running is fine)')
+    .requiredOption('--as <name>', 'who starts it (logged)')
+    .action(async (cluster: string, opts) => {
+      getCluster(ctx.config(), cluster);
+      const { startArchive } = await import('./archive');
+      const r = await startArchive(cluster, opts.as);
+      console.log(r.started ? `started ${r.workflowId}` : `${r.workflowId} is already running`);
+    });
+  archive
+    .command('stop <cluster>')
+    .description('stop continuous archiving (what was archived stays)')
+    .requiredOption('--as <name>', 'who stops it (logged)')
+    .action(async (cluster: string) => {
+      getCluster(ctx.config(), cluster);
+      const { stopArchive } = await import('./archive');
+      console.log((await stopArchive(cluster)) ? `stopping binlog archiving of ${cluster}` : `binlog archiving of ${cluster} is not running`);
+    });
+  archive
+    .command('status <cluster>')
+    .description('how far the archive is behind the primary')
+    .addOption(ctx.json())
+    .action(async (cluster: string, opts) => {
+      getCluster(ctx.config(), cluster);
+      const { archiveStatus, printArchiveStatus } = await import('./archive');
+      printArchiveStatus(await archiveStatus(cluster), Boolean(opts.json));
+    });
 }

@@ -17,7 +17,7 @@ import { startDevServer } from '../adapters/temporal/devServer';
 import { createRunbookWorker } from '../worker/createWorker';
 import { healthCheck } from '../workflows';
 import { temporalSettings } from '../adapters/temporal/client';
-import { failoverWorkflowId, startFailover } from './runbooks';
+import { failoverWorkflowId, startFailover } from './failover';
 import { printHistory, printSyncStatus, printTopology } from './output';
 
 function approvalNote(config: RunbookConfig, cluster: string): string {

@@ -1,0 +1,34 @@
+/**
+ * The registry (src/registry.ts) is what the worker, the CLI and the README follow: every workflow
+ * the worker bundles is a runbook's, every activity group is used, no activity name is defined
+ * twice, and every runbook command is in the README's command table.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { activityOwners, mergeActivityGroups } from '../../src/activities';
+import { loadConfig } from '../../src/config/load';
+import { COMMON_ACTIVITY_GROUPS, RUNBOOKS } from '../../src/registry';
+import * as workflows from '../../src/workflows';
+
+describe('the runbook registry', () => {
+  it('lists exactly the workflows the worker registers', () => {
+    expect(RUNBOOKS.flatMap((r) => r.workflows).sort()).toEqual(Object.keys(workflows).sort());
+  });
+
+  it('uses every activity group, and no activity name is defined by two groups', () => {
+    const owners = activityOwners({ config: loadConfig('runbooks/sandbox.yaml') });
+    const groups = new Set(Object.values(owners));
+    const used = new Set([...COMMON_ACTIVITY_GROUPS, ...RUNBOOKS.flatMap((r) => r.activities)]);
+    expect([...groups].filter((g) => !used.has(g))).toEqual([]);
+    expect([...used].filter((g) => !groups.has(g))).toEqual([]);
+    expect(() => mergeActivityGroups({ mysql: { fenceOldPrimary: async () => 1 }, traffic: { fenceOldPrimary: async () => 2 } })).toThrow(
+      'activity "fenceOldPrimary" is defined by both the mysql and the traffic activities',
+    );
+  });
+
+  it("puts every runbook command in the README's command table", () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const table = readme.slice(readme.indexOf('## The `runbook` CLI'), readme.indexOf('## Architecture'));
+    for (const command of RUNBOOKS.flatMap((r) => r.commands)) expect(table, command).toMatch(new RegExp(`\\| \`${command}[ \`]`));
+  });
+});
