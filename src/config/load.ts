@@ -28,6 +28,8 @@ export interface RunbookConfig {
   sandboxDir: string;
   /** Absolute directory for backups (one folder per backup, with its manifest) and archived binlogs. */
   backupDir: string;
+  /** Where a restore's scratch servers listen, relative to the control port. */
+  scratchPorts: { binlogServerOffset: number; recoveryOffset: number };
 }
 
 export const DEFAULT_CONFIG_PATH = 'runbooks/sandbox.yaml';
@@ -205,12 +207,14 @@ export function loadConfig(path: string = configPathFromEnv(), env: NodeJS.Proce
   let controlFile: string | undefined;
   let sandboxDir: string | undefined;
   let backupDir: string | undefined;
+  let scratchPorts = { binlogServerOffset: 10, recoveryOffset: 11 };
 
   for (const file of files) {
     const data = readOneFile(file);
     if (data.envFile) applyEnvFile(resolve(dirname(file), data.envFile), env);
     if (data.sandboxDir) sandboxDir = resolve(dirname(file), data.sandboxDir);
     if (data.backupDir) backupDir = resolve(dirname(file), data.backupDir);
+    if (data.scratchPorts) scratchPorts = data.scratchPorts;
     if (data.control) {
       if (controlFile) problems.push(`${file}: control: already defined in ${controlFile}`);
       control = data.control;
@@ -226,7 +230,7 @@ export function loadConfig(path: string = configPathFromEnv(), env: NodeJS.Proce
   if (!control) problems.push(`${files.join(', ')}: control: missing; expected the control database (host, port, database, credentials)`);
   if (problems.length) throw new ConfigError(problems.join('; '));
   const sandbox = sandboxDir ?? resolve(dirname(files[0]!), '..', '.sandbox', basename(files[0]!).replace(/\.ya?ml$/, ''));
-  return { files, control: control!, clusters, sandboxDir: sandbox, backupDir: backupDir ?? resolve(dirname(sandbox), 'backups') };
+  return { files, control: control!, clusters, sandboxDir: sandbox, backupDir: backupDir ?? resolve(dirname(sandbox), 'backups'), scratchPorts };
 }
 
 export function getCluster(config: RunbookConfig, clusterName: string): ClusterConfig {

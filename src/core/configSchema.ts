@@ -105,6 +105,15 @@ export const thresholdsSchema = z.strictObject({
   rollForwardMinutes: duration.default(10),
   /** While such a step is retried, people are reminded this often. */
   rollForwardRemindMinutes: duration.default(1),
+  /** Emergency: failed probes of the primary, this far apart, before its failure is confirmed. */
+  confirmProbes: z.number().int().min(1).max(20).default(3),
+  confirmIntervalMs: z.number().int().min(100).max(60_000).default(1000),
+  /** Emergency: how long the replicas' IO threads get to notice the primary is gone. */
+  replicaGraceSeconds: duration.default(15),
+  /** After a promotion: how long the heartbeat write may take to reach every replica. */
+  verifyTimeoutSeconds: duration.default(30),
+  /** A restore's replay of the archived binlogs, before it is called stuck. */
+  replayTimeoutSeconds: duration.default(6 * 3600),
 });
 
 /**
@@ -166,6 +175,11 @@ export const configFileSchema = z.strictObject({
   sandboxDir: z.string().optional(),
   /** Where backups and archived binlogs go (relative to this file); default beside the sandbox. */
   backupDir: z.string().optional(),
+  /**
+   * A restore's scratch servers on the worker's host listen on the control port plus these (the
+   * binlog server that serves the archive, and the default recovery instance).
+   */
+  scratchPorts: z.strictObject({ binlogServerOffset: z.number().int().min(1).max(1000).default(10), recoveryOffset: z.number().int().min(1).max(1000).default(11) }).default({ binlogServerOffset: 10, recoveryOffset: 11 }),
   control: controlSchema.optional(),
   clusters: z.record(name, clusterSchema).default({}),
 });
@@ -177,5 +191,6 @@ export type ApprovalRule = z.infer<typeof approvalRuleSchema>;
 export type TrafficHook = z.infer<typeof trafficHookSchema>;
 export type Person = z.infer<typeof personSchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
+export type Thresholds = z.infer<typeof thresholdsSchema>;
 export type ControlConfig = z.infer<typeof controlSchema>;
 export type ConfigFile = z.infer<typeof configFileSchema>;

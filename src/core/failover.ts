@@ -1,7 +1,7 @@
 /**
  * Types of the failover runbook that cross the workflow/activity boundary. Workflow-safe.
  */
-import type { ApprovalChannel, ApprovalRule } from './configSchema';
+import type { ApprovalChannel, ApprovalRule, Thresholds } from './configSchema';
 
 export type FailoverMode = 'planned' | 'emergency';
 
@@ -9,7 +9,7 @@ export type FailoverMode = 'planned' | 'emergency';
 export interface ClusterPolicy {
   cluster: string;
   instances: { name: string; region: string; address: string; promotion: 'prefer' | 'neutral' | 'never' }[];
-  thresholds: { maxLagSeconds: number; catchUpTimeoutSeconds: number; probeTimeoutSeconds: number; rollForwardMinutes: number; rollForwardRemindMinutes: number };
+  thresholds: Thresholds;
   /** The approval rule for this runbook and mode (falls back to the runbook's, then the cluster's default). */
   approval: ApprovalPolicy;
   trafficHooks: string[];

@@ -119,7 +119,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
     return found;
   }, { note: (f) => `${f.primary}, last seen at ${f.lastKnownPosition ?? 'unknown'}` });
   const primary = { cluster, instance: before.primary };
-  await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: 3, intervalMs: 1000, replicaGraceSeconds: 15 }), {
+  await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: policy.thresholds.confirmProbes, intervalMs: policy.thresholds.confirmIntervalMs, replicaGraceSeconds: policy.thresholds.replicaGraceSeconds }), {
     note: (c) => c.evidence.join('; '),
   });
   const replicas = before.replicas.map((r) => r.instance);
@@ -196,7 +196,7 @@ async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited
           note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
         });
       }
-      await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: 30 }), {
+      await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: policy.thresholds.verifyTimeoutSeconds }), {
         note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
       });
       await forward.step(

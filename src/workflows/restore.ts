@@ -26,7 +26,7 @@ import { formatDuration } from '../core/format';
 import { parseMariaGtidList } from '../core/gtid';
 import { compileStatementPattern } from '../core/binlogEvents';
 import { ApprovalGate } from './shared/approval';
-import type { RollForwardPolicy } from './shared/rollForward';
+import type { Thresholds } from '../core/configSchema';
 import { fenceCatchUpPromote, rollForwardPastPromotion, sideOf, type Promotion as SharedPromotion } from './shared/promotion';
 import { runRunbook, type Runbook } from './shared/runbook';
 import { type StartedFromCli } from '../core/runbookDefinitions';
@@ -162,11 +162,15 @@ async function recoverAndCutOver(
   input: RestoreInput,
   { ref, target, backup, plan, skip, method, cutover, replayEnd }: { ref: Ref; target: ResolvedTarget; backup: BackupManifest; plan: string; skip: boolean; method: ReplayMethod; cutover: CutoverMode; replayEnd: string },
 ): Promise<RestoreResult> {
+  const policy = await rb.step('load policy', () => act.clusterPolicy({ cluster: input.cluster, runbook: 'restore', mode: cutover }), {
+    note: (p) => `approval ${p.approval.mode}, replay within ${p.thresholds.replayTimeoutSeconds} s, catch-up ${p.thresholds.catchUpTimeoutSeconds} s`,
+  });
+  const thresholds = policy.thresholds;
   await rb.step('prepare recovery instance', () => long.prepareRecovery({ ...ref, backupId: backup.id, method }), {
     note: (p) => `${p.kind} backup ${backup.id} restored at ${p.backupGtid}${p.loadMs ? ` in ${formatDuration(p.loadMs)}` : ' (earlier attempt)'}`,
   });
   const replay = (name: string, after: string, until: string) =>
-    rb.step(name, () => long.replayTo({ ...ref, method, after, until, timeoutSeconds: 6 * 3600 }), { note: (r) => `at ${r.appliedTo} (${method})` });
+    rb.step(name, () => long.replayTo({ ...ref, method, after, until, timeoutSeconds: thresholds.replayTimeoutSeconds }), { note: (r) => `at ${r.appliedTo} (${method})` });
   let recoveryPoint = (await replay(target.event ? 'replay to just before the bad event' : 'replay to the target', backup.gtid, target.stopAt)).appliedTo;
   if (skip) {
     const bad = target.event!;
@@ -202,7 +206,6 @@ async function recoverAndCutOver(
   let cut: RestoreResult['cutover'];
   let promotion: Promotion | undefined;
   if (cutover !== 'none') {
-    const policy = await act.clusterPolicy({ cluster: input.cluster, runbook: 'restore', mode: cutover });
     const gate = new ApprovalGate(rb, policy.approval, input.requester);
     const decision = await rb.step('approval', () => gate.request(), { note: (d) => d });
     if (decision === 'rejected' || decision === 'timed_out') {
@@ -254,7 +257,7 @@ async function promoteRecoveryHost(
   rb: Runbook,
   input: RestoreInput,
   ref: Ref,
-  o: { primary: string; members: { instance: string; region: string }[]; method: ReplayMethod; badEvent: string; thresholds: RollForwardPolicy & { catchUpTimeoutSeconds: number } },
+  o: { primary: string; members: { instance: string; region: string }[]; method: ReplayMethod; badEvent: string; thresholds: Thresholds },
 ): Promise<Promotion> {
   const { cluster } = input;
   const host = input.recoverOn!;
@@ -289,7 +292,7 @@ async function promoteRecoveryHost(
       await forward.step(
         'verify promotion',
         async () => {
-          const v = await waits.verifyCluster({ cluster, primary: host, replicas: [], workflowId, timeoutSeconds: 30 });
+          const v = await waits.verifyCluster({ cluster, primary: host, replicas: [], workflowId, timeoutSeconds: o.thresholds.verifyTimeoutSeconds });
           return { ...v, endpoint: await endpoint.written('5s') };
         },
         { note: (v) => `heartbeat ${v.heartbeatPosition} written on ${host}; the only writable instance; writer endpoint generation ${v.endpoint.generation}` },
@@ -374,6 +377,7 @@ async function chooseBackup(input: RestoreInput, stopAt: string): Promise<Backup
 function stepsAfterPlan(skip: boolean, cutover: CutoverMode): string[] {
   return [
     ...(cutover !== 'none' ? ['check the cluster lock'] : []),
+    'load policy',
     'prepare recovery instance',
     ...(skip ? ['replay to just before the bad event', 'skip the bad event', 'replay the rest'] : ['replay to the target']),
     'probe topology',

@@ -89,7 +89,7 @@ describe('restore runbook', () => {
     expect(v.tables.find((x) => x.table === 'shop.users')!.recovery?.rows).toBe(3);
     expect(result.recoveryPoint).toBe(result.target.archiveEnd);
     expect(result.phases.map((p) => p.step)).toEqual([
-      'locate target', 'choose backup', 'check binlog coverage', 'prepare recovery instance', 'replay to just before the bad event',
+      'locate target', 'choose backup', 'check binlog coverage', 'load policy', 'prepare recovery instance', 'replay to just before the bad event',
       'skip the bad event', 'replay the rest', 'probe topology', 'verify', 'stop the scratch instances',
     ]);
     expect(scratchServers()).toBe(0); // nothing left running

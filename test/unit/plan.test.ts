@@ -1,4 +1,5 @@
 /** Choosing the candidate to promote (planned and emergency), refusals, and the approval text. */
+import { thresholdsSchema } from '../../src/core/configSchema';
 import { describe, expect, it } from 'vitest';
 import { buildTopology } from '../../src/adapters/mysql/probe';
 import type { ClusterPolicy, FailoverPlan, PlanResult } from '../../src/core/failover';
@@ -12,7 +13,7 @@ const policy: ClusterPolicy = {
     { name: 'orders-b', region: 'region-b', address: '10.0.0.2:3306', promotion: 'neutral' },
     { name: 'orders-c', region: 'region-c', address: '10.0.0.3:3306', promotion: 'neutral' },
   ],
-  thresholds: { maxLagSeconds: 10, catchUpTimeoutSeconds: 60, probeTimeoutSeconds: 5, rollForwardMinutes: 10, rollForwardRemindMinutes: 1 },
+  thresholds: { ...thresholdsSchema.parse({}), maxLagSeconds: 10, catchUpTimeoutSeconds: 60, probeTimeoutSeconds: 5 },
   approval: { mode: 'auto', approvers: [], fourEyes: true, timeoutMinutes: 15, remindEveryMinutes: 5 },
   trafficHooks: [],
   fencingHooks: [],

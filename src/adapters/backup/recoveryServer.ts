@@ -91,7 +91,8 @@ function scratchServers(config: RunbookConfig, ref: RecoveryRef) {
     dir: join(dir, name),
     extraCnf,
   });
-  return { sandbox, dir, binlogServer: make('binlog-server', base + 10, host), scratchRecovery: make('recovery', base + 11, '127.0.0.1', RECOVERY_CNF) };
+  const { binlogServerOffset, recoveryOffset } = config.scratchPorts;
+  return { sandbox, dir, binlogServer: make('binlog-server', base + binlogServerOffset, host), scratchRecovery: make('recovery', base + recoveryOffset, '127.0.0.1', RECOVERY_CNF) };
 }
 
 function configuredHost(config: RunbookConfig, ref: RecoveryRef) {
