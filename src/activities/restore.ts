@@ -32,6 +32,7 @@ import { loadDump } from '../adapters/backup/dumpLoad';
 import { copyBackPhysical, pipeReplay, RestoreRefusedError } from '../adapters/backup/restoreTools';
 import { appliedOn, archiveDirFor, queryOn as query, reached, recoveryServers, REPL, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../adapters/backup/recoveryServer';
 import type { ActivityDeps } from './deps';
+import { startServer, stopServer, withRoot } from '../adapters/mariadbd/server';
 
 export type { RecoveryRef, ReplayMethod };
 
@@ -59,7 +60,7 @@ export function createRestoreActivities({ config }: ActivityDeps) {
      */
     async prepareRecovery(input: RecoveryRef & { backupId: string; method: ReplayMethod }): Promise<{ backupGtid: string; kind: BackupManifest['kind']; loadMs: number }> {
       getCluster(config, input.cluster);
-      const { sandbox, binlogServer, recovery, marker } = servers(input);
+      const { binlogServer, recovery, marker } = servers(input);
       const manifest = await readManifest(input.cluster, input.backupId);
       const backupDir = join(clusterDir(input.cluster), input.backupId);
       if (manifest.kind === 'physical' && !recovery.datadir) {
@@ -77,8 +78,8 @@ export function createRestoreActivities({ config }: ActivityDeps) {
           for (const e of entries) await copyFile(join(archiveDir(input), e.file), join(binlogDir, e.file));
           await writeFile(join(binlogDir, 'mysql-bin.index'), entries.map((e) => join(binlogDir, e.file)).join('\n') + '\n');
         }
-        await sandbox.startInstance(binlogServer);
-        await sandbox.withRoot(binlogServer, async (c) => {
+        await startServer(binlogServer);
+        await withRoot(binlogServer, async (c) => {
           await c.query('SET SESSION sql_log_bin = 0');
           await c.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [REPL.user, '%', REPL.password]);
           await c.query('GRANT REPLICATION SLAVE ON *.* TO ?@?', [REPL.user, '%']);
@@ -240,9 +241,9 @@ export function createRestoreActivities({ config }: ActivityDeps) {
 
     /** Stop the scratch instances (the recovery instance's datadir stays for inspection). */
     async stopRecovery(input: RecoveryRef): Promise<void> {
-      const { sandbox, binlogServer, recovery } = servers(input);
+      const { binlogServer, recovery } = servers(input);
       await recovery.stop();
-      await sandbox.stopInstance(binlogServer);
+      await stopServer(binlogServer);
     },
   };
 }

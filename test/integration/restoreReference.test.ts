@@ -134,7 +134,7 @@ const caughtUp = async (instance: string) => {
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('restore-reference', BASE));
-  reference = await startReferenceServer(config, config.control.port + 20);
+  reference = await startReferenceServer(config.control.port + 20);
   stack = await startInProcessWorker(config, taskQueue);
   await run(base);
   await backup('backup-base');

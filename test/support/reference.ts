@@ -3,7 +3,7 @@
  * replication, no engine code) fed the same SQL as production minus the mistake, and a table
  * fingerprint computed here, in the test, from the rows themselves: every row in key order, each
  * value in a canonical text (NULL, bytes as hex), SHA-256 over all of it. It shares nothing with
- * the engine's checksum (src/mysql/checksum.ts), so a flaw there cannot hide a wrong result.
+ * the engine's checksum (src/adapters/mysql/checksum.ts), so a flaw there cannot hide a wrong result.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type mysql from 'mysql2/promise';
 import type { RunbookConfig } from '../../src/config/load';
 import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
-import { Sandbox, type SandboxInstance } from '../../src/adapters/mariadbd/sandbox';
+import { startServer, stopServer, withRoot, type MariadbdInstance } from '../../src/adapters/mariadbd/server';
 
 export interface Fingerprint {
   rows: number;
@@ -53,13 +53,12 @@ export interface ReferenceServer {
   destroy(): Promise<void>;
 }
 
-export async function startReferenceServer(config: RunbookConfig, port: number): Promise<ReferenceServer> {
+export async function startReferenceServer(port: number): Promise<ReferenceServer> {
   const dir = mkdtempSync(join(tmpdir(), 'runbook-reference-'));
-  const sandbox = new Sandbox(config, undefined, { scratchOnly: true });
-  const inst: SandboxInstance = { key: 'reference', name: 'reference', host: '127.0.0.1', port, serverId: 4242, initialRole: 'replica', dir };
-  await sandbox.startInstance(inst);
-  await sandbox.withRoot(inst, (c) => c.query('SET GLOBAL read_only = OFF'));
-  const withConn = <T>(fn: (c: mysql.Connection) => Promise<T>) => sandbox.withRoot(inst, fn);
+  const inst: MariadbdInstance = { key: 'reference', host: '127.0.0.1', port, serverId: 4242, initialRole: 'replica', dir };
+  await startServer(inst);
+  await withRoot(inst, (c) => c.query('SET GLOBAL read_only = OFF'));
+  const withConn = <T>(fn: (c: mysql.Connection) => Promise<T>) => withRoot(inst, fn);
   return {
     exec: (...statements) =>
       withConn(async (c) => {
@@ -68,7 +67,7 @@ export async function startReferenceServer(config: RunbookConfig, port: number):
     fingerprint: (table, o) => withConn((c) => fingerprint(c, table, o)),
     rows: (sql) => withConn(async (c) => (await c.query(sql))[0] as Record<string, unknown>[]),
     async destroy() {
-      await sandbox.stopInstance(inst).catch(() => undefined);
+      await stopServer(inst).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -85,10 +85,18 @@ describe('layout', () => {
     expect([...new Set(cycles)]).toEqual([]);
   });
 
+  it('server processes are started only through src/adapters/mariadbd/server.ts; the dev sandbox is not a production path', () => {
+    const sandbox = all.filter((i) => i.target === 'src/adapters/mariadbd/sandbox' && !['cli', 'adapters/mariadbd'].includes(folderOf(i.from)));
+    expect(sandbox.map((i) => `${i.from} → ${i.spec}`)).toEqual([]);
+    const spawnsServer = files.filter((f) => f !== join(SRC, 'adapters', 'mariadbd', 'server.ts') && /spawn\([^)]*'mariadbd'|requireExecutable\('mariadbd'\)|findExecutable\('mariadbd'/.test(readFileSync(f, 'utf8')));
+    expect(spawnsServer).toEqual([]);
+  });
+
   it('only src/adapters/control names the control tables in SQL', () => {
     const tables = ['failover_log', 'sync_status', 'runbook_lock', 'writer_endpoint', 'schema_migrations'];
     // SQL keywords are written in capitals here; prose ("the trail from failover_log") is not SQL.
-    const sql = new RegExp(`\\b(FROM|INTO|UPDATE|JOIN|TABLE)\\s+\`?(${tables.join('|')})\\b`);
+    // A table may be qualified by its database (`${db}`.failover_log).
+    const sql = new RegExp(`\\b(FROM|INTO|UPDATE|JOIN|TABLE)\\s+(\\S+\\.)?\`?(${tables.join('|')})\\b`);
     const bad = files.filter((f) => !f.startsWith(join(SRC, 'adapters', 'control')) && sql.test(readFileSync(f, 'utf8')));
     expect(bad).toEqual([]);
   });

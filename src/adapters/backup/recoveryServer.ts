@@ -18,7 +18,7 @@ import { archiveDirOf, latestArchive } from './archive';
 import type { ReplayTarget } from './restoreTools';
 import { quoteIdent } from '../../core/rowDigest';
 import { formatMariaGtidList, parseMariaGtidList } from '../../core/gtid';
-import { Sandbox, type SandboxInstance } from '../mariadbd/sandbox';
+import { pathsOf, startServer, stopServer, withRoot, type MariadbdInstance } from '../mariadbd/server';
 import { withInstance } from '../mysql/instance';
 
 export const REPL = { user: 'restore_repl', password: 'restore-repl-local-only' };
@@ -77,13 +77,11 @@ export function archiveDirFor(config: RunbookConfig, ref: RecoveryRef): string {
 }
 
 function scratchServers(config: RunbookConfig, ref: RecoveryRef) {
-  const sandbox = new Sandbox(config, undefined, { scratchOnly: true });
   const base = config.control.port;
   const dir = restoreDirOf(config, ref);
   const host = ref.recoverOn ? configuredHost(config, ref).binlogServerHost : '127.0.0.1';
-  const make = (name: string, port: number, listen: string, extraCnf?: string[]): SandboxInstance => ({
+  const make = (name: string, port: number, listen: string, extraCnf?: string[]): MariadbdInstance => ({
     key: `restore/${name}`,
-    name,
     host: listen,
     port,
     serverId: 1_000_000 + port,
@@ -92,7 +90,7 @@ function scratchServers(config: RunbookConfig, ref: RecoveryRef) {
     extraCnf,
   });
   const { binlogServerOffset, recoveryOffset } = config.scratchPorts;
-  return { sandbox, dir, binlogServer: make('binlog-server', base + binlogServerOffset, host), scratchRecovery: make('recovery', base + recoveryOffset, '127.0.0.1', RECOVERY_CNF) };
+  return { dir, binlogServer: make('binlog-server', base + binlogServerOffset, host), scratchRecovery: make('recovery', base + recoveryOffset, '127.0.0.1', RECOVERY_CNF) };
 }
 
 function configuredHost(config: RunbookConfig, ref: RecoveryRef) {
@@ -104,13 +102,12 @@ function configuredHost(config: RunbookConfig, ref: RecoveryRef) {
 }
 
 /** The binlog server (always scratch) and the server the backup is restored into. */
-export function recoveryServers(config: RunbookConfig, ref: RecoveryRef): { sandbox: Sandbox; binlogServer: SandboxInstance; recovery: RecoveryServer; marker: string; dir: string } {
-  const { sandbox, dir, binlogServer, scratchRecovery } = scratchServers(config, ref);
+export function recoveryServers(config: RunbookConfig, ref: RecoveryRef): { binlogServer: MariadbdInstance; recovery: RecoveryServer; marker: string; dir: string } {
+  const { dir, binlogServer, scratchRecovery } = scratchServers(config, ref);
   const marker = join(dir, 'recovery', 'loaded');
   if (!ref.recoverOn) {
     const inst = scratchRecovery;
     return {
-      sandbox,
       binlogServer,
       marker,
       dir,
@@ -118,13 +115,13 @@ export function recoveryServers(config: RunbookConfig, ref: RecoveryRef): { sand
         label: `scratch instance ${inst.host}:${inst.port}`,
         datadir: join(inst.dir, 'data'),
         binlogServerHost: '127.0.0.1',
-        start: () => sandbox.startInstance(inst),
-        stop: () => sandbox.stopInstance(inst),
-        run: (fn) => sandbox.withRoot(inst, fn),
-        client: { args: [`--socket=${sandbox.socketOf(inst)}`, '--user=root'] },
-        replayTarget: { socket: sandbox.socketOf(inst), user: 'root' },
+        start: () => startServer(inst),
+        stop: () => stopServer(inst),
+        run: (fn) => withRoot(inst, fn),
+        client: { args: [`--socket=${pathsOf(inst).socket}`, '--user=root'] },
+        replayTarget: { socket: pathsOf(inst).socket, user: 'root' },
         async wipe() {
-          await sandbox.stopInstance(inst);
+          await stopServer(inst);
           await rm(join(inst.dir, 'data'), { recursive: true, force: true });
           await rm(join(inst.dir, 'binlog'), { recursive: true, force: true });
         },
@@ -136,7 +133,6 @@ export function recoveryServers(config: RunbookConfig, ref: RecoveryRef): { sand
   const run = <T>(fn: (c: mysql.Connection) => Promise<T>) => withInstance(config, at, fn);
   const admin = resolveCredential(getCluster(config, ref.cluster).credentials.admin);
   return {
-    sandbox,
     binlogServer,
     marker,
     dir,
