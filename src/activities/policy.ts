@@ -10,7 +10,7 @@ import { configFingerprint } from '../config/fingerprint';
 /** When a cluster says nothing about a runbook, a human decides: the safe default. */
 const REQUIRE_A_HUMAN: ApprovalRule = { mode: 'required', approvers: [], channels: [...APPROVAL_CHANNELS], fourEyes: true, timeoutMinutes: 15, remindEveryMinutes: 5 };
 
-/** How a CLI user's identity is established on a cluster (see src/shared/identity.ts). */
+/** How a CLI user's identity is established on a cluster (see src/core/identity.ts). */
 export function cliIdentityPolicyOf(c: ClusterConfig): Required<CliIdentityPolicy> {
   return { cliIdentity: c.cliIdentity, logins: Object.fromEntries(c.people.filter((p) => p.login).map((p) => [p.login!, p.name])) };
 }

@@ -1,127 +1,6 @@
-/**
- * `runbook archive start|stop|status <cluster>`: continuous binlog archiving (the `binlog-archive`
- * workflow, one per cluster). Status comes from Temporal alone (the workflow and its activity's
- * last heartbeat), so it answers wherever the CLI runs.
- */
-import { WorkflowExecutionAlreadyStartedError, WorkflowIdConflictPolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
-import type { ArchiveProgress } from '../activities/archive';
-import { Cluster, Operator, RunbookType } from '../core/searchAttributes';
-import { connectClient, temporalSettings } from '../adapters/temporal/client';
-import { binlogArchiveWorkflowId, type binlogArchive, type BinlogArchiveInput } from '../workflows/binlogArchive';
-import { workerPresent } from './follow';
-import { printJson } from './output';
+/** `runbook archive …`: the commands; what they do is in actions/archive.ts, loaded when one runs. */
 import type { CliContext } from './context';
-import { getCluster } from '../config/load';
 
-export interface ArchiveStatus {
-  cluster: string;
-  workflowId: string;
-  /** RUNNING, or how it ended; NOT_STARTED when there is none. */
-  status: string;
-  progress?: ArchiveProgress;
-  /** The last attempt's failure, while it is being retried (the primary down, say). */
-  lastFailure?: string;
-  attempt?: number;
-}
-
-async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = await connectClient();
-  try {
-    return await fn(client);
-  } finally {
-    await client.connection.close();
-  }
-}
-
-/** Start archiving a cluster's binlogs; already running is success (one per cluster). */
-export async function startArchive(cluster: string, requester: string, client?: Client): Promise<{ workflowId: string; started: boolean }> {
-  const run = async (c: Client) => {
-    const { taskQueue } = temporalSettings();
-    if (!(await workerPresent(c, taskQueue))) console.error(`warning: no worker polls task queue "${taskQueue}"; start one with: bin/runbook worker`);
-    const workflowId = binlogArchiveWorkflowId(cluster);
-    try {
-      const handle = await c.workflow.start<typeof binlogArchive>('binlogArchive', {
-        taskQueue,
-        workflowId,
-        args: [{ cluster, requester } satisfies BinlogArchiveInput],
-        workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
-        staticSummary: `binlog archive ${cluster} (started by ${requester})`,
-        typedSearchAttributes: [
-          { key: RunbookType, value: 'binlog-archive' },
-          { key: Cluster, value: cluster },
-          { key: Operator, value: requester },
-        ],
-      });
-      return { workflowId: handle.workflowId, started: true };
-    } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, started: false };
-      throw err;
-    }
-  };
-  return client ? run(client) : withClient(run);
-}
-
-/** Stop archiving (the activity ends its stream; what was archived stays). */
-export async function stopArchive(cluster: string, client?: Client): Promise<boolean> {
-  const run = async (c: Client) => {
-    const handle = c.workflow.getHandle(binlogArchiveWorkflowId(cluster));
-    try {
-      const d = await handle.describe();
-      if (d.status.name !== 'RUNNING') return false;
-      await handle.cancel();
-      return true;
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return false;
-      throw err;
-    }
-  };
-  return client ? run(client) : withClient(run);
-}
-
-/** Where archiving stands: from the workflow and its activity's last heartbeat. */
-export async function archiveStatus(cluster: string, client?: Client): Promise<ArchiveStatus> {
-  const run = async (c: Client): Promise<ArchiveStatus> => {
-    const workflowId = binlogArchiveWorkflowId(cluster);
-    let d;
-    try {
-      d = await c.workflow.getHandle(workflowId).describe();
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return { cluster, workflowId, status: 'NOT_STARTED' };
-      throw err;
-    }
-    // Progress is what the running archiver last heartbeated; a stopped one reports none.
-    const pending = d.status.name === 'RUNNING' ? d.raw.pendingActivities?.[0] : undefined;
-    const payload = pending?.heartbeatDetails?.payloads?.[0];
-    const progress = payload ? (defaultPayloadConverter.fromPayload(payload) as ArchiveProgress) : undefined;
-    return {
-      cluster,
-      workflowId,
-      status: d.status.name,
-      progress,
-      lastFailure: pending?.lastFailure?.message ?? undefined,
-      attempt: pending?.attempt ?? undefined,
-    };
-  };
-  return client ? run(client) : withClient(run);
-}
-
-export function printArchiveStatus(s: ArchiveStatus, json: boolean): void {
-  if (json) return printJson(s);
-  if (s.status === 'NOT_STARTED') {
-    console.log(`${s.cluster}: binlogs are archived only by backups (start continuous archiving with: runbook archive start ${s.cluster} --as <your name>)`);
-    return;
-  }
-  const p = s.progress;
-  console.log(`${s.workflowId}: ${s.status}${s.status === 'RUNNING' ? '' : ` (binlogs are archived only by backups now; start again with: runbook archive start ${s.cluster} --as <your name>)`}`);
-  if (p) {
-    console.log(`  primary ${p.primary}, archived through ${p.archivedTo ?? 'nothing yet'}${p.archivedAt ? ` (committed ${p.archivedAt})` : ''}`);
-    console.log(`  the primary is at ${p.primaryAt ?? '?'}: ${p.lagSeconds === 0 ? 'nothing left to archive' : `${p.lagSeconds} s behind`} (as of ${p.updatedAt})`);
-  } else if (s.status === 'RUNNING') console.log('  no progress reported yet');
-  if (s.lastFailure) console.log(`  retrying (attempt ${s.attempt ?? '?'}): ${s.lastFailure}`);
-}
-
-/** The command(s), on the program. */
 export function registerArchiveCommands(ctx: CliContext): void {
   const archive = ctx.program.command('archive').description("continuous binlog archiving of a cluster's primary (what point-in-time recovery replays)");
   archive
@@ -129,27 +8,24 @@ export function registerArchiveCommands(ctx: CliContext): void {
     .description('archive the primary\'s binlogs as it writes them, following it across failovers (one per cluster; already running is fine)')
     .requiredOption('--as <name>', 'who starts it (logged)')
     .action(async (cluster: string, opts) => {
-      getCluster(ctx.config(), cluster);
-      const { startArchive } = await import('./archive');
-      const r = await startArchive(cluster, opts.as);
-      console.log(r.started ? `started ${r.workflowId}` : `${r.workflowId} is already running`);
+      const { archiveStartCommand } = await import('./actions/archive');
+      console.log(await archiveStartCommand(await ctx.config(), cluster, opts.as));
     });
   archive
     .command('stop <cluster>')
     .description('stop continuous archiving (what was archived stays)')
     .requiredOption('--as <name>', 'who stops it (logged)')
-    .action(async (cluster: string) => {
-      getCluster(ctx.config(), cluster);
-      const { stopArchive } = await import('./archive');
-      console.log((await stopArchive(cluster)) ? `stopping binlog archiving of ${cluster}` : `binlog archiving of ${cluster} is not running`);
+    .action(async (cluster: string, opts) => {
+      const { archiveStopCommand } = await import('./actions/archive');
+      console.log(await archiveStopCommand(await ctx.config(), cluster, opts.as));
     });
   archive
     .command('status <cluster>')
     .description('how far the archive is behind the primary')
     .addOption(ctx.json())
     .action(async (cluster: string, opts) => {
-      getCluster(ctx.config(), cluster);
-      const { archiveStatus, printArchiveStatus } = await import('./archive');
+      await ctx.cluster(cluster);
+      const { archiveStatus, printArchiveStatus } = await import('./actions/archive');
       printArchiveStatus(await archiveStatus(cluster), Boolean(opts.json));
     });
 }

@@ -1,19 +1,21 @@
 /**
  * `runbook …`: the operator's command line. Human output by default, `--json` for scripts; every
- * error is one line on stderr and a non-zero exit.
+ * error is one line on stderr and a non-zero exit. Only the command definitions load at start; what
+ * a command does (actions/) is imported when it runs, so `--help` and `status` answer at once.
  */
 import { Command, CommanderError } from 'commander';
-import { getCluster, type RunbookConfig } from '../config/load';
-import { configFingerprint } from '../config/fingerprint';
-import { failoverHistory, listSyncStatus, MAX_PAGE, MAX_PAGE_SIZE, migrateControl, withControl } from '../adapters/control/store';
-import { incidentIdProblem, INPUT_LIMITS, nameProblem, textProblem } from '../core/inputs';
-import { probeTopology } from '../adapters/mysql/probe';
-import { Sandbox } from '../adapters/mariadbd/sandbox';
-import { startDevServer, stopDevServer } from '../adapters/temporal/devServer';
-import { runDrill, temporalStateDir } from './drill';
 import { cliContext, PORT_MAX, positiveInt, type CliContext } from './context';
 import { registerRunCommands } from './runs';
-import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
+import { LOG_PAGES } from '../core/inputs';
+
+/**
+ * Stack traces of a long-running process (the worker's go to the Temporal UI with each failure)
+ * point into src/, not the build: the chunks loaded from here on carry their source maps.
+ */
+const longRunning = () => process.setSourceMapsEnabled(true);
+
+/** The built-in commands' implementations, loaded when one runs. */
+const builtin = () => import('./actions/builtin');
 
 const program = new Command('runbook')
   .description('Incident runbooks for MySQL/MariaDB high availability, on Temporal')
@@ -28,7 +30,7 @@ program.hook('preAction', () => {
 });
 
 const ctx = cliContext(program);
-const config = (): RunbookConfig => ctx.config();
+const config = () => ctx.config();
 
 const json = ctx.json();
 
@@ -36,49 +38,25 @@ const sandbox = program.command('sandbox').description('the local multi-region M
 sandbox
   .command('up')
   .description('create (if needed) and start every instance, wire GTID replication, migrate the control schema')
-  .action(async () => {
-    const cfg = config();
-    const sb = new Sandbox(cfg, (l) => console.log(l));
-    await sb.up();
-    await migrateControl(cfg);
-    printSandboxStatus(sb);
-  });
+  .action(async () => (await builtin()).sandboxUp(await config()));
 sandbox
   .command('down')
   .description('stop every instance (keeps the datadirs)')
-  .action(async () => {
-    const sb = new Sandbox(config(), (l) => console.log(l));
-    await sb.down();
-    console.log('sandbox stopped');
-  });
+  .action(async () => (await builtin()).sandboxDown(await config()));
 sandbox
   .command('destroy')
   .description('stop every instance and delete the datadirs')
-  .action(async () => {
-    const cfg = config();
-    await new Sandbox(cfg, (l) => console.log(l)).destroy();
-    console.log(`sandbox destroyed (${cfg.sandboxDir})`);
-  });
+  .action(async () => (await builtin()).sandboxDestroy(await config()));
 sandbox
   .command('status')
   .addOption(json)
-  .action((opts) => {
-    const sb = new Sandbox(config());
-    if (opts.json) printJson(sb.status());
-    else printSandboxStatus(sb);
-  });
+  .action(async (opts) => (await builtin()).sandboxStatus(await config(), Boolean(opts.json)));
 
 program
   .command('topology <cluster>')
   .description('probe every instance and show the live topology')
   .addOption(json)
-  .action(async (cluster: string, opts) => {
-    const cfg = config();
-    getCluster(cfg, cluster);
-    const topology = await probeTopology(cfg, cluster);
-    if (opts.json) printJson(topology);
-    else printTopology(topology);
-  });
+  .action(async (cluster: string, opts) => (await builtin()).showTopology(await config(), cluster, Boolean(opts.json)));
 
 program
   .command('log')
@@ -86,50 +64,31 @@ program
   .option('--cluster <name>')
   .option('--incident <id>')
   .option('--workflow <id>')
-  .option('--page <n>', 'page number, from 1', positiveInt('--page', MAX_PAGE), 1)
-  .option('--page-size <n>', 'rows per page', positiveInt('--page-size', MAX_PAGE_SIZE), 20)
+  .option('--page <n>', 'page number, from 1', positiveInt('--page', LOG_PAGES.page), 1)
+  .option('--page-size <n>', 'rows per page', positiveInt('--page-size', LOG_PAGES.pageSize), 20)
   .addOption(json)
-  .action(async (opts) => {
-    const problem = [nameProblem('--cluster', opts.cluster), incidentIdProblem('--incident', opts.incident), textProblem('--workflow', opts.workflow, INPUT_LIMITS.workflowId)].find(Boolean);
-    if (problem) throw new Error(problem);
-    const rows = await withControl(config(), (c) =>
-      failoverHistory(c, { cluster: opts.cluster, incidentId: opts.incident, workflowId: opts.workflow, page: opts.page, pageSize: opts.pageSize }),
-    );
-    if (opts.json) printJson(rows);
-    else printHistory(rows, opts.page);
-  });
+  .action(async (opts) => (await builtin()).showLog(await config(), opts));
 
 program
   .command('sync-status')
   .description('replication state per cluster and region')
   .option('--cluster <name>')
   .addOption(json)
-  .action(async (opts) => {
-    const rows = await withControl(config(), (c) => listSyncStatus(c, opts.cluster));
-    if (opts.json) printJson(rows);
-    else printSyncStatus(rows);
-  });
+  .action(async (opts) => (await builtin()).showSyncStatus(await config(), opts.cluster, Boolean(opts.json)));
 
 const temporal = program.command('temporal').description('the embedded Temporal dev server (with its Web UI)');
 temporal
   .command('up')
   .option('--port <n>', 'gRPC port (default: 7233 if free, else a free one)', positiveInt('--port', PORT_MAX))
   .option('--ui-port <n>', 'Web UI port (default: 8233 if free, else a free one)', positiveInt('--ui-port', PORT_MAX))
-  .action(async (opts) => {
-    const s = await startDevServer({ stateDir: temporalStateDir(config()), port: opts.port, uiPort: opts.uiPort, preferredPort: 7233, preferredUiPort: 8233, persistent: true });
-    console.log(`Temporal dev server ${s.started ? 'started' : 'already running'}: ${s.address}, Web UI ${s.uiUrl}`);
-    // Workers and the CLI default to localhost:7233: on another port they must be told.
-    if (!s.address.endsWith(':7233')) console.log(`not on the default port: export TEMPORAL_ADDRESS=${s.address} for the worker and the CLI`);
-  });
-temporal.command('down').action(async () => {
-  const pid = await stopDevServer(temporalStateDir(config()));
-  console.log(pid ? `Temporal dev server stopped (pid ${pid})` : 'Temporal dev server was not running');
-});
+  .action(async (opts) => (await builtin()).temporalUp(await config(), opts.port, opts.uiPort));
+temporal.command('down').action(async () => (await builtin()).temporalDown(await config()));
 
 program
   .command('worker')
   .description('run the worker (Temporal from TEMPORAL_ADDRESS etc.; see README)')
   .action(async () => {
+    longRunning();
     const { runWorkerProcess } = await import('../worker/main');
     await runWorkerProcess();
   });
@@ -138,7 +97,8 @@ program
   .command('drill')
   .description('the main job: Temporal dev server + sandbox up, a health-check runbook, its audit trail')
   .action(async () => {
-    await runDrill(config());
+    longRunning();
+    await (await import('./actions/drill')).runDrill(await config());
   });
 
 program
@@ -147,17 +107,15 @@ program
   .option('--port <n>', 'port to listen on', positiveInt('--port', PORT_MAX), Number(process.env.RUNBOOK_HTTP_PORT ?? 8787))
   .option('--host <address>', 'address to bind', process.env.RUNBOOK_HTTP_HOST ?? '127.0.0.1')
   .action(async (opts) => {
+    longRunning();
     const { serveApprovals } = await import('../server/serve');
-    await serveApprovals(config(), opts.port, opts.host);
+    await serveApprovals(await config(), opts.port, opts.host);
   });
 
 program
   .command('config')
   .description('validate the cluster configuration')
-  .action(() => {
-    const cfg = config();
-    console.log(`ok: ${cfg.files.join(', ')}: clusters ${Object.keys(cfg.clusters).join(', ') || '(none)'}; fingerprint ${configFingerprint(cfg)} (the worker prints its own at start)`);
-  });
+  .action(async () => (await builtin()).checkConfig(await config()));
 
 // `runbook log | head` closes stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -9,7 +9,7 @@
 /**
  * The sizes of the failover_log columns that operator input lands in (`--reason`, `--as`,
  * `--incident`, approver names, step names). The control schema (control/migrations.ts) creates the table from these, and the edge
- * limits (src/shared/inputs.ts) and the audit writer's last-resort truncation are derived from
+ * limits (this file) and the audit writer's last-resort truncation are derived from
  * them: one definition, so a value the CLI accepts always fits the column it is written to.
  */
 export const FAILOVER_LOG_COLUMNS = {
@@ -28,6 +28,9 @@ export const FAILOVER_LOG_COLUMNS = {
 const COLUMN = FAILOVER_LOG_COLUMNS;
 
 /** How long each free-text input may be, in characters: the column it is written to. */
+/** How far `runbook log` pages: the highest page number and the most rows on one. */
+export const LOG_PAGES = { page: 1_000_000_000, pageSize: 1000 } as const;
+
 export const INPUT_LIMITS = {
   /** `--reason` → failover_log.reason */
   reason: COLUMN.reason,

@@ -1,4 +1,6 @@
 /** The runbook worker: every workflow and activity, with the step-envelope interceptors. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
@@ -8,8 +10,19 @@ import { SlackNotifier } from '../adapters/notify/slack';
 import type { RunbookConfig } from '../config/load';
 import { stepEnvelopeInterceptor } from './stepEnvelope';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
-export const WORKFLOW_INTERCEPTORS_PATH = fileURLToPath(new URL('../workflows/shared/interceptors.ts', import.meta.url));
+/**
+ * The source tree the worker bundles its workflows from. Found by walking up from this module,
+ * which is src/worker/ when run from source and dist/ when run from the CLI's build.
+ */
+function sourceRoot(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'src', 'workflows', 'index.ts'))) return join(dir, 'src');
+    if (dirname(dir) === dir) throw new Error(`cannot find src/workflows/index.ts above ${fileURLToPath(import.meta.url)}`);
+  }
+}
+
+export const WORKFLOWS_PATH = join(sourceRoot(), 'workflows', 'index.ts');
+export const WORKFLOW_INTERCEPTORS_PATH = join(sourceRoot(), 'workflows', 'shared', 'interceptors.ts');
 
 export interface RunbookWorkerOptions {
   connection: NativeConnection;

@@ -11,7 +11,8 @@ import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { loadConfig } from '../config/load';
 import { configFingerprint } from '../config/fingerprint';
 import { migrateControl } from '../adapters/control/store';
-import { connectClient, connectWorker, ensureSearchAttributes, temporalSettings } from '../adapters/temporal/client';
+import { connectClient, ensureSearchAttributes, temporalSettings } from '../adapters/temporal/client';
+import { connectWorker } from '../adapters/temporal/workerConnection';
 import { createRunbookWorker, notifiersFromEnv, type RunbookWorkerOptions } from './createWorker';
 
 export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities' | 'activityInterceptors'>> {

@@ -1,4 +1,4 @@
-/** Worker side of the step envelope (see src/shared/stepEnvelope.ts). */
+/** Worker side of the step envelope (see src/core/stepEnvelope.ts). */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';

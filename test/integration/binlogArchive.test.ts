@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { archiveStatus } from '../../src/cli/archive';
+import { archiveStatus } from '../../src/cli/actions/archive';
 import type { RunbookConfig } from '../../src/config/load';
 import type { BinlogArchiveEntry } from '../../src/core/manifest';
 import { Sandbox } from '../../src/adapters/mariadbd/sandbox';

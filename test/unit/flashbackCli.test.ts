@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { flashbackEventOf, type FlashbackCliOptions } from '../../src/cli/flashback';
+import { flashbackEventOf, type FlashbackCliOptions } from '../../src/cli/actions/flashback';
 
 const base: FlashbackCliOptions = { cluster: 'orders', reason: 'r', as: 'alice' };
 

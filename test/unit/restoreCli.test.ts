@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { describeApproval } from '../../src/cli/follow';
-import { restoreTargetOf, type RestoreCliOptions } from '../../src/cli/restore';
+import { describeApproval } from '../../src/cli/actions/follow';
+import { restoreTargetOf, type RestoreCliOptions } from '../../src/cli/actions/restore';
 import type { ApprovalState } from '../../src/core/runbookDefinitions';
 
 const base: RestoreCliOptions = { cluster: 'orders', reason: 'r', as: 'alice' };

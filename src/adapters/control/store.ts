@@ -5,8 +5,7 @@
 import type { RunbookConfig } from '../../config/load';
 import { connect, controlEndpoint, query, type Conn } from '../mysql/connect';
 import { migrate } from './migrations';
-import { FAILOVER_LOG_COLUMNS } from '../../core/inputs';
-import { characters, clip } from '../../core/inputs';
+import { characters, clip, FAILOVER_LOG_COLUMNS, LOG_PAGES } from '../../core/inputs';
 import type { AuditRow, AuditWriteReport, SyncStatusRow } from '../../core/types';
 
 export type { AuditWriteReport };
@@ -253,14 +252,12 @@ export interface HistoryRow {
 }
 
 /** Pages of the history: the offset stays an exact integer that LIMIT accepts. */
-export const MAX_PAGE = 1_000_000_000;
-export const MAX_PAGE_SIZE = 1000;
 
 export async function failoverHistory(conn: Conn, f: HistoryFilter = {}): Promise<HistoryRow[]> {
   const page = f.page ?? 1;
   const pageSize = f.pageSize ?? 20;
-  if (!Number.isSafeInteger(page) || page < 1 || page > MAX_PAGE) throw new Error(`--page must be a whole number from 1 to ${MAX_PAGE}, got ${f.page}`);
-  if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) throw new Error(`--page-size must be a whole number from 1 to ${MAX_PAGE_SIZE}, got ${f.pageSize}`);
+  if (!Number.isSafeInteger(page) || page < 1 || page > LOG_PAGES.page) throw new Error(`--page must be a whole number from 1 to ${LOG_PAGES.page}, got ${f.page}`);
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > LOG_PAGES.pageSize) throw new Error(`--page-size must be a whole number from 1 to ${LOG_PAGES.pageSize}, got ${f.pageSize}`);
   const where: string[] = [];
   const params: unknown[] = [];
   if (f.cluster) (where.push('cluster = ?'), params.push(f.cluster));

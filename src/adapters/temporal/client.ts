@@ -6,7 +6,6 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { RUNBOOK_SEARCH_ATTRIBUTES } from '../../core/searchAttributes';
 
@@ -26,10 +25,6 @@ export async function connectClient(env: NodeJS.ProcessEnv = process.env): Promi
   const s = temporalSettings(env);
   const connection = await Connection.connect({ ...s.connectionOptions, connectTimeout: '5s' });
   return new Client({ connection, namespace: s.namespace });
-}
-
-export async function connectWorker(env: NodeJS.ProcessEnv = process.env): Promise<NativeConnection> {
-  return NativeConnection.connect(temporalSettings(env).connectionOptions);
 }
 
 /**

@@ -1,13 +1,13 @@
 /** What every runbook command shares: who the CLI user is, the bounds of its options, starting and following a run. */
 import { userInfo } from 'node:os';
 import { WorkflowIdReusePolicy, type Client } from '@temporalio/client';
-import { cliIdentityPolicyOf } from '../activities/policy';
-import { loadConfig, configPathFromEnv, getCluster, type RunbookConfig } from '../config/load';
-import { configFingerprint } from '../config/fingerprint';
-import { cliIdentity } from '../core/identity';
-import { identityProblem, incidentIdProblem, INPUT_LIMITS, textProblem } from '../core/inputs';
-import { Cluster, IncidentId, Operator, RunbookType } from '../core/searchAttributes';
-import { connectClient, temporalSettings } from '../adapters/temporal/client';
+import { cliIdentityPolicyOf } from '../../activities/policy';
+import { loadConfig, configPathFromEnv, getCluster, type RunbookConfig } from '../../config/load';
+import { configFingerprint } from '../../config/fingerprint';
+import { cliIdentity } from '../../core/identity';
+import { identityProblem, incidentIdProblem, INPUT_LIMITS, textProblem } from '../../core/inputs';
+import { Cluster, IncidentId, Operator, RunbookType } from '../../core/searchAttributes';
+import { connectClient, temporalSettings } from '../../adapters/temporal/client';
 import { failureMessage, follow, workerPresent } from './follow';
 import { printJson } from './output';
 

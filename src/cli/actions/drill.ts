@@ -7,16 +7,16 @@
 import { dirname, join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import type { RunbookConfig } from '../config/load';
-import { configFingerprint } from '../config/fingerprint';
-import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../adapters/control/store';
-import { probeTopology } from '../adapters/mysql/probe';
-import { Sandbox } from '../adapters/mariadbd/sandbox';
-import { Cluster, IncidentId, Operator, RunbookType } from '../core/searchAttributes';
-import { startDevServer } from '../adapters/temporal/devServer';
-import { createRunbookWorker } from '../worker/createWorker';
-import { healthCheck } from '../workflows';
-import { temporalSettings } from '../adapters/temporal/client';
+import type { RunbookConfig } from '../../config/load';
+import { configFingerprint } from '../../config/fingerprint';
+import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../../adapters/control/store';
+import { probeTopology } from '../../adapters/mysql/probe';
+import { Sandbox } from '../../adapters/mariadbd/sandbox';
+import { Cluster, IncidentId, Operator, RunbookType } from '../../core/searchAttributes';
+import { startDevServer } from '../../adapters/temporal/devServer';
+import { createRunbookWorker } from '../../worker/createWorker';
+import { healthCheck } from '../../workflows';
+import { temporalSettings } from '../../adapters/temporal/client';
 import { failoverWorkflowId, startFailover } from './failover';
 import { printHistory, printSyncStatus, printTopology } from './output';
 

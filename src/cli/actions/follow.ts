@@ -4,9 +4,9 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { FailoverPlan } from '../core/failover';
-import type { ApprovalState } from '../core/runbookDefinitions';
-import { runbookStateQuery, type Attention, type RunbookState, type StepRecord } from '../core/runbookDefinitions';
+import type { FailoverPlan } from '../../core/failover';
+import type { ApprovalState } from '../../core/runbookDefinitions';
+import { runbookStateQuery, type Attention, type RunbookState, type StepRecord } from '../../core/runbookDefinitions';
 
 const ICON: Record<string, string> = {
   started: '…',

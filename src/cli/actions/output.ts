@@ -1,8 +1,8 @@
 /** Human output of the CLI: tables for people, `--json` for scripts. */
 import Table from 'cli-table3';
-import type { HistoryRow } from '../adapters/control/store';
-import type { Sandbox } from '../adapters/mariadbd/sandbox';
-import type { Topology } from '../core/types';
+import type { HistoryRow } from '../../adapters/control/store';
+import type { Sandbox } from '../../adapters/mariadbd/sandbox';
+import type { Topology } from '../../core/types';
 
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));

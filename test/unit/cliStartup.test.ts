@@ -1,0 +1,63 @@
+/**
+ * The CLI answers at once (issue #18): what loads before a command runs is the command
+ * definitions and commander, nothing else. Checked on the real build (scripts/build.mjs), by
+ * walking the chunks main.js imports statically: a command's implementation, the config loader,
+ * Temporal's client or mysql2 reached that way would load on every `runbook --help`.
+ */
+import { build, type Metafile } from 'esbuild';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+// @ts-expect-error: a plain .mjs script, without types
+import { buildOptions } from '../../scripts/build.mjs';
+
+const out = mkdtempSync(join(tmpdir(), 'runbook-cli-build-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+/**
+ * Every input (source file or bundled package file) that loads before any command runs: main.js,
+ * the command definitions the registry loads at start (src/cli/<runbook>.ts), and what they import.
+ */
+function loadedAtStart(meta: Metafile): { inputs: string[]; externals: string[] } {
+  const outputs = meta.outputs;
+  const atStart = Object.keys(outputs).filter((o) => /^src\/(main\.ts|cli\/[a-z]+\.ts)$/.test(outputs[o]!.entryPoint ?? ''));
+  const seen = new Set<string>();
+  const externals = new Set<string>();
+  const visit = (o: string) => {
+    if (seen.has(o)) return;
+    seen.add(o);
+    for (const i of outputs[o]!.imports) {
+      if (i.kind !== 'import-statement') continue; // dynamic import(): loaded when a command runs
+      if (i.external) externals.add(i.path);
+      else visit(i.path);
+    }
+  };
+  expect(atStart.length, 'main.js and the command definitions').toBeGreaterThan(5);
+  atStart.forEach(visit);
+  const inputs = [...seen].flatMap((o) => Object.keys(outputs[o]!.inputs));
+  return { inputs, externals: [...externals] };
+}
+
+describe('CLI start-up', () => {
+  it('loads only the command definitions and commander before a command runs', async () => {
+    const result = await build({ ...buildOptions(out), write: false, metafile: true, logLevel: 'silent' });
+    const { inputs, externals } = loadedAtStart(result.metafile!);
+    const packages = [...new Set(inputs.filter((i) => i.includes('node_modules/')).map((i) => i.split('node_modules/')[1]!.split('/').slice(0, i.includes('node_modules/@') ? 2 : 1).join('/')))];
+    expect(packages).toEqual(['commander']);
+    expect(externals.filter((e) => !e.startsWith('node:'))).toEqual([]);
+    const sources = inputs.filter((i) => !i.includes('node_modules/'));
+    // The definitions: the registry, each runbook's commands, the shared context and the input bounds.
+    for (const s of sources) expect(s, `${s} loads on every command`).toMatch(/^src\/(main|registry)\.ts$|^src\/cli\/(?!actions\/)[a-z]+\.ts$|^src\/core\/inputs\.ts$/);
+    expect(sources).not.toContain('src/cli/follow.ts');
+    expect(sources).not.toContain('src/cli/common.ts');
+  });
+
+  it('builds every command implementation as its own chunk, loaded when the command runs', async () => {
+    const result = await build({ ...buildOptions(out), write: false, metafile: true, logLevel: 'silent' });
+    const dynamic = Object.values(result.metafile!.outputs).flatMap((o) => o.imports.filter((i) => i.kind === 'dynamic-import').map((i) => i.path));
+    const entries = Object.values(result.metafile!.outputs).map((o) => o.entryPoint).filter(Boolean);
+    for (const action of ['src/cli/actions/runs.ts', 'src/cli/actions/failover.ts', 'src/cli/actions/restore.ts', 'src/cli/actions/builtin.ts', 'src/worker/main.ts']) expect(entries).toContain(action);
+    expect(dynamic.length).toBeGreaterThan(5);
+  });
+});
