@@ -9,6 +9,7 @@ import { createNotifyActivities, type Notifier } from './notify';
 import { createPolicyActivities } from './policy';
 import { createRestoreActivities } from './restore';
 import { createRestoreVerifyActivities } from './restoreVerify';
+import { createRevokeActivities } from './revoke';
 import { createTrafficActivities } from './traffic';
 
 export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }) {
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }
     ...createPolicyActivities(deps),
     ...createRestoreActivities(deps),
     ...createRestoreVerifyActivities(deps),
+    ...createRevokeActivities(deps),
     ...createTrafficActivities(deps),
     ...createNotifyActivities(deps),
   };

@@ -7,6 +7,7 @@
  * a single character class with a bounded count, tested after the length).
  */
 import { FAILOVER_LOG_COLUMNS as COLUMN } from '../control/migrations';
+import { declaredProblems, type DeclaredAccount } from '../core/grants';
 
 /** How long each free-text input may be, in characters: the column it is written to. */
 export const INPUT_LIMITS = {
@@ -123,4 +124,48 @@ export function runbookMetaProblems(meta: { cluster: unknown; operator: unknown;
     textProblem('reason', meta.reason, INPUT_LIMITS.reason),
     incidentIdProblem('incidentId', meta.incidentId),
   ].filter((p): p is string => p !== undefined);
+}
+
+/** The revoke runbook's own bounds (`--object`, `--accounts`, `--grants-file`, `--since/--until`). */
+export const REVOKE_LIMITS = { objects: 20, accountPattern: 100, declaredAccounts: 200, grantsPerAccount: 100, grantLine: 500 } as const;
+
+/**
+ * `--accounts` is a LIKE pattern (`%`, `_`) on the user, or on `user@host`: matched by hand
+ * (src/core/grants.ts likeMatch), never compiled into a regular expression.
+ */
+export function accountPatternProblem(field: string, value: unknown): string | undefined {
+  return textProblem(field, value, REVOKE_LIMITS.accountPattern);
+}
+
+/** Everything a revoke run carries besides who and why; the same checks in the CLI and the workflow. */
+export function revokeInputProblems(input: { objects?: unknown; accounts?: unknown; since?: unknown; until?: unknown; declared?: unknown; lock?: unknown }): (string | undefined)[] {
+  const problems: (string | undefined)[] = [];
+  const objects = input.objects;
+  if (!Array.isArray(objects) || !objects.length) problems.push('objects: name at least one sensitive table, db.table');
+  else if (objects.length > REVOKE_LIMITS.objects) problems.push(`objects: at most ${REVOKE_LIMITS.objects} tables, got ${objects.length}`);
+  else for (const o of objects) problems.push(tableProblem('object', o, { qualified: true }));
+  problems.push(accountPatternProblem('accounts', input.accounts));
+  for (const k of ['since', 'until'] as const) {
+    const v = input[k];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) problems.push(`${k} must be a time (epoch ms), got ${String(v)}`);
+  }
+  if (input.until !== undefined && input.since === undefined) problems.push('until needs since: the report window starts at since');
+  if (typeof input.since === 'number' && typeof input.until === 'number' && input.since > input.until) problems.push('since is after until: the report window is empty');
+  if (input.declared !== undefined) {
+    const d = input.declared;
+    if (!Array.isArray(d)) problems.push('declared grants must be a list of accounts');
+    else if (d.length > REVOKE_LIMITS.declaredAccounts) problems.push(`declared grants: at most ${REVOKE_LIMITS.declaredAccounts} accounts`);
+    else {
+      for (const a of d as { account?: unknown; grants?: unknown; roles?: unknown; defaultRole?: unknown }[]) {
+        problems.push(textProblem('declared account', a?.account, 200, { required: true }));
+        if (!Array.isArray(a?.grants) || a.grants.length > REVOKE_LIMITS.grantsPerAccount) problems.push(`declared ${String(a?.account)}: grants must be a list of at most ${REVOKE_LIMITS.grantsPerAccount}`);
+        else for (const g of a.grants) problems.push(textProblem(`declared ${String(a.account)} grant`, g, REVOKE_LIMITS.grantLine, { required: true }));
+        if (a?.roles !== undefined && (!Array.isArray(a.roles) || a.roles.length > 50 || a.roles.some((r) => textProblem('role', r, 128, { required: true })))) problems.push(`declared ${String(a?.account)}: roles must be a list of role names`);
+        if (a?.defaultRole !== undefined && a.defaultRole !== null) problems.push(textProblem(`declared ${String(a?.account)} defaultRole`, a.defaultRole, 128));
+      }
+      if (!problems.some(Boolean)) problems.push(...declaredProblems(d as DeclaredAccount[]));
+    }
+  }
+  if (input.lock !== undefined && typeof input.lock !== 'boolean') problems.push('lock must be true or false');
+  return problems;
 }

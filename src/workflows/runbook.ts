@@ -25,7 +25,7 @@ import { clip, INPUT_LIMITS, runbookMetaProblems } from '../shared/inputs';
 import { stepContext, type StepFrame } from './interceptors';
 import { OrderedSender } from './queue';
 import { formatDuration, STATUS_ICON } from '../shared/format';
-import type { NotifyThread, RunbookNotification, Severity, TimelineEntry } from '../shared/notifications';
+import type { AccessReportSummary, NotifyThread, RunbookNotification, Severity, TimelineEntry } from '../shared/notifications';
 
 export interface RunbookMeta {
   /** Runbook type: `failover`, `restore`, `health-check`, ... */
@@ -115,6 +115,8 @@ export interface IncidentNotice {
   eta?: string;
   rootCause?: string;
   followUp?: string[];
+  /** A revoke run's access report, summarised (both locales render it). */
+  accessReport?: AccessReportSummary;
 }
 
 export type FailureKind = 'precondition' | 'timeout' | 'cancelled' | 'error';
