@@ -50,6 +50,8 @@ const ALIASES: Record<string, string> = {
   'READ ONLY ADMIN': 'READ_ONLY ADMIN',
 };
 
+const KNOWN = new Set<string>([...GLOBAL_PRIVILEGES, 'ALL PRIVILEGES', 'USAGE']);
+
 export function canonicalPrivilege(name: string): string {
   const up = name.trim().split(/\s+/).join(' ').toUpperCase();
   return ALIASES[up] ?? up;
@@ -228,6 +230,8 @@ function parsePrivileges(tokens: Token[]): { names: string[]; columns: Record<st
     while (i < tokens.length && tokens[i]!.t === 'id' && !(tokens[i] as { quoted: boolean }).quoted) words.push((tokens[i++] as { v: string }).v);
     if (!words.length) throw new Error(`expected a privilege name, got ${JSON.stringify(tokens[i])}`);
     const name = canonicalPrivilege(words.join(' '));
+    // An unknown name is refused, not carried along: a typo must not look like a grant.
+    if (!KNOWN.has(name)) throw new Error(`unknown privilege ${name}`);
     if (isSym(tokens[i], '(')) {
       i++;
       const cols: string[] = [];

@@ -143,7 +143,7 @@ export function revokeInputProblems(input: { objects?: unknown; accounts?: unkno
   const objects = input.objects;
   if (!Array.isArray(objects) || !objects.length) problems.push('objects: name at least one sensitive table, db.table');
   else if (objects.length > REVOKE_LIMITS.objects) problems.push(`objects: at most ${REVOKE_LIMITS.objects} tables, got ${objects.length}`);
-  else for (const o of objects) problems.push(tableProblem('object', o, { qualified: true }));
+  else for (const o of objects) problems.push(tableProblem('objects', o, { qualified: true }));
   problems.push(accountPatternProblem('accounts', input.accounts));
   for (const k of ['since', 'until'] as const) {
     const v = input[k];

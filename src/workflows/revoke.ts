@@ -80,7 +80,7 @@ export interface RevokeResult {
   declaredPlan?: GrantPlan;
   snapshotFile?: string;
   killed?: Record<string, number[]>;
-  audit?: AuditEnabled[];
+  audit?: (AuditEnabled & { instance: string })[];
   report?: { files: string[]; summary: AccessReportSummary };
 }
 
