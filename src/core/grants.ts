@@ -599,10 +599,17 @@ export function exposedAccounts(matrix: AccountExposure[]): AccountExposure[] {
   return matrix.map((a) => ({ ...a, paths: a.paths.filter((p) => p.exposing.length) })).filter((a) => a.paths.length);
 }
 
-/** `SELECT via PUBLIC on hr.* (database)`: one path, one line. */
-export function describePath(p: ExposurePath): string {
+/** A level's privileges as SHOW GRANTS would say them: ALL PRIVILEGES when they are all there. */
+export function privilegeList(privileges: string[], level: Level): string {
+  const all = level === 'column' ? undefined : LEVEL_PRIVILEGES[level];
+  if (all && all.every((p) => privileges.includes(p))) return 'ALL PRIVILEGES';
+  return privileges.join(', ');
+}
+
+/** `SELECT via PUBLIC on hr.* (database)`: one path, one line (`exposingOnly`: the row privileges alone). */
+export function describePath(p: ExposurePath, exposingOnly = false): string {
   const how = p.via === 'direct' ? 'direct' : p.via === 'public' ? `via PUBLIC${p.role ? ` (role ${p.role})` : ''}` : `via role ${p.role}${p.heldRole && p.heldRole !== p.role ? ` (through ${p.heldRole})` : ''}, ${p.active === 'default' ? 'default role: active at login' : 'after SET ROLE'}`;
-  return `${p.privileges.join(', ')} ${how} on ${p.scope} (${p.level})`;
+  return `${exposingOnly ? p.exposing.join(', ') : privilegeList(p.privileges, p.level)} ${how} on ${p.scope} (${p.level})`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,7 +714,7 @@ export function chooseTargets(matrix: AccountExposure[], pattern: string | undef
     }
     const global = a.paths.filter((p) => p.level === 'global');
     if (global.length) {
-      const how = global.map(describePath).join('; ');
+      const how = global.map((p) => describePath(p)).join('; ');
       if (pattern !== undefined) choice.refusals.push(`${a.account} is exposed through a global grant (${how}): narrowing *.* would change its access to every database; do it by hand or narrow --accounts`);
       else choice.excluded.push({ account: a.account, why: `exposed through a global grant (${how}): not changed by this runbook` });
       continue;
@@ -992,7 +999,7 @@ export function planGrantChanges(states: Record<string, GrantState>, targets: Re
       const to = targets[i]?.[grantee];
       if (!from) {
         everywhere = false;
-        if (to) plan.skipped.push({ instance: i, grantee, why: `${grantee} does not exist on ${i}` });
+        plan.skipped.push({ instance: i, grantee, why: `${grantee} does not exist on ${i}` });
         continue;
       }
       per[i] = to ? grantStatements(from, to) : [];

@@ -397,7 +397,7 @@ function describePlan(input: RevokeInput, a: Assessment, contain: GrantPlan, dec
   for (const i of a.instances) {
     const exposed = exposedAccounts(a.matrix[i]!);
     lines.push(`- ${i}: ${exposed.length ? '' : 'nobody'}`);
-    for (const e of exposed) lines.push(`  - ${e.account}: ${e.paths.map(describePath).join('; ')}`);
+    for (const e of exposed) lines.push(`  - ${e.account}: ${e.paths.map((p) => describePath(p, true)).join('; ')}`);
   }
   if (a.excluded.length) lines.push('**Not changed**', ...a.excluded.map((e) => `- ${e.account}: ${e.why}`));
   if (a.drift.length) lines.push('**Grant drift between instances**', ...a.drift.map((d) => `- ${describeDrift(d)}`));
@@ -443,7 +443,7 @@ async function verifyContainment(input: RevokeInput, objects: TableRef[], a: Ass
     const left = sessionsOf(s.sessions, accounts, applied[instance]!.watermark);
     if (left.length) problems.push(`${instance}: session(s) still there: ${left.map(describeSession).join('; ')}`);
     const still = exposedAccounts(effectiveMatrix(s.grants, objects)).filter((e) => a.targets.includes(e.account));
-    for (const e of still) problems.push(`${instance}: ${e.account} still ${e.paths.map(describePath).join('; ')}`);
+    for (const e of still) problems.push(`${instance}: ${e.account} still ${e.paths.map((p) => describePath(p)).join('; ')}`);
     if (input.lock) for (const t of a.targets) if (s.grants[t] && !s.grants[t]!.locked) problems.push(`${instance}: ${t} is not locked`);
   }
   if (problems.length) throw refuse(`containment not complete: ${problems.join(' | ')}`, 'VerificationFailed');
