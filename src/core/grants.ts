@@ -1071,6 +1071,17 @@ export function sessionsOf(sessions: SessionInfo[], accounts: { user: string; ho
   return sessions.filter((s) => (below === undefined || s.id < below) && accounts.some((a) => a.user === s.user && likeMatch(a.host, s.host, true)));
 }
 
+/**
+ * A statement as it may be kept (workflow history, reports): one that may carry a password
+ * (`IDENTIFIED BY`, `PASSWORD(`, `SET PASSWORD`) is replaced by its first word.
+ */
+export function redactStatement(sql: string | null): string | null {
+  if (sql === null) return null;
+  const up = sql.toUpperCase();
+  if (up.includes('IDENTIFIED') || up.includes('PASSWORD')) return `${sql.trim().split(/\s+/)[0] ?? ''} … (may hold a password: not shown)`;
+  return sql;
+}
+
 export function describeSession(s: SessionInfo): string {
   return `#${s.id} ${s.user}@${s.host}${s.db ? ` in ${s.db}` : ''}: ${s.command}${s.info ? ` \`${s.info}\`` : ''}${s.state ? ` (${s.state})` : ''}, ${s.timeSeconds} s`;
 }
@@ -1294,7 +1305,7 @@ export function parseAuditLine(line: string, instance: string, objects: TableRef
   if (operation === 'QUERY' || operation?.startsWith('QUERY')) {
     const text = unquoteAudit(object ?? '');
     const hit = objects.find((o) => mentions(text, o, db ?? ''));
-    return hit ? { instance, at, account, action: 'query', object: tableKey(hit), source: 'server_audit', detail: text.slice(0, 200) } : undefined;
+    return hit ? { instance, at, account, action: 'query', object: tableKey(hit), source: 'server_audit', detail: redactStatement(text.slice(0, 200))! } : undefined;
   }
   return undefined;
 }

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   accessReportMarkdown, accountMatches, buildAccessReport, chooseTargets, containmentTarget, DATABASE_PRIVILEGES, declaredGrantSet, declaredProblems,
   effectiveMatrix, emptyGrantSet, exposedAccounts, grantDrift, grantStatements, likeMatch, mentions, normaliseGrantSet, parseAuditLine, parsePrivilegeClause,
-  parseShowGrants, planGrantChanges, sameGrants, sessionsOf, TABLE_PRIVILEGES, uncovered, type GrantSet, type GrantState,
+  parseShowGrants, planGrantChanges, redactStatement, sameGrants, sessionsOf, TABLE_PRIVILEGES, uncovered, type GrantSet, type GrantState,
 } from '../../src/core/grants';
 
 const user = (name: string, lines: string[], host = '%', locked = false) => parseShowGrants('user', name, host, lines, locked);
@@ -176,6 +176,12 @@ describe('declared state', () => {
 });
 
 describe('sessions', () => {
+  it('never keeps a statement that may hold a password', () => {
+    expect(redactStatement("ALTER USER x IDENTIFIED BY 'secret'")).toBe('ALTER … (may hold a password: not shown)');
+    expect(redactStatement("SET PASSWORD FOR x = PASSWORD('s')")).not.toContain('s\')');
+    expect(redactStatement('SELECT name FROM hr.patients')).toBe('SELECT name FROM hr.patients');
+  });
+
   it('picks the accounts\' sessions that connected before the change', () => {
     const s = (id: number, u: string, host = '127.0.0.1') => ({ id, user: u, host, db: null, command: 'Sleep', timeSeconds: 1, state: null, info: null });
     const list = [s(5, 'staff1'), s(9, 'staff1'), s(6, 'other'), s(7, 'staff1', '10.1.1.1')];

@@ -13,7 +13,7 @@ import { query, type Conn } from '../../mysql/connect';
 import { forEachDecodedGroup } from '../../backup/binlogFile';
 import { runTool, toolPath, type ToolCredentials } from '../../backup/tools';
 import {
-  granteeKey, granteeSql, mentions, parseAuditLine, parseShowGrants, tableKey, type AccessEvent, type EvidenceSource, type GrantSet, type GrantState,
+  granteeKey, granteeSql, mentions, parseAuditLine, parseShowGrants, redactStatement, tableKey, type AccessEvent, type EvidenceSource, type GrantSet, type GrantState,
   type GranteeKind, type InstanceCatalog, type SessionInfo, type TableRef,
 } from '../../core/grants';
 
@@ -90,7 +90,7 @@ export async function listSessions(conn: Conn): Promise<SessionInfo[]> {
       ORDER BY ID`,
   );
   return rows.map((r) => ({
-    id: Number(r.id), user: r.user, host: clientHost(r.host), db: r.db, command: r.command, timeSeconds: Number(r.time), state: r.state || null, info: r.info,
+    id: Number(r.id), user: r.user, host: clientHost(r.host), db: r.db, command: r.command, timeSeconds: Number(r.time), state: r.state || null, info: redactStatement(r.info),
   }));
 }
 
@@ -320,7 +320,7 @@ export async function readReadEvidence(conn: Conn, instance: string, objects: Ta
     );
     for (const r of rows) {
       const hit = objects.find((o) => mentions(r.argument, o, o.db) || mentions(r.argument, o, ''));
-      if (hit) events.push({ instance, at: Date.parse(`${r.at.replace(' ', 'T')}Z`), account: accountOfUserHost(r.user_host), action: 'query', object: tableKey(hit), source: 'general_log', detail: r.argument.slice(0, 200) });
+      if (hit) events.push({ instance, at: Date.parse(`${r.at.replace(' ', 'T')}Z`), account: accountOfUserHost(r.user_host), action: 'query', object: tableKey(hit), source: 'general_log', detail: redactStatement(r.argument.slice(0, 200))! });
     }
     const from = span?.first ? Date.parse(`${span.first.replace(' ', 'T')}Z`) : undefined;
     sources.push({
