@@ -345,7 +345,13 @@ function assess(states: Record<string, InstanceGrantState>, primary: string, obj
   for (const i of instances) matrix[i] = effectiveMatrix(states[i]!.grants, objects);
   // The targets are chosen from every instance: an account exposed only on a replica (drift) counts.
   const union = new Map<string, AccountExposure>();
-  for (const i of instances) for (const m of matrix[i]!) union.set(m.account, { ...m, paths: [...(union.get(m.account)?.paths ?? []), ...m.paths] });
+  for (const i of instances) {
+    for (const m of matrix[i]!) {
+      const seen = union.get(m.account)?.paths ?? [];
+      const known = new Set(seen.map((p) => JSON.stringify(p)));
+      union.set(m.account, { ...m, paths: [...seen, ...m.paths.filter((p) => !known.has(JSON.stringify(p)))] });
+    }
+  }
   const choice = chooseTargets([...union.values()], accounts, protectedUsers);
   if (choice.refusals.length) throw refuse(choice.refusals.join('; '), 'BadInput');
   const exposed = exposedAccounts([...union.values()]).map((a) => splitAccount(a.account));
