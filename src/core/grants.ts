@@ -1173,19 +1173,9 @@ export function uncovered(from: number, to: number, covered: { from: number; to:
  * instance and period without evidence, a sentence saying so: reads there cannot be proven or
  * excluded. Writes are judged on the primary only (replicas are read-only).
  */
-export function buildAccessReport(r: {
-  cluster: string;
-  incidentId: string;
-  objects: string[];
-  since: number;
-  until: number;
-  generatedAt: number;
-  instances: string[];
-  primary: string;
-  sources: EvidenceSource[];
-  events: AccessEvent[];
-  exposedAtAssessment: string[];
-}): AccessReport {
+export function buildAccessReport(
+  r: Pick<AccessReport, 'cluster' | 'incidentId' | 'objects' | 'since' | 'until' | 'generatedAt' | 'sources' | 'exposedAtAssessment'> & { instances: string[]; primary: string; events: AccessEvent[] },
+): AccessReport {
   const inWindow = r.events.filter((e) => e.at >= r.since && e.at <= r.until);
   const byKey = new Map<string, AccountAccess>();
   for (const e of inWindow.sort((a, b) => a.at - b.at)) {
@@ -1288,9 +1278,8 @@ export function summariseReport(r: AccessReport, files: string[]): AccessReportS
  * lines that are not about the objects.
  */
 export function parseAuditLine(line: string, instance: string, objects: TableRef[], offsetMinutes: number): AccessEvent | undefined {
-  const m = line.length < 20 ? undefined : line.slice(0, 17);
-  if (!m || !/^\d{8} \d{2}:\d{2}:\d{2}$/.test(m)) return undefined;
-  const at = Date.UTC(Number(m.slice(0, 4)), Number(m.slice(4, 6)) - 1, Number(m.slice(6, 8)), Number(m.slice(9, 11)), Number(m.slice(12, 14)), Number(m.slice(15, 17))) - offsetMinutes * 60_000;
+  const at = auditLineTime(line, offsetMinutes);
+  if (at === undefined || line.length < 20) return undefined;
   // host,user,client,connection,query id,operation,database, then the object and the return code.
   const fields = splitFields(line.slice(18), 7);
   if (fields.length < 8) return undefined;
@@ -1308,6 +1297,13 @@ export function parseAuditLine(line: string, instance: string, objects: TableRef
     return hit ? { instance, at, account, action: 'query', object: tableKey(hit), source: 'server_audit', detail: redactStatement(text.slice(0, 200))! } : undefined;
   }
   return undefined;
+}
+
+/** When a server_audit line was written (`20261202 06:59:40`, the server's local time), in epoch ms. */
+export function auditLineTime(line: string, offsetMinutes: number): number | undefined {
+  const m = line.slice(0, 17);
+  if (!/^\d{8} \d{2}:\d{2}:\d{2}$/.test(m)) return undefined;
+  return Date.UTC(Number(m.slice(0, 4)), Number(m.slice(4, 6)) - 1, Number(m.slice(6, 8)), Number(m.slice(9, 11)), Number(m.slice(12, 14)), Number(m.slice(15, 17))) - offsetMinutes * 60_000;
 }
 
 /** The first `n` comma-separated fields, and the rest of the line as one more. */

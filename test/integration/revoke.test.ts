@@ -10,9 +10,10 @@ import mysql from 'mysql2/promise';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Notifier } from '../../src/activities/notify';
-import { enableAudit, readGrants } from '../../src/adapters/mysql/grants';
+import { enableAudit } from '../../src/adapters/mysql/grants';
 import type { RunbookConfig } from '../../src/config/load';
 import { effectiveMatrix, exposedAccounts, normaliseGrantSet, type GrantState } from '../../src/core/grants';
+import { closeLogins, connectionIdOf, errnoOf, grantsOn as grantsOnInstance, login as loginAs, replicated as waitReplicated, sessionAlive } from '../support/grants';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import { renderEmail } from '../../src/notify/emailTemplates';
 import { buildThreadReply } from '../../src/notify/slack';
@@ -20,7 +21,7 @@ import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { RunbookNotification } from '../../src/shared/notifications';
 import type { RevokeInput, RevokeResult, RevokeUndoResult } from '../../src/workflows/revoke';
 import { stepLog } from '../support/failover';
-import { eventually, startTestSandbox } from '../support/sandbox';
+import { startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `revoke-${process.pid}`;
@@ -30,26 +31,12 @@ let sandbox: Sandbox;
 let stack: InProcessWorker;
 const notices: RunbookNotification[] = [];
 const capture: Notifier = { name: 'capture', send: async (n) => void notices.push(n) };
-const opened: mysql.Connection[] = [];
-
-async function login(instance: string, user: string, password = 'pw'): Promise<mysql.Connection> {
-  const i = config.clusters.orders!.instances.find((x) => x.name === instance)!;
-  const c = await mysql.createConnection({ host: i.host, port: i.port, user, password, connectTimeout: 5000 });
-  c.on('error', () => {});
-  opened.push(c);
-  return c;
-}
-const idOf = async (c: mysql.Connection) => Number(((await c.query('SELECT CONNECTION_ID() AS id'))[0] as { id: number }[])[0]!.id);
-const alive = async (instance: string, id: number) => (await rowsOn(config, instance, `SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ${id}`)).length === 1;
-const errno = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: { errno?: number }) => e)) as { errno?: number } | undefined)?.errno;
-const grantsOn = async (instance: string): Promise<GrantState> => {
-  const c = await connect(instanceEndpoint(config, 'orders', instance));
-  try {
-    return await readGrants(c);
-  } finally {
-    c.destroy();
-  }
-};
+const login = (instance: string, user: string) => loginAs(config, instance, user);
+const alive = (instance: string, id: number) => sessionAlive(config, instance, id);
+const errno = errnoOf;
+const grantsOn = (instance: string) => grantsOnInstance(config, instance);
+const replicated = () => waitReplicated(config);
+const idOf = connectionIdOf;
 const unlogged = async (instance: string, ...statements: string[]) => {
   const c = await connect(instanceEndpoint(config, 'orders', instance));
   try {
@@ -58,10 +45,6 @@ const unlogged = async (instance: string, ...statements: string[]) => {
   } finally {
     c.destroy();
   }
-};
-const replicated = async () => {
-  const target = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-  for (const r of ['orders-b', 'orders-c']) await eventually(`${r} at ${target}`, async () => (await rowsOn(config, r, 'SELECT @@gtid_slave_pos AS p'))[0]!.p === target);
 };
 const sqlRunning = async (instance: string) => String((await rowsOn(config, instance, 'SHOW REPLICA STATUS'))[0]!.Slave_SQL_Running);
 
@@ -118,7 +101,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of opened) c.destroy();
+  closeLogins();
   await stack?.stop();
   await sandbox?.destroy();
 });

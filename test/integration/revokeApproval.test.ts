@@ -6,20 +6,17 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Notifier } from '../../src/activities/notify';
-import { readGrants } from '../../src/adapters/mysql/grants';
 import type { RunbookConfig } from '../../src/config/load';
 import { migrateControl } from '../../src/control/store';
-import type { GrantState } from '../../src/core/grants';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { RunbookNotification } from '../../src/shared/notifications';
 import type { RevokeResult } from '../../src/workflows/revoke';
 import { waitForApprovalRequest } from '../support/failover';
+import { closeLogins, errnoOf, grantsOn as grantsOnInstance, login, replicated } from '../support/grants';
 import { eventually, startTestSandbox } from '../support/sandbox';
-import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
+import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const exec = promisify(execFile);
 const taskQueue = `revoke-approval-${process.pid}`;
@@ -29,7 +26,6 @@ let sandbox: Sandbox;
 let stack: InProcessWorker;
 const notices: RunbookNotification[] = [];
 const capture: Notifier = { name: 'capture', send: async (n) => void notices.push(n) };
-const opened: mysql.Connection[] = [];
 
 async function runbook(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -42,22 +38,9 @@ async function runbook(...args: string[]): Promise<{ code: number; stdout: strin
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
-const grantsOn = async (instance: string): Promise<GrantState> => {
-  const c = await connect(instanceEndpoint(config, 'orders', instance));
-  try {
-    return await readGrants(c);
-  } finally {
-    c.destroy();
-  }
-};
-async function session(instance: string, user: string): Promise<mysql.Connection> {
-  const i = config.clusters.orders!.instances.find((x) => x.name === instance)!;
-  const c = await mysql.createConnection({ host: i.host, port: i.port, user, password: 'pw' });
-  c.on('error', () => {});
-  opened.push(c);
-  return c;
-}
-const errno = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: { errno?: number }) => e)) as { errno?: number } | undefined)?.errno;
+const grantsOn = (instance: string) => grantsOnInstance(config, instance);
+const session = (instance: string, user: string) => login(config, instance, user);
+const errno = errnoOf;
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('revoke-approval', 29530));
@@ -73,12 +56,11 @@ beforeAll(async () => {
     "GRANT SELECT ON hr.* TO staff_1@'%'",
     "GRANT SELECT ON *.* TO dba_1@'%'",
   );
-  const target = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-  for (const r of ['orders-b', 'orders-c']) await eventually(`${r} caught up`, async () => (await rowsOn(config, r, 'SELECT @@gtid_slave_pos AS p'))[0]!.p === target);
+  await replicated(config);
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of opened) c.destroy();
+  closeLogins();
   await stack?.stop();
   await sandbox?.destroy();
 });

@@ -3,31 +3,23 @@
  * and two replicas) before the revoke runbook relies on it (issue #14). Each test states one
  * behaviour and fails if the server does otherwise.
  */
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditState, enableAudit, listSessions, readGrants, readReadEvidence } from '../../src/adapters/mysql/grants';
 import type { RunbookConfig } from '../../src/config/load';
 import {
   DATABASE_PRIVILEGES, effectiveMatrix, GLOBAL_PRIVILEGES, grantStatements, parseShowGrants, TABLE_PRIVILEGES, type GrantSet,
 } from '../../src/core/grants';
-import { connect, instanceEndpoint } from '../../src/mysql/connect';
+import { connect, instanceEndpoint, type Conn } from '../../src/mysql/connect';
 import type { Sandbox } from '../../src/sandbox/sandbox';
+import { closeLogins, errnoOf, login as loginAs, replicated as waitReplicated } from '../support/grants';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql } from '../support/stack';
 
 let config: RunbookConfig;
 let sandbox: Sandbox;
-const opened: mysql.Connection[] = [];
-
-async function login(instance: string, user: string, password: string): Promise<mysql.Connection> {
-  const i = config.clusters.orders!.instances.find((x) => x.name === instance)!;
-  const c = await mysql.createConnection({ host: i.host, port: i.port, user, password, connectTimeout: 5000 });
-  c.on('error', () => {});
-  opened.push(c);
-  return c;
-}
-const errno = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: { errno?: number }) => e)) as { errno?: number } | undefined)?.errno;
-const admin = async <T>(instance: string, fn: (c: mysql.Connection) => Promise<T>) => {
+const login = (instance: string, user: string, password: string) => loginAs(config, instance, user, password);
+const errno = errnoOf;
+const admin = async <T>(instance: string, fn: (c: Conn) => Promise<T>) => {
   const c = await connect(instanceEndpoint(config, 'orders', instance));
   try {
     return await fn(c);
@@ -36,10 +28,7 @@ const admin = async <T>(instance: string, fn: (c: mysql.Connection) => Promise<T
   }
 };
 const gtid = async (instance: string) => String((await rowsOn(config, instance, 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-const replicated = async () => {
-  const target = await gtid('orders-a');
-  for (const r of ['orders-b', 'orders-c']) await eventually(`${r} at ${target}`, async () => (await rowsOn(config, r, 'SELECT @@gtid_slave_pos AS p'))[0]!.p === target);
-};
+const replicated = () => waitReplicated(config);
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('revoke-behaviour', 29500));
@@ -55,7 +44,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of opened) c.destroy();
+  closeLogins();
   await sandbox?.destroy();
 });
 

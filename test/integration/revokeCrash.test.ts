@@ -6,12 +6,12 @@
  * REVOKE is in the binlog once, and every step is logged once.
  */
 import { Client, Connection } from '@temporalio/client';
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { RevokeInput, RevokeResult } from '../../src/workflows/revoke';
 import { activityRuns, stepLog } from '../support/failover';
+import { closeLogins, connectionIdOf, login, replicated as waitReplicated, sessionAlive } from '../support/grants';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql } from '../support/stack';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
@@ -20,21 +20,15 @@ const taskQueue = `revoke-crash-${process.pid}`;
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let client: Client;
-const opened: mysql.Connection[] = [];
 
+/** A session of `user` that ran USE hr. */
 async function session(instance: string, user: string): Promise<{ instance: string; id: number }> {
-  const i = config.clusters.orders!.instances.find((x) => x.name === instance)!;
-  const c = await mysql.createConnection({ host: i.host, port: i.port, user, password: 'pw' });
-  c.on('error', () => {});
-  opened.push(c);
+  const c = await login(config, instance, user);
   await c.query('USE hr');
-  return { instance, id: Number(((await c.query('SELECT CONNECTION_ID() AS id'))[0] as { id: number }[])[0]!.id) };
+  return { instance, id: await connectionIdOf(c) };
 }
-const alive = async (s: { instance: string; id: number }) => (await rowsOn(config, s.instance, `SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ${s.id}`)).length === 1;
-const replicated = async () => {
-  const target = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-  for (const r of ['orders-b', 'orders-c']) await eventually(`${r} at ${target}`, async () => (await rowsOn(config, r, 'SELECT @@gtid_slave_pos AS p'))[0]!.p === target);
-};
+const alive = (s: { instance: string; id: number }) => sessionAlive(config, s.instance, s.id);
+const replicated = () => waitReplicated(config);
 const input = (over: Partial<RevokeInput>): RevokeInput => ({ cluster: 'orders', objects: ['hr.patients'], requester: 'alice', reason: 'crash test', incidentId: 'INC-RVC', ...over });
 
 beforeAll(async () => {
@@ -62,7 +56,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   killWorkerProcesses();
-  for (const c of opened) c.destroy();
+  closeLogins();
   await client?.connection.close();
   await sandbox?.destroy();
 });

@@ -13,7 +13,7 @@ import { query, type Conn } from '../../mysql/connect';
 import { forEachDecodedGroup } from '../../backup/binlogFile';
 import { runTool, toolPath, type ToolCredentials } from '../../backup/tools';
 import {
-  granteeKey, granteeSql, mentions, parseAuditLine, parseShowGrants, redactStatement, tableKey, type AccessEvent, type EvidenceSource, type GrantSet, type GrantState,
+  auditLineTime, granteeKey, granteeSql, mentions, parseAuditLine, parseShowGrants, redactStatement, tableKey, type AccessEvent, type EvidenceSource, type GrantSet, type GrantState,
   type GranteeKind, type InstanceCatalog, type SessionInfo, type TableRef,
 } from '../../core/grants';
 
@@ -295,7 +295,7 @@ export async function readReadEvidence(conn: Conn, instance: string, objects: Ta
       let first: number | undefined;
       for (const f of files) {
         for (const line of (await readFile(f, 'utf8')).split('\n')) {
-          if (first === undefined) first = auditTime(line, clock.offsetMinutes);
+          if (first === undefined) first = auditLineTime(line, clock.offsetMinutes);
           const e = parseAuditLine(line, instance, objects, clock.offsetMinutes);
           if (e && e.at >= since && e.at <= until) events.push(e);
         }
@@ -335,12 +335,6 @@ export async function readReadEvidence(conn: Conn, instance: string, objects: Ta
     note: a.performanceSchema ? 'ON: its statement history is a short ring buffer of recent statements, not a record of the window; not read' : 'OFF: no statement history',
   });
   return { sources, events };
-}
-
-function auditTime(line: string, offsetMinutes: number): number | undefined {
-  const m = line.slice(0, 17);
-  if (!/^\d{8} \d{2}:\d{2}:\d{2}$/.test(m)) return undefined;
-  return Date.UTC(Number(m.slice(0, 4)), Number(m.slice(4, 6)) - 1, Number(m.slice(6, 8)), Number(m.slice(9, 11)), Number(m.slice(12, 14)), Number(m.slice(15, 17))) - offsetMinutes * 60_000;
 }
 
 /** general_log's `user[user] @ host [ip]` → `user@ip-or-host`. */
