@@ -26,6 +26,7 @@ import {
   sameGrants, sessionsOf, splitAccount, summariseReport, tableKey, type AccessReport, type AccessReportSummary, type AccountExposure, type DeclaredAccount,
   type Drift, type GrantPlan, type GrantState, type SessionInfo, type TableRef,
 } from '../core/grants';
+import type { ClusterPolicy } from '../shared/failover';
 import { ApprovalGate } from './approval';
 import { runRunbook, type Runbook, type StartedFromCli } from './runbook';
 import { revokeInputProblems } from '../shared/inputs';
@@ -182,13 +183,8 @@ export async function revoke(input: RevokeInput): Promise<RevokeResult> {
         eta: 'minutes once approved',
         rootCause: input.reason,
       });
-      const gate = new ApprovalGate(rb, policy.approval, input.requester);
-      const decision = await rb.step('approval', () => gate.request(), { note: (d) => d });
-      if (decision === 'rejected' || decision === 'timed_out') {
-        rb.skip('contain', `approval ${decision}: nothing changed`);
-        rb.outcome = decision;
-        return { status: decision, assessment, plan: description, containPlan, declaredPlan, snapshotFile: stored?.path };
-      }
+      const decision = await approval(rb, policy, input.requester, 'contain');
+      if (decision) return { status: decision, assessment, plan: description, containPlan, declaredPlan, snapshotFile: stored?.path };
 
       const lock = { cluster: input.cluster, workflowId: wf.workflowInfo().workflowId };
       await rb.step('lock cluster', () => act.acquireClusterLock({ ...lock, runbook: 'revoke', operator: input.requester }));
@@ -295,14 +291,8 @@ export async function revokeUndo(input: RevokeUndoInput): Promise<RevokeUndoResu
         return { status: 'dry_run', plan, restored: [] };
       }
       rb.open({ title: `revoke undo ${input.cluster}: incident ${snapshot.incidentId} by ${input.requester}`, severity: 'L2', plan: description, impact: `${snapshot.involved.length} grantee(s) get their grants from before incident ${snapshot.incidentId} back`, eta: 'minutes once approved', rootCause: input.reason });
-      const policy = await act.clusterPolicy({ cluster: input.cluster, runbook: 'revoke', mode: 'undo' });
-      const gate = new ApprovalGate(rb, policy.approval, input.requester);
-      const decision = await rb.step('approval', () => gate.request(), { note: (d) => d });
-      if (decision === 'rejected' || decision === 'timed_out') {
-        rb.skip('restore', `approval ${decision}: nothing changed`);
-        rb.outcome = decision;
-        return { status: decision, plan, restored: [] };
-      }
+      const decision = await approval(rb, await act.clusterPolicy({ cluster: input.cluster, runbook: 'revoke', mode: 'undo' }), input.requester, 'restore');
+      if (decision) return { status: decision, plan, restored: [] };
       const lock = { cluster: input.cluster, workflowId: wf.workflowInfo().workflowId };
       await rb.step('lock cluster', () => act.acquireClusterLock({ ...lock, runbook: 'revoke-undo', operator: input.requester }));
       try {
@@ -332,6 +322,16 @@ export async function revokeUndo(input: RevokeUndoInput): Promise<RevokeUndoResu
 
 // ---------------------------------------------------------------------------------------------
 // The DBA's procedure, piece by piece
+
+/** The approval gate; a rejected or timed-out run ends there (returned), having changed nothing. */
+async function approval(rb: Runbook, policy: ClusterPolicy, requester: string, next: string): Promise<'rejected' | 'timed_out' | undefined> {
+  const gate = new ApprovalGate(rb, policy.approval, requester);
+  const decision = await rb.step('approval', () => gate.request(), { note: (d) => d });
+  if (decision !== 'rejected' && decision !== 'timed_out') return undefined;
+  rb.skip(next, `approval ${decision}: nothing changed`);
+  rb.outcome = decision;
+  return decision;
+}
 
 function toTable(o: string): TableRef {
   const [db, table] = o.replace(/`/g, '').split('.') as [string, string];

@@ -179,6 +179,14 @@ describe('runbook revoke', () => {
     const report = JSON.parse(readFileSync(result.report!.files.find((f) => f.endsWith('.json'))!, 'utf8'));
     const access = report.accesses.find((x: { account: string; instance: string }) => x.account === 'staff_a@127.0.0.1' && x.instance === 'orders-a');
     expect(access.reads).toBeGreaterThanOrEqual(1);
+    // Writes come from the primary's binlog, which never says who wrote: the INSERT of the setup.
+    const writes = report.accesses.find((x: { account: string; instance: string }) => x.instance === 'orders-a' && x.account.startsWith('unknown'));
+    expect(writes.writes).toBe(1);
+    // The sandbox's binlog begins when the sandbox was made, after `since`: the time before it is said to have no evidence of writes.
+    const writeGaps = report.gaps.filter((g: { shows: string }) => g.shows === 'writes');
+    expect(writeGaps).toMatchObject([{ instance: 'orders-a', from: exposureStarted }]);
+    expect(writeGaps[0].to).toBeLessThanOrEqual(writes.first);
+    expect(writeGaps[0].statement).toMatch(/writes there cannot be proven or excluded/);
     const gap = (instance: string) => report.gaps.find((g: { instance: string; shows: string }) => g.instance === instance && g.shows === 'reads');
     expect(gap('orders-a')).toMatchObject({ from: exposureStarted });
     expect(gap('orders-a').to).toBeLessThanOrEqual(auditOnPrimaryFrom + 2000);
