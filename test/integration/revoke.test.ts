@@ -159,9 +159,9 @@ describe('runbook revoke', () => {
       const exposed = exposedAccounts(effectiveMatrix(await grantsOn(instance), [{ db: 'hr', table: 'patients' }])).map((e) => e.account);
       expect(exposed.filter((e) => e.startsWith('staff'))).toEqual([]);
       expect(exposed).toContain('dba_x@%'); // a global grant, and not matched by staff%: untouched
-      expect(await sqlRunning(instance === 'orders-a' ? 'orders-b' : instance).catch(() => 'Yes')).toBe('Yes');
     }
-    expect(await sqlRunning('orders-c')).toBe('Yes');
+    expect(await sqlRunning('orders-b')).toBe('Yes');
+    expect(await sqlRunning('orders-c')).toBe('Yes'); // it lacks staff_d: nothing for it reached it through replication
     // Rewritten, not lost: PUBLIC and staff_c keep the rest of hr.
     const a = await grantsOn('orders-a');
     expect(a.PUBLIC!.tables).toEqual({ 'hr.depts': { privileges: ['SELECT'], grantOption: false } });
