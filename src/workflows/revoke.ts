@@ -22,14 +22,14 @@ import type { ApplyResult, InstanceGrantState, SweepResult } from '../activities
 import type { AuditEnabled, Evidence } from '../adapters/mysql/grants';
 import {
   accessReportMarkdown, approvedStatements, buildAccessReport, chooseTargets, containmentTarget, declaredGrantSet, describeDrift,
-  describeGrantPlan, describePath, describeSession, effectiveMatrix, exposedAccounts, grantDrift, planGrantChanges,
+  describeGrantPlan, describePath, describeSession, effectiveMatrix, exposedAccounts, grantDrift, planGrantChanges, planStatementCount,
   sameGrants, sessionsOf, splitAccount, summariseReport, tableKey, type AccessReport, type AccessReportSummary, type AccountExposure, type DeclaredAccount,
   type Drift, type GrantPlan, type GrantState, type SessionInfo, type TableRef,
 } from '../core/grants';
 import type { ClusterPolicy } from '../shared/failover';
 import { ApprovalGate } from './approval';
 import { runRunbook, type Runbook, type StartedFromCli } from './runbook';
-import { revokeInputProblems } from '../shared/inputs';
+import { incidentIdProblem, revokeInputProblems } from '../shared/inputs';
 
 export interface RevokeInput extends StartedFromCli {
   cluster: string;
@@ -104,7 +104,7 @@ export interface RevokeSnapshot {
 
 /** Every step of the runbook, in order (per-instance steps as a template). */
 export const REVOKE_STEPS = [
-  'assess', 'snapshot', 'approval', 'lock cluster', 'enable audit on <instance>', 'revoke on <primary>', 'apply on <replica>', 'end sessions on <instance>',
+  'assess', 'plan', 'snapshot', 'approval', 'lock cluster', 'enable audit on <instance>', 'revoke on <primary>', 'apply on <replica>', 'end sessions on <instance>',
   'verify containment', 'converge on <primary>', 'converge on <replica>', 'verify declared grants', 'unlock cluster', 'access report', 'record',
 ] as const;
 export const REVOKE_UNDO_STEPS = ['load snapshot', 'assess', 'approval', 'lock cluster', 'restore on <primary>', 'restore on <replica>', 'verify restored grants', 'unlock cluster', 'record'] as const;
@@ -152,10 +152,17 @@ export async function revoke(input: RevokeInput): Promise<RevokeResult> {
       rb.details.revoke = { assessment };
 
       // The plan: containment per instance, then the declared grants on top of it.
-      const { containPlan, containTargets, declaredPlan, declaredTargets, rewrites, involved } = plan(input, states, assessment, objects);
+      const { containPlan, containTargets, declaredPlan, declaredTargets, rewrites, involved } = await rb.step(
+        'plan',
+        async () => {
+          const p = plan(input, states, assessment, objects);
+          if (!assessment.targets.length && !p.declaredPlan) throw refuse(`no account to contain: ${assessment.excluded.length ? assessment.excluded.map((e) => `${e.account} (${e.why})`).join('; ') : `nothing exposes ${input.objects.join(', ')}`}`, 'NothingToDo');
+          return p;
+        },
+        { note: (p) => `${planStatementCount(p.containPlan)} statement(s) to contain${p.declaredPlan ? `, ${planStatementCount(p.declaredPlan)} to converge to the grants file` : ''}; ${p.rewrites.length} rewrite(s)` },
+      );
       const description = describePlan(input, assessment, containPlan, declaredPlan, rewrites);
       rb.details.revoke = { assessment, containPlan, declaredPlan };
-      if (!assessment.targets.length && !declaredPlan) throw refuse(`no account to contain: ${assessment.excluded.length ? assessment.excluded.map((e) => `${e.account} (${e.why})`).join('; ') : `nothing exposes ${input.objects.join(', ')}`}`, 'NothingToDo');
 
       // 2. snapshot: taken once per incident; a re-run keeps the first one.
       const snapshot: RevokeSnapshot = {
@@ -316,7 +323,7 @@ export async function revokeUndo(input: RevokeUndoInput): Promise<RevokeUndoResu
       await rb.step('record', async () => snapshot.involved, { note: (r) => `restored ${r.join(', ')} from incident ${snapshot.incidentId}` });
       return { status: 'succeeded', plan, restored: snapshot.involved };
     },
-    [input.undoIncident === undefined ? 'undoIncident is required' : undefined],
+    [incidentIdProblem('undoIncident', input.undoIncident, { required: true })],
   );
 }
 
