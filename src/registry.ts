@@ -62,4 +62,11 @@ export const RUNBOOKS: RunbookEntry[] = [
     commands: ['flashback'],
     cli: async () => (await import('./cli/flashback')).registerFlashbackCommands,
   },
+  {
+    name: 'revoke',
+    workflows: ['revoke', 'revokeUndo'],
+    activities: ['revoke'],
+    commands: ['revoke'],
+    cli: async () => (await import('./cli/revoke')).registerRevokeCommands,
+  },
 ];

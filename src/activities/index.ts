@@ -13,6 +13,7 @@ import { createNotifyActivities, type Notifier } from './notify';
 import { createPolicyActivities } from './policy';
 import { createRestoreActivities } from './restore';
 import { createRestoreVerifyActivities } from './restoreVerify';
+import { createRevokeActivities } from './revoke';
 import { createTrafficActivities } from './traffic';
 
 function activityGroups(deps: ActivityDeps & { notifiers?: Notifier[] }) {
@@ -27,6 +28,7 @@ function activityGroups(deps: ActivityDeps & { notifiers?: Notifier[] }) {
     restoreVerify: createRestoreVerifyActivities(deps),
     traffic: createTrafficActivities(deps),
     notify: createNotifyActivities(deps),
+    revoke: createRevokeActivities(deps),
   };
 }
 

@@ -34,6 +34,12 @@ function headerTime(m: RegExpMatchArray): number {
   return Date.UTC(2000 + Number(yy), Number(mo) - 1, Number(dd), Number(hh), Number(mi), Number(ss));
 }
 
+/** The time of an event header line (`#251202  7:03:09 server id …`), or undefined for any other line. */
+export function binlogHeaderTime(line: string): number | undefined {
+  const m = HEADER.exec(line);
+  return m ? headerTime(m) : undefined;
+}
+
 /** Tables a DDL statement names: `db`.`t`, db.t, or t (then in the session's database). */
 function ddlTables(sql: string): string[] {
   const m = /^\s*(?:DROP|CREATE|ALTER|TRUNCATE|RENAME)\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(.+?)(?:\s*\/\*.*)?$/is.exec(sql);

@@ -31,3 +31,8 @@ export function formatDuration(ms: number | undefined): string {
   const s = totalSeconds % 60;
   return h ? `${h} h ${m} min ${s} s` : `${m} min ${s} s`;
 }
+
+/** Epoch ms to a UTC DATETIME(3) literal (`2026-12-02 07:03:09.123`). */
+export function sqlTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
+}

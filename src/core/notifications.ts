@@ -2,6 +2,9 @@
  * What runbooks tell people, as data: one event shape for every channel (log, Slack, email), built
  * in workflow code (no I/O, no secrets) and rendered by each notifier in the cluster's locale.
  */
+import type { AccessReportSummary } from './grants';
+
+export type { AccessReportSummary };
 
 export type NotificationKind =
   | 'incident-opened' // a run started
@@ -47,6 +50,8 @@ export interface RunbookNotification {
   contact?: string;
   rootCause?: string;
   followUp?: string[];
+  /** A revoke run's access report, summarised: who accessed the objects, and where no evidence exists. */
+  accessReport?: AccessReportSummary;
   timeline: TimelineEntry[];
   /** For `step`: the step that just ended. */
   step?: TimelineEntry;

@@ -7,7 +7,7 @@
 import * as wf from '@temporalio/workflow';
 import type { ApprovalPolicy } from './failover';
 import type { VerifiedBy } from './identity';
-import type { Severity } from './notifications';
+import type { AccessReportSummary, Severity } from './notifications';
 import type { EventStatus, RunStatus, StepStatus } from './types';
 
 export interface RunbookMeta {
@@ -98,6 +98,8 @@ export interface IncidentNotice {
   eta?: string;
   rootCause?: string;
   followUp?: string[];
+  /** A revoke run's access report, summarised (both locales render it). */
+  accessReport?: AccessReportSummary;
 }
 
 export type FailureKind = 'precondition' | 'timeout' | 'cancelled' | 'error';

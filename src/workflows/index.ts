@@ -5,3 +5,4 @@ export { backup } from './backup';
 export { restore, restorePrune } from './restore';
 export { flashback } from './flashback';
 export { binlogArchive } from './binlogArchive';
+export { revoke, revokeUndo } from './revoke';

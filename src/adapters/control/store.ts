@@ -7,6 +7,7 @@ import { connect, controlEndpoint, query, type Conn } from '../mysql/connect';
 import { migrate } from './migrations';
 import { characters, clip, FAILOVER_LOG_COLUMNS, LOG_PAGES } from '../../core/inputs';
 import type { AuditRow, AuditWriteReport, SyncStatusRow } from '../../core/types';
+import { sqlTime } from '../../core/format';
 
 export type { AuditWriteReport };
 
@@ -30,10 +31,6 @@ export async function migrateControl(config: RunbookConfig): Promise<number[]> {
   return withControl(config, migrate);
 }
 
-/** Epoch ms to a UTC DATETIME(3) literal. */
-export function sqlTime(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
-}
 
 /**
  * Errors that say nothing about the row: the control database is down, busy, read-only or not

@@ -6,6 +6,7 @@
  */
 import type { NotificationKind, RunbookNotification, TimelineEntry } from '../../core/notifications';
 import { formatDuration } from '../../core/format';
+import { accessReportLines } from './accessReport';
 
 export { formatDuration };
 
@@ -460,6 +461,10 @@ function completed(n: RunbookNotification, s: Strings): { subject: string; block
   ];
   if (n.followUp?.length) blocks.push({ type: 'section', label: s.followUp }, { type: 'list', items: n.followUp });
   blocks.push({ type: 'fields', rows: [[s.impactSummary, n.impact], [s.status, n.status], [s.contact, n.contact]] });
+  if (n.accessReport) {
+    const r = accessReportLines(n.accessReport, s === STRINGS['zh-CN'] ? 'zh-CN' : 'en');
+    blocks.push({ type: 'section', label: r.heading }, { type: 'list', items: r.lines });
+  }
   if (n.timeline.length) blocks.push({ type: 'section', label: s.timeline }, { type: 'timeline', entries: n.timeline });
   blocks.push({ type: 'fields', rows: contextFields(n, s) });
   return { subject: s.subject.completed(oneLine(n.title)), blocks };

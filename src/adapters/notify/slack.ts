@@ -13,6 +13,7 @@ import type { Person } from '../../core/configSchema';
 import type { Notifier } from './notifier';
 import type { NotificationKind, NotifyThread, RunbookNotification, Severity, TimelineEntry } from '../../core/notifications';
 import { formatDuration, STATUS_ICON } from '../../core/format';
+import { accessReportLines } from './accessReport';
 
 export { formatDuration };
 
@@ -466,6 +467,10 @@ export function buildThreadReply(n: RunbookNotification, locale: SlackLocale, pe
       const blocks: SlackBlock[] = [section(head), ...sections([`*${s.timeline}*`, ...(lines.length ? lines : [`_${s.noSteps}_`])])];
       if (n.rootCause) blocks.push(section(`*${s.rootCause}*\n${esc(n.rootCause)}`));
       if (n.followUp?.length) blocks.push(section(`*${s.followUp}*\n${n.followUp.map((f) => `• ${esc(f)}`).join('\n')}`));
+      if (n.accessReport) {
+        const r = accessReportLines(n.accessReport, locale);
+        blocks.push(...sections([`*${r.heading}*`, ...r.lines.map((l) => `• ${esc(l)}`)]));
+      }
       return { text: truncate([head, ...lines].join('\n'), 3900), blocks: blocks.slice(0, 50) };
     }
     default:
