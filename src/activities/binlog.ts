@@ -3,45 +3,24 @@
  * event a human then confirms, and undo a row change by flashback. They read the archive, not the
  * failed server, so they work when that server is gone.
  */
-import { readFile, rm, mkdtemp, stat } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { rm, mkdtemp, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { activityInfo, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { getCluster, getInstance, resolveCredential } from '../config/load';
-import {
-  conflictRefusal,
-  findConflicts,
-  matchesBadEvent,
-  oneLine,
-  flashbackRefusal,
-  isFlashbackOf,
-  parseBinlogText,
-  rowImagesRefusal,
-  type BadEventQuery,
-  type BinlogEventGroup,
-  type RowImageGroup,
-  type TableShape,
-} from '../core/binlogEvents';
+import { getCluster } from '../config/load';
+import { conflictRefusal, findConflicts, matchesBadEvent, oneLine, flashbackRefusal, isFlashbackOf, parseBinlogText, rowImagesRefusal, type BadEventQuery, type BinlogEventGroup, type RowImageGroup } from '../core/binlogEvents';
 import { committedAtOrBefore, parsePointInTime, refuseFuturePoint, walkCoverage, type Coverage } from '../core/coverage';
 import { parseMariaGtidList } from '../core/gtid';
 import { sha256OfFile } from '../adapters/process/tools';
-import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, type BinlogArchiveEntry } from '../core/manifest';
-import { archiveDirOf, latestArchive } from '../adapters/backup/archive';
 import { filesAfter } from '../core/manifest';
-import { probeTopology } from '../adapters/mysql/probe';
-import { forEachEvent, indexEvents } from '../adapters/backup/eventIndex';
 import { forEachDecodedGroup, readTransactionImages } from '../adapters/backup/binlogFile';
 import { eventRowKeys } from '../core/eventRows';
 
-/** One source's archived binlogs. */
-interface Archive {
-  cluster: string;
-  instance: string;
-}
 import { runTool, toolPath, ToolError } from '../adapters/process/tools';
-import { query } from '../adapters/mysql/connect';
 import { withInstance } from '../adapters/mysql/instance';
+import { binlogSources, type BinlogPosition } from '../adapters/backup/binlogSources';
+import { binlogPosition, tableShapes } from '../adapters/mysql/tableShapes';
 
 /** What to recover to: just before one event, through one GTID, or through a point in time. */
 export type RestoreTarget =
@@ -81,10 +60,7 @@ export interface SkipCheck {
 }
 
 /** A position in a server's binary log. */
-export interface BinlogPosition {
-  file: string;
-  position: number;
-}
+export type { BinlogPosition };
 
 export interface FlashbackTransactionInput {
   cluster: string;
@@ -146,177 +122,8 @@ export interface FlashbackVerification {
 const mayConflictWith = (bad: BinlogEventGroup) => (g: RowImageGroup) => g.kind === 'ddl' || g.queries.length > 0 || g.tables.some((t) => bad.tables.includes(t));
 
 export function createBinlogActivities({ config }: ActivityDeps) {
-  /** One source's archive: the one named, else the one written last (see backup/archive.ts). */
-  const archiveOf = (cluster: string, instance?: string): Archive => {
-    const name = instance ?? latestArchive(config.backupDir, cluster);
-    if (!name) throw ApplicationFailure.nonRetryable(`no archived binlogs for ${cluster} in ${join(config.backupDir, cluster, BINLOG_ARCHIVE_DIR)}: run a backup (it archives them) first`, 'NoBinlogArchive');
-    return { cluster, instance: name };
-  };
-  const archiveDir = (a: Archive) => archiveDirOf(config.backupDir, a.cluster, a.instance);
-
-  const archived = async (a: Archive): Promise<BinlogArchiveEntry[]> => {
-    try {
-      return JSON.parse(await readFile(join(archiveDir(a), BINLOG_INDEX_FILE), 'utf8')) as BinlogArchiveEntry[];
-    } catch {
-      throw ApplicationFailure.nonRetryable(`no archived binlogs for ${a.cluster} in ${archiveDir(a)}: run a backup (it archives them) first`, 'NoBinlogArchive');
-    }
-  };
-
-  /** One transaction in full (row images counted), decoded from its own positions only. */
-  const detailOf = async (a: Archive, g: BinlogEventGroup): Promise<BinlogEventGroup> => {
-    const run = await runTool(
-      toolPath('mariadb-binlog'),
-      ['--base64-output=DECODE-ROWS', '-vv', `--start-position=${g.startPosition}`, `--stop-position=${g.endPosition}`, join(archiveDir(a), g.file)],
-      { env: { TZ: 'UTC' }, timeoutMs: 10 * 60_000 },
-    );
-    return parseBinlogText(run.stdout, g.file).find((x) => x.gtid === g.gtid) ?? g;
-  };
-  /**
-   * Every archived transaction the restore can use, in archive order, one at a time: an archive
-   * may hold far more than fits in memory. With `after` (a GTID position, e.g. the oldest backup's),
-   * a file whose every transaction is at or before it is not read: nothing there can be replayed,
-   * and the archive only grows. Files without an index yet (see eventIndex.ts) are decoded a few
-   * at a time first: decoding is the slow part. `onGroup` returning false stops the walk.
-   */
-  const walkArchive = async (a: Archive, after: string | undefined, onGroup: (g: BinlogEventGroup) => boolean | void) => {
-    const index = await archived(a);
-    const needed = filesAfter(index, after);
-    const skipped = index.filter((e) => !needed.includes(e)).map((e) => e.file);
-    const present: BinlogArchiveEntry[] = [];
-    for (const e of needed) if (await stat(join(archiveDir(a), e.file)).catch(() => undefined)) present.push(e);
-    let next = 0;
-    const indexer = async () => {
-      for (let i = next++; i < present.length; i = next++) {
-        const e = present[i]!;
-        heartbeat(e.file);
-        // A failure here is met again, and reported, when the file is read below.
-        await indexEvents(archiveDir(a), e, () => heartbeat(e.file)).catch(() => undefined);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(present.length, Math.max(2, availableParallelism())) }, indexer));
-    let stopped = false;
-    for (const e of present) {
-      if (stopped) break;
-      heartbeat(e.file);
-      await forEachEvent(archiveDir(a), e, (g) => {
-        if (!stopped && onGroup(g) === false) stopped = true;
-      });
-    }
-    return { index, skipped };
-  };
-
-  const loginOf = (cluster: string, instance: string) => {
-    const inst = getInstance(config, cluster, instance);
-    return { host: inst.host, port: inst.port, admin: resolveCredential(getCluster(config, cluster).credentials.admin) };
-  };
-
-  /**
-   * A server's own binary log with row images, read over the replication protocol (the archive may
-   * be behind): from `from` through `until` in that file, or to the end of its last log. Read as a
-   * stream: an hour of a busy primary is millions of transactions, so only those `keep` accepts
-   * are held; `read` counts them all and `last` is the last one read.
-   */
-  const readServerBinlog = async (
-    cluster: string,
-    instance: string,
-    from: BinlogPosition,
-    until: number | 'last',
-    o: { beat?: () => void; keep?: (g: RowImageGroup) => boolean } = {},
-  ): Promise<{ kept: RowImageGroup[]; read: number; last?: RowImageGroup }> => {
-    const { host, port, admin } = loginOf(cluster, instance);
-    const dir = await mkdtemp(join(tmpdir(), 'runbook-binlog-'));
-    try {
-      const out = join(dir, 'binlog.txt');
-      await runTool(
-        toolPath('mariadb-binlog'),
-        [
-          '--read-from-remote-server', `--host=${host}`, `--port=${port}`, '--base64-output=DECODE-ROWS', '-vv', `--start-position=${from.position}`,
-          ...(until === 'last' ? [from.file, '--to-last-log'] : [`--stop-position=${until}`, from.file]),
-        ],
-        { credentials: admin, stdoutFile: out, env: { TZ: 'UTC' }, timeoutMs: 30 * 60_000, onProgress: o.beat },
-      );
-      const kept: RowImageGroup[] = [];
-      let read = 0;
-      let last: RowImageGroup | undefined;
-      await forEachDecodedGroup(out, from.file, (g) => {
-        read++;
-        last = g as RowImageGroup;
-        if (!o.keep || o.keep(last)) kept.push(last);
-      }, undefined, { images: true });
-      return { kept, read, last };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  };
-
-  /**
-   * The event as the primary itself logged it, with its row images: it must be in the primary's
-   * binlog at the archived position. Not there (purged, or another server since a failover): refused.
-   */
-  const onPrimary = async (cluster: string, instance: string, g: Pick<BinlogEventGroup, 'gtid' | 'file' | 'startPosition' | 'endPosition'>): Promise<RowImageGroup> => {
-    let why: string;
-    try {
-      const { kept: groups } = await readServerBinlog(cluster, instance, { file: g.file, position: g.startPosition }, g.endPosition);
-      const hit = groups.find((x) => x.gtid === g.gtid && x.startPosition === g.startPosition && x.endPosition === g.endPosition);
-      if (hit) return hit;
-      why = groups.length ? `${g.file}:${g.startPosition} holds ${groups[0]!.gtid}` : `no transaction at ${g.file}:${g.startPosition}`;
-    } catch (err) {
-      const tail = err instanceof ToolError ? err.stderrTail : (err as Error).message;
-      why = /Could not find first log file name/i.test(tail) ? `${g.file} is purged or was never there` : (tail.split('\n').find((l) => l.trim()) ?? 'unreadable').replace(/^ERROR: /, '');
-    }
-    throw ApplicationFailure.nonRetryable(`${g.gtid} is not in ${instance}'s binlogs (${why}): flashback needs the primary that wrote it; use restore and replay`, 'FlashbackRefused');
-  };
-
-  /** Column names and primary key (`@N` = ORDINAL_POSITION) of each table, from the primary. */
-  const tableShapes = (cluster: string, instance: string, tables: string[]) =>
-    withInstance(config, { cluster, instance }, async (conn) => {
-      const shapes: Record<string, (TableShape & { names: string[]; dataTypes: string[] }) | undefined> = {};
-      for (const table of tables) {
-        const [db, t] = table.split('.') as [string, string];
-        const columns = await query<{ name: string; ordinal: number; type: string }[]>(
-          conn,
-          'SELECT COLUMN_NAME AS name, ORDINAL_POSITION AS ordinal, DATA_TYPE AS type FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
-          [db, t],
-        );
-        if (!columns.length) continue; // gone since: a later DROP, which the conflict check names
-        const key = await query<{ name: string }[]>(
-          conn,
-          "SELECT COLUMN_NAME AS name FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-          [db, t],
-        );
-        shapes[table] = {
-          columns: columns.length,
-          names: columns.map((c) => c.name),
-          dataTypes: columns.map((c) => String(c.type).toLowerCase()),
-          primaryKey: key.map((k) => ({ name: k.name, ordinal: Number(columns.find((c) => c.name === k.name)!.ordinal) })),
-        };
-      }
-      return shapes;
-    });
-
-  /**
-   * The archive's end against the primary now: `the archive ends at <time> (<GTID>); <n> s behind
-   * the primary (at <GTID>)`, `behind` when the primary has transactions the archive lacks.
-   */
-  const describeArchiveEnd = async (cluster: string, last: BinlogEventGroup | undefined): Promise<{ behind: boolean; text: string }> => {
-    const ends = last ? `the archive ends at ${new Date(last.timestamp).toISOString()} (${last.gtid})` : 'the archive holds no transaction';
-    const topology = await probeTopology(config, cluster).catch(() => undefined);
-    const primary = topology?.primary ? topology.instances.find((i) => i.instance === topology.primary) : undefined;
-    const at = primary?.gtid?.binlogPos;
-    if (!primary || at === undefined) return { behind: true, text: `${ends}; the primary could not be asked how far it is` };
-    const l = last && parseMariaGtidList(last.gtid)[0]!;
-    const ahead = l ? (parseMariaGtidList(at).find((g) => g.domain === l.domain)?.seq ?? 0) - l.seq : parseMariaGtidList(at).reduce((n, g) => n + g.seq, 0);
-    if (ahead <= 0) return { behind: false, text: `${ends}, where the primary ${primary.instance} is` };
-    const seconds = last ? Math.max(0, Math.round((Date.now() - last.timestamp) / 1000)) : undefined;
-    return { behind: true, text: `${ends}; ${seconds !== undefined ? `${seconds} s ` : ''}behind the primary ${primary.instance}, which is ${ahead} transaction(s) further (at ${at})` };
-  };
-
-  const masterStatus = (cluster: string, instance: string) =>
-    withInstance(config, { cluster, instance }, async (conn): Promise<BinlogPosition> => {
-      const [row] = await query<{ File: string; Position: number | string }[]>(conn, 'SHOW MASTER STATUS');
-      if (!row) throw ApplicationFailure.nonRetryable(`${instance} has the binary log off: flashback needs the primary's binlog`, 'BinlogDisabled');
-      return { file: row.File, position: Number(row.Position) };
-    });
+  const sources = binlogSources(config, (detail) => heartbeat(detail));
+  const { archiveOf, archiveDir, archived, detailOf, walkArchive, readServerBinlog, onPrimary, describeArchiveEnd, loginOf } = sources;
 
   return {
     /**
@@ -487,7 +294,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       if (!bad.changes.length) {
         throw ApplicationFailure.nonRetryable(`${event.gtid} was logged as statements (binlog_format STATEMENT or MIXED): the rows it changed are unknown, so skipping it cannot be shown exact`, 'SkipNotExact');
       }
-      const shapes = await tableShapes(input.cluster, input.primary, bad.tables);
+      const shapes = await tableShapes(config, input.cluster, input.primary, bad.tables);
       const keyed = eventRowKeys(
         bad,
         Object.fromEntries(Object.entries(shapes).map(([t, s]) => [t, s && { columns: s.names.map((name, i) => ({ name, dataType: s.dataTypes[i]! })), primaryKey: s.primaryKey.map((k) => k.name) }])),
@@ -618,10 +425,10 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       // Where the primary is now, taken before the check reads to its end: whatever commits after
       // this is read again once the flashback is applied, so no write slips between check and apply.
       if (input.apply) {
-        appliedFrom = await masterStatus(input.cluster, input.instance);
+        appliedFrom = await binlogPosition(config, input.cluster, input.instance);
         beat('about to apply')();
       }
-      const shapes = await tableShapes(input.cluster, input.instance, bad.tables);
+      const shapes = await tableShapes(config, input.cluster, input.instance, bad.tables);
       const read = await readServerBinlog(input.cluster, input.instance, { file: bad.file, position: bad.endPosition }, 'last', { beat: beat('checking later writes'), keep: mayConflictWith(bad) });
       const later = read.kept;
       const conflicts = findConflicts(bad, later, shapes);
@@ -689,7 +496,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       const problems: string[] = [];
       if (at < 0) problems.push(`${input.flashbackGtid} is not in ${input.instance}'s binlog after ${input.appliedFrom.file}:${input.appliedFrom.position}`);
       else if (!isFlashbackOf(since[at]!, bad)) problems.push(`${input.flashbackGtid} is not the exact inverse of ${input.gtid}`);
-      const shapes = await tableShapes(input.cluster, input.instance, bad.tables);
+      const shapes = await tableShapes(config, input.cluster, input.instance, bad.tables);
       const again = at < 0 ? [] : findConflicts(bad, since.slice(at + 1), shapes);
       const changedSince = [...new Set(again.flatMap((c) => c.gtids))];
       let compared = 0;

@@ -566,6 +566,12 @@ describe('client sessions and kill', () => {
     expect(() => maria.killConnection(0)).toThrow(/Invalid connection id 0/);
     expect(() => maria.killConnection('1; DROP' as unknown as number)).toThrow(/Invalid connection id/);
   });
+
+  it('the binary log status: SHOW BINARY LOG STATUS from MySQL 8.2 (8.4 removed SHOW MASTER STATUS)', () => {
+    expect(maria.binlogStatusQuery()).toBe('SHOW MASTER STATUS');
+    expect(mysql.binlogStatusQuery()).toBe('SHOW MASTER STATUS');
+    expect(dialectFor('mysql', { major: 8, minor: 4, patch: 3 }).binlogStatusQuery()).toBe('SHOW BINARY LOG STATUS');
+  });
 });
 
 // ---------------------------------------------------------------------------

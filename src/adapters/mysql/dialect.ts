@@ -52,6 +52,8 @@ export interface Dialect {
   setGtidSlavePos(position: string): ParamSql;
   clientSessionsQuery(): string;
   killConnection(id: number): string;
+  /** Where the binary log is now: one row with `File` and `Position` (none when it is off). */
+  binlogStatusQuery(): string;
 }
 
 // ---------------------------------------------------------------------------
@@ -420,6 +422,7 @@ function mariadbDialect(version: Version): Dialect {
     },
     clientSessionsQuery: () => CLIENT_SESSIONS_SQL,
     killConnection: killConnectionSql,
+    binlogStatusQuery: () => 'SHOW MASTER STATUS',
   };
 }
 
@@ -499,6 +502,8 @@ function mysqlDialect(version: Version): Dialect {
     },
     clientSessionsQuery: () => CLIENT_SESSIONS_SQL,
     killConnection: killConnectionSql,
+    // 8.4 removed SHOW MASTER STATUS; 8.2 added its replacement.
+    binlogStatusQuery: () => (atLeast(version, 8, 2, 0) ? 'SHOW BINARY LOG STATUS' : 'SHOW MASTER STATUS'),
   };
 }
 
