@@ -154,3 +154,9 @@ export interface Topology {
   problems: string[];
   probedAt: number;
 }
+
+/** A position in one server's binary log. */
+export interface BinlogPosition {
+  file: string;
+  position: number;
+}

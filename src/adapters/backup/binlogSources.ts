@@ -11,6 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { getCluster, getInstance, resolveCredential, type RunbookConfig } from '../../config/load';
 import { parseBinlogText, type BinlogEventGroup, type RowImageGroup } from '../../core/binlogEvents';
 import { parseMariaGtidList } from '../../core/gtid';
+import type { BinlogPosition } from '../../core/types';
 import { BINLOG_ARCHIVE_DIR, BINLOG_INDEX_FILE, filesAfter, type BinlogArchiveEntry } from '../../core/manifest';
 import { probeTopology } from '../mysql/probe';
 import { runTool, toolPath, ToolError } from '../process/tools';
@@ -24,11 +25,7 @@ export interface Archive {
   instance: string;
 }
 
-/** A position in one server's binary log. */
-export interface BinlogPosition {
-  file: string;
-  position: number;
-}
+export type { BinlogPosition };
 
 /**
  * The readers, for one config. `beat` is called while a long read makes progress (an activity

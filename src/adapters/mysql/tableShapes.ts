@@ -6,7 +6,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunbookConfig } from '../../config/load';
 import type { TableShape } from '../../core/binlogEvents';
-import type { BinlogPosition } from '../backup/binlogSources';
+import type { BinlogPosition } from '../../core/types';
 import { query } from './connect';
 import { withInstance } from './instance';
 import { dialectOf } from './probe';
