@@ -98,6 +98,22 @@ export interface Dialect {
   setGtidSlavePos(position: string): ParamSql;
   clientSessionsQuery(): string;
   killConnection(id: number): string;
+  /**
+   * Start replication (both threads: MariaDB refuses UNTIL while either runs) to stop, both
+   * threads, right after `position` is applied: a replica held at a position the source's
+   * consistent snapshot was read at.
+   */
+  startReplicaUntil(position: string): ParamSql;
+  /**
+   * The GTID position of this session's consistent snapshot (`START TRANSACTION WITH CONSISTENT
+   * SNAPSHOT`), from the binlog position InnoDB's snapshot corresponds to: the statement to read
+   * that file and offset, and the one that turns them into a GTID position.
+   */
+  snapshotBinlogQuery(): string;
+  parseSnapshotBinlog(rows: Record<string, unknown>[]): { file: string; position: number } | null;
+  binlogGtidPosition(file: string, position: number): ParamSql;
+  /** The number of statements running right now (a load limit, as pt-table-checksum's --max-load). */
+  threadsRunningQuery(): string;
 }
 
 // ---------------------------------------------------------------------------
@@ -463,6 +479,8 @@ const CLIENT_SESSIONS_SQL =
   'AND ID <> CONNECTION_ID() ' +
   'ORDER BY ID';
 
+const THREADS_RUNNING_SQL = "SHOW GLOBAL STATUS LIKE 'Threads_running'";
+
 function killConnectionSql(id: number): string {
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) {
     throw new Error(`Invalid connection id ${fmtValue(id)}: must be a positive integer`);
@@ -617,6 +635,20 @@ function mariadbDialect(version: Version): Dialect {
     },
     clientSessionsQuery: () => CLIENT_SESSIONS_SQL,
     killConnection: killConnectionSql,
+    startReplicaUntil(position) {
+      return { sql: 'START SLAVE UNTIL master_gtid_pos = ?', params: [formatMariaGtidList(parseMariaGtidList(position))] };
+    },
+    snapshotBinlogQuery: () => "SHOW SESSION STATUS LIKE 'binlog_snapshot_%'",
+    parseSnapshotBinlog(rows) {
+      const value = (re: RegExp) => pick(rows.find((r) => re.test(String(pick(r, 'Variable_name') ?? ''))) ?? {}, 'Value');
+      const file = toStr(value(/file/i), 'binlog_snapshot_file');
+      const position = toInt(value(/position/i), 'binlog_snapshot_position');
+      return file && position !== null ? { file, position } : null;
+    },
+    binlogGtidPosition(file, position) {
+      return { sql: 'SELECT BINLOG_GTID_POS(?, ?) AS p', params: [validNonEmpty(file, 'binlog file'), requireInt(position, 'binlog position')] };
+    },
+    threadsRunningQuery: () => THREADS_RUNNING_SQL,
   };
 }
 
@@ -696,6 +728,19 @@ function mysqlDialect(version: Version): Dialect {
     },
     clientSessionsQuery: () => CLIENT_SESSIONS_SQL,
     killConnection: killConnectionSql,
+    startReplicaUntil() {
+      throw new Error('startReplicaUntil is MariaDB only: MySQL has no UNTIL for a GTID position to stop exactly at (SQL_AFTER_GTIDS names transactions, not a position)');
+    },
+    snapshotBinlogQuery() {
+      throw new Error("a consistent snapshot's binlog position is MariaDB only (binlog_snapshot_file/position)");
+    },
+    parseSnapshotBinlog() {
+      throw new Error("a consistent snapshot's binlog position is MariaDB only (binlog_snapshot_file/position)");
+    },
+    binlogGtidPosition() {
+      throw new Error('BINLOG_GTID_POS is MariaDB only');
+    },
+    threadsRunningQuery: () => THREADS_RUNNING_SQL,
   };
 }
 
