@@ -3,6 +3,7 @@ import { createArchiveActivities } from './archive';
 import { createAuditActivities } from './audit';
 import { createBackupActivities } from './backup';
 import { createBinlogActivities } from './binlog';
+import { createConsistencyActivities } from './consistency';
 import type { ActivityDeps } from './deps';
 import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps & { notifiers?: Notifier[] }
     ...createAuditActivities(deps),
     ...createBackupActivities(deps),
     ...createBinlogActivities(deps),
+    ...createConsistencyActivities(deps),
     ...createMysqlActivities(deps),
     ...createPolicyActivities(deps),
     ...createRestoreActivities(deps),

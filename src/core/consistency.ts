@@ -315,3 +315,80 @@ export function describeDifferences(r: Pick<TableReport, 'differences'>): string
     .map(([instance, c]) => `${(['changed', 'missing', 'extra'] as const).filter((k) => c[k]).map((k) => `${c[k]} ${k}`).join(', ')} on ${instance}`);
   return parts.length ? parts.join('; ') : 'no differences';
 }
+
+// ---------------------------------------------------------------------------------------------
+// Input bounds (the CLI's and the workflow's own check)
+// ---------------------------------------------------------------------------------------------
+
+/** What the runbook takes besides who and why; bounded at the CLI and again by the workflow. */
+export interface ConsistencyOptions {
+  replicas?: string[];
+  between?: { source: string; target: string };
+  schema?: string;
+  table?: string;
+  chunkRows?: number;
+  chunkSeconds?: number;
+  repair?: boolean;
+  policy?: string;
+  applyOn?: 'auto' | 'replicas';
+  maxThreadsRunning?: number;
+  maxRepairRows?: number;
+  batchChunks?: number;
+  batchesPerRun?: number;
+}
+
+export const CONSISTENCY_LIMITS = {
+  replicas: 64,
+  chunkSeconds: { min: 0.05, max: 60 },
+  maxThreadsRunning: 100_000,
+  maxRepairRows: 10_000_000,
+  batchChunks: 10_000,
+  batchesPerRun: 10_000,
+} as const;
+
+const IDENTIFIER = /^[A-Za-z0-9_$]{1,64}$/;
+const INSTANCE_REF = /^([a-z][a-z0-9_-]{0,62}\/)?[a-z][a-z0-9_-]{0,62}$/;
+
+/** Every problem with the options, one line each (empty: fine). */
+export function consistencyOptionProblems(o: ConsistencyOptions): string[] {
+  const p: string[] = [];
+  const int = (field: string, v: unknown, min: number, max: number) => {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)) p.push(`${field} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  };
+  if (o.replicas !== undefined) {
+    if (!Array.isArray(o.replicas) || o.replicas.length > CONSISTENCY_LIMITS.replicas) p.push(`replicas must be a list of at most ${CONSISTENCY_LIMITS.replicas} instance names`);
+    else for (const r of o.replicas) if (typeof r !== 'string' || !INSTANCE_REF.test(r) || r.includes('/')) p.push(`replica ${JSON.stringify(r)} is not an instance name`);
+  }
+  if (o.between !== undefined) {
+    const b = o.between as Partial<{ source: unknown; target: unknown }> | null;
+    for (const side of ['source', 'target'] as const) {
+      const v = b?.[side];
+      if (typeof v !== 'string' || !INSTANCE_REF.test(v)) p.push(`the ${side} instance must be a name or cluster/name, got ${JSON.stringify(v ?? null)}`);
+    }
+    if (o.replicas?.length) p.push('compare either replicas with their primary or two instances across regions, not both');
+    if (o.applyOn === 'replicas') p.push('--apply-on replicas is for replicas of one primary; across regions each site is written as a logged change');
+  }
+  if (o.schema !== undefined && (typeof o.schema !== 'string' || !IDENTIFIER.test(o.schema))) p.push(`schema must be a database name (letters, digits, "_" or "$"), got ${JSON.stringify(o.schema)}`);
+  if (o.table !== undefined) {
+    const parts = typeof o.table === 'string' ? o.table.split('.') : [];
+    if (!parts.length || parts.length > 2 || !parts.every((x) => IDENTIFIER.test(x))) p.push(`table must be db.table or a table name, got ${JSON.stringify(o.table)}`);
+    else if (parts.length === 1 && o.schema === undefined) p.push('a table name alone needs its schema (--schema), or give db.table');
+    else if (parts.length === 2 && o.schema !== undefined && o.schema !== parts[0]) p.push(`table ${o.table} is not in schema ${o.schema}`);
+  }
+  int('chunkRows', o.chunkRows, 1, CHUNK_LIMITS.maxRows);
+  if (o.chunkSeconds !== undefined && (typeof o.chunkSeconds !== 'number' || !(o.chunkSeconds >= CONSISTENCY_LIMITS.chunkSeconds.min && o.chunkSeconds <= CONSISTENCY_LIMITS.chunkSeconds.max))) {
+    p.push(`chunkSeconds must be from ${CONSISTENCY_LIMITS.chunkSeconds.min} to ${CONSISTENCY_LIMITS.chunkSeconds.max}, got ${JSON.stringify(o.chunkSeconds)}`);
+  }
+  if (o.policy !== undefined) {
+    const parsed = parsePolicy(o.policy);
+    if ('problem' in parsed) p.push(parsed.problem);
+    if (!o.repair) p.push('a policy goes with --repair');
+  }
+  if (o.applyOn !== undefined && o.applyOn !== 'auto' && o.applyOn !== 'replicas') p.push(`applyOn must be auto or replicas, got ${JSON.stringify(o.applyOn)}`);
+  if (o.applyOn !== undefined && !o.repair) p.push('--apply-on goes with --repair');
+  int('maxThreadsRunning', o.maxThreadsRunning, 1, CONSISTENCY_LIMITS.maxThreadsRunning);
+  int('maxRepairRows', o.maxRepairRows, 1, CONSISTENCY_LIMITS.maxRepairRows);
+  int('batchChunks', o.batchChunks, 1, CONSISTENCY_LIMITS.batchChunks);
+  int('batchesPerRun', o.batchesPerRun, 1, CONSISTENCY_LIMITS.batchesPerRun);
+  return p;
+}
