@@ -7,3 +7,4 @@ export { backup } from './backup';
 export { restore, restorePrune } from './restore';
 export { flashback } from './flashback';
 export { binlogArchive } from './binlogArchive';
+export { consistency } from './consistency';
