@@ -530,7 +530,11 @@ export function createConsistencyActivities({ config }: ActivityDeps) {
       const planned = new Map<string, { instance: string; logged: boolean; winner: string; rows: Map<string, PlannedRow> }>();
       for (const [, copies] of groupBy(diffs, (d) => d.keyHash)) {
         const d0 = copies[0]!;
-        const digestOn = (instance: string) => (instance === scope.source.instance ? d0.sourceDigest : (copies.find((d) => d.instance === instance)?.targetDigest ?? d0.sourceDigest));
+        // A copy without a difference row holds the source's row (null: the copy lacks the row).
+        const digestOn = (instance: string): string | null => {
+          const copy = copies.find((d) => d.instance === instance);
+          return instance === scope.source.instance || !copy ? d0.sourceDigest : copy.targetDigest;
+        };
         for (const w of d0.writes!) {
           const group = planned.get(w.instance) ?? { instance: w.instance, logged: w.logged, winner: d0.winner!, rows: new Map() };
           planned.set(w.instance, group);

@@ -435,6 +435,17 @@ export async function rowImages(conn: Conn, shape: TableShape, keys: unknown[][]
   return out;
 }
 
+/** Columns a write may set: every column but generated ones, in table order. */
+export async function writableColumns(conn: Conn, shape: Pick<TableShape, 'db' | 'name'>, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string[]> {
+  const rows = await query<{ c: string; g: string }[]>(
+    conn,
+    'SELECT COLUMN_NAME AS c, IS_GENERATED AS g FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
+    [shape.db, shape.name],
+    timeoutMs,
+  );
+  return rows.filter((r) => String(r.g) !== 'ALWAYS').map((r) => String(r.c));
+}
+
 /** The columns whose values differ between two images of one row (NULL, '' and 0 all differ; bytes by their bytes). */
 export function columnDifferences(shape: Pick<TableShape, 'columns'>, a: Record<string, unknown>, b: Record<string, unknown>): string[] {
   const text = (v: unknown) => (v === null || v === undefined ? '\u0000NULL' : Buffer.isBuffer(v) ? `x${v.toString('hex')}` : `s${String(v)}`);
