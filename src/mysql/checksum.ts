@@ -428,7 +428,7 @@ export async function rowImages(conn: Conn, shape: TableShape, keys: unknown[][]
   for (let i = 0; i < keys.length; i += batch) {
     const part = keys.slice(i, i + batch).map(reviveTuple);
     const sql = `SELECT ${shape.columns.map((c) => quoteIdent(c.name)).join(', ')} FROM ${qualifiedName(shape)} WHERE ${keysWhere(pk, part.length)}${o.forUpdate ? ' FOR UPDATE' : ''}`;
-    const [rows] = await conn.execute({ sql, values: part.flat() as never[], timeout: o.timeoutMs ?? DEFAULT_TIMEOUT_MS });
+    const [rows] = await conn.execute({ sql, values: part.flat() as never[], timeout: o.timeoutMs ?? DEFAULT_TIMEOUT_MS, typeCast: exactValue } as never);
     await conn.unprepare(sql);
     for (const r of rows as Record<string, unknown>[]) out.set(keyText(pk.map((c) => r[c])), r);
   }
@@ -444,6 +444,16 @@ export async function writableColumns(conn: Conn, shape: Pick<TableShape, 'db' |
     timeoutMs,
   );
   return rows.filter((r) => String(r.g) !== 'ALWAYS').map((r) => String(r.c));
+}
+
+/**
+ * A value as stored, not as mysql2 would interpret it: JSON as its text (parsed and printed again
+ * it loses key order, spacing and number precision), a geometry as its bytes.
+ */
+function exactValue(field: { extendedFormat?: string; type: string; string(): string | null; buffer(): Buffer | null }, next: () => unknown): unknown {
+  if (field.extendedFormat === 'json' || field.type === 'JSON') return field.string();
+  if (field.type === 'GEOMETRY') return field.buffer();
+  return next();
 }
 
 /** The columns whose values differ between two images of one row (NULL, '' and 0 all differ; bytes by their bytes). */

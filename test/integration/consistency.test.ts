@@ -36,7 +36,7 @@ const onReplicaOnly = (instance: string, ...statements: string[]) => sql(config,
 
 /** Every replica has applied everything the primary has written so far. */
 async function caughtUp(): Promise<void> {
-  const [{ p }] = (await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p')) as { p: string }[];
+  const p = ((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p')) as { p: string }[])[0]!.p;
   for (const r of ['orders-b', 'orders-c']) await rowsOn(config, r, `SELECT MASTER_GTID_WAIT('${p}', 60) AS w`);
 }
 

@@ -455,11 +455,19 @@ export async function writeRows(target: Conn, winner: Conn, shape: TableShape, r
     return out;
   } catch (err) {
     await query(target, 'ROLLBACK').catch(() => undefined);
+    // The server refused a row (a constraint, a value out of range): trying again gives the same.
+    const e = err as { sqlState?: string; fatal?: boolean; message: string };
+    if (!(err instanceof Refusal) && typeof e.sqlState === 'string' && !e.fatal && !TRANSIENT_SQL_STATES.has(e.sqlState)) {
+      throw new Refusal(`writing ${shape.db}.${shape.name} was refused by the server, rolled back: ${e.message}`, 'RepairRefusedByServer');
+    }
     throw err;
   } finally {
     await query(target, 'SET SESSION sql_log_bin = 1, SESSION foreign_key_checks = 1').catch(() => undefined);
   }
 }
+
+/** Lock waits and deadlocks: another attempt may succeed. */
+const TRANSIENT_SQL_STATES = new Set(['40001', 'HY000', '08S01']);
 
 /** The keys (of `keys`) that `conn`'s copy lacks: a logged change to them would stop its replication. */
 export async function keysMissingOn(conn: Conn, shape: TableShape, keys: unknown[][]): Promise<unknown[][]> {
