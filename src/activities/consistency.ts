@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Context, heartbeat, sleep } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { getCluster, getInstance } from '../config/load';
 import {
   chunksFrom,
@@ -391,7 +391,7 @@ export function createConsistencyActivities({ config }: ActivityDeps) {
         return await withSessions(scope, scope.targets, async (s) => {
           const shape = await shapeOf(s, table);
           while (!out.done && out.chunks.length < input.maxChunks && Date.now() - started < input.maxMs) {
-            if (Context.current().cancellationSignal.aborted) throw ApplicationFailure.retryable('cancelled between chunks');
+            if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('cancelled between chunks: no replica is held');
             // Lag and load limits: wait (heartbeating) until both are within bounds.
             for (;;) {
               const reasons = await throttleReasons(s, { maxLagSeconds: input.maxLagSeconds, maxThreadsRunning: input.maxThreadsRunning, replicas: scope.mode === 'replication' });

@@ -2,7 +2,7 @@
  * Consistency runbook: prove that copies of the data hold the same rows, find the rows that
  * differ, and (after approval, never by default) repair them under a policy, as a DBA does it:
  *
- *   one check at a time → choose copies → list tables → compare <table> (chunk by chunk, at one
+ *   one check at a time → release holds left by earlier runs → choose copies → list tables → compare <table> (chunk by chunk, at one
  *   position each) → table <table> → record → [plan repair → queue conflicts → approval → lock
  *   cluster → repair <table> → re-check <table> → unlock cluster → record repair]
  *
@@ -85,13 +85,19 @@ export interface ConsistencyResult {
 
 /** The steps of a run, in order (those in brackets only with a repair). */
 export const CONSISTENCY_STEPS = [
-  'one check at a time', 'choose copies', 'list tables', 'compare <table>', 'table <table>', 'record',
+  'one check at a time', 'release holds left by earlier runs', 'choose copies', 'list tables', 'compare <table>', 'table <table>', 'record',
   '[plan repair]', '[queue conflicts]', '[approval]', '[lock cluster]', '[repair <table>]', '[re-check <table>]', '[unlock cluster]', '[record repair]',
 ] as const;
 
 const act = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', retry: { initialInterval: '1s', maximumAttempts: 5 } });
 // Chunks, repairs and re-checks run as long as the data needs; a dead worker is noticed by heartbeat.
-const long = wf.proxyActivities<Activities>({ startToCloseTimeout: '6h', heartbeatTimeout: '30s', retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 20 } });
+// A cancelled run waits for them to stop (they start the replicas they hold again) before its own cleanup.
+const long = wf.proxyActivities<Activities>({
+  startToCloseTimeout: '6h',
+  heartbeatTimeout: '10s',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 20 },
+  cancellationType: wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
 
 const DEFAULTS = { maxRepairRows: 10_000, batchesPerRun: 100, batchMs: 20_000, batchChunks: 1000 } as const;
 
@@ -117,17 +123,16 @@ async function body(rb: Runbook, input: ConsistencyInput): Promise<ConsistencyRe
       await rb.step('one check at a time', () => act.acquireClusterLock({ ...checkLock, runbook: 'consistency', operator: input.requester }), {
         note: () => `no other consistency run on ${input.cluster} holds replicas (a failover is not blocked)`,
       });
+      // Before the copies are probed: a replica a dead run left held looks broken until started again.
+      await rb.step('release holds left by earlier runs', () => act.releaseConsistencyHolds({ cluster: input.cluster, checkId: info.firstExecutionRunId }), {
+        note: (r) => (r.length ? `replication started again on ${r.join(', ')}` : 'none'),
+      });
       const chosen = await rb.step(
         'choose copies',
         () => act.consistencyScope({ cluster: input.cluster, checkId: info.firstExecutionRunId, workflowId: info.workflowId, replicas: input.replicas, between: input.between }),
         { note: describeScope, detail: (s) => ({ scope: s }) },
       );
       scope = chosen;
-      if (chosen.mode === 'replication') {
-        await rb.step('release holds left by earlier runs', () => act.releaseConsistencyHolds({ cluster: input.cluster, checkId: chosen.checkId }), {
-          note: (r) => (r.length ? `replication started again on ${r.join(', ')}` : 'none'),
-        });
-      }
       const listed = await rb.step('list tables', () => act.listConsistencyTables({ scope: chosen, schema: input.schema ?? input.table?.split('.')[0], table: input.table?.split('.').at(-1) }), {
         note: (t) => `${t.length} table(s)${t.some((x) => x.unverifiable) ? `, ${t.filter((x) => x.unverifiable).length} unverifiable: ${t.filter((x) => x.unverifiable).map((x) => x.table).join(', ')}` : ''}`,
       });
@@ -142,6 +147,8 @@ async function body(rb: Runbook, input: ConsistencyInput): Promise<ConsistencyRe
       let t = state.tables[i]!;
       while (!t.done) {
         if (batches >= (input.batchesPerRun ?? DEFAULTS.batchesPerRun) || wf.workflowInfo().continueAsNewSuggested) {
+          // A cancellation that arrived during the last batch ends the run here: the next run would not know of it.
+          if (wf.CancellationScope.current().consideredCancelled) throw new wf.CancelledFailure('cancelled');
           continuing = true;
           await wf.continueAsNew<typeof consistency>({ ...input, checkpoint: { ...state, segment: state.segment + 1 } });
         }
