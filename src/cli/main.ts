@@ -13,6 +13,7 @@ import { startDevServer, stopDevServer } from '../temporal/devServer';
 import { runDrill, temporalStateDir } from './drill';
 import { backupCommand, decide, pruneRestores, resume, showStatus, startFailover, startFlashback, startRestore, verifiedCliUser } from './runbooks';
 import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
+import { registerConsistencyCommands } from './consistency';
 
 const program = new Command('runbook')
   .description('Incident runbooks for MySQL/MariaDB high availability, on Temporal')
@@ -267,6 +268,8 @@ program
     getCluster(config(), cluster);
     process.exitCode = await startFlashback({ cluster, ...opts });
   });
+
+registerConsistencyCommands(program);
 
 /** Refuse to release a lock whose holding workflow is still running (or cannot be asked about). */
 async function refuseWhileRunning(lock: string, workflowId: string): Promise<void> {

@@ -58,7 +58,7 @@ function checkIncidentOptions(o: IncidentCliOptions, more: (string | undefined)[
 }
 
 /** The config this CLI was given, and its fingerprint for the worker to compare with its own. */
-function cliConfig(): { config: RunbookConfig; configFingerprint: string } {
+export function cliConfig(): { config: RunbookConfig; configFingerprint: string } {
   const config = loadConfig(configPathFromEnv());
   return { config, configFingerprint: configFingerprint(config) };
 }
@@ -441,7 +441,7 @@ export async function startFlashback(o: FlashbackCliOptions): Promise<number> {
  * attributes, summary, reuse policy; then (unless detached) follow it and print its result.
  * Returns the exit code: 0 succeeded or dry run, 3 ended otherwise (rejected, timed out), 1 failed.
  */
-async function startIncidentRunbook<R extends { status: string }>(
+export async function startIncidentRunbook<R extends { status: string }>(
   c: Client,
   r: {
     type: string;

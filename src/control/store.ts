@@ -567,3 +567,9 @@ export async function recordVerified(conn: Conn, v: { cluster: string; region: s
     [v.cluster, v.region, v.instance, v.verifiedAt === undefined ? null : sqlTime(v.verifiedAt), clip(v.remark, 255)],
   );
 }
+
+/** The check ids a workflow id ran under, newest first (a run id chain each). */
+export async function checkIdsOf(conn: Conn, workflowId: string): Promise<string[]> {
+  const rows = await query<{ check_id: string }[]>(conn, 'SELECT check_id FROM consistency_chunk WHERE workflow_id = ? GROUP BY check_id ORDER BY MAX(checked_at) DESC', [workflowId]);
+  return rows.map((r) => String(r.check_id));
+}

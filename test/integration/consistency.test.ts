@@ -12,8 +12,10 @@
  * - a table without a key is unverifiable; a composite key with NULLable columns tells NULL, ''
  *   and 0 apart, column by column.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { withControl } from '../../src/control/store';
 import type { Sandbox } from '../../src/sandbox/sandbox';
@@ -294,4 +296,37 @@ describe('newest-wins and manual', () => {
     expect(log.filter((r) => r.step === 'approval').map((r) => r.status)).toEqual(['skipped']);
     expect(await withControl(config, async (c) => (await c.query('SELECT COUNT(*) AS n FROM consistency_repair WHERE workflow_id = ?', [handle.workflowId]))[0])).toEqual([{ n: '0' }]);
   }, 200_000);
+});
+
+describe('the command line', () => {
+  const exec = promisify(execFile);
+  const runbook = async (...args: string[]) => {
+    try {
+      const { stdout, stderr } = await exec('bin/runbook', ['--config', config.files[0]!, ...args], {
+        env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress'), RUNBOOK_TASK_QUEUE: taskQueue },
+      });
+      return { code: 0, stdout, stderr };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+    }
+  };
+
+  it('runbook consistency follows the run and exits 3 while differences are left; consistency-report lists every row; bad input is one line before anything starts', async () => {
+    // mn.t still differs on orders-c (the manual test queued, wrote nothing).
+    const check = await runbook('consistency', 'orders', '--schema', 'mn', '--chunk-rows', '1000', '--as', 'alice', '--incident', 'CLI-1');
+    expect(check.code).toBe(3);
+    expect(check.stdout).toContain('needs_attention: each chunk read on orders-a and every replica at one GTID position');
+    expect(check.stdout).toContain('mn.t: 2000 row(s), 2 chunk(s): 2 changed, 1 missing on orders-c');
+    expect(check.stderr).toContain('table mn.t succeeded');
+    const report = await runbook('consistency-report', 'consistency-orders-CLI-1');
+    expect(report.code).toBe(0);
+    expect(report.stdout.split('\n').filter((l) => l.includes('on orders-c'))).toHaveLength(3);
+    const bad = await runbook('consistency', 'orders', '--chunk-rows', '0', '--as', 'alice');
+    expect(bad).toMatchObject({ code: 1, stdout: '' });
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toContain('--chunk-rows must be a whole number from 1 to 1000000');
+    const policy = await runbook('consistency', 'orders', '--policy', 'source-wins', '--as', 'alice');
+    expect(policy.stderr.trim()).toBe('runbook: a policy goes with --repair');
+  }, 120_000);
 });
