@@ -49,6 +49,7 @@ import {
   keysMissingOn,
   openCopySessions,
   Refusal,
+  releaseHeldReplica,
   repairObstacle,
   shapeMismatch,
   snapshotsEach,
@@ -179,8 +180,10 @@ export function createConsistencyActivities({ config }: ActivityDeps) {
   /** Sessions on the scope's source and `targets`, closed after `fn`; refusals become non-retryable failures. */
   const withSessions = async <T>(scope: ConsistencyScope, targets: CopyRef[], fn: (s: CopySessions) => Promise<T>): Promise<T> => {
     let s: CopySessions | undefined;
+    // Each replica's source, from its path (`a → b → c`: c's is b).
+    const upstream = (t: CopyRef) => scope.paths?.[t.instance]?.split(' → ').at(-2);
     try {
-      s = await openCopySessions(config, scope.source, targets, { control: scope.mode === 'replication', timeoutMs: probeMs(scope.cluster) });
+      s = await openCopySessions(config, scope.source, targets.map((t) => ({ ...t, upstream: upstream(t) })), { control: scope.mode === 'replication', timeoutMs: probeMs(scope.cluster) });
       return await fn(s);
     } catch (err) {
       return refuse(err);
@@ -220,8 +223,7 @@ export function createConsistencyActivities({ config }: ActivityDeps) {
       if (h.checkId !== checkId && !(await runIsOver(h.workflowId))) continue;
       const conn = await connect(instanceEndpoint(config, cluster, h.instance), { timeoutMs: probeMs(cluster) });
       try {
-        const [status] = await query<Record<string, unknown>[]>(conn, 'SHOW SLAVE STATUS');
-        if (status && (status.Slave_SQL_Running !== 'Yes' || status.Slave_IO_Running === 'No')) await query(conn, 'START SLAVE');
+        await releaseHeldReplica(conn);
       } finally {
         conn.destroy();
       }

@@ -69,7 +69,8 @@ async function logDetail(workflowId: string, step: string): Promise<Record<strin
 
 const replicationRunning = async (instance: string) => {
   const [s] = await rowsOn(config, instance, 'SHOW SLAVE STATUS');
-  return s!.Slave_IO_Running === 'Yes' && s!.Slave_SQL_Running === 'Yes';
+  // Running, and without an UNTIL left behind (that would stop it at the next event).
+  return s!.Slave_IO_Running === 'Yes' && s!.Slave_SQL_Running === 'Yes' && s!.Until_Condition === 'None';
 };
 
 beforeAll(async () => {

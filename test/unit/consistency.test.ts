@@ -4,6 +4,7 @@
  * how timestamps compare, and how chunk results add up into a table's report.
  */
 import { describe, expect, it } from 'vitest';
+import { dialectFor } from '../../src/mysql/dialect';
 import {
   addChunks,
   CHUNK_LIMITS,
@@ -172,5 +173,27 @@ describe('the table report', () => {
   it('an unverifiable table is done from the start and says why', () => {
     const r = emptyTableReport('shop.log', [], startSizer(), 'no primary key or unique NOT NULL key');
     expect(r).toMatchObject({ done: true, unverifiable: 'no primary key or unique NOT NULL key', chunks: 0 });
+  });
+});
+
+describe('the dialect of holding a replica at a position', () => {
+  const maria = dialectFor('mariadb');
+  it('MariaDB: UNTIL a GTID position (both threads) or a source binlog offset (the SQL thread alone), the snapshot position, the binlog end', () => {
+    expect(maria.startReplicaUntil('0-1-10,1-2-5')).toEqual({ sql: 'START SLAVE UNTIL master_gtid_pos = ?', params: ['0-1-10,1-2-5'] });
+    expect(maria.startReplicaSqlThreadUntil('mysql-bin.000002', 4711)).toEqual({ sql: 'START SLAVE SQL_THREAD UNTIL MASTER_LOG_FILE = ?, MASTER_LOG_POS = 4711', params: ['mysql-bin.000002'] });
+    expect(() => maria.startReplicaSqlThreadUntil('mysql-bin.000002', 1.5)).toThrow();
+    expect([maria.stopReplicaSqlThread(), maria.startReplicaSqlThread()]).toEqual(['STOP SLAVE SQL_THREAD', 'START SLAVE SQL_THREAD']);
+    expect(maria.parseSnapshotBinlog([{ Variable_name: 'Binlog_snapshot_file', Value: 'mysql-bin.000003' }, { Variable_name: 'Binlog_snapshot_position', Value: '512' }])).toEqual({ file: 'mysql-bin.000003', position: 512 });
+    expect(maria.parseSnapshotBinlog([{ Variable_name: 'Binlog_snapshot_file', Value: '' }, { Variable_name: 'Binlog_snapshot_position', Value: '0' }])).toBeNull();
+    expect(maria.binlogGtidPosition('mysql-bin.000003', 512)).toEqual({ sql: 'SELECT BINLOG_GTID_POS(?, ?) AS p', params: ['mysql-bin.000003', 512] });
+    expect(maria.parseBinlogEnd([{ File: 'mysql-bin.000009', Position: '77', Binlog_Do_DB: '' }])).toEqual({ file: 'mysql-bin.000009', position: 77 });
+    expect(maria.parseBinlogEnd([])).toBeNull();
+  });
+
+  it('MySQL: refused where it has no equivalent, rather than guessed', () => {
+    const mysql = dialectFor('mysql');
+    expect(() => mysql.startReplicaUntil('x')).toThrow(/MariaDB only/);
+    expect(() => mysql.snapshotBinlogQuery()).toThrow(/MariaDB only/);
+    expect(mysql.startReplicaSqlThreadUntil('binlog.000001', 4).sql).toBe('START REPLICA SQL_THREAD UNTIL SOURCE_LOG_FILE = ?, SOURCE_LOG_POS = 4');
   });
 });

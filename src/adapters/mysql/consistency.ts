@@ -4,16 +4,21 @@
  * two ways a repair writes.
  *
  * One position (replication). Production never stands still, so a copy is only compared with the
- * primary as both were after the same transaction. For each chunk: every compared replica's
- * replication is stopped (it now lags the primary, so it cannot pass what the primary is about to
- * show); the primary opens a consistent snapshot and reads its exact GTID position P (the binlog
- * position InnoDB's snapshot corresponds to, as `mariadb-dump --single-transaction --gtid`
- * finds it); each replica is started `UNTIL master_gtid_pos = P` and waited for
- * (`MASTER_GTID_WAIT`), so it stops right after P, whatever level of the chain it is on (a middle
- * replica logs what it applies, ROW format included, and the next level stops at P too); each
- * opens its own consistent snapshot while held at P, and replication is started again at once.
- * The chunk is then read in those snapshots, all at P, while the replicas carry on: a replica is
- * held for the time it takes to catch up to P and open a snapshot, not for the time of a checksum.
+ * primary as both were after the same transaction. For each chunk: every compared replica's SQL
+ * thread is stopped (it now lags the primary, so it cannot pass what the primary is about to
+ * show); the primary opens a consistent snapshot and reads its exact binlog position, file:offset
+ * and GTID position P (the position InnoDB's snapshot corresponds to, as `mariadb-dump
+ * --single-transaction --gtid` finds it); each replica of the primary is started `SQL_THREAD
+ * UNTIL` that file:offset, and a replica of a replica, once its source has reached P, `UNTIL` its
+ * source's binlog end (a middle replica logs what it applies, ROW format included); each is waited
+ * for (`MASTER_GTID_WAIT`) and checked to be exactly at P. The IO threads keep running: stopping
+ * them would make each chunk reconnect and the source scan its binlog for the GTID to resume from
+ * (on MariaDB 10.11 that grows with the binlog file: 100+ ms a chunk, seen). A replica whose
+ * source is not held by this check cannot use its source's coordinates: it is held the slow way,
+ * `START SLAVE UNTIL master_gtid_pos = P` (both threads, as MariaDB requires). Each opens its own
+ * consistent snapshot while held at P, and its SQL thread is started again at once. The chunk is
+ * then read in those snapshots, all at P, while the replicas carry on: a replica is held for the
+ * time it takes to reach P and open a snapshot (tens of ms), not for the time of a checksum.
  *
  * Two sites (cross-region): no replication path joins them, so there is no common position: each
  * is read in its own consistent snapshot, and the result says it is of two points in time.
@@ -66,6 +71,8 @@ export class Refusal extends Error {
 export interface CopySession {
   cluster: string;
   instance: string;
+  /** The instance it replicates from (replication mode). */
+  upstream?: string;
   conn: Conn;
   control?: Conn;
   dialect: Dialect;
@@ -86,11 +93,11 @@ export interface CopySessions {
 export async function openCopySessions(
   config: RunbookConfig,
   source: { cluster: string; instance: string },
-  targets: { cluster: string; instance: string }[],
+  targets: { cluster: string; instance: string; upstream?: string }[],
   o: { control: boolean; timeoutMs: number },
 ): Promise<CopySessions> {
   const opened: Conn[] = [];
-  const open = async (side: { cluster: string; instance: string }, withControl: boolean): Promise<CopySession> => {
+  const open = async (side: { cluster: string; instance: string; upstream?: string }, withControl: boolean): Promise<CopySession> => {
     const session = async () => {
       const conn = await connect(instanceEndpoint(config, side.cluster, side.instance), { timeoutMs: o.timeoutMs });
       opened.push(conn);
@@ -113,8 +120,8 @@ export async function openCopySessions(
   }
 }
 
-/** Open a consistent snapshot on `s` and return the GTID position it is at. */
-export async function openSnapshot(s: Pick<CopySession, 'conn' | 'dialect' | 'instance'>): Promise<string> {
+/** Open a consistent snapshot on `s`: the GTID position it is at, and the binlog file:offset that is. */
+export async function openSnapshot(s: Pick<CopySession, 'conn' | 'dialect' | 'instance'>): Promise<{ position: string; file: string; offset: number }> {
   await query(s.conn, 'ROLLBACK');
   await query(s.conn, 'START TRANSACTION WITH CONSISTENT SNAPSHOT');
   const at = s.dialect.parseSnapshotBinlog(await query<Record<string, unknown>[]>(s.conn, s.dialect.snapshotBinlogQuery()));
@@ -122,7 +129,7 @@ export async function openSnapshot(s: Pick<CopySession, 'conn' | 'dialect' | 'in
   const q = s.dialect.binlogGtidPosition(at.file, at.position);
   const [row] = await query<{ p: string | null }[]>(s.conn, q.sql, q.params);
   if (row?.p === null || row?.p === undefined) throw new Refusal(`${s.instance} cannot tell the GTID position of ${at.file}:${at.position}`, 'NoSnapshotPosition');
-  return String(row.p);
+  return { position: String(row.p), file: at.file, offset: at.position };
 }
 
 export async function endSnapshots(s: CopySessions): Promise<void> {
@@ -166,40 +173,94 @@ export async function atOnePosition<T>(s: CopySessions, hooks: HoldHooks, during
     }
   }
   const names = s.targets.map((t) => t.instance);
+  // Held by its SQL thread alone when its source's coordinates for P are known: the primary's, or a held replica's.
+  const sqlOnly = (t: CopySession) => t.upstream === s.source.instance || s.targets.some((x) => x.instance === t.upstream);
   await hooks.beforeHold(names);
   const heldAt = new Map<string, number>();
   const heldMs: Record<string, number> = {};
   try {
     await Promise.all(s.targets.map(async (t) => {
       heldAt.set(t.instance, Date.now());
-      await query(t.control!, t.dialect.stopReplica());
+      await query(t.control!, sqlOnly(t) ? t.dialect.stopReplicaSqlThread() : t.dialect.stopReplica());
     }));
-    const position = await openSnapshot(s.source);
+    const snap = await openSnapshot(s.source);
+    const { position } = snap;
     hooks.heartbeat({ phase: 'replicas held', position, held: names });
-    await Promise.all(s.targets.map((t) => catchUpExactly(t, position, o.catchUpTimeoutMs)));
+    // Level by level: a replica of a replica stops where its source's binlog ends once that source is at P.
+    const reached = new Map<string, Promise<void>>();
+    const reach = (t: CopySession): Promise<void> => {
+      let p = reached.get(t.instance);
+      if (!p) {
+        p = (async () => {
+          let until;
+          if (!sqlOnly(t)) until = t.dialect.startReplicaUntil(position);
+          else if (t.upstream === s.source.instance) until = t.dialect.startReplicaSqlThreadUntil(snap.file, snap.offset);
+          else {
+            const up = s.targets.find((x) => x.instance === t.upstream)!;
+            await reach(up);
+            const end = up.dialect.parseBinlogEnd(await query<Record<string, unknown>[]>(up.control!, up.dialect.binlogEndQuery()));
+            if (!end) throw new Refusal(`${up.instance} has no binlog: ${t.instance}, its replica, cannot be held at a position through it`, 'NoBinlog');
+            until = t.dialect.startReplicaSqlThreadUntil(end.file, end.position);
+          }
+          await query(t.control!, until.sql, until.params);
+          await waitExactlyAt(t, position, o.catchUpTimeoutMs);
+        })();
+        reached.set(t.instance, p);
+      }
+      return p;
+    };
+    await Promise.all(s.targets.map(reach));
     const result = await during(position);
     return { position, heldMs, result };
   } finally {
     await Promise.all(s.targets.map(async (t) => {
       if (!heldAt.has(t.instance)) return;
-      await query(t.control!, t.dialect.startReplica());
+      await release(t, sqlOnly(t));
       heldMs[t.instance] = Date.now() - heldAt.get(t.instance)!;
     }));
     await hooks.afterRelease([...heldAt.keys()]);
   }
 }
 
-/** A stopped replica started UNTIL `position`, and waited for until it has stopped exactly there. */
-async function catchUpExactly(t: CopySession, position: string, timeoutMs: number): Promise<void> {
+/**
+ * Replication running again, without its UNTIL: a SQL thread that reached its UNTIL position may
+ * still show as running until the next event arrives, and then stop; a START on it would be a
+ * no-op. So it is stopped (the UNTIL goes with it) and started.
+ */
+async function release(t: CopySession, sqlOnly: boolean): Promise<void> {
+  await query(t.control!, sqlOnly ? t.dialect.stopReplicaSqlThread() : t.dialect.stopReplica());
+  await query(t.control!, sqlOnly ? t.dialect.startReplicaSqlThread() : t.dialect.startReplica());
+}
+
+/**
+ * A replica a run left held (its process died): its replication started again, whichever threads
+ * are stopped, without any UNTIL. Nothing is done to a replica that replicates normally.
+ */
+export async function releaseHeldReplica(conn: Conn): Promise<boolean> {
+  const { dialect } = await dialectOf(conn);
+  const rows = await query<Record<string, unknown>[]>(conn, dialect.replicaStatusQuery());
+  const r = dialect.parseReplicaStatus(rows);
+  if (!r) return false;
+  const untilSet = String(rows[0]?.Until_Condition ?? 'None') !== 'None';
+  if (r.sqlRunning === 'Yes' && r.ioRunning !== 'No' && !untilSet) return false;
+  await query(conn, dialect.stopReplica());
+  await query(conn, dialect.startReplica());
+  return true;
+}
+
+/**
+ * Wait until a replica started UNTIL `position` has applied exactly that: `MASTER_GTID_WAIT` in
+ * one-second slices with a check of its threads; past it is refused (it has transactions the
+ * primary lacks). The UNTIL keeps it there: it applies nothing beyond, running or not.
+ */
+async function waitExactlyAt(t: CopySession, position: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const until = t.dialect.startReplicaUntil(position);
-  await query(t.control!, until.sql, until.params);
   for (;;) {
     const wait = t.dialect.waitForGtid(position, 1);
     const [row] = await query<Record<string, unknown>[]>(t.control!, wait.sql, wait.params, 10_000);
+    if (wait.interpret(row!) === 'reached') break;
     const r = await replicaStatus(t);
     if (r?.lastSqlErrno) throw new Refusal(`${t.instance} stopped with an error while catching up to ${position}: ${r.lastSqlError}`, 'ReplicationBroken');
-    if (wait.interpret(row!) === 'reached' && r?.sqlRunning === 'No') break;
     if (r?.lastIoErrno && r.ioRunning === 'No') throw new Error(`${t.instance} cannot read its source's binlog while catching up to ${position}: ${r.lastIoError}`);
     if (Date.now() > deadline) throw new Error(`${t.instance} did not reach ${position} within ${Math.round(timeoutMs / 1000)} s (at ${await slavePos(t.control!)})`);
   }
@@ -223,7 +284,7 @@ export async function snapshotTargetsAt(s: CopySessions, position: string): Prom
 /** Across regions: every side in its own consistent snapshot, each at its own position. */
 export async function snapshotsEach(s: CopySessions): Promise<Record<string, string>> {
   const positions: Record<string, string> = {};
-  for (const side of [s.source, ...s.targets]) positions[side.instance] = await openSnapshot(side);
+  for (const side of [s.source, ...s.targets]) positions[side.instance] = (await openSnapshot(side)).position;
   return positions;
 }
 
