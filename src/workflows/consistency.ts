@@ -103,7 +103,8 @@ const DEFAULTS = { maxRepairRows: 10_000, batchesPerRun: 100, batchMs: 20_000, b
 
 export async function consistency(input: ConsistencyInput): Promise<ConsistencyResult> {
   const meta = { runbook: 'consistency', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
-  return runRunbook(meta, (rb) => body(rb, input), consistencyOptionProblems(input));
+  const forged = input.checkpoint && !wf.workflowInfo().continuedFromExecutionRunId ? 'checkpoint is set by the run itself when it continues as new, never by a caller' : undefined;
+  return runRunbook(meta, (rb) => body(rb, input), [...consistencyOptionProblems(input), forged]);
 }
 
 async function body(rb: Runbook, input: ConsistencyInput): Promise<ConsistencyResult> {

@@ -40,20 +40,20 @@ describe('chunk sizing', () => {
   it('aims at the time target from the measured rate, smoothed, growing at most 4x a step', () => {
     let s = startSizer();
     expect(s.rows).toBe(CHUNK_LIMITS.initialRows);
-    // 1000 rows in 10 ms: 100 rows/ms, 50,000 for 500 ms, but at most 4x the previous chunk.
+    // 1000 rows in 10 ms: 100 rows/ms, 35,000 for 70% of 500 ms, but at most 4x the previous chunk.
     s = resize(s, 1000, 10, 500);
     expect(s.rows).toBe(4000);
     s = resize(s, 4000, 40, 500);
     expect(s.rows).toBe(16_000);
     // A slow chunk brings it down at once; speeding up again is gradual.
     s = resize(s, 16_000, 4000, 500);
-    expect(s.rows).toBe(2000);
+    expect(s.rows).toBe(1400);
     // 4 rows/ms so far; a chunk at 100 rows/ms moves the average a quarter of the way (28 rows/ms,
-    // 14,000 rows) but no more than 4x the chunk before; the next quarter: 46 rows/ms.
-    s = resize(s, 2000, 20, 500);
-    expect(s.rows).toBe(8000);
-    s = resize(s, 8000, 80, 500);
-    expect(s.rows).toBe(23_000);
+    // 9,800 rows) but no more than 4x the chunk before; the next quarter: 46 rows/ms.
+    s = resize(s, 1400, 14, 500);
+    expect(s.rows).toBe(5600);
+    s = resize(s, 5600, 56, 500);
+    expect(s.rows).toBe(16_100);
   });
 
   it('stays within bounds', () => {
