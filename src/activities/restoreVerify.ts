@@ -49,6 +49,7 @@ import {
   primaryKeyBoundaries,
   rowDigests,
   showTuple,
+  writableColumns,
   type ChunkDiff,
   type TableChecksum,
   type TableShape,
@@ -456,7 +457,7 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     if (!shape) throw ApplicationFailure.nonRetryable(`production has no ${table} any more: nothing to write the rows back into`, 'ProductionChanged');
     const stagedShape: TableShape = { ...shape, db: staging };
     if (toWrite.length) await stageRows(ref, recovery, staging, table, shape, toWrite.map((r) => r.key));
-    const columns = await writableColumns(ref, db, name);
+    const columns = await onInstance(ref.cluster, ref.primary, (c) => writableColumns(c, { db, name }));
     const pk = shape.primaryKey;
     const on = pk.map((c) => `t.${quoteIdent(c)} = s.${quoteIdent(c)}`).join(' AND ');
     const set = columns.filter((c) => !pk.includes(c)).map((c) => `t.${quoteIdent(c)} = s.${quoteIdent(c)}`).join(', ');
@@ -563,14 +564,6 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
-  }
-
-  /** Columns a write may set: every column but generated ones, in table order. */
-  async function writableColumns(ref: RecoveryRef & { primary: string }, db: string, name: string): Promise<string[]> {
-    const rows = await onInstance(ref.cluster, ref.primary, (c) =>
-      query<{ c: string; g: string }[]>(c, 'SELECT COLUMN_NAME AS c, IS_GENERATED AS g FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION', [db, name]),
-    );
-    return rows.filter((r) => String(r.g) !== 'ALWAYS').map((r) => String(r.c));
   }
 
   /**

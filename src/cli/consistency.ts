@@ -30,20 +30,12 @@ const seconds = (v: string) => {
 };
 const collect = (v: string, all: string[] = []) => [...all, v];
 
-export interface ConsistencyCliOptions {
+/** The command's options: the workflow's own (src/core/consistency.ts) as typed, and the CLI's. */
+export interface ConsistencyCliOptions extends Omit<ConsistencyOptions, 'replicas' | 'between' | 'batchChunks' | 'batchesPerRun'> {
   replica?: string[];
   all?: boolean;
   source?: string;
   target?: string;
-  schema?: string;
-  table?: string;
-  chunkRows?: number;
-  chunkSeconds?: number;
-  repair?: boolean;
-  policy?: string;
-  applyOn?: 'auto' | 'replicas';
-  maxRepairRows?: number;
-  maxThreadsRunning?: number;
   dryRun?: boolean;
   reason?: string;
   as: string;

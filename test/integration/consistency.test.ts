@@ -14,13 +14,13 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { withControl } from '../../src/control/store';
 import type { Sandbox } from '../../src/sandbox/sandbox';
-import type { ConsistencyInput, ConsistencyResult } from '../../src/workflows/consistency';
-import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
+import type { ConsistencyInput } from '../../src/workflows/consistency';
+import { onlyOn, replicasCaughtUp, replicating, runConsistency } from '../support/consistency';
+import { stepLog } from '../support/failover';
 import { fingerprintOn } from '../support/reference';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
@@ -31,34 +31,11 @@ const taskQueue = `consistency-${process.pid}`;
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let stack: InProcessWorker;
-let counter = 0;
 
-/** Write on a replica only, unlogged (no errant GTID): drift as a rogue or sql_log_bin=0 write makes it. */
-const onReplicaOnly = (instance: string, ...statements: string[]) => sql(config, instance, 'SET SESSION sql_log_bin = 0', ...statements);
-
-/** Every replica has applied everything the primary has written so far. */
-async function caughtUp(): Promise<void> {
-  const p = ((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p')) as { p: string }[])[0]!.p;
-  for (const r of ['orders-b', 'orders-c']) await rowsOn(config, r, `SELECT MASTER_GTID_WAIT('${p}', 60) AS w`);
-}
-
-const start = (over: Partial<ConsistencyInput>): Promise<WorkflowHandle> =>
-  stack.client.workflow.start('consistency', {
-    taskQueue,
-    workflowId: `consistency-orders-T${Date.now()}-${++counter}`,
-    args: [{ cluster: 'orders', requester: 'alice', reason: 'consistency test', ...over } satisfies ConsistencyInput],
-  });
-
-/** Run to the end, approving as bob when asked. */
-async function run(over: Partial<ConsistencyInput>): Promise<{ handle: WorkflowHandle; result: ConsistencyResult }> {
-  const handle = await start(over);
-  const result = handle.result() as Promise<ConsistencyResult>;
-  const approve = (async () => {
-    const s = await waitForApprovalRequest(handle, 110_000).catch(() => undefined);
-    if (s) await decide(handle, 'approve', 'bob');
-  })();
-  return { handle, result: await Promise.race([result, approve.then(() => result)]) };
-}
+const onReplicaOnly = (instance: string, ...statements: string[]) => onlyOn(config, instance, ...statements);
+const caughtUp = () => replicasCaughtUp(config);
+const run = (over: Partial<ConsistencyInput>) => runConsistency(stack.client, taskQueue, over);
+const replicationRunning = (instance: string) => replicating(config, instance);
 
 /** The `succeeded` row's detail of a step in failover_log. */
 async function logDetail(workflowId: string, step: string): Promise<Record<string, unknown>> {
@@ -66,12 +43,6 @@ async function logDetail(workflowId: string, step: string): Promise<Record<strin
   const d = rows[0]?.detail;
   return (typeof d === 'string' ? JSON.parse(d) : d) as Record<string, unknown>;
 }
-
-const replicationRunning = async (instance: string) => {
-  const [s] = await rowsOn(config, instance, 'SHOW SLAVE STATUS');
-  // Running, and without an UNTIL left behind (that would stop it at the next event).
-  return s!.Slave_IO_Running === 'Yes' && s!.Slave_SQL_Running === 'Yes' && s!.Until_Condition === 'None';
-};
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('consistency', BASE));

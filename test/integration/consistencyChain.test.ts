@@ -8,15 +8,14 @@
  * by the middle replica and break the third level where the row is missing. Values that do not
  * survive a text round trip (FLOAT, DOUBLE, bytes, BIT, TIMESTAMP) must come back exactly.
  */
-import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getInstance, resolveCredential, type RunbookConfig } from '../../src/config/load';
 import { withControl } from '../../src/control/store';
 import { connect, instanceEndpoint } from '../../src/mysql/connect';
 import { probeTopology } from '../../src/mysql/probe';
 import type { Sandbox } from '../../src/sandbox/sandbox';
-import type { ConsistencyInput, ConsistencyResult } from '../../src/workflows/consistency';
-import { decide, waitForApprovalRequest } from '../support/failover';
+import type { ConsistencyInput } from '../../src/workflows/consistency';
+import { onlyOn as onlyOnInstance, replicasCaughtUp, replicating, runConsistency } from '../support/consistency';
 import { fingerprintOn } from '../support/reference';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
@@ -26,35 +25,11 @@ const taskQueue = `consistency-chain-${process.pid}`;
 let config: RunbookConfig;
 let sandbox: Sandbox;
 let stack: InProcessWorker;
-let counter = 0;
 
-const onlyOn = (instance: string, ...statements: string[]) => sql(config, instance, 'SET SESSION sql_log_bin = 0', ...statements);
-
-async function run(over: Partial<ConsistencyInput>): Promise<{ handle: WorkflowHandle; result: ConsistencyResult }> {
-  const handle = await stack.client.workflow.start('consistency', {
-    taskQueue,
-    workflowId: `consistency-orders-C${Date.now()}-${++counter}`,
-    args: [{ cluster: 'orders', requester: 'alice', reason: 'chain test', ...over } satisfies ConsistencyInput],
-  });
-  const result = handle.result() as Promise<ConsistencyResult>;
-  const approve = (async () => {
-    const s = await waitForApprovalRequest(handle, 110_000).catch(() => undefined);
-    if (s) await decide(handle, 'approve', 'bob');
-  })();
-  return { handle, result: await Promise.race([result, approve.then(() => result)]) };
-}
-
-/** orders-c has applied everything the primary wrote (through orders-b). */
-async function chainCaughtUp(): Promise<void> {
-  const p = ((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p')) as { p: string }[])[0]!.p;
-  for (const r of ['orders-b', 'orders-c']) await rowsOn(config, r, `SELECT MASTER_GTID_WAIT('${p}', 60) AS w`);
-}
-
-const running = async (instance: string) => {
-  const [s] = await rowsOn(config, instance, 'SHOW SLAVE STATUS');
-  // Running, and without an UNTIL left behind (that would stop it at the next event).
-  return s?.Slave_IO_Running === 'Yes' && s?.Slave_SQL_Running === 'Yes' && s?.Until_Condition === 'None';
-};
+const onlyOn = (instance: string, ...statements: string[]) => onlyOnInstance(config, instance, ...statements);
+const run = (over: Partial<ConsistencyInput>) => runConsistency(stack.client, taskQueue, over);
+const chainCaughtUp = () => replicasCaughtUp(config);
+const running = (instance: string) => replicating(config, instance);
 
 beforeAll(async () => {
   ({ config, sandbox } = await startTestSandbox('consistency-chain', BASE));

@@ -11,6 +11,7 @@ import type { RunbookConfig } from '../../src/config/load';
 import { withControl } from '../../src/control/store';
 import type { Sandbox } from '../../src/sandbox/sandbox';
 import type { ConsistencyInput, ConsistencyResult } from '../../src/workflows/consistency';
+import { replicasCaughtUp } from '../support/consistency';
 import { activityRuns, stepLog } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql } from '../support/stack';
@@ -62,8 +63,7 @@ beforeAll(async () => {
     "INSERT INTO crash.t SELECT seq, CONCAT('v', seq), IF(seq % 9 = 0, NULL, seq) FROM mysql.seq_1_to_60000",
     'CREATE TABLE crash.nokey (x INT)',
   );
-  const p = ((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p')) as { p: string }[])[0]!.p;
-  for (const r of ['orders-b', 'orders-c']) await rowsOn(config, r, `SELECT MASTER_GTID_WAIT('${p}', 60) AS w`);
+  await replicasCaughtUp(config);
   // Drift spread over the walk, so the crashed batch's neighbours hold some.
   await sql(config, 'orders-b', 'SET SESSION sql_log_bin = 0', "UPDATE crash.t SET v = 'drift' WHERE id IN (5, 31000, 59999)", 'DELETE FROM crash.t WHERE id = 20001');
   await sql(config, 'orders-c', 'SET SESSION sql_log_bin = 0', 'UPDATE crash.t SET n = NULL WHERE id = 44444');
