@@ -345,10 +345,17 @@ export function createConsistencyActivities({ config }: ActivityDeps) {
 
     /** The source's base tables (one schema, or one table), each with the key its rows are named by, or why it cannot be compared. */
     async listConsistencyTables(input: { scope: ConsistencyScope; schema?: string; table?: string }): Promise<TableListing[]> {
-      return withSessions(input.scope, [], async (s) => {
+      return withSessions(input.scope, input.scope.targets, async (s) => {
         const tables = await tablesToCompare(s.source.conn, { schema: input.schema, table: input.table });
         if (!tables.length) throw ApplicationFailure.nonRetryable(`no table on ${s.source.instance} matches${input.schema ? ` schema ${input.schema}` : ''}${input.table ? ` table ${input.table}` : ''}`, 'NothingToCompare');
-        return tables.map((t) => ({ table: t.table, keyColumns: t.shape?.primaryKey ?? [], ...(t.unverifiable ? { unverifiable: t.unverifiable } : {}) }));
+        const out: TableListing[] = [];
+        for (const t of tables) {
+          // A copy that lacks the table, or has it with other columns or another key, cannot be compared row by row: said, not skipped.
+          let unverifiable = t.unverifiable;
+          for (const target of s.targets) unverifiable ??= t.shape && (await shapeMismatch(t.shape, target.conn, target.instance));
+          out.push({ table: t.table, keyColumns: t.shape?.primaryKey ?? [], ...(unverifiable ? { unverifiable } : {}) });
+        }
+        return out;
       });
     },
 

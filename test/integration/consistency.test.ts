@@ -65,6 +65,8 @@ describe('keys, NULLs and tables without a key', () => {
       // No primary key, but a unique key of NOT NULL columns names every row.
       'CREATE TABLE shapes.ukey (code VARCHAR(8) NOT NULL, n INT NULL, UNIQUE KEY (code))',
       "INSERT INTO shapes.ukey VALUES ('a', 1), ('b', NULL), ('c', 3)",
+      'CREATE TABLE shapes.altered (id INT PRIMARY KEY, v INT)',
+      'CREATE TABLE shapes.gone (id INT PRIMARY KEY)',
       'CREATE TABLE shapes.pairs (a INT NOT NULL, b VARCHAR(8) NOT NULL, s VARCHAR(8) NULL, n INT NULL, PRIMARY KEY (a, b))',
       "INSERT INTO shapes.pairs SELECT seq DIV 10, CONCAT('k', seq % 10), IF(seq % 3 = 0, NULL, ''), IF(seq % 4 = 0, NULL, 0) FROM mysql.seq_1_to_500",
     );
@@ -80,11 +82,15 @@ describe('keys, NULLs and tables without a key', () => {
       "UPDATE shapes.pairs SET n = NULL WHERE a = 0 AND b = 'k5'", // 0 → NULL
       "UPDATE shapes.ukey SET n = 0 WHERE code = 'b'", // NULL → 0
       "INSERT INTO shapes.nokey VALUES (9, 'z')", // invisible without a key: it must not pass as compared
+      'ALTER TABLE shapes.altered ADD COLUMN extra INT', // another table on the replica
+      'DROP TABLE shapes.gone',
     );
     const { result, handle } = await run({ schema: 'shapes', replicas: ['orders-b'], chunkRows: 100 });
     expect(result.status).toBe('needs_attention');
     const byTable = Object.fromEntries(result.report.tables.map((t) => [t.table, t]));
     expect(byTable['shapes.nokey']).toMatchObject({ unverifiable: expect.stringContaining('no primary key or unique NOT NULL key'), chunks: 0 });
+    expect(byTable['shapes.altered']!.unverifiable).toBe('orders-b has other columns (id int, v int, extra int) than the source (id int, v int)');
+    expect(byTable['shapes.gone']!.unverifiable).toBe('shapes.gone does not exist on orders-b');
     expect(byTable['shapes.ukey']).toMatchObject({ keyColumns: ['code'], rowsCompared: 3, differences: { 'orders-b': { changed: 1, missing: 0, extra: 0 } } });
     expect(byTable['shapes.ukey']!.examples).toMatchObject([{ key: ['b'], kind: 'changed', columns: ['n'] }]);
     const pairs = byTable['shapes.pairs']!;
@@ -93,7 +99,7 @@ describe('keys, NULLs and tables without a key', () => {
     // failover_log: one row per table, unverifiable said as such.
     const log = await stepLog(config, handle.workflowId);
     expect(log.filter((r) => r.step?.startsWith('table ')).map((r) => `${r.step} ${r.status}`)).toEqual(
-      expect.arrayContaining(['table shapes.nokey succeeded', 'table shapes.pairs succeeded', 'table shapes.ukey succeeded']),
+      expect.arrayContaining(['table shapes.nokey succeeded', 'table shapes.pairs succeeded', 'table shapes.ukey succeeded', 'table shapes.gone succeeded']),
     );
     expect(await logDetail(handle.workflowId, 'table shapes.nokey')).toMatchObject({ unverifiable: expect.stringContaining('no primary key'), note: expect.stringContaining('UNVERIFIABLE') });
     expect(await replicationRunning('orders-b')).toBe(true);
