@@ -69,4 +69,11 @@ export const RUNBOOKS: RunbookEntry[] = [
     commands: ['revoke'],
     cli: async () => (await import('./cli/revoke')).registerRevokeCommands,
   },
+  {
+    name: 'consistency',
+    workflows: ['consistency'],
+    activities: ['consistency'],
+    commands: ['consistency', 'consistency-report'],
+    cli: async () => (await import('./cli/consistency')).registerConsistencyCommands,
+  },
 ];

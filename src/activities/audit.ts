@@ -16,7 +16,7 @@ import type { ActivityDeps } from './deps';
  * `GONE` when Temporal no longer knows it, undefined while it runs or when Temporal cannot be asked
  * (then the lock stays: only a run known to be over loses it).
  */
-async function runIsOver(workflowId: string): Promise<string | undefined> {
+export async function runIsOver(workflowId: string): Promise<string | undefined> {
   try {
     const { status } = await runState(getClient(), workflowId);
     return status === 'RUNNING' ? undefined : status;

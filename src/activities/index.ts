@@ -7,6 +7,7 @@ import { createArchiveActivities } from './archive';
 import { createAuditActivities } from './audit';
 import { createBackupActivities } from './backup';
 import { createBinlogActivities } from './binlog';
+import { createConsistencyActivities } from './consistency';
 import type { ActivityDeps } from './deps';
 import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
@@ -29,6 +30,7 @@ function activityGroups(deps: ActivityDeps & { notifiers?: Notifier[] }) {
     traffic: createTrafficActivities(deps),
     notify: createNotifyActivities(deps),
     revoke: createRevokeActivities(deps),
+    consistency: createConsistencyActivities(deps),
   };
 }
 

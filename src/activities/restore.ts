@@ -30,9 +30,10 @@ import { BINLOG_INDEX_FILE, LOGICAL_DUMP_FILE, MANIFEST_FILE, PHYSICAL_DATA_DIR,
 import { filesAfter } from '../core/manifest';
 import { loadDump } from '../adapters/backup/dumpLoad';
 import { copyBackPhysical, pipeReplay, RestoreRefusedError } from '../adapters/backup/restoreTools';
-import { appliedOn, archiveDirFor, queryOn as query, reached, recoveryServers, REPL, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../adapters/backup/recoveryServer';
+import { appliedOn, archiveDirFor, reached, recoveryServers, REPL, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../adapters/backup/recoveryServer';
 import type { ActivityDeps } from './deps';
 import { startServer, stopServer, withRoot } from '../adapters/mariadbd/server';
+import { replicationOn } from '../adapters/mysql/replication';
 
 export type { RecoveryRef, ReplayMethod };
 
@@ -125,16 +126,12 @@ export function createRestoreActivities({ config }: ActivityDeps) {
           // Whatever the load left in this server's binlog, and the source's replication state a
           // physical copy carries, goes: replay must start from exactly the backup's position.
           await recovery.run(async (c) => {
-            await c.query('STOP SLAVE');
-            await c.query('RESET SLAVE ALL');
-            await c.query('RESET MASTER');
-            await c.query('SET GLOBAL gtid_slave_pos = ?', [manifest.gtid]);
+            const replication = await replicationOn(c);
+            await replication.forgetSource();
+            await replication.resetBinlogs();
+            await replication.setAppliedPosition(manifest.gtid);
             if (input.method === 'sql-thread') {
-              await c.query(`CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${binlogServer.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos`, [
-                recovery.binlogServerHost,
-                REPL.user,
-                REPL.password,
-              ]);
+              await replication.setSource({ host: recovery.binlogServerHost, port: binlogServer.port, user: REPL.user, password: REPL.password });
             }
           });
           await mkdir(dirname(marker), { recursive: true });
@@ -175,20 +172,23 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         return { appliedTo };
       }
       const pos = () => appliedOn(recovery, 'sql-thread');
-      await query(recovery, 'STOP SLAVE');
-      await query(recovery, `START SLAVE UNTIL master_gtid_pos = ?`, [input.until]);
+      await recovery.run(async (c) => {
+        const replication = await replicationOn(c);
+        await replication.stop();
+        await replication.startUntil(input.until);
+      });
       const deadline = Date.now() + input.timeoutSeconds * 1000;
       for (;;) {
         const at = await pos();
         heartbeat(at);
         if (reached(at, input.until)) break;
-        const [status] = await query(recovery, 'SHOW SLAVE STATUS');
-        if (status && Number(status.Last_SQL_Errno)) throw ApplicationFailure.nonRetryable(`replay stopped at ${at}: ${status.Last_SQL_Error}`, 'ReplayFailed');
-        if (status && Number(status.Last_IO_Errno)) throw ApplicationFailure.retryable(`replay cannot read the archive at ${at}: ${status.Last_IO_Error}`, 'ReplayIoError');
+        const status = await recovery.run(async (c) => (await replicationOn(c)).status());
+        if (status?.lastSqlErrno) throw ApplicationFailure.nonRetryable(`replay stopped at ${at}: ${status.lastSqlError}`, 'ReplayFailed');
+        if (status?.lastIoErrno) throw ApplicationFailure.retryable(`replay cannot read the archive at ${at}: ${status.lastIoError}`, 'ReplayIoError');
         if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`replay did not reach ${input.until} within ${input.timeoutSeconds} s (at ${at})`, 'ReplayTimeout');
         await sleep(100);
       }
-      await query(recovery, 'STOP SLAVE');
+      await recovery.run(async (c) => (await replicationOn(c)).stop());
       return { appliedTo: await pos() };
     },
 
@@ -205,8 +205,11 @@ export function createRestoreActivities({ config }: ActivityDeps) {
         throw ApplicationFailure.nonRetryable(`refusing to skip ${input.gtid}: the recovery instance is at ${at}, not at the transaction before it (${input.previous})`, 'NotAtSkipPoint');
       }
       if (input.method === 'sql-thread') {
-        await query(recovery, 'STOP SLAVE');
-        await query(recovery, 'SET GLOBAL gtid_slave_pos = ?', [input.gtid]);
+        await recovery.run(async (c) => {
+          const replication = await replicationOn(c);
+          await replication.stop();
+          await replication.setAppliedPosition(input.gtid);
+        });
       }
       return { skipped: input.gtid };
     },
@@ -221,20 +224,17 @@ export function createRestoreActivities({ config }: ActivityDeps) {
       const { recovery } = servers(input);
       const source = getInstance(config, input.cluster, input.source);
       const repl = resolveCredential(getCluster(config, input.cluster).credentials.replication);
-      const [status] = await query(recovery, 'SHOW SLAVE STATUS');
-      if (status && Number(status.Master_Port) === source.port && String(status.Master_Host) === source.host && status.Slave_SQL_Running === 'Yes') {
-        return { from: await appliedOn(recovery, 'sql-thread'), already: true };
-      }
       return recovery.run(async (c) => {
-        await c.query('STOP SLAVE');
+        const replication = await replicationOn(c);
+        const status = await replication.status();
+        if (status && status.sourcePort === source.port && status.sourceHost === source.host && status.sqlRunning === 'Yes') {
+          return { from: await appliedOn(recovery, 'sql-thread'), already: true };
+        }
+        await replication.stop();
         const from = await appliedOn(recovery, input.method);
-        await c.query('SET GLOBAL gtid_slave_pos = ?', [from]);
-        await c.query(`CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${source.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`, [
-          source.host,
-          repl.user,
-          repl.password,
-        ]);
-        await c.query('START SLAVE');
+        await replication.setAppliedPosition(from);
+        await replication.setSource({ host: source.host, port: source.port, user: repl.user, password: repl.password, connectRetrySeconds: 1 });
+        await replication.start();
         return { from, already: false };
       });
     },

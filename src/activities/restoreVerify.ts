@@ -35,9 +35,11 @@ import { eventRowKeys, type EventTableRows, type KeyedTableShape, type KeyValue 
 import { readTransactionImages } from '../adapters/backup/binlogFile';
 import { appliedOn, archiveDirFor, queryOn, reachedAll, recoveryServers, restoreDirOf, type RecoveryRef, type RecoveryServer, type ReplayMethod } from '../adapters/backup/recoveryServer';
 import { dirSize, runTool, toolPath, writeJsonAtomically } from '../adapters/process/tools';
-import { checksumTable, describeTable, diffChunkRows, primaryKeyBoundaries, rowDigests } from '../adapters/mysql/checksum';
+import { checksumTable, describeTable, diffChunkRows, primaryKeyBoundaries, rowDigests, writableColumns } from '../adapters/mysql/checksum';
 import { describeRange, diffChecksums, keysWhere, keyText, qualifiedName, quoteIdent, parseTableName, showTuple, type ChunkDiff, type TableChecksum, type TableShape } from '../core/rowDigest';
 import { query, type Conn } from '../adapters/mysql/connect';
+import { dialectOf } from '../adapters/mysql/probe';
+import { replicationOn } from '../adapters/mysql/replication';
 import { parseMariaGtidList } from '../core/gtid';
 import type { ActivityDeps } from './deps';
 import { withInstance } from '../adapters/mysql/instance';
@@ -143,15 +145,15 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
    */
   const inPrimarySnapshot = <T>(cluster: string, primary: string, fn: (conn: Conn, position: string) => Promise<T>): Promise<T> =>
     onInstance(cluster, primary, async (c) => {
+      const { dialect } = await dialectOf(c);
       await query(c, 'SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
       await query(c, 'START TRANSACTION WITH CONSISTENT SNAPSHOT');
       try {
-        const status = await query<{ Variable_name: string; Value: string }[]>(c, "SHOW SESSION STATUS LIKE 'binlog_snapshot_%'");
-        const file = status.find((r) => /file/i.test(r.Variable_name))?.Value;
-        const pos = status.find((r) => /position/i.test(r.Variable_name))?.Value;
-        if (!file || !pos) throw ApplicationFailure.nonRetryable(`${primary} reports no binlog snapshot position (binary log off?): production cannot be read at a known position`, 'NoSnapshotPosition');
-        const [row] = await query<{ p: string | null }[]>(c, 'SELECT BINLOG_GTID_POS(?, ?) AS p', [file, Number(pos)]);
-        if (row?.p === null || row?.p === undefined) throw ApplicationFailure.nonRetryable(`${primary} cannot tell the GTID position of ${file}:${pos}`, 'NoSnapshotPosition');
+        const snapshot = dialect.parseSnapshotBinlog(await query<Record<string, unknown>[]>(c, dialect.snapshotBinlogQuery()));
+        if (!snapshot) throw ApplicationFailure.nonRetryable(`${primary} reports no binlog snapshot position (binary log off?): production cannot be read at a known position`, 'NoSnapshotPosition');
+        const gtidAt = dialect.binlogGtidPosition(snapshot.file, snapshot.position);
+        const [row] = await query<{ p: string | null }[]>(c, gtidAt.sql, gtidAt.params);
+        if (row?.p === null || row?.p === undefined) throw ApplicationFailure.nonRetryable(`${primary} cannot tell the GTID position of ${snapshot.file}:${snapshot.position}`, 'NoSnapshotPosition');
         heartbeat({ phase: `comparing at ${primary}'s snapshot`, position: row.p });
         return await fn(c, row.p);
       } finally {
@@ -172,27 +174,24 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     const source = getInstance(config, cluster, primary);
     const repl = resolveCredential(getCluster(config, cluster).credentials.replication);
     await recovery.run(async (c) => {
-      await c.query('STOP SLAVE');
-      await c.query('SET GLOBAL gtid_slave_pos = ?', [from]);
-      await c.query(`CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${Number(source.port)}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`, [
-        source.host,
-        repl.user,
-        repl.password,
-      ]);
-      await c.query('START SLAVE UNTIL master_gtid_pos = ?', [position]);
+      const replication = await replicationOn(c);
+      await replication.stop();
+      await replication.setAppliedPosition(from);
+      await replication.setSource({ host: source.host, port: Number(source.port), user: repl.user, password: repl.password, connectRetrySeconds: 1 });
+      await replication.startUntil(position);
     });
     const deadline = Date.now() + 30 * 60_000;
     for (;;) {
       const at = String((await queryOn(recovery, 'SELECT @@gtid_slave_pos AS p'))[0]!.p);
       heartbeat({ phase: `catching up from ${primary} to ${position}`, at });
       if (reachedAll(at, position)) break;
-      const [status] = await queryOn(recovery, 'SHOW SLAVE STATUS');
-      if (status && Number(status.Last_SQL_Errno)) throw ApplicationFailure.nonRetryable(`catching up from ${primary} stopped at ${at}: ${status.Last_SQL_Error}`, 'CatchUpFailed');
-      if (status && Number(status.Last_IO_Errno)) throw ApplicationFailure.retryable(`catching up from ${primary} cannot read its binlog at ${at}: ${status.Last_IO_Error}`, 'CatchUpIoError');
+      const status = await recovery.run(async (c) => (await replicationOn(c)).status());
+      if (status?.lastSqlErrno) throw ApplicationFailure.nonRetryable(`catching up from ${primary} stopped at ${at}: ${status.lastSqlError}`, 'CatchUpFailed');
+      if (status?.lastIoErrno) throw ApplicationFailure.retryable(`catching up from ${primary} cannot read its binlog at ${at}: ${status.lastIoError}`, 'CatchUpIoError');
       if (Date.now() > deadline) throw ApplicationFailure.nonRetryable(`the recovery instance did not reach ${position} from ${primary} within 30 min (at ${at})`, 'CatchUpTimeout');
       await sleep(100);
     }
-    await queryOn(recovery, 'STOP SLAVE');
+    await recovery.run(async (c) => (await replicationOn(c)).stop());
     return position;
   };
 
@@ -440,7 +439,7 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     if (!shape) throw ApplicationFailure.nonRetryable(`production has no ${table} any more: nothing to write the rows back into`, 'ProductionChanged');
     const stagedShape: TableShape = { ...shape, db: staging };
     if (toWrite.length) await stageRows(ref, recovery, staging, table, shape, toWrite.map((r) => r.key));
-    const columns = await writableColumns(ref, db, name);
+    const columns = await onInstance(ref.cluster, ref.primary, (c) => writableColumns(c, { db, name }));
     const pk = shape.primaryKey;
     const on = pk.map((c) => `t.${quoteIdent(c)} = s.${quoteIdent(c)}`).join(' AND ');
     const set = columns.filter((c) => !pk.includes(c)).map((c) => `t.${quoteIdent(c)} = s.${quoteIdent(c)}`).join(', ');
@@ -547,14 +546,6 @@ export function createRestoreVerifyActivities({ config }: ActivityDeps) {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
-  }
-
-  /** Columns a write may set: every column but generated ones, in table order. */
-  async function writableColumns(ref: RecoveryRef & { primary: string }, db: string, name: string): Promise<string[]> {
-    const rows = await onInstance(ref.cluster, ref.primary, (c) =>
-      query<{ c: string; g: string }[]>(c, 'SELECT COLUMN_NAME AS c, IS_GENERATED AS g FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION', [db, name]),
-    );
-    return rows.filter((r) => String(r.g) !== 'ALWAYS').map((r) => String(r.c));
   }
 
   /**

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { INPUT_LIMITS, NAME_FORMAT } from './inputs';
+import { parsePolicy, POLICY_FORMAT } from './consistency';
 
 const name = z.string().regex(NAME_FORMAT, 'a lower-case name: letters, digits, "-" or "_", starting with a letter');
 
@@ -134,6 +135,20 @@ export const recoveryHostSchema = z.strictObject({
   binlogServerHost: host.default('127.0.0.1'),
 });
 
+/** The consistency runbook's settings: a repair policy per table (`db.table`, or `db.*` for a schema) and its limits. */
+export const consistencySchema = z.strictObject({
+  policies: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9_$]{1,64}\.([A-Za-z0-9_$]{1,64}|\*)$/, 'db.table or db.*'),
+      z.string().refine((p) => !('problem' in parsePolicy(p)), `a repair policy: ${POLICY_FORMAT}`),
+    )
+    .default({}),
+  /** Chunks wait while the primary runs more statements than this (pt-table-checksum's --max-load Threads_running=25). */
+  maxThreadsRunning: z.number().int().min(1).max(100_000).default(25),
+  /** Time target of one chunk (pt-table-checksum's --chunk-time). */
+  chunkSeconds: z.number().min(0.05).max(60).default(0.5),
+});
+
 export const clusterSchema = z.strictObject({
   description: z.string().optional(),
   locale: z.enum(['en', 'zh-CN']).default('en'),
@@ -156,6 +171,7 @@ export const clusterSchema = z.strictObject({
    */
   cliIdentity: z.enum(['login', 'declared']).default('login'),
   recovery: recoveryHostSchema.optional(),
+  consistency: consistencySchema.default(consistencySchema.parse({})),
 });
 
 export const controlSchema = z.strictObject({

@@ -20,7 +20,9 @@
  *    known to be a number or a date) is the column's bytes (`CAST(c AS BINARY)`), so the digest is
  *    binary-safe and free of collation (a case-only change is a change); TIMESTAMP columns use
  *    `UNIX_TIMESTAMP(c)`, their stored instant, so the two servers' session time zones do not
- *    matter; numbers and other dates are their own text;
+ *    matter; FLOAT columns are `CAST(c AS DOUBLE)`, because a FLOAT's own text has 6 significant
+ *    digits (3.1415927 and 3.1415925 both print `3.14159`), a DOUBLE's is exact; numbers and other
+ *    dates are their own text;
  *  - `CONCAT_WS` skips NULLs, and the ISNULL bitmap of the nullable columns tells a NULL from the
  *    string 'NULL', from '' and from 0 (a NOT NULL column needs no bit);
  *  - the byte lengths of the string-like values make the encoding unambiguous when they contain
@@ -48,6 +50,7 @@
  *
  * Values are always bound parameters; identifiers are backtick-quoted with embedded backticks doubled.
  */
+
 export interface ChunkSum {
   index: number;
   /** Exclusive lower bound (primary-key tuple), null for the first chunk. */
@@ -105,12 +108,17 @@ export interface TableShape {
   db: string;
   name: string;
   columns: { name: string; dataType: string; nullable: boolean }[];
+  /** The columns that name a row: the primary key's, or (see `describeTable`) a unique NOT NULL key's. */
   primaryKey: string[];
+  /** The index those columns are, when it is not the primary key (a unique index of NOT NULL columns). */
+  keyIndex?: string;
 }
 
 /** Types whose value as text is digits, signs, points, exponents, dashes, colons and spaces: never a '#'. */
 const TEXT_WITHOUT_SEPARATOR = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'bigint', 'decimal', 'float', 'double', 'year', 'date', 'time', 'datetime']);
+
 export const MOD128 = 1n << 128n;
+
 const DEFAULT_SIDES: SideNames = { a: 'A', b: 'B' };
 
 /** Split and check `db.table`; throws a one-line error on anything else. */
@@ -138,16 +146,20 @@ export function qualifiedName(shape: Pick<TableShape, 'db' | 'name'>): string {
  */
 export function rowDigestSql(shape: Pick<TableShape, 'columns'>, alias = ''): string {
   const col = (c: TableShape['columns'][number]) => `${alias ? `${alias}.` : ''}${quoteIdent(c.name)}`;
-  const value = (c: TableShape['columns'][number]) => {
-    if (c.dataType === 'timestamp') return `UNIX_TIMESTAMP(${col(c)})`;
-    return TEXT_WITHOUT_SEPARATOR.has(c.dataType) ? col(c) : `CAST(${col(c)} AS BINARY)`;
-  };
+  const value = (c: TableShape['columns'][number]) => canonicalValueSql(c, col(c));
   const parts = shape.columns.map(value);
   const nulls = shape.columns.filter((c) => c.nullable).map((c) => `ISNULL(${col(c)})`);
   const lengths = shape.columns.filter((c) => !TEXT_WITHOUT_SEPARATOR.has(c.dataType) && c.dataType !== 'timestamp').map((c) => `LENGTH(${value(c)})`);
   if (nulls.length) parts.push(`CONCAT(${nulls.join(', ')})`);
   if (lengths.length) parts.push(`CONCAT_WS(',', ${lengths.join(', ')})`);
   return `SHA2(CONCAT_WS('#', ${parts.join(', ')}), 256)`;
+}
+
+/** A column's value as the digest encodes it (`expr` is the column, qualified or not). */
+export function canonicalValueSql(c: TableShape['columns'][number], expr: string): string {
+  if (c.dataType === 'timestamp') return `UNIX_TIMESTAMP(${expr})`;
+  if (c.dataType === 'float') return `CAST(${expr} AS DOUBLE)`;
+  return TEXT_WITHOUT_SEPARATOR.has(c.dataType) ? expr : `CAST(${expr} AS BINARY)`;
 }
 
 /** The one statement that sums a chunk: a range scan on the primary key between the bounds. */
@@ -209,6 +221,12 @@ export function diffChecksums(a: TableChecksum | null, b: TableChecksum | null, 
   return { equal, differingChunks, note };
 }
 
+/** The columns whose values differ between two images of one row (NULL, '' and 0 all differ; bytes by their bytes). */
+export function columnDifferences(shape: Pick<TableShape, 'columns'>, a: Record<string, unknown>, b: Record<string, unknown>): string[] {
+  const text = (v: unknown) => (v === null || v === undefined ? '\u0000NULL' : Buffer.isBuffer(v) ? `x${v.toString('hex')}` : `s${String(v)}`);
+  return shape.columns.map((c) => c.name).filter((c) => text(a[c]) !== text(b[c]));
+}
+
 /**
  * `k IN (?, …)`, or `(a = ? AND b = ?) OR (…)` for a composite key, for `n` keys: the forms MariaDB
  * turns into exact ranges on the key. `alias` qualifies the columns (`t` in a join).
@@ -238,9 +256,8 @@ export function showTuple(t: unknown[]): string {
   return `(${t.map(showValue).join(', ')})`;
 }
 
-/** The table to read, by its primary key when it has one (each chunk is one range scan). */
 export function from(shape: TableShape): string {
-  return shape.primaryKey.length ? `${qualifiedName(shape)} FORCE INDEX (\`PRIMARY\`)` : qualifiedName(shape);
+  return shape.primaryKey.length ? `${qualifiedName(shape)} FORCE INDEX (${quoteIdent(shape.keyIndex ?? 'PRIMARY')})` : qualifiedName(shape);
 }
 
 /** ` WHERE lower < pk AND pk <= upper` (either bound may be absent), with its parameters. */

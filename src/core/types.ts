@@ -62,8 +62,11 @@ export type EventStatus =
   | 'requested' | 'reminded' | 'approved' | 'rejected' | 'refused' | 'timed_out' | 'auto_approved' | 'notify_failed'
   // A step past the point of no return: still failing and retried; stopped for a human; resumed by one.
   | 'retrying' | 'needs_attention' | 'resumed';
-/** `needs_attention`: past its point of no return, a step cannot finish by itself; `runbook resume` carries on. */
-export type RunStatus = 'running' | 'needs_attention' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected' | 'dry_run';
+/**
+ * `needs_attention`: past its point of no return, a step cannot finish by itself; `runbook resume`
+ * carries on. `continued`: this run of the workflow handed over to the next (continue-as-new).
+ */
+export type RunStatus = 'running' | 'needs_attention' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'rejected' | 'dry_run' | 'continued';
 
 /** One row of `failover_log`; `at` is epoch ms of the event itself, not of the write. */
 export interface AuditRow {

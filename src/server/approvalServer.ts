@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { WebClient } from '@slack/web-api';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { getCluster, type RunbookConfig } from '../config/load';
-import { withControl } from '../adapters/control/store';
+import { approvalLinkUsed, recordSlackRequest, useApprovalLink, withControl } from '../adapters/control/store';
 import { escapeHtml } from '../adapters/notify/emailTemplates';
 import { verifyApprovalToken, type ApprovalLinkClaims } from '../adapters/notify/links';
 import { INPUT_LIMITS, textProblem } from '../core/inputs';
@@ -159,10 +159,7 @@ export async function startApprovalServer(opts: ApprovalServerOptions): Promise<
     const ts = req.headers['x-slack-request-timestamp'] as string | undefined;
     const sig = req.headers['x-slack-signature'] as string | undefined;
     verifySlackSignature(opts.slackSigningSecret, ts, sig, body, Math.floor(now() / 1000));
-    const fresh = await withControl(config, async (c) => {
-      const [r] = await c.query('INSERT IGNORE INTO slack_request_seen (signature, request_ts) VALUES (?, ?)', [sig!.slice(3), Number(ts)]);
-      return (r as { affectedRows: number }).affectedRows === 1;
-    });
+    const fresh = await withControl(config, (c) => recordSlackRequest(c, sig!.slice(3), Number(ts)));
     if (!fresh) throw new Refusal(409, 'replayed request');
     const click = parseClick(body);
     if ('refused' in click) throw new Refusal(400, click.refused, { signed: true, detail: click.detail });
@@ -209,7 +206,7 @@ export async function startApprovalServer(opts: ApprovalServerOptions): Promise<
   };
 
   const used = (nonce: string) =>
-    withControl(config, async (c) => ((await c.query('SELECT 1 FROM approval_link_used WHERE nonce = ?', [nonce]))[0] as unknown[]).length > 0);
+    withControl(config, (c) => approvalLinkUsed(c, nonce));
 
   const alreadyUsed = (claims: ApprovalLinkClaims) => new Refusal(410, 'This link has already been used.', { signed: true, workflowId: claims.workflowId, approver: claims.approver });
 
@@ -229,10 +226,7 @@ export async function startApprovalServer(opts: ApprovalServerOptions): Promise<
 
   const handleLinkPost = async (token: string, res: ServerResponse): Promise<void> => {
     const claims = claimsOf(token);
-    const first = await withControl(config, async (c) => {
-      const [r] = await c.query('INSERT IGNORE INTO approval_link_used (nonce, workflow_id, approver) VALUES (?, ?, ?)', [claims.nonce, claims.workflowId, claims.approver]);
-      return (r as { affectedRows: number }).affectedRows === 1;
-    });
+    const first = await withControl(config, (c) => useApprovalLink(c, claims));
     if (!first) throw alreadyUsed(claims);
     const verdict = await decide(claims.workflowId, claims.decision, claims.approver, 'email');
     if (!verdict.accepted) throw new Refusal(409, verdict.reason ?? 'refused', { signed: true, workflowId: claims.workflowId, approver: claims.approver, detail: verdict.runOver ? { runOver: verdict.runOver } : {} });

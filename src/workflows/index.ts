@@ -6,3 +6,4 @@ export { restore, restorePrune } from './restore';
 export { flashback } from './flashback';
 export { binlogArchive } from './binlogArchive';
 export { revoke, revokeUndo } from './revoke';
+export { consistency } from './consistency';

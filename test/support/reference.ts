@@ -21,8 +21,11 @@ export interface Fingerprint {
 
 type Queryable = Pick<mysql.Connection, 'query'>;
 
+/** Rows left out of a fingerprint, judged on each value's text as the server sends it ('30', not 30; NULL is null). */
+export type ExceptRow = (row: (string | null)[]) => boolean;
+
 /** Row count and ordered SHA-256 of `db.table` (null: no such table). */
-export async function fingerprint(conn: Queryable, table: string, o: { except?: (row: unknown[]) => boolean } = {}): Promise<Fingerprint | null> {
+export async function fingerprint(conn: Queryable, table: string, o: { except?: ExceptRow } = {}): Promise<Fingerprint | null> {
   const [db, name] = table.split('.') as [string, string];
   const [cols] = (await conn.query('SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION', [db, name])) as unknown as [{ c: string }[]];
   if (!cols.length) return null;
@@ -48,7 +51,7 @@ export async function fingerprint(conn: Queryable, table: string, o: { except?: 
 /** A standalone MariaDB server, started for a test file and destroyed after it. */
 export interface ReferenceServer {
   exec(...statements: string[]): Promise<void>;
-  fingerprint(table: string, o?: { except?: (row: unknown[]) => boolean }): Promise<Fingerprint | null>;
+  fingerprint(table: string, o?: { except?: ExceptRow }): Promise<Fingerprint | null>;
   rows(sql: string): Promise<Record<string, unknown>[]>;
   destroy(): Promise<void>;
 }
@@ -74,7 +77,7 @@ export async function startReferenceServer(port: number): Promise<ReferenceServe
 }
 
 /** The same fingerprint on an instance of `orders`, as the engine's admin user. */
-export async function fingerprintOn(config: RunbookConfig, instance: string, table: string, o: { except?: (row: unknown[]) => boolean } = {}): Promise<Fingerprint | null> {
+export async function fingerprintOn(config: RunbookConfig, instance: string, table: string, o: { except?: ExceptRow } = {}): Promise<Fingerprint | null> {
   const conn = await connect(instanceEndpoint(config, 'orders', instance));
   try {
     return await fingerprint(conn, table, o);

@@ -572,6 +572,12 @@ describe('client sessions and kill', () => {
     expect(mysql.binlogStatusQuery()).toBe('SHOW MASTER STATUS');
     expect(dialectFor('mysql', { major: 8, minor: 4, patch: 3 }).binlogStatusQuery()).toBe('SHOW BINARY LOG STATUS');
   });
+
+  it('resetting the binary logs: RESET MASTER, or RESET BINARY LOGS AND GTIDS from MySQL 8.2', () => {
+    expect(maria.resetBinlogs()).toBe('RESET MASTER');
+    expect(mysql.resetBinlogs()).toBe('RESET MASTER');
+    expect(dialectFor('mysql', { major: 8, minor: 4, patch: 0 }).resetBinlogs()).toBe('RESET BINARY LOGS AND GTIDS');
+  });
 });
 
 // ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import { quoteIdent } from '../../core/rowDigest';
 import { formatMariaGtidList, parseMariaGtidList } from '../../core/gtid';
 import { pathsOf, startServer, stopServer, withRoot, type MariadbdInstance } from '../mariadbd/server';
 import { withInstance } from '../mysql/instance';
+import { replicationOn } from '../mysql/replication';
 
 export const REPL = { user: 'restore_repl', password: 'restore-repl-local-only' };
 
@@ -143,7 +144,8 @@ export function recoveryServers(config: RunbookConfig, ref: RecoveryRef): { binl
       // Replay ends here; a host that a promote made the primary has no replication to stop.
       stop: () =>
         run(async (c) => {
-          if (((await c.query('SHOW SLAVE STATUS'))[0] as unknown[]).length) await c.query('STOP SLAVE');
+          const replication = await replicationOn(c);
+          if (await replication.status()) await replication.stop();
         }),
       run,
       client: { args: [`--host=${host.host}`, `--port=${host.port}`], credentials: admin },
@@ -153,17 +155,17 @@ export function recoveryServers(config: RunbookConfig, ref: RecoveryRef): { binl
           // Never wipe what serves production: a writable host, or one replicating from a member.
           const [[vars]] = (await c.query('SELECT @@read_only AS ro')) as unknown as [[{ ro: number }]];
           if (!Number(vars.ro)) throw ApplicationFailure.nonRetryable(`${host.name} is writable: it may be serving production (promoted by an earlier restore?); a recovery host must run read_only=ON, refusing to wipe it`, 'RecoveryHostInUse');
-          const [status] = (await c.query('SHOW SLAVE STATUS')) as unknown as [Record<string, unknown>[]];
-          const source = status[0] && getCluster(config, ref.cluster).instances.find((i) => i.port === Number(status[0]!.Master_Port) && i.host === String(status[0]!.Master_Host));
+          const replication = await replicationOn(c);
+          const status = await replication.status();
+          const source = status && getCluster(config, ref.cluster).instances.find((i) => i.port === status.sourcePort && i.host === status.sourceHost);
           if (source) throw ApplicationFailure.nonRetryable(`${host.name} replicates from ${source.name}: it is part of the cluster now; refusing to wipe it`, 'RecoveryHostInUse');
           await c.query('SET SESSION sql_log_bin = 0');
-          await c.query('STOP SLAVE');
-          await c.query('RESET SLAVE ALL');
+          await replication.forgetSource();
           const [dbs] = (await c.query('SHOW DATABASES')) as unknown as [{ Database: string }[]];
           for (const { Database: db } of dbs) {
             if (!['mysql', 'information_schema', 'performance_schema', 'sys'].includes(db)) await c.query(`DROP DATABASE ${quoteIdent(db)}`);
           }
-          await c.query('RESET MASTER');
+          await replication.resetBinlogs();
         });
       },
     },

@@ -123,6 +123,124 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE=InnoDB`,
     ],
   },
+  {
+    version: 5,
+    name: 'consistency runbook: chunk results, differences, the manual queue, repaired rows, held replicas, last verified time',
+    statements: [
+      // Every chunk as it is compared, so a worker killed mid-table resumes after the last one
+      // stored (and a 10M-row table's progress lives here, not in workflow history). check_id is
+      // the run's first execution run id: the same across continue-as-new, new for a new run.
+      `CREATE TABLE IF NOT EXISTS consistency_chunk (
+        check_id CHAR(36) CHARACTER SET ascii NOT NULL,
+        workflow_id VARCHAR(${C.workflow_id}) NOT NULL,
+        table_name VARCHAR(129) NOT NULL,
+        chunk_index INT NOT NULL,
+        lower_key JSON NULL COMMENT 'exclusive lower bound (key tuple), NULL for the first chunk',
+        upper_key JSON NULL COMMENT 'inclusive upper bound, NULL for the last chunk',
+        source_instance VARCHAR(64) NOT NULL,
+        source_rows BIGINT NOT NULL,
+        source_digest CHAR(32) CHARACTER SET ascii NOT NULL,
+        targets JSON NOT NULL COMMENT '[{instance, rows, digest, equal}] at the same position',
+        position VARCHAR(1024) NULL COMMENT 'the GTID position every copy was read at (replication); across regions each side has its own (positions)',
+        positions JSON NULL,
+        sizer JSON NOT NULL COMMENT 'the chunk sizer after this chunk, so a resumed walk sizes as an uninterrupted one',
+        chunk_ms INT NOT NULL,
+        paused_ms INT NULL COMMENT 'longest time a replica SQL thread was held for this chunk',
+        differing TINYINT NOT NULL,
+        checked_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+        PRIMARY KEY (check_id, table_name, chunk_index)
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='consistency: every chunk compared'`,
+      // Every confirmed difference, one row per copy and key, with both images; the repair plan
+      // (decision, winner, where it is written) is filled in here once a policy is applied.
+      `CREATE TABLE IF NOT EXISTS consistency_diff (
+        check_id CHAR(36) CHARACTER SET ascii NOT NULL,
+        workflow_id VARCHAR(${C.workflow_id}) NOT NULL,
+        table_name VARCHAR(129) NOT NULL,
+        instance VARCHAR(64) NOT NULL COMMENT 'the copy that differs from the source',
+        key_hash CHAR(64) CHARACTER SET ascii NOT NULL COMMENT 'sha256 of the key''s canonical text',
+        key_value JSON NOT NULL,
+        kind VARCHAR(8) NOT NULL COMMENT 'missing | extra | changed (against the source)',
+        differing_columns JSON NULL COMMENT 'changed: the columns whose values differ',
+        chunk_index INT NOT NULL,
+        lower_key JSON NULL,
+        upper_key JSON NULL,
+        position VARCHAR(1024) NULL,
+        source_instance VARCHAR(64) NOT NULL,
+        source_digest CHAR(64) CHARACTER SET ascii NULL,
+        target_digest CHAR(64) CHARACTER SET ascii NULL,
+        source_image JSON NULL,
+        target_image JSON NULL,
+        policy VARCHAR(80) NULL,
+        decision VARCHAR(8) NULL COMMENT 'repair | queue',
+        winner VARCHAR(64) NULL,
+        writes JSON NULL COMMENT '[{instance, op, logged}]',
+        reason VARCHAR(255) NULL,
+        found_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+        PRIMARY KEY (check_id, table_name, instance, key_hash)
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='consistency: confirmed row differences and their repair plan'`,
+      // The manual policy's queue (seed 003's sync_conflicts): what a person must decide.
+      `CREATE TABLE IF NOT EXISTS consistency_conflict (
+        id BIGINT PRIMARY KEY AUTO_INCREMENT,
+        cluster VARCHAR(64) NOT NULL,
+        workflow_id VARCHAR(${C.workflow_id}) NOT NULL,
+        check_id CHAR(36) CHARACTER SET ascii NOT NULL,
+        table_name VARCHAR(129) NOT NULL,
+        instance VARCHAR(64) NOT NULL,
+        key_hash CHAR(64) CHARACTER SET ascii NOT NULL,
+        key_value JSON NOT NULL,
+        kind VARCHAR(8) NOT NULL,
+        differing_columns JSON NULL,
+        source_instance VARCHAR(64) NOT NULL,
+        source_image JSON NULL,
+        target_image JSON NULL,
+        policy VARCHAR(80) NOT NULL,
+        reason VARCHAR(255) NOT NULL,
+        status VARCHAR(16) NOT NULL DEFAULT 'open' COMMENT 'open | resolved',
+        created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+        resolved_at DATETIME(3) NULL,
+        resolved_by VARCHAR(${C.operator}) NULL,
+        UNIQUE KEY uq_conflict (check_id, table_name, instance, key_hash),
+        KEY idx_open (cluster, status, created_at)
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='consistency: conflicts left for a person (manual policy, or a policy that could not decide)'`,
+      // Every repaired row: the policy, what it was and what it became. Written 'pending' before
+      // the write commits and 'applied' after, so a worker killed between the two still leaves the
+      // before image of a row it changed.
+      `CREATE TABLE IF NOT EXISTS consistency_repair (
+        id BIGINT PRIMARY KEY AUTO_INCREMENT,
+        cluster VARCHAR(64) NOT NULL,
+        workflow_id VARCHAR(${C.workflow_id}) NOT NULL,
+        check_id CHAR(36) CHARACTER SET ascii NOT NULL,
+        table_name VARCHAR(129) NOT NULL,
+        written_on VARCHAR(64) NOT NULL,
+        logged TINYINT NOT NULL COMMENT '1: written with sql_log_bin=1 (it replicates); 0: on a held replica only',
+        key_hash CHAR(64) CHARACTER SET ascii NOT NULL,
+        key_value JSON NOT NULL,
+        op VARCHAR(8) NOT NULL COMMENT 'write | delete',
+        policy VARCHAR(80) NOT NULL,
+        winner VARCHAR(64) NOT NULL,
+        before_image JSON NULL,
+        after_image JSON NULL,
+        position VARCHAR(1024) NULL,
+        operator VARCHAR(${C.operator}) NULL,
+        status VARCHAR(16) NOT NULL COMMENT 'pending | applied',
+        created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+        applied_at DATETIME(3) NULL,
+        UNIQUE KEY uq_repair (check_id, table_name, written_on, key_hash)
+      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='consistency: every repaired row, audited'`,
+      // A replica whose replication a check holds at a position: written before STOP SLAVE,
+      // removed after START SLAVE, so a run that dies in between is found and undone.
+      `CREATE TABLE IF NOT EXISTS consistency_hold (
+        cluster VARCHAR(64) NOT NULL,
+        instance VARCHAR(64) NOT NULL,
+        check_id CHAR(36) CHARACTER SET ascii NOT NULL,
+        workflow_id VARCHAR(${C.workflow_id}) NOT NULL,
+        held_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+        PRIMARY KEY (cluster, instance)
+      ) ENGINE=InnoDB COMMENT='consistency: replicas held at a position right now'`,
+      // When each region was last shown equal to its source, beside its replication state.
+      'ALTER TABLE sync_status ADD COLUMN IF NOT EXISTS last_verified_at DATETIME(3) NULL, ADD COLUMN IF NOT EXISTS verify_remark VARCHAR(255) NULL',
+    ],
+  },
 ];
 
 export async function migrate(conn: Conn): Promise<number[]> {

@@ -296,10 +296,30 @@ export async function upsertSyncStatus(conn: Conn, s: SyncStatusRow): Promise<vo
 export async function listSyncStatus(conn: Conn, cluster?: string): Promise<Record<string, unknown>[]> {
   return query(
     conn,
-    `SELECT cluster, region, instance, role, status, lag_seconds, last_sync_time, gtid_position, remark, updated_at
+    `SELECT cluster, region, instance, role, status, lag_seconds, last_sync_time, gtid_position, remark, updated_at, last_verified_at, verify_remark
      FROM sync_status ${cluster ? 'WHERE cluster = ?' : ''} ORDER BY cluster, region`,
     cluster ? [cluster] : [],
   );
+}
+
+/**
+ * Remember a signed Slack request (its signature): false when it was seen before, a replay. The
+ * signature's timestamp is kept for pruning; the endpoint refuses stale timestamps anyway.
+ */
+export async function recordSlackRequest(conn: Conn, signature: string, requestTs: number): Promise<boolean> {
+  const r = await query<{ affectedRows: number }>(conn, 'INSERT IGNORE INTO slack_request_seen (signature, request_ts) VALUES (?, ?)', [signature, requestTs]);
+  return r.affectedRows === 1;
+}
+
+/** Whether an email approval link (its nonce) has been used. */
+export async function approvalLinkUsed(conn: Conn, nonce: string): Promise<boolean> {
+  return (await query<unknown[]>(conn, 'SELECT 1 FROM approval_link_used WHERE nonce = ?', [nonce])).length > 0;
+}
+
+/** Use an email approval link once: false when it was used before (a second click, a replay). */
+export async function useApprovalLink(conn: Conn, link: { nonce: string; workflowId: string; approver: string }): Promise<boolean> {
+  const r = await query<{ affectedRows: number }>(conn, 'INSERT IGNORE INTO approval_link_used (nonce, workflow_id, approver) VALUES (?, ?, ?)', [link.nonce, link.workflowId, link.approver]);
+  return r.affectedRows === 1;
 }
 
 /** The run holding a cluster's runbook lock (the `runbook_lock` row), if any. */
@@ -416,3 +436,270 @@ export async function writeWriterEndpoint(
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// The consistency runbook: chunk results, differences and their plan, the manual queue, the
+// repaired rows' audit, replicas held at a position, and each region's last verified time.
+// ---------------------------------------------------------------------------------------------
+
+/** Which run rows belong to: the run's first execution run id (stable across continue-as-new) and its workflow id. */
+export interface CheckRef {
+  checkId: string;
+  workflowId: string;
+}
+
+export interface StoredChunk {
+  table: string;
+  index: number;
+  lower: unknown[] | null;
+  upper: unknown[] | null;
+  sourceInstance: string;
+  sourceRows: number;
+  sourceDigest: string;
+  targets: { instance: string; rows: number; digest: string; equal: boolean }[];
+  /** Replication: the one GTID position every copy was read at. */
+  position?: string;
+  /** Across regions: each side's own. */
+  positions?: Record<string, string>;
+  sizer: unknown;
+  chunkMs: number;
+  pausedMs?: number;
+  differing: boolean;
+}
+
+const json = (v: unknown) => (v === undefined || v === null ? null : JSON.stringify(v));
+const parsed = <T>(v: unknown): T => (typeof v === 'string' ? (JSON.parse(v) as T) : (v as T));
+
+/** Store one compared chunk (again, on a retry: the newer result wins). */
+export async function saveChunk(conn: Conn, run: CheckRef, c: StoredChunk): Promise<void> {
+  await query(
+    conn,
+    `INSERT INTO consistency_chunk (check_id, workflow_id, table_name, chunk_index, lower_key, upper_key, source_instance, source_rows, source_digest, targets, position, positions, sizer, chunk_ms, paused_ms, differing)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON DUPLICATE KEY UPDATE lower_key = VALUES(lower_key), upper_key = VALUES(upper_key), source_rows = VALUES(source_rows), source_digest = VALUES(source_digest),
+       targets = VALUES(targets), position = VALUES(position), positions = VALUES(positions), sizer = VALUES(sizer), chunk_ms = VALUES(chunk_ms), paused_ms = VALUES(paused_ms),
+       differing = VALUES(differing), checked_at = CURRENT_TIMESTAMP(3)`,
+    [
+      run.checkId, run.workflowId, c.table, c.index, json(c.lower), json(c.upper), c.sourceInstance, c.sourceRows, c.sourceDigest, json(c.targets),
+      c.position ?? null, json(c.positions), json(c.sizer), Math.round(c.chunkMs), c.pausedMs === undefined ? null : Math.round(c.pausedMs), c.differing ? 1 : 0,
+    ],
+  );
+}
+
+/** The chunks of a table stored from `fromIndex` on, in order. */
+export async function chunksFrom(conn: Conn, checkId: string, table: string, fromIndex = 0): Promise<StoredChunk[]> {
+  const rows = await query<Record<string, unknown>[]>(
+    conn,
+    'SELECT * FROM consistency_chunk WHERE check_id = ? AND table_name = ? AND chunk_index >= ? ORDER BY chunk_index',
+    [checkId, table, fromIndex],
+  );
+  return rows.map((r) => ({
+    table: String(r.table_name),
+    index: Number(r.chunk_index),
+    lower: parsed(r.lower_key),
+    upper: parsed(r.upper_key),
+    sourceInstance: String(r.source_instance),
+    sourceRows: Number(r.source_rows),
+    sourceDigest: String(r.source_digest),
+    targets: parsed(r.targets),
+    ...(r.position === null ? {} : { position: String(r.position) }),
+    ...(r.positions === null ? {} : { positions: parsed(r.positions) }),
+    sizer: parsed(r.sizer),
+    chunkMs: Number(r.chunk_ms),
+    ...(r.paused_ms === null ? {} : { pausedMs: Number(r.paused_ms) }),
+    differing: Number(r.differing) === 1,
+  }));
+}
+
+/** Every chunk of a run (the benchmark's chunk times and holds). */
+export async function chunkTimings(conn: Conn, checkId: string): Promise<{ table: string; index: number; rows: number; chunkMs: number; pausedMs: number | null }[]> {
+  const rows = await query<Record<string, unknown>[]>(conn, 'SELECT table_name, chunk_index, source_rows, chunk_ms, paused_ms FROM consistency_chunk WHERE check_id = ? ORDER BY table_name, chunk_index', [checkId]);
+  return rows.map((r) => ({ table: String(r.table_name), index: Number(r.chunk_index), rows: Number(r.source_rows), chunkMs: Number(r.chunk_ms), pausedMs: r.paused_ms === null ? null : Number(r.paused_ms) }));
+}
+
+export interface StoredDifference {
+  table: string;
+  instance: string;
+  keyHash: string;
+  key: unknown[];
+  kind: 'missing' | 'extra' | 'changed';
+  columns: string[];
+  chunkIndex: number;
+  lower: unknown[] | null;
+  upper: unknown[] | null;
+  position?: string;
+  sourceInstance: string;
+  sourceDigest: string | null;
+  targetDigest: string | null;
+  sourceImage: Record<string, unknown> | null;
+  targetImage: Record<string, unknown> | null;
+  /** Filled by the repair plan. */
+  policy?: string;
+  decision?: 'repair' | 'queue';
+  winner?: string;
+  writes?: { instance: string; op: 'write' | 'delete'; logged: boolean }[];
+  reason?: string;
+}
+
+/** Store confirmed differences (a retried chunk replaces them with what it saw). */
+export async function saveDifferences(conn: Conn, run: CheckRef, rows: StoredDifference[]): Promise<void> {
+  for (const d of rows) {
+    await query(
+      conn,
+      `INSERT INTO consistency_diff (check_id, workflow_id, table_name, instance, key_hash, key_value, kind, differing_columns, chunk_index, lower_key, upper_key, position,
+         source_instance, source_digest, target_digest, source_image, target_image)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON DUPLICATE KEY UPDATE kind = VALUES(kind), differing_columns = VALUES(differing_columns), chunk_index = VALUES(chunk_index), lower_key = VALUES(lower_key),
+         upper_key = VALUES(upper_key), position = VALUES(position), source_digest = VALUES(source_digest), target_digest = VALUES(target_digest),
+         source_image = VALUES(source_image), target_image = VALUES(target_image), found_at = CURRENT_TIMESTAMP(3)`,
+      [
+        run.checkId, run.workflowId, d.table, d.instance, d.keyHash, json(d.key), d.kind, json(d.columns), d.chunkIndex, json(d.lower), json(d.upper), d.position ?? null,
+        d.sourceInstance, d.sourceDigest, d.targetDigest, json(d.sourceImage), json(d.targetImage),
+      ],
+    );
+  }
+}
+
+/** A run's differences, in table, key and copy order (a page of them: `limit` rows after `after`). */
+export async function differencesOf(conn: Conn, checkId: string, o: { table?: string; limit?: number; offset?: number } = {}): Promise<StoredDifference[]> {
+  const rows = await query<Record<string, unknown>[]>(
+    conn,
+    `SELECT * FROM consistency_diff WHERE check_id = ?${o.table ? ' AND table_name = ?' : ''} ORDER BY table_name, chunk_index, key_hash, instance LIMIT ? OFFSET ?`,
+    [checkId, ...(o.table ? [o.table] : []), o.limit ?? 1_000_000, o.offset ?? 0],
+  );
+  return rows.map((r) => ({
+    table: String(r.table_name),
+    instance: String(r.instance),
+    keyHash: String(r.key_hash),
+    key: parsed(r.key_value),
+    kind: String(r.kind) as StoredDifference['kind'],
+    columns: parsed(r.differing_columns) ?? [],
+    chunkIndex: Number(r.chunk_index),
+    lower: parsed(r.lower_key),
+    upper: parsed(r.upper_key),
+    ...(r.position === null ? {} : { position: String(r.position) }),
+    sourceInstance: String(r.source_instance),
+    sourceDigest: r.source_digest === null ? null : String(r.source_digest),
+    targetDigest: r.target_digest === null ? null : String(r.target_digest),
+    sourceImage: parsed(r.source_image),
+    targetImage: parsed(r.target_image),
+    ...(r.decision === null ? {} : { policy: String(r.policy), decision: String(r.decision) as 'repair' | 'queue', winner: r.winner === null ? undefined : String(r.winner), writes: parsed(r.writes), reason: String(r.reason) }),
+  }));
+}
+
+/** The repair plan's decision for each difference. */
+export async function saveDecisions(conn: Conn, checkId: string, rows: Pick<StoredDifference, 'table' | 'instance' | 'keyHash' | 'policy' | 'decision' | 'winner' | 'writes' | 'reason'>[]): Promise<void> {
+  for (const d of rows) {
+    await query(conn, 'UPDATE consistency_diff SET policy = ?, decision = ?, winner = ?, writes = ?, reason = ? WHERE check_id = ? AND table_name = ? AND instance = ? AND key_hash = ?', [
+      d.policy ?? null, d.decision ?? null, d.winner ?? null, json(d.writes), d.reason === undefined ? null : clip(d.reason, 255), checkId, d.table, d.instance, d.keyHash,
+    ]);
+  }
+}
+
+/** Put differences a person must decide in the queue (once each). */
+export async function queueConflicts(conn: Conn, run: CheckRef & { cluster: string }, rows: StoredDifference[]): Promise<number> {
+  let added = 0;
+  for (const d of rows) {
+    const r = await query<{ affectedRows: number }>(
+      conn,
+      `INSERT IGNORE INTO consistency_conflict (cluster, workflow_id, check_id, table_name, instance, key_hash, key_value, kind, differing_columns, source_instance, source_image, target_image, policy, reason)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [run.cluster, run.workflowId, run.checkId, d.table, d.instance, d.keyHash, json(d.key), d.kind, json(d.columns), d.sourceInstance, json(d.sourceImage), json(d.targetImage), d.policy ?? 'manual', clip(d.reason ?? 'a person decides', 255)],
+    );
+    added += Number(r.affectedRows);
+  }
+  return added;
+}
+
+export async function conflictsOf(conn: Conn, checkId: string): Promise<Record<string, unknown>[]> {
+  return query(conn, 'SELECT * FROM consistency_conflict WHERE check_id = ? ORDER BY table_name, key_hash, instance', [checkId]);
+}
+
+export interface RepairAuditRow {
+  table: string;
+  writtenOn: string;
+  logged: boolean;
+  keyHash: string;
+  key: unknown[];
+  op: 'write' | 'delete';
+  policy: string;
+  winner: string;
+  beforeImage: Record<string, unknown> | null;
+  afterImage: Record<string, unknown> | null;
+  position?: string;
+}
+
+/** The audit of rows about to be written, before the write commits (kept as first written on a retry). */
+export async function recordRepairsPending(conn: Conn, run: CheckRef & { cluster: string; operator: string }, rows: RepairAuditRow[]): Promise<void> {
+  for (const r of rows) {
+    await query(
+      conn,
+      `INSERT IGNORE INTO consistency_repair (cluster, workflow_id, check_id, table_name, written_on, logged, key_hash, key_value, op, policy, winner, before_image, after_image, position, operator, status)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')`,
+      [run.cluster, run.workflowId, run.checkId, r.table, r.writtenOn, r.logged ? 1 : 0, r.keyHash, json(r.key), r.op, r.policy, r.winner, json(r.beforeImage), json(r.afterImage), r.position ?? null, clip(run.operator, 64)],
+    );
+  }
+}
+
+export async function markRepairsApplied(conn: Conn, checkId: string, table: string, writtenOn: string, keyHashes: string[]): Promise<void> {
+  for (let i = 0; i < keyHashes.length; i += 500) {
+    const part = keyHashes.slice(i, i + 500);
+    await query(
+      conn,
+      `UPDATE consistency_repair SET status = 'applied', applied_at = COALESCE(applied_at, UTC_TIMESTAMP(3)) WHERE check_id = ? AND table_name = ? AND written_on = ? AND key_hash IN (${part.map(() => '?').join(', ')})`,
+      [checkId, table, writtenOn, ...part],
+    );
+  }
+}
+
+export async function repairsOf(conn: Conn, checkId: string): Promise<Record<string, unknown>[]> {
+  return query(conn, 'SELECT * FROM consistency_repair WHERE check_id = ? ORDER BY table_name, written_on, key_hash', [checkId]);
+}
+
+export interface Hold {
+  cluster: string;
+  instance: string;
+  checkId: string;
+  workflowId: string;
+  heldAt?: string;
+}
+
+/** Record that this run is about to hold a replica; who holds it, when another run already does. */
+export async function recordHold(conn: Conn, h: Hold): Promise<Hold | undefined> {
+  await query(conn, 'INSERT IGNORE INTO consistency_hold (cluster, instance, check_id, workflow_id) VALUES (?, ?, ?, ?)', [h.cluster, h.instance, h.checkId, h.workflowId]);
+  const [holder] = await holdsOf(conn, h.cluster, h.instance);
+  return holder && holder.checkId !== h.checkId ? holder : undefined;
+}
+
+export async function releaseHold(conn: Conn, h: Pick<Hold, 'cluster' | 'instance' | 'checkId'>): Promise<void> {
+  await query(conn, 'DELETE FROM consistency_hold WHERE cluster = ? AND instance = ? AND check_id = ?', [h.cluster, h.instance, h.checkId]);
+}
+
+export async function holdsOf(conn: Conn, cluster: string, instance?: string): Promise<Hold[]> {
+  const rows = await query<Record<string, unknown>[]>(
+    conn,
+    `SELECT cluster, instance, check_id, workflow_id, held_at FROM consistency_hold WHERE cluster = ?${instance ? ' AND instance = ?' : ''} ORDER BY instance`,
+    [cluster, ...(instance ? [instance] : [])],
+  );
+  return rows.map((r) => ({ cluster: String(r.cluster), instance: String(r.instance), checkId: String(r.check_id), workflowId: String(r.workflow_id), heldAt: String(r.held_at) }));
+}
+
+/**
+ * A region's consistency result beside its replication state: `verifiedAt` (when it was shown
+ * equal to its source) only moves on a clean result; the remark always says the latest. A region
+ * sync_status has not seen yet gets a row with status `unknown` (recordSyncStatus fills it).
+ */
+export async function recordVerified(conn: Conn, v: { cluster: string; region: string; instance: string; verifiedAt?: number; remark: string }): Promise<void> {
+  await query(
+    conn,
+    `INSERT INTO sync_status (cluster, region, status, instance, last_verified_at, verify_remark) VALUES (?, ?, 'unknown', ?, ?, ?)
+     ON DUPLICATE KEY UPDATE last_verified_at = COALESCE(VALUES(last_verified_at), last_verified_at), verify_remark = VALUES(verify_remark)`,
+    [v.cluster, v.region, v.instance, v.verifiedAt === undefined ? null : sqlTime(v.verifiedAt), clip(v.remark, 255)],
+  );
+}
+
+/** The check ids a workflow id ran under, newest first (a run id chain each). */
+export async function checkIdsOf(conn: Conn, workflowId: string): Promise<string[]> {
+  const rows = await query<{ check_id: string }[]>(conn, 'SELECT check_id FROM consistency_chunk WHERE workflow_id = ? GROUP BY check_id ORDER BY MAX(checked_at) DESC', [workflowId]);
+  return rows.map((r) => String(r.check_id));
+}

@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { resolveCredential, type RunbookConfig } from '../../config/load';
 import { readWriterEndpoint, withControl } from '../control/store';
+import { replicationOn } from '../mysql/replication';
+import type { ReplicaStatus } from '../../core/types';
 import { checkPortFree, killServer, pathsOf, startServer, stateOf, stopServer, withRoot, type InstanceState, type MariadbdInstance } from './server';
 
 export type { InstanceState };
@@ -115,11 +117,8 @@ export class Sandbox {
     });
   }
 
-  private async replicaStatus(inst: SandboxInstance): Promise<Record<string, unknown> | undefined> {
-    return this.withRoot(inst.key, async (conn) => {
-      const [rows] = await conn.query('SHOW REPLICA STATUS');
-      return (rows as Record<string, unknown>[])[0];
-    });
+  private async replicaStatus(inst: SandboxInstance): Promise<ReplicaStatus | null> {
+    return this.withRoot(inst.key, async (conn) => (await replicationOn(conn)).status());
   }
 
   /** First creation only: point every replica at the YAML's primary with GTID auto-positioning. */
@@ -127,11 +126,9 @@ export class Sandbox {
     if (await this.replicaStatus(inst)) return; // already configured: never rewire a live topology
     const repl = resolveCredential(this.config.clusters[inst.cluster!]!.credentials.replication);
     await this.withRoot(inst.key, async (conn) => {
-      await conn.query(
-        `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ${primary.port}, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
-        [primary.host, repl.user, repl.password],
-      );
-      await conn.query('START SLAVE');
+      const replication = await replicationOn(conn);
+      await replication.setSource({ host: primary.host, port: primary.port, user: repl.user, password: repl.password, connectRetrySeconds: 1 });
+      await replication.start();
     });
   }
 

@@ -9,6 +9,7 @@ import {
   fold,
   from,
   hex128,
+  keyCompare,
   keysWhere,
   keyText,
   MOD128,
@@ -18,7 +19,6 @@ import {
   rangeWhere,
   reviveTuple,
   rowDigestSql,
-  keyCompare,
   type ChunkSum,
   type TableChecksum,
   type TableShape,
@@ -34,10 +34,16 @@ export interface ChecksumOptions {
 }
 
 const DEFAULT_CHUNK_ROWS = 10_000;
+
 const DEFAULT_TIMEOUT_MS = 60_000;
 
-/** Columns and primary key of `db.table`, or null when it does not exist. */
-export async function describeTable(conn: Conn, table: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<TableShape | null> {
+/**
+ * Columns and primary key of `db.table`, or null when it does not exist. With `uniqueKey`, a table
+ * without a primary key is keyed by a unique index whose columns are all NOT NULL (as InnoDB
+ * clusters it), the one with the fewest columns: such a key names each row as well as a primary
+ * key does. A unique key with a NULLable column does not (it admits any number of NULL rows).
+ */
+export async function describeTable(conn: Conn, table: string, timeoutMs = DEFAULT_TIMEOUT_MS, opts: { uniqueKey?: boolean } = {}): Promise<TableShape | null> {
   const { db, name } = parseTableName(table);
   const cols = await query<{ c: string; t: string; n: string }[]>(
     conn,
@@ -52,12 +58,20 @@ export async function describeTable(conn: Conn, table: string, timeoutMs = DEFAU
     [db, name],
     timeoutMs,
   );
-  return {
-    db,
-    name,
-    columns: cols.map((r) => ({ name: String(r.c), dataType: String(r.t).toLowerCase(), nullable: String(r.n) === 'YES' })),
-    primaryKey: pk.map((r) => String(r.c)),
-  };
+  const columns = cols.map((r) => ({ name: String(r.c), dataType: String(r.t).toLowerCase(), nullable: String(r.n) === 'YES' }));
+  if (pk.length || !opts.uniqueKey) return { db, name, columns, primaryKey: pk.map((r) => String(r.c)) };
+  const unique = await query<{ i: string; c: string }[]>(
+    conn,
+    'SELECT INDEX_NAME AS i, COLUMN_NAME AS c FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX',
+    [db, name],
+    timeoutMs,
+  );
+  const byIndex = new Map<string, string[]>();
+  for (const r of unique) byIndex.set(String(r.i), [...(byIndex.get(String(r.i)) ?? []), String(r.c)]);
+  const notNull = (c: string) => columns.find((x) => x.name === c)?.nullable === false;
+  const usable = [...byIndex].filter(([, cs]) => cs.every(notNull)).sort((x, y) => x[1].length - y[1].length || (x[0] < y[0] ? -1 : 1));
+  const [index, keyColumns] = usable[0] ?? [undefined, []];
+  return { db, name, columns, primaryKey: keyColumns, ...(index ? { keyIndex: index } : {}) };
 }
 
 /**
@@ -98,11 +112,9 @@ export async function checksumTable(conn: Conn, table: string, opts: ChecksumOpt
   for (let i = 0; i <= boundaries.length; i++) {
     const lower = i > 0 ? boundaries[i - 1]! : null;
     const upper = i < boundaries.length ? boundaries[i]! : null;
-    const { sql, params } = chunkQuery(shape, lower, upper);
-    const [r] = await query<{ n: unknown; hi: unknown; lo: unknown }[]>(conn, sql, params, timeoutMs);
-    const sum = fold(String(r!.hi), String(r!.lo));
-    total = (total + sum) % MOD128;
-    chunks.push({ index: i, lower, upper, rows: Number(r!.n), digest: hex128(sum) });
+    const sum = await checksumChunk(conn, shape, lower, upper, timeoutMs);
+    total = (total + BigInt(`0x${sum.digest}`)) % MOD128;
+    chunks.push({ index: i, lower, upper, ...sum });
   }
   const rows = chunks.reduce((s, c) => s + c.rows, 0);
   return {
@@ -116,6 +128,13 @@ export async function checksumTable(conn: Conn, table: string, opts: ChecksumOpt
     chunks,
     note: `${note}: ${chunks.length} chunk${chunks.length === 1 ? '' : 's'}, ${rows} rows`,
   };
+}
+
+/** One chunk's row count and digest (`lower < key <= upper`, either bound open), on `conn` as it reads now (its snapshot, in a transaction). */
+export async function checksumChunk(conn: Conn, shape: TableShape, lower: unknown[] | null, upper: unknown[] | null, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<{ rows: number; digest: string }> {
+  const { sql, params } = chunkQuery(shape, lower, upper);
+  const [r] = await query<{ n: unknown; hi: unknown; lo: unknown }[]>(conn, sql, params, timeoutMs);
+  return { rows: Number(r!.n), digest: hex128(fold(String(r!.hi), String(r!.lo))) };
 }
 
 /**
@@ -203,31 +222,83 @@ export async function rowDigests(conn: Conn, shape: TableShape, keys: unknown[][
 }
 
 /**
+ * Every column of each row named by its key, as the server stores it (absent rows are absent from
+ * the map), read over the binary protocol so that a FLOAT or DOUBLE arrives as its exact value
+ * (the text protocol gives a FLOAT 6 digits): the images a repair writes and an audit keeps. Run
+ * it in a session with `time_zone = '+00:00'` on both sides, so TIMESTAMP values compare and are
+ * written back as the same instant.
+ */
+export async function rowImages(conn: Conn, shape: TableShape, keys: unknown[][], o: { forUpdate?: boolean; timeoutMs?: number; batch?: number } = {}): Promise<Map<string, Record<string, unknown>>> {
+  const pk = shape.primaryKey;
+  if (!pk.length) throw new Error(`${shape.db}.${shape.name} has no key: its rows cannot be named one by one`);
+  const out = new Map<string, Record<string, unknown>>();
+  const batch = o.batch ?? 200;
+  for (let i = 0; i < keys.length; i += batch) {
+    const part = keys.slice(i, i + batch).map(reviveTuple);
+    const sql = `SELECT ${shape.columns.map((c) => quoteIdent(c.name)).join(', ')} FROM ${qualifiedName(shape)} WHERE ${keysWhere(pk, part.length)}${o.forUpdate ? ' FOR UPDATE' : ''}`;
+    const [rows] = await conn.execute({ sql, values: part.flat() as never[], timeout: o.timeoutMs ?? DEFAULT_TIMEOUT_MS, typeCast: exactValue } as never);
+    await conn.unprepare(sql);
+    for (const r of rows as Record<string, unknown>[]) out.set(keyText(pk.map((c) => r[c])), r);
+  }
+  return out;
+}
+
+/** Columns a write may set: every column but generated ones, in table order. */
+export async function writableColumns(conn: Conn, shape: Pick<TableShape, 'db' | 'name'>, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string[]> {
+  const rows = await query<{ c: string; g: string }[]>(
+    conn,
+    'SELECT COLUMN_NAME AS c, IS_GENERATED AS g FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
+    [shape.db, shape.name],
+    timeoutMs,
+  );
+  return rows.filter((r) => String(r.g) !== 'ALWAYS').map((r) => String(r.c));
+}
+
+/**
+ * A value as stored, not as mysql2 would interpret it: JSON as its text (parsed and printed again
+ * it loses key order, spacing and number precision), a geometry as its bytes.
+ */
+function exactValue(field: { extendedFormat?: string; type: string; string(): string | null; buffer(): Buffer | null }, next: () => unknown): unknown {
+  if (field.extendedFormat === 'json' || field.type === 'JSON') return field.string();
+  if (field.type === 'GEOMETRY') return field.buffer();
+  return next();
+}
+
+/**
  * The next boundary is the chunkRows-th key after the previous one: `ORDER BY pk LIMIT 2 OFFSET
  * chunkRows-1`, a bounded walk of the primary-key index from the previous boundary. Stops when no
  * more than chunkRows rows remain, so the last (open-ended) chunk holds the rest.
  */
 async function walkPrimaryKey(conn: Conn, shape: TableShape, chunkRows: number, timeoutMs: number): Promise<unknown[][]> {
-  const pk = shape.primaryKey;
-  const select = pk.map((c, i) => `${quoteIdent(c)} AS k${i}`).join(', ');
-  const order = pk.map(quoteIdent).join(', ');
   const boundaries: unknown[][] = [];
-  const after = keyCompare(pk, '>');
   let previous: unknown[] | null = null;
   for (;;) {
-    const where = previous ? ` WHERE ${after.sql}` : '';
-    const rows: Record<string, unknown>[] = await query<Record<string, unknown>[]>(
-      conn,
-      `SELECT ${select} FROM ${from(shape)}${where} ORDER BY ${order} LIMIT 2 OFFSET ${chunkRows - 1}`,
-      previous ? after.params(previous) : [],
-      timeoutMs,
-    );
-    // The row after the candidate says whether anything lies beyond it: if not, the rest fits in the
-    // last chunk (no empty trailing chunk when the row count is a multiple of chunkRows).
-    const row = rows[0];
-    if (!row || rows.length < 2) return boundaries;
-    const next: unknown[] = pk.map((_, i) => row[`k${i}`]);
+    const next = await nextBoundary(conn, shape, previous, chunkRows, timeoutMs);
+    if (!next) return boundaries;
     boundaries.push(next);
     previous = next;
   }
+}
+
+/**
+ * One step of the walk: the key `chunkRows` rows after `lower` (the first row when null), or null
+ * when no more than `chunkRows` rows remain, so the last (open-ended) chunk holds the rest. The
+ * row after the candidate says whether anything lies beyond it (no empty trailing chunk when the
+ * row count is a multiple of chunkRows).
+ */
+export async function nextBoundary(conn: Conn, shape: TableShape, lower: unknown[] | null, chunkRows: number, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<unknown[] | null> {
+  if (!Number.isInteger(chunkRows) || chunkRows < 1) throw new Error(`chunkRows must be a positive integer, got ${chunkRows}`);
+  const pk = shape.primaryKey;
+  const select = pk.map((c, i) => `${quoteIdent(c)} AS k${i}`).join(', ');
+  const order = pk.map(quoteIdent).join(', ');
+  const after = keyCompare(pk, '>');
+  const rows = await query<Record<string, unknown>[]>(
+    conn,
+    `SELECT ${select} FROM ${from(shape)}${lower ? ` WHERE ${after.sql}` : ''} ORDER BY ${order} LIMIT 2 OFFSET ${chunkRows - 1}`,
+    lower ? after.params(reviveTuple(lower)) : [],
+    timeoutMs,
+  );
+  const row = rows[0];
+  if (!row || rows.length < 2) return null;
+  return pk.map((_, i) => row[`k${i}`]);
 }

@@ -54,6 +54,34 @@ export interface Dialect {
   killConnection(id: number): string;
   /** Where the binary log is now: one row with `File` and `Position` (none when it is off). */
   binlogStatusQuery(): string;
+  /** Drop this server's binary logs and start a fresh one (and, on MySQL, forget gtid_executed). */
+  resetBinlogs(): string;
+  /**
+   * Start replication (both threads: MariaDB refuses UNTIL while either runs) to stop, both
+   * threads, right after `position` is applied: a replica held at a position the source's
+   * consistent snapshot was read at.
+   */
+  startReplicaUntil(position: string): ParamSql;
+  /**
+   * The SQL thread alone, to stop right after the transaction that ends at `file:position` of its
+   * source's binlog (the IO thread keeps running: no reconnect, no binlog scan on the source).
+   */
+  stopReplicaSqlThread(): string;
+  startReplicaSqlThread(): string;
+  startReplicaSqlThreadUntil(file: string, position: number): ParamSql;
+  /** Where this server's own binlog ends now (what its replicas' UNTIL names). */
+  binlogEndQuery(): string;
+  parseBinlogEnd(rows: Record<string, unknown>[]): { file: string; position: number } | null;
+  /**
+   * The GTID position of this session's consistent snapshot (`START TRANSACTION WITH CONSISTENT
+   * SNAPSHOT`), from the binlog position InnoDB's snapshot corresponds to: the statement to read
+   * that file and offset, and the one that turns them into a GTID position.
+   */
+  snapshotBinlogQuery(): string;
+  parseSnapshotBinlog(rows: Record<string, unknown>[]): { file: string; position: number } | null;
+  binlogGtidPosition(file: string, position: number): ParamSql;
+  /** The number of statements running right now (a load limit, as pt-table-checksum's --max-load). */
+  threadsRunningQuery(): string;
 }
 
 // ---------------------------------------------------------------------------
@@ -268,6 +296,16 @@ const CLIENT_SESSIONS_SQL =
   'AND ID <> CONNECTION_ID() ' +
   'ORDER BY ID';
 
+const THREADS_RUNNING_SQL = "SHOW GLOBAL STATUS LIKE 'Threads_running'";
+
+function parseBinlogEnd(rows: Record<string, unknown>[]): { file: string; position: number } | null {
+  const row = rows[0];
+  if (!row) return null;
+  const file = toStr(pick(row, 'File'), 'File');
+  const position = toInt(pick(row, 'Position'), 'Position');
+  return file && position !== null ? { file, position } : null;
+}
+
 function killConnectionSql(id: number): string {
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) {
     throw new Error(`Invalid connection id ${fmtValue(id)}: must be a positive integer`);
@@ -423,6 +461,28 @@ function mariadbDialect(version: Version): Dialect {
     clientSessionsQuery: () => CLIENT_SESSIONS_SQL,
     killConnection: killConnectionSql,
     binlogStatusQuery: () => 'SHOW MASTER STATUS',
+    resetBinlogs: () => 'RESET MASTER',
+    startReplicaUntil(position) {
+      return { sql: 'START SLAVE UNTIL master_gtid_pos = ?', params: [formatMariaGtidList(parseMariaGtidList(position))] };
+    },
+    stopReplicaSqlThread: () => 'STOP SLAVE SQL_THREAD',
+    startReplicaSqlThread: () => 'START SLAVE SQL_THREAD',
+    startReplicaSqlThreadUntil(file, position) {
+      return { sql: `START SLAVE SQL_THREAD UNTIL MASTER_LOG_FILE = ?, MASTER_LOG_POS = ${requireInt(position, 'binlog position')}`, params: [validNonEmpty(file, 'binlog file')] };
+    },
+    binlogEndQuery: () => 'SHOW MASTER STATUS',
+    parseBinlogEnd: parseBinlogEnd,
+    snapshotBinlogQuery: () => "SHOW SESSION STATUS LIKE 'binlog_snapshot_%'",
+    parseSnapshotBinlog(rows) {
+      const value = (re: RegExp) => pick(rows.find((r) => re.test(String(pick(r, 'Variable_name') ?? ''))) ?? {}, 'Value');
+      const file = toStr(value(/file/i), 'binlog_snapshot_file');
+      const position = toInt(value(/position/i), 'binlog_snapshot_position');
+      return file && position !== null ? { file, position } : null;
+    },
+    binlogGtidPosition(file, position) {
+      return { sql: 'SELECT BINLOG_GTID_POS(?, ?) AS p', params: [validNonEmpty(file, 'binlog file'), requireInt(position, 'binlog position')] };
+    },
+    threadsRunningQuery: () => THREADS_RUNNING_SQL,
   };
 }
 
@@ -504,6 +564,28 @@ function mysqlDialect(version: Version): Dialect {
     killConnection: killConnectionSql,
     // 8.4 removed SHOW MASTER STATUS; 8.2 added its replacement.
     binlogStatusQuery: () => (atLeast(version, 8, 2, 0) ? 'SHOW BINARY LOG STATUS' : 'SHOW MASTER STATUS'),
+    resetBinlogs: () => (atLeast(version, 8, 2, 0) ? 'RESET BINARY LOGS AND GTIDS' : 'RESET MASTER'),
+    startReplicaUntil() {
+      throw new Error('startReplicaUntil is MariaDB only: MySQL has no UNTIL for a GTID position to stop exactly at (SQL_AFTER_GTIDS names transactions, not a position)');
+    },
+    stopReplicaSqlThread: () => `STOP ${REPLICA} SQL_THREAD`,
+    startReplicaSqlThread: () => `START ${REPLICA} SQL_THREAD`,
+    startReplicaSqlThreadUntil(file, position) {
+      const P = changeSource ? 'SOURCE' : 'MASTER';
+      return { sql: `START ${REPLICA} SQL_THREAD UNTIL ${P}_LOG_FILE = ?, ${P}_LOG_POS = ${requireInt(position, 'binlog position')}`, params: [validNonEmpty(file, 'binlog file')] };
+    },
+    binlogEndQuery: () => (atLeast(version, 8, 2, 0) ? 'SHOW BINARY LOG STATUS' : 'SHOW MASTER STATUS'),
+    parseBinlogEnd: parseBinlogEnd,
+    snapshotBinlogQuery() {
+      throw new Error("a consistent snapshot's binlog position is MariaDB only (binlog_snapshot_file/position)");
+    },
+    parseSnapshotBinlog() {
+      throw new Error("a consistent snapshot's binlog position is MariaDB only (binlog_snapshot_file/position)");
+    },
+    binlogGtidPosition() {
+      throw new Error('BINLOG_GTID_POS is MariaDB only');
+    },
+    threadsRunningQuery: () => THREADS_RUNNING_SQL,
   };
 }
 

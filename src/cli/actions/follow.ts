@@ -112,11 +112,14 @@ export async function follow<T>(handle: WorkflowHandle, print: (s: string) => vo
       print('the run answers again:');
     }
     start ??= state.steps[0]?.startedAt;
+    // A run that continued as new numbers its steps from 1 again: its details say which run it is.
+    const run = Number(state.details.segment ?? 0);
     for (const s of state.steps) {
       const key = `${s.status}`;
-      if (printed.get(s.seq) === key) continue;
-      if (s.status === 'started' && printed.has(s.seq)) continue;
-      printed.set(s.seq, key);
+      const at = run * 1_000_000 + s.seq;
+      if (printed.get(at) === key) continue;
+      if (s.status === 'started' && printed.has(at)) continue;
+      printed.set(at, key);
       print(line(start ?? s.startedAt, s));
     }
     const approval = state.details.approval as ApprovalState | undefined;

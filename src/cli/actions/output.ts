@@ -83,8 +83,8 @@ export function printSyncStatus(rows: Record<string, unknown>[]): void {
   }
   console.log(
     table(
-      ['cluster', 'region', 'instance', 'role', 'status', 'lag s', 'last in sync (UTC)', 'updated (UTC)', 'remark'],
-      rows.map((r) => [r.cluster, r.region, r.instance, r.role, r.status, r.lag_seconds, r.last_sync_time, r.updated_at, String(r.remark ?? '').slice(0, 60)]) as never,
+      ['cluster', 'region', 'instance', 'role', 'status', 'lag s', 'last in sync (UTC)', 'last verified (UTC)', 'updated (UTC)', 'remark'],
+      rows.map((r) => [r.cluster, r.region, r.instance, r.role, r.status, r.lag_seconds, r.last_sync_time, r.last_verified_at ?? '', r.updated_at, String(r.remark ?? '').slice(0, 60)]) as never,
     ),
   );
 }

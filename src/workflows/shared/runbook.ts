@@ -16,7 +16,7 @@
  *   sends the `resume` update (`runbook resume`).
  */
 import * as wf from '@temporalio/workflow';
-import { ActivityFailure, ApplicationFailure, CancelledFailure, TimeoutFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancelledFailure, ContinueAsNew, TimeoutFailure } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { attemptFromDetails } from '../../core/stepEnvelope';
 import { Cluster, IncidentId, Operator, RunbookStatus, RunbookType } from '../../core/searchAttributes';
@@ -321,7 +321,7 @@ export class Runbook {
     if (error) detail.error = classifyFailure(error).message;
     this.audit({ step: 'runbook', stepSeq: 0, status, at: now(), detail });
     this.render();
-    if (this.incident) {
+    if (this.incident && status !== 'continued') {
       const kind = status === 'succeeded' || status === 'needs_attention' ? 'completed' : status === 'failed' ? 'failed' : 'aborted';
       this.notify(kind, { status: detail.error ? `${status}: ${detail.error}` : status, endedAt: now() });
     }
@@ -420,7 +420,9 @@ export async function runRunbook<T>(meta: RunbookMeta, body: (rb: Runbook) => Pr
     }
     result = await body(rb);
   } catch (err) {
-    await rb.finish(isCancellation(err) ? 'cancelled' : 'failed', err);
+    // A long runbook hands over to its next run (continue-as-new): that is no failure.
+    if (err instanceof ContinueAsNew) await rb.finish('continued');
+    else await rb.finish(isCancellation(err) ? 'cancelled' : 'failed', err);
     throw err;
   }
   await rb.finish(rb.outcome);
