@@ -259,7 +259,7 @@ function absolute(path: string, datadir: string): string {
 /**
  * What this server recorded about the objects between `since` and `until`: the server_audit log
  * (read from the file where the worker shares the server's filesystem: a loopback instance), the
- * general_log table, and what performance_schema holds (said, not read). Every source says what it
+ * general_log table, and performance_schema's statement history where it is kept. Every source says what it
  * covers, so the report can say where nothing does.
  */
 export async function readReadEvidence(conn: Conn, instance: string, objects: TableRef[], since: number, until: number, opts: { localFiles: boolean }): Promise<Evidence> {
@@ -315,11 +315,66 @@ export async function readReadEvidence(conn: Conn, instance: string, objects: Ta
   } else {
     sources.push({ instance, kind: 'general_log', shows: 'reads', note: a.generalLog ? `ON, to ${a.generalLogFile} only (log_output ${a.logOutput}): not read by this runbook` : 'OFF' });
   }
-  sources.push({
-    instance, kind: 'performance_schema', shows: 'reads',
-    note: a.performanceSchema ? 'ON: its statement history is a short ring buffer of recent statements, not a record of the window; not read' : 'OFF: no statement history',
-  });
+  if (a.performanceSchema) {
+    const history = await readStatementHistory(conn, instance, objects, since, until, clock.now);
+    sources.push(history.source);
+    events.push(...history.events);
+  } else sources.push({ instance, kind: 'performance_schema', shows: 'reads', note: 'OFF: no statement history' });
   return { sources, events };
+}
+
+/**
+ * performance_schema's statement history (`events_statements_history_long`, when its consumer is
+ * on): a ring buffer of the last N statements, so it covers only from its oldest entry on. Its
+ * timer counts picoseconds since the server started; it is tied to the clock by this very
+ * statement's own start. It keeps no user: a statement is attributed while its connection is
+ * still there (performance_schema.threads), and is `unknown` once it has ended.
+ */
+async function readStatementHistory(conn: Conn, instance: string, objects: TableRef[], since: number, until: number, now: number): Promise<{ source: EvidenceSource; events: AccessEvent[] }> {
+  // MariaDB 10.11 records into the history only while events_statements_current is on as well.
+  const consumers = await query<{ name: string; enabled: string }[]>(
+    conn,
+    "SELECT NAME AS name, ENABLED AS enabled FROM performance_schema.setup_consumers WHERE NAME IN ('events_statements_current', 'events_statements_history_long')",
+  );
+  const off = ['events_statements_current', 'events_statements_history_long'].filter((n) => consumers.find((c) => c.name === n)?.enabled !== 'YES');
+  if (off.length) {
+    return { events: [], source: { instance, kind: 'performance_schema', shows: 'reads', note: `ON, but its ${off.join(' and ')} consumer${off.length > 1 ? 's are' : ' is'} off: no statement history kept` } };
+  }
+  // The timer is tied to the clock by a statement of our own: its start in the history, its
+  // UTC_TIMESTAMP in its result. (As numbers the timer would lose digits past 2^53: carried as text.)
+  const nonce = `runbook-clock-mark-${Math.random().toString(36).slice(2)}`;
+  const [clockRow] = await query<{ utc: string }[]>(conn, `SELECT UTC_TIMESTAMP(6) AS utc, '${nonce}' AS mark`);
+  const [timerRow] = await query<{ timer: string | null }[]>(conn, 'SELECT CAST(MAX(TIMER_START) AS CHAR) AS timer FROM performance_schema.events_statements_history_long WHERE SQL_TEXT LIKE ?', [`%'${nonce}'%`]);
+  const mark = { utc: clockRow!.utc, timer: timerRow?.timer ?? null };
+  if (!mark.timer) return { events: [], source: { instance, kind: 'performance_schema', shows: 'reads', note: 'ON, but this session is not instrumented: its statement history cannot be placed in time; not read' } };
+  const markMs = Date.parse(`${mark.utc.replace(' ', 'T')}Z`);
+  const markTimer = BigInt(mark.timer);
+  const timeOf = (timer: string) => markMs - Number((markTimer - BigInt(timer)) / 1_000_000_000n);
+  const likeAny = objects.map(() => 'h.SQL_TEXT LIKE ?').join(' OR ');
+  const rows = await query<{ timer: string; sql_text: string; user: string | null; host: string | null }[]>(
+    conn,
+    `SELECT CAST(h.TIMER_START AS CHAR) AS timer, CONVERT(h.SQL_TEXT USING utf8mb4) AS sql_text, t.PROCESSLIST_USER AS user, t.PROCESSLIST_HOST AS host
+       FROM performance_schema.events_statements_history_long h LEFT JOIN performance_schema.threads t ON t.THREAD_ID = h.THREAD_ID
+      WHERE h.TIMER_START IS NOT NULL AND (${likeAny}) ORDER BY h.TIMER_START LIMIT 10000`,
+    objects.map((o) => `%${o.table}%`),
+  );
+  const events: AccessEvent[] = [];
+  for (const r of rows) {
+    const at = timeOf(r.timer);
+    const hit = objects.find((o) => mentions(r.sql_text, o, o.db) || mentions(r.sql_text, o, ''));
+    if (!hit || at < since || at > until) continue;
+    const account = r.user ? `${r.user}@${r.host ?? ''}` : 'unknown (its connection has ended: performance_schema keeps no user for it)';
+    events.push({ instance, at, account, action: 'query', object: tableKey(hit), source: 'performance_schema', detail: redactStatement(r.sql_text.slice(0, 200))! });
+  }
+  const [oldest] = await query<{ timer: string | null }[]>(conn, 'SELECT CAST(MIN(TIMER_START) AS CHAR) AS timer FROM performance_schema.events_statements_history_long');
+  const from = oldest?.timer ? timeOf(oldest.timer) : undefined;
+  return {
+    events,
+    source: {
+      instance, kind: 'performance_schema', shows: 'reads', ...(from !== undefined ? { from, to: now } : {}),
+      note: `events_statements_history_long: the last statements only (a ring buffer), from ${from !== undefined ? new Date(from).toISOString() : 'nothing yet'}; a statement's user is known only while its connection lasts`,
+    },
+  };
 }
 
 /** general_log's `user[user] @ host [ip]` → `user@ip-or-host`. */
