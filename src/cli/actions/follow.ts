@@ -70,12 +70,16 @@ export const QUERY_TIMEOUT_MS = 10_000;
 
 /** The run's state from its `runbookState` query, or an error that says why not, in one line. */
 export async function queryRunbookState(handle: WorkflowHandle): Promise<RunbookState> {
+  const deadline = Date.now() + QUERY_TIMEOUT_MS;
   try {
-    return await handle.client.connection.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => handle.query(runbookStateQuery));
+    return await handle.client.connection.withDeadline(deadline, () => handle.query(runbookStateQuery));
   } catch (err) {
     const e = err as Error & { cause?: { code?: number; details?: string; message?: string } };
-    // gRPC DEADLINE_EXCEEDED: no worker took the query (none polls the task queue, or all are busy or stuck).
-    const why = e.cause?.code === 4 ? `no worker answered within ${QUERY_TIMEOUT_MS / 1000} s` : (e.cause?.details ?? e.cause?.message);
+    // gRPC DEADLINE_EXCEEDED: no worker took the query (none polls the task queue, or all are busy or
+    // stuck). The server learns the same deadline and, when its timer fires first (a loaded machine),
+    // resets the stream instead: the client then sees CANCELLED ("Call cancelled") at the deadline.
+    const timedOut = e.cause?.code === 4 || (e.cause?.code === 1 && Date.now() >= deadline - 500);
+    const why = timedOut ? `no worker answered within ${QUERY_TIMEOUT_MS / 1000} s` : (e.cause?.details ?? e.cause?.message);
     throw new Error(`${e.message.split('\n')[0]}${why ? `: ${why.split('\n')[0]}` : ''}`);
   }
 }
