@@ -19,7 +19,7 @@ import { runTool, toolPath } from '../../src/adapters/process/tools';
 import type { RunbookConfig } from '../../src/config/load';
 import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
-import { eventually, startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox, testPort } from '../support/sandbox';
 import { sql } from '../support/stack';
 
 let config: RunbookConfig;
@@ -63,7 +63,7 @@ describe('archived binlogs', () => {
     expect(drops[0]!.endPosition).toBeGreaterThan(drops[0]!.startPosition);
     const updates = await inActivity(() => binlog().findBadEvents({ cluster: 'orders', query: { table: 'shop.users', statement: '^UPDATE', statementNot: 'WHERE' } }));
     expect(updates.map((u) => [u.statements, u.rowEvents])).toEqual([[['UPDATE shop.users SET points = 0'], [{ type: 'UPDATE', table: 'shop.users', rows: 2 }]]]);
-    expect(updates[0]!.gtid).toMatch(/^0-25401-\d+$/);
+    expect(updates[0]!.gtid).toMatch(new RegExp(String.raw`^0-${testPort(25401)}-\d+$`));
   });
 
   it('undoes the UPDATE by flashback and keeps the later writes', async () => {
@@ -210,7 +210,7 @@ describe('flashback safety', () => {
     let details: unknown;
     first.on('heartbeat', (d: unknown) => (details = d));
     const applied = await inActivity(() => binlog().flashbackTransaction(input), first);
-    expect(applied).toMatchObject({ applied: true, rows: 2, tables: ['retry.points'], flashbackGtid: expect.stringMatching(/^0-25401-\d+$/) });
+    expect(applied).toMatchObject({ applied: true, rows: 2, tables: ['retry.points'], flashbackGtid: expect.stringMatching(new RegExp(String.raw`^0-${testPort(25401)}-\d+$`)) });
     expect(details).toMatchObject({ appliedFrom: applied.appliedFrom });
     const after = await snapshot('retry.points');
     expect(after.rows).toEqual([{ id: 1, n: 1 }, { id: 2, n: 2 }]);

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { insertAuditRows, migrateControl, withControl } from '../../src/adapters/control/store';
-import { eventually, startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox, testPort } from '../support/sandbox';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 
@@ -39,7 +39,7 @@ describe('runbook CLI', () => {
     const human = await runbook('topology', 'orders');
     expect(human.code).toBe(0);
     expect(human.stdout).toContain('cluster orders: primary orders-a');
-    expect(human.stdout).toMatch(/orders-b\s*│ region-b\s*│ 127\.0\.0\.1:24502 │ replica\s*│ ON/);
+    expect(human.stdout).toMatch(new RegExp(String.raw`orders-b\s*│ region-b\s*│ 127\.0\.0\.1:${testPort(24502)} │ replica\s*│ ON`));
     const json = JSON.parse((await runbook('topology', 'orders', '--json')).stdout);
     expect(json.primary).toBe('orders-a');
     expect(json.instances.map((i: { instance: string; role: string }) => `${i.instance}:${i.role}`)).toEqual(['orders-a:primary', 'orders-b:replica', 'orders-c:replica']);

@@ -16,7 +16,7 @@ import { createRunbookWorker } from '../../src/worker/createWorker';
 import type { FailoverInput, FailoverResult } from '../../src/workflows/failover';
 import { approveSignal } from '../../src/core/runbookDefinitions';
 import { decide, runFailover, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
-import { eventually, startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox, testPort } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 import { timeSkippingEnvironment } from '../support/timeSkipping';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
@@ -195,7 +195,7 @@ describe('planned switchover', () => {
       await waitForApprovalRequest(handle);
       await decide(handle, 'approve', 'bob');
       const err = await handle.result().catch((e) => e);
-      expect(err.cause.message).toMatch(/^step "wait for catch-up" failed \(precondition\): orders-b did not apply up to 0-24801-\d+ within 3 s/);
+      expect(err.cause.message).toMatch(new RegExp(String.raw`^step "wait for catch-up" failed \(precondition\): orders-b did not apply up to 0-${testPort(24801)}-\d+ within 3 s`));
       const log = await stepLog(config, handle.workflowId);
       expect(log.filter((r) => r.step === 'unfence old primary (compensation)').map((r) => r.status)).toEqual(['started', 'succeeded']);
       expect(log.some((r) => r.step === 'promote candidate')).toBe(false);

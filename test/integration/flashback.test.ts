@@ -14,7 +14,7 @@ import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { FlashbackInput, FlashbackResult } from '../../src/workflows/flashback';
 import { decide, runFailover, stepLog, waitForApprovalRequest } from '../support/failover';
-import { eventually, startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox, testPort } from '../support/sandbox';
 import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `flashback-${process.pid}`;
@@ -103,7 +103,7 @@ describe('flashback runbook', () => {
     expect(await decide(handle, 'approve', 'alice')).toMatchObject({ accepted: false, reason: 'four-eyes: alice requested this run and may not approve it' });
     expect(await decide(handle, 'approve', 'bob')).toEqual({ accepted: true, status: 'approved' });
     const result = (await handle.result()) as FlashbackResult;
-    expect(result).toMatchObject({ status: 'succeeded', rows: 3, flashbackGtid: expect.stringMatching(/^0-26601-\d+$/), verification: { problems: [], compared: 3, changedSince: [] } });
+    expect(result).toMatchObject({ status: 'succeeded', rows: 3, flashbackGtid: expect.stringMatching(new RegExp(String.raw`^0-${testPort(26601)}-\d+$`)), verification: { problems: [], compared: 3, changedSince: [] } });
     const expected = [[1, 100, 'ann'], [2, 200, null], [3, 300, 'cy'], [4, 400, 'dee']];
     expect(await rows('orders-a', 'SELECT * FROM shop.accounts ORDER BY id')).toEqual(expected);
     expect(await rows('orders-a', 'SELECT note FROM shop.audit')).toEqual([['other table, kept']]);
@@ -119,7 +119,7 @@ describe('flashback runbook', () => {
   it('refuses a DROP TABLE before any approval is requested; nothing changed', async () => {
     const before = await gtidPosition();
     const { message, workflowId } = await failureOf(input({ table: 'dropped.parts', statement: 'DROP TABLE' }), 'flashback-drop');
-    expect(message).toMatch(/^step "check flashback is possible" failed \(precondition\): 0-26601-\d+ is DDL \(DROP TABLE `dropped`\.`parts`\): flashback cannot undo it; use restore and replay$/);
+    expect(message).toMatch(new RegExp(String.raw`^step "check flashback is possible" failed \(precondition\): 0-${testPort(26601)}-\d+ is DDL \(DROP TABLE \`dropped\`\.\`parts\`\): flashback cannot undo it; use restore and replay$`));
     const log = await stepLog(config, workflowId);
     expect(log.some((r) => r.step === 'approval' || r.status === 'requested')).toBe(false);
     expect(await gtidPosition()).toBe(before);
@@ -129,7 +129,7 @@ describe('flashback runbook', () => {
     const before = await gtidPosition();
     const { message, workflowId } = await failureOf(input({ table: 'clash.stock', statement: '^UPDATE', statementNot: 'WHERE' }), 'flashback-conflict');
     expect(message).toMatch(
-      /^step "check flashback is possible" failed \(precondition\): later writes changed rows of clash\.stock that 0-26601-\d+ changed \(0-26601-\d+; e\.g\. id=2\): flashback would overwrite them; use restore with --skip and --cutover copy-tables$/,
+      new RegExp(String.raw`^step "check flashback is possible" failed \(precondition\): later writes changed rows of clash\.stock that 0-${testPort(26601)}-\d+ changed \(0-${testPort(26601)}-\d+; e\.g\. id=2\): flashback would overwrite them; use restore with --skip and --cutover copy-tables$`),
     );
     const log = await stepLog(config, workflowId);
     expect(log.some((r) => r.step === 'approval')).toBe(false);

@@ -14,7 +14,7 @@ import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
-import { eventually, killScratchServers, scratchServerPids, startTestSandbox } from '../support/sandbox';
+import { eventually, killScratchServers, scratchServerPids, startTestSandbox, testPort } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `restore-${process.pid}`;
@@ -72,7 +72,7 @@ describe('restore runbook', () => {
     const result = await run(input({ dryRun: true }), 'restore-dry');
     expect(result.status).toBe('dry_run');
     expect(result.target.event?.statements).toEqual(['DROP TABLE `shop`.`orders`']);
-    expect(result.target.description).toMatch(/^just before 0-25801-\d+ \(mysql-bin\.000002:\d+\): DROP TABLE `shop`\.`orders`$/);
+    expect(result.target.description).toMatch(new RegExp(String.raw`^just before 0-${testPort(25801)}-\d+ \(mysql-bin\.000002:\d+\): DROP TABLE \`shop\`\.\`orders\`$`));
     expect(result.backupId).toMatch(/^(logical|physical)-/);
     expect(scratchServers()).toBe(0);
     expect(restoreDirs()).toBe(0);
@@ -112,7 +112,7 @@ describe('restore runbook', () => {
     expect(byGtid.verification!.tables).toEqual([]);
     const byTime = await run(input({ target: { kind: 'time', at: new Date(bad.timestamp - 1000).toISOString() }, skip: false, dryRun: true }), 'restore-time');
     expect(byTime.target.stopAt).toBe(drop.stopAt); // the INSERT a second before the DROP
-    expect(byTime.target.description).toMatch(/^through 0-25801-\d+, the last transaction at or before /);
+    expect(byTime.target.description).toMatch(new RegExp(String.raw`^through 0-${testPort(25801)}-\d+, the last transaction at or before `));
     expect(await failureOf(input({ target: { kind: 'time', at: '2026-03-14 09:26:53' }, skip: false }), 'restore-no-zone')).toBe(
       'step "locate target" failed (precondition): target time "2026-03-14 09:26:53" has no time zone: add Z or an offset like +08:00',
     );
@@ -120,11 +120,11 @@ describe('restore runbook', () => {
 
   it('refuses when the pattern matches more than one event, before restoring anything; a GTID from the list confirms one', async () => {
     const message = await failureOf(input({ target: { kind: 'before-event', event: { statement: 'INSERT' } } }), 'restore-ambiguous');
-    expect(message).toMatch(/^step "locate target" failed \(precondition\): \d+ events match; narrow the window, table or pattern, or confirm one by its GTID \(--event\): 0-25801-\d+ /);
+    expect(message).toMatch(new RegExp(String.raw`^step "locate target" failed \(precondition\): \d+ events match; narrow the window, table or pattern, or confirm one by its GTID \(--event\): 0-${testPort(25801)}-\d+ `));
     // Two later INSERTs into users match; the list names both, and one of its GTIDs picks one.
     const users = { statement: '^INSERT INTO shop.users VALUES \\((2|3),' };
     const listing = await failureOf(input({ target: { kind: 'before-event', event: users }, skip: false }), 'restore-two-inserts');
-    const listed = [...listing.matchAll(/(0-25801-\d+) INSERT INTO shop\.users VALUES \((\d)/g)].map((m) => [m[1]!, m[2]!]);
+    const listed = [...listing.matchAll(new RegExp(String.raw`(0-${testPort(25801)}-\d+) INSERT INTO shop\.users VALUES \((\d)`, 'g'))].map((m) => [m[1]!, m[2]!]);
     expect(listed.map(([, id]) => id)).toEqual(['2', '3']);
     const confirmed = await run(input({ target: { kind: 'before-event', event: { ...users, gtid: listed[0]![0] } }, skip: false, dryRun: true }), 'restore-confirmed');
     expect(confirmed.target.event).toMatchObject({ gtid: listed[0]![0], statements: ['INSERT INTO shop.users VALUES (2, 200)'] });
@@ -168,8 +168,8 @@ describe('restore runbook', () => {
     const [{ seq }] = (await rows('orders-a', "SELECT SUBSTRING_INDEX(@@gtid_binlog_pos, '-', -1) AS seq")) as [{ seq: string }];
     await sql(config, 'orders-a', `SET SESSION gtid_seq_no = ${Number(seq) + 5}`, 'INSERT INTO shop.users VALUES (4, 400)', 'INSERT INTO shop.users VALUES (5, 500)');
     await backup('logical', 'backup-gap'); // archives the gap; taken after the target, so not a candidate
-    const message = await failureOf(input({ target: { kind: 'gtid', gtid: `0-25801-${Number(seq) + 5}` }, skip: false, backupKind: 'logical' }), 'restore-gap');
-    expect(message).toMatch(new RegExp(`^step "check binlog coverage" failed \\(precondition\\): GTID gap: 0-\\*-${Number(seq) + 1} … 0-\\*-${Number(seq) + 4} missing after (the backup.s )?0-25801-${seq}[ ,]`));
+    const message = await failureOf(input({ target: { kind: 'gtid', gtid: `0-${testPort(25801)}-${Number(seq) + 5}` }, skip: false, backupKind: 'logical' }), 'restore-gap');
+    expect(message).toMatch(new RegExp(`^step "check binlog coverage" failed \\(precondition\\): GTID gap: 0-\\*-${Number(seq) + 1} … 0-\\*-${Number(seq) + 4} missing after (the backup.s )?0-${testPort(25801)}-${seq}[ ,]`));
     expect(restoreDirs()).toBe(dirsBefore);
     expect(scratchServers()).toBe(0);
   });

@@ -15,7 +15,7 @@ import { probeTopology } from '../../src/adapters/mysql/probe';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
-import { killScratchServers, scratchServerPids, startTestSandbox } from '../support/sandbox';
+import { killScratchServers, scratchServerPids, startTestSandbox, testPort } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `restore-host-${process.pid}`;
@@ -133,13 +133,13 @@ describe('restore on a configured recovery host', () => {
   it('after the promotion: older backups are of another history, the new primary is archived apart, and a restore reads its binlogs', async () => {
     // Every backup so far holds the DROP the promotion skipped: none may seed a restore now.
     expect(await failureOf(input({ recoverOn: undefined, dryRun: true, incidentId: 'INC-OLD' }), 'host-old-lineage')).toMatch(
-      /^step "choose backup" failed \(precondition\): no backup of orders taken since orders-recovery was promoted \(.*; older backups hold the skipped 0-26701-\d+\) at or before 0-26701-\d+$/,
+      new RegExp(String.raw`^step "choose backup" failed \(precondition\): no backup of orders taken since orders-recovery was promoted \(.*; older backups hold the skipped 0-${testPort(26701)}-\d+\) at or before 0-${testPort(26701)}-\d+$`),
     );
     // The old members hold that DROP too: a backup of one is refused, and nothing is written.
     const backupsBefore = readdirSync(join(config.backupDir, 'orders')).sort();
     const staleBackup = (await backup('backup-stale-member', 'orders-b').catch((e: unknown) => e)) as { cause?: Error };
     expect(staleBackup.cause?.message).toMatch(
-      /^step "take logical backup" failed \(precondition\): orders-b holds 0-26701-\d+, which restore host-promote-\d+ skipped when it promoted orders-recovery: a backup of it would bring that event back; reseed it from orders-recovery, then take it off "stale" in \S+lineage\.json$/,
+      new RegExp(String.raw`^step "take logical backup" failed \(precondition\): orders-b holds 0-${testPort(26701)}-\d+, which restore host-promote-\d+ skipped when it promoted orders-recovery: a backup of it would bring that event back; reseed it from orders-recovery, then take it off "stale" in \S+lineage\.json$`),
     );
     expect(readdirSync(join(config.backupDir, 'orders')).sort()).toEqual(backupsBefore);
     await backup('backup-new-primary', 'orders-recovery');

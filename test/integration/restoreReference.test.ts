@@ -19,7 +19,7 @@ import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
 import { fingerprintOn, startReferenceServer, type ReferenceServer } from '../support/reference';
-import { eventually, killScratchServers, scratchServerPids, startTestSandbox } from '../support/sandbox';
+import { eventually, killScratchServers, scratchServerPids, startTestSandbox, testPort } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const BASE = 28000;
@@ -190,7 +190,7 @@ describe('restore against an independent reference', () => {
     const before = await prod('touched.users');
     const { failure, handle } = await restoreApproved(input('touched.users', '^UPDATE touched.users SET tier'));
     expect(failure).toMatch(
-      /^step "check the skip is exact" failed \(precondition\): skipping 0-28001-\d+ cannot be exact: later archived transactions changed rows of touched\.users that it changed \(0-28001-\d+, 0-28001-\d+; e\.g\. id=1\): their row images carry its values, so replay would bring them back\. Nothing was restored\./,
+      new RegExp(String.raw`^step "check the skip is exact" failed \(precondition\): skipping 0-${testPort(28001)}-\d+ cannot be exact: later archived transactions changed rows of touched\.users that it changed \(0-${testPort(28001)}-\d+, 0-${testPort(28001)}-\d+; e\.g\. id=1\): their row images carry its values, so replay would bring them back\. Nothing was restored\.`),
     );
     expect(await prod('touched.users')).toEqual(before);
     expect(scratchServerPids(config)).toEqual([]);

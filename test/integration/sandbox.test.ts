@@ -5,7 +5,7 @@ import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
 import { probeTopology } from '../../src/adapters/mysql/probe';
 import { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { RunbookConfig } from '../../src/config/load';
-import { eventually, testSandboxConfig } from '../support/sandbox';
+import { eventually, testSandboxConfig, testPort } from '../support/sandbox';
 
 /** Every live mariadbd started from a my.cnf under this sandbox's directory. */
 function ourMariadbds(config: RunbookConfig): number[] {
@@ -87,7 +87,7 @@ describe('sandbox', () => {
       expect(byName[r]!.gtid!.slavePos).toBe(byName['orders-a']!.gtid!.binlogPos);
     }
     // Three transactions on the primary (create database, create table, insert), domain 0.
-    expect(byName['orders-a']!.gtid!.binlogPos).toMatch(/^0-24101-3$/);
+    expect(byName['orders-a']!.gtid!.binlogPos).toMatch(new RegExp(String.raw`^0-${testPort(24101)}-3$`));
     expect(new Set(t.instances.map((i) => i.serverId)).size).toBe(3);
   });
 
@@ -124,15 +124,17 @@ describe('sandbox on a taken port', () => {
   it('refuses with one line naming the port and the instance, and starts nothing', async () => {
     const { createServer } = await import('node:net');
     const config = testSandboxConfig('sandbox-busy', 24150);
-    const squatter = createServer().listen(24152, '127.0.0.1');
-    await new Promise((r) => squatter.once('listening', r));
+    const squatter = createServer().listen(testPort(24152), '127.0.0.1');
+    await new Promise((r, fail) => squatter.once('listening', r).once('error', fail));
+    const sandbox = new Sandbox(config);
     try {
-      const sandbox = new Sandbox(config);
-      await expect(sandbox.up()).rejects.toThrow('sandbox: port 24152 for orders/orders-b is already in use by another process');
+      await expect(sandbox.up()).rejects.toThrow(`sandbox: port ${testPort(24152)} for orders/orders-b is already in use by another process`);
       expect(ourMariadbds(config)).toEqual([]);
       expect(existsSync(config.sandboxDir)).toBe(false);
     } finally {
       squatter.close();
+      // Should it have started anything after all, the failure above is the report, not stray servers.
+      await sandbox.destroy();
     }
   });
 });

@@ -15,8 +15,11 @@ export const SHIPPED_SANDBOX = resolve('runbooks/sandbox.yaml');
  * `change` may edit the parsed YAML (policies, promotion rules) before it is written.
  * RUNBOOK_TEST_PORT_OFFSET moves every port, so that two checkouts can run the same files at once.
  */
+/** A test's base port as its sandbox has it, after RUNBOOK_TEST_PORT_OFFSET (server ids follow ports). */
+export const testPort = (port: number) => port + Number(process.env.RUNBOOK_TEST_PORT_OFFSET ?? 0);
+
 export function testSandboxConfig(name: string, basePort: number, change?: (doc: any) => void): RunbookConfig {
-  basePort += Number(process.env.RUNBOOK_TEST_PORT_OFFSET ?? 0);
+  basePort = testPort(basePort);
   const dir = mkdtempSync(join(tmpdir(), `runbook-${name}-`));
   const doc = YAML.parse(readFileSync(SHIPPED_SANDBOX, 'utf8'));
   doc.envFile = resolve('runbooks/sandbox.env');

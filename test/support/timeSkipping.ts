@@ -6,12 +6,14 @@
  * its classpath is resolved once with Maven (`test/support/timeSkipping/pom.xml`) and cached under
  * .sandbox/. Java and Maven are required; without them this fails and says what is missing.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { findExecutable } from '../../src/adapters/process/processes';
+import { freePort } from '../../src/adapters/temporal/devServer';
 import { RUNBOOK_SEARCH_ATTRIBUTES } from '../../src/core/searchAttributes';
 
 const POM = resolve('test/support/timeSkipping/pom.xml');
@@ -37,12 +39,50 @@ function testServerLauncher(): string {
   return launcher;
 }
 
-/** A time-skipping environment that knows the runbooks' search attributes. */
+/** Until something accepts TCP connections on `port`, or the server process has ended (then why). */
+async function waitUntilListening(port: number, server: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let ended: string | undefined;
+  server.once('exit', (code, signal) => (ended = `the time-skipping test server exited (${signal ?? code}) before it listened on ${port}`));
+  for (;;) {
+    if (ended) throw new Error(ended);
+    const open = await new Promise<boolean>((done) => {
+      const socket = connect(port, '127.0.0.1', () => (socket.destroy(), done(true)));
+      socket.once('error', () => done(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`the time-skipping test server did not listen on ${port} within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * A time-skipping environment that knows the runbooks' search attributes.
+ *
+ * The server is started here, not by the SDK: the SDK gives an ephemeral server 5 s to answer (a
+ * constant in its native core), and a JVM on a loaded 2-core machine can take longer than that to
+ * start. The SDK then connects to it as to an existing server, with its time-skipping service.
+ */
 export async function timeSkippingEnvironment(): Promise<TestWorkflowEnvironment> {
-  const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: testServerLauncher() } } });
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: 'default',
-    searchAttributes: Object.fromEntries(RUNBOOK_SEARCH_ATTRIBUTES.map((k) => [k.name, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
-  });
-  return env;
+  const port = await freePort();
+  const server = spawn(testServerLauncher(), [String(port)], { stdio: 'ignore' });
+  try {
+    await waitUntilListening(port, server, 120_000);
+    // `create` is the one constructor that takes both an existing server and time skipping.
+    const create = (TestWorkflowEnvironment as unknown as { create(opts: object): Promise<TestWorkflowEnvironment> }).create.bind(TestWorkflowEnvironment);
+    const env = await create({ server: { type: 'existing' }, address: `127.0.0.1:${port}`, supportsTimeSkipping: true });
+    const teardown = env.teardown.bind(env);
+    env.teardown = async () => {
+      await teardown();
+      server.kill('SIGKILL');
+    };
+    await env.connection.operatorService.addSearchAttributes({
+      namespace: 'default',
+      searchAttributes: Object.fromEntries(RUNBOOK_SEARCH_ATTRIBUTES.map((k) => [k.name, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+    });
+    return env;
+  } catch (err) {
+    server.kill('SIGKILL');
+    throw err;
+  }
 }

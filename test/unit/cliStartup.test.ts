@@ -39,7 +39,8 @@ function loadedAtStart(meta: Metafile): { inputs: string[]; externals: string[] 
   return { inputs, externals: [...externals] };
 }
 
-describe('CLI start-up', () => {
+// Each test bundles the whole CLI with esbuild: seconds on a loaded 2-core machine, not the unit default 5 s.
+describe('CLI start-up', { timeout: 60_000 }, () => {
   it('loads only the command definitions and commander before a command runs', async () => {
     const result = await build({ ...buildOptions(out), write: false, metafile: true, logLevel: 'silent' });
     const { inputs, externals } = loadedAtStart(result.metafile!);
