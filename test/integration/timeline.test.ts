@@ -5,8 +5,10 @@
  * the history holds at most 2 ActivityTaskScheduled events per step, and failover_log still holds
  * every row exactly once.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { STEP_HEADER } from '../../src/core/stepEnvelope';
@@ -31,6 +33,18 @@ afterAll(async () => {
   await sandbox?.destroy();
 });
 
+const exec = promisify(execFile);
+/** The CLI as an operator types it, against this sandbox and the test dev server. */
+async function runbook(...args: string[]): Promise<string> {
+  const { stdout } = await exec('bin/runbook', ['--config', config.files[0]!, ...args], {
+    env: { ...process.env, NO_COLOR: '1', TEMPORAL_ADDRESS: inject('temporalAddress') },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return stdout;
+}
+
+let switchover: string | undefined;
+
 const BOOKKEEPING = new Set(['recordAndNotify', 'recordAudit', 'notify']);
 
 describe('the Temporal UI timeline of a planned switchover', () => {
@@ -39,6 +53,7 @@ describe('the Temporal UI timeline of a planned switchover', () => {
     const { result, workflowId } = await runFailover(client, taskQueue, { target: 'orders-b' });
     const tookMs = Date.now() - started;
     expect(result.status).toBe('succeeded');
+    switchover = workflowId;
 
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     const events = history.events!;
@@ -81,5 +96,29 @@ describe('the Temporal UI timeline of a planned switchover', () => {
     expect(new Set(keys).size).toBe(keys.length);
     expect(log.filter((r) => r.status === 'succeeded').length).toBe(steps);
     expect(log.at(-1)).toMatchObject({ step: 'runbook', status: 'succeeded' });
+  });
+
+  it("the CLI's compact view of the switchover fits 120 columns, one line per step; --wide keeps every row", async () => {
+    expect(switchover, 'the switchover of the test above').toBeDefined();
+    const log = await stepLog(config, switchover!);
+    const steps = new Set(log.filter((r) => (r.seq ?? 0) > 0).map((r) => r.seq)).size;
+    const columns = (text: string) => Math.max(...text.split('\n').map((l) => [...l].length));
+
+    const status = await runbook('status', switchover!);
+    const trail = await runbook('log', '--workflow', switchover!, '--page-size', '200');
+    for (const [what, out] of [['status', status], ['log', trail]] as const) {
+      const stepLines = out.split('\n').filter((l) => /^\d\d:\d\d:\d\d\.\d{3} +\d+ /.test(l));
+      expect(stepLines.length, `${what}: one line per step`).toBe(steps);
+      expect(columns(out), `${what}: widest line`).toBeLessThanOrEqual(120);
+      for (const name of ['fence old primary', 'wait for catch-up', 'promote candidate', 'verify']) expect(out, what).toMatch(new RegExp(`^[\\d:.]+ +\\d+ ${name} +succeeded`, 'm'));
+    }
+    // Oldest first for one run; the log reads newest first.
+    expect(status.indexOf('load policy')).toBeLessThan(status.indexOf('unlock cluster'));
+    expect(trail.indexOf('unlock cluster')).toBeLessThan(trail.indexOf('load policy'));
+
+    const wide = await runbook('status', switchover!, '--wide');
+    expect(columns(wide)).toBeGreaterThan(120);
+    expect(wide.split('\n').filter((l) => l.includes('fence old primary')).length).toBe(2); // started and succeeded rows
+    console.log(`compact status: ${status.split('\n').length} lines, widest ${columns(status)} columns; --wide: ${wide.split('\n').length} lines, widest ${columns(wide)} columns`);
   });
 });
