@@ -33,6 +33,8 @@ export interface TimelineStep {
   durationMs?: number;
   attempt?: number;
   note: string;
+  /** A one-row event (an approval decision, a reminder), not a step that runs. */
+  event?: boolean;
 }
 
 export interface RunTimeline {
@@ -130,6 +132,7 @@ export function runTimelines(rows: LogRow[]): RunTimeline[] {
       continue;
     }
     const step: TimelineStep = { seq: r.step_seq, step: oneLine(r.step ?? ''), status: r.status, at: r.switch_time, attempt: r.attempt ?? undefined, note: noteOf(r) };
+    if (r.status !== 'started') step.event = true;
     if (typeof d.durationMs === 'number') step.durationMs = d.durationMs;
     run.steps.push(step);
     if (r.step_seq !== null) bySeq.set(r.step_seq, step);

@@ -158,7 +158,7 @@ async function clusterView(src: PanelSources, name: string, lag: LagHistory): Pr
       readOnly: i.reachable ? Boolean(i.readOnly) : null,
       source: i.replication ? (i.replication.sourceInstance ?? `${i.replication.sourceHost}:${i.replication.sourcePort}`) : null,
       lagSeconds: i.replication?.lagSeconds ?? null,
-      gtid: text(i.gtid?.currentPos ?? i.gtid?.executed ?? ''),
+      gtid: text(i.gtid?.currentPos || i.gtid?.executed || i.gtid?.binlogPos || ''),
       error: i.reachable ? '' : firstLine(i.error ?? 'unreachable'),
     }));
     for (const i of view.instances) if (i.source) lag.add(name, i.instance, topology.probedAt, i.lagSeconds);

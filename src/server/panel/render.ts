@@ -52,8 +52,8 @@ export function ganttBars(run: RunTimeline, now: number, width = 560): { bars: G
       x: Math.round(start * scale * 10) / 10,
       width: Math.max(2, Math.round(length * scale * 10) / 10),
       color: STATUS_COLOR[s.status] ?? '#607d8b',
-      label: `${s.step} · ${s.status}${s.attempt && s.attempt > 1 ? ` (attempt ${s.attempt})` : ''} · ${ms(s.durationMs)}`,
-      title: `#${s.seq ?? '-'} ${s.step}: ${s.status}, ${ms(s.durationMs)}${s.attempt ? `, attempt ${s.attempt}` : ''}${s.note ? ` — ${s.note}` : ''}`,
+      label: `${s.step} · ${s.status}${s.attempt && s.attempt > 1 ? ` (attempt ${s.attempt})` : ''}${s.event ? '' : ` · ${ms(s.durationMs)}`}`,
+      title: `#${s.seq ?? '-'} ${s.step}: ${s.status}${s.event ? '' : `, ${ms(s.durationMs)}`}${s.attempt ? `, attempt ${s.attempt}` : ''}${s.note ? ` — ${s.note}` : ''}`,
     };
   });
   return { bars, height: bars.length * 18 + 4, span: ms(t1 - t0) };
@@ -73,7 +73,7 @@ export function lagPath(s: LagSeries, now: number, width = 300, height = 60): { 
       continue;
     }
     const x = Math.round(((p.at - from) / 3600_000) * width * 10) / 10;
-    const y = Math.round((height - (p.lag / max) * (height - 4)) * 10) / 10;
+    const y = Math.round((height - 2 - (p.lag / max) * (height - 4)) * 10) / 10;
     current.push(`${x},${y}`);
   }
   if (current.length) segments.push(current.join(' '));
