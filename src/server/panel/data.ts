@@ -262,5 +262,29 @@ export async function collectPanel(src: PanelSources, lag: LagHistory): Promise<
   );
   const order = new Map(runs.map((r, i) => [r.id, i]));
   incidents.sort((a, b) => order.get(a.workflowId)! - order.get(b.workflowId)!);
+  // Runs failover_log knows and Temporal visibility does not (past its retention, another
+  // namespace, or Temporal unreachable): listed after the others, from their audit trail alone.
+  const recent = await withControl(src.config, (c) => failoverHistory(c, { pageSize: 500 }), 3000).catch(() => [] as HistoryRow[]);
+  const since = now - 24 * HOUR_MS;
+  // Only runbook runs (they have the run's own step-0 row), not the endpoint's or the CLI's events.
+  const runbookRuns = new Set(recent.filter((r) => r.step_seq === 0 && r.workflow_id).map((r) => r.workflow_id));
+  for (const run of runTimelines(recent.filter((r) => r.workflow_id && runbookRuns.has(r.workflow_id) && !order.has(r.workflow_id) && src.config.clusters[r.cluster ?? ''])).reverse()) {
+    if (!run.workflowId || logTimeMs(run.startedAt) < since || incidents.some((i) => i.workflowId === run.workflowId)) continue;
+    incidents.push({
+      workflowId: run.workflowId,
+      runbook: run.runbook,
+      cluster: run.cluster,
+      incidentId: run.incidentId ?? '',
+      operator: run.operator ?? '',
+      status: run.status,
+      temporalStatus: 'not in Temporal visibility',
+      startedAt: `${run.startedAt.replace(' ', 'T')}Z`,
+      reason: run.reason ?? '',
+      uiLink: null,
+      timeline: run,
+      currentStep: null,
+    });
+    if (incidents.length >= 40) break;
+  }
   return { generatedAt: now, clusters, incidents, approvals, lag: lag.all(), problems };
 }
