@@ -378,7 +378,7 @@ try {
       activityMs.set(type, (activityMs.get(type) ?? 0) + tsMs(e.eventTime) - (started.get(id) ?? tsMs(e.eventTime)));
     }
   }
-  const workActivities = [...activityMs].filter(([type]) => !['recordAudit', 'notify'].includes(type));
+  const workActivities = [...activityMs].filter(([type]) => !['recordAudit', 'notify', 'recordAndNotify'].includes(type));
   const activityTotal = workActivities.reduce((a, [, ms]) => a + ms, 0);
 
   // By name pattern, so renamed steps of the reworked workflow still land in the right bucket.

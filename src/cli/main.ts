@@ -66,6 +66,7 @@ program
   .option('--workflow <id>')
   .option('--page <n>', 'page number, from 1', positiveInt('--page', LOG_PAGES.page), 1)
   .option('--page-size <n>', 'rows per page', positiveInt('--page-size', LOG_PAGES.pageSize), 20)
+  .option('--wide', 'every row with every column (default: one line per step, 120 columns)')
   .addOption(json)
   .action(async (opts) => (await builtin()).showLog(await config(), opts));
 
@@ -96,9 +97,10 @@ program
 program
   .command('drill')
   .description('the main job: Temporal dev server + sandbox up, a health-check runbook, its audit trail')
-  .action(async () => {
+  .option('--wide', 'audit trails with every row and column (default: one line per step, 120 columns)')
+  .action(async (opts) => {
     longRunning();
-    await (await import('./actions/drill')).runDrill(await config());
+    await (await import('./actions/drill')).runDrill(await config(), { wide: Boolean(opts.wide) });
   });
 
 program

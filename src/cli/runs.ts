@@ -28,9 +28,10 @@ export function registerRunCommands(ctx: CliContext): void {
   ctx.program
     .command('status <workflowId>')
     .description('state of a runbook: steps, plan, pending approval, outcome')
+    .option('--wide', 'the audit trail with every row and column (default: one line per step, 120 columns)')
     .addOption(ctx.json())
     .action(async (workflowId: string, opts) => {
-      process.exitCode = await (await import('./actions/runs')).showStatus(workflowId, Boolean(opts.json));
+      process.exitCode = await (await import('./actions/runs')).showStatus(workflowId, Boolean(opts.json), Boolean(opts.wide));
     });
 
   ctx.program

@@ -75,3 +75,21 @@ export interface NotifyResult {
   delivered: string[];
   failed: { notifier: string; error: string }[];
 }
+
+/**
+ * What the step helper hands the worker in one activity at a step boundary: the audit rows and the
+ * notifications queued since the last one (one Temporal UI row for both, instead of one each).
+ */
+export interface BookkeepingBatch {
+  rows: import('./types').AuditRow[];
+  notices: RunbookNotification[];
+  thread: NotifyThread;
+}
+
+export interface BookkeepingResult {
+  /** Undefined when no rows were sent; `error` when the control database could not take them (they are sent again). */
+  audit?: { report: import('./types').AuditWriteReport } | { error: string };
+  thread: NotifyThread;
+  /** One entry per notice, in order: the notifiers that failed it. */
+  notices: { failed: { notifier: string; error: string }[] }[];
+}

@@ -25,6 +25,7 @@ import { verifyApprovalToken, type ApprovalLinkClaims } from '../adapters/notify
 import { INPUT_LIMITS, textProblem } from '../core/inputs';
 import { sendDecision, type SentDecision } from '../adapters/temporal/decision';
 import { RefusalLog } from './refusals';
+import { createPanelHandler } from './panel/handler';
 
 const MAX_SKEW_SECONDS = 5 * 60;
 const MAX_BODY_BYTES = 256 * 1024;
@@ -48,6 +49,8 @@ export interface ApprovalServerOptions {
   trustProxy?: boolean;
   now?: () => number;
   log?: (line: string) => void;
+  /** The status panel at `/` (RUNBOOK_PANEL_TOKEN; without it `/` answers 503), and where its links to the Temporal UI go. */
+  panel?: { token?: string; uiUrl?: string; namespace?: string };
 }
 
 export interface ApprovalServer {
@@ -233,6 +236,8 @@ export async function startApprovalServer(opts: ApprovalServerOptions): Promise<
     page(res, 200, claims.decision === 'approve' ? 'Approved' : 'Rejected', `<p>Recorded for <code>${escapeHtml(claims.workflowId)}</code> as ${escapeHtml(claims.approver)}.</p>`);
   };
 
+  const panel = createPanelHandler({ config, client, token: opts.panel?.token, uiUrl: opts.panel?.uiUrl, namespace: opts.panel?.namespace });
+
   const server: Server = createServer((req, res) => {
     const source = sourceOf(req);
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -245,8 +250,10 @@ export async function startApprovalServer(opts: ApprovalServerOptions): Promise<
       req.resume();
       return;
     }
-    const route =
-      req.method === 'POST' && url.pathname === '/slack/interactions'
+    const isPanel = url.pathname === '/' || url.pathname === '/login';
+    const route = isPanel
+      ? panel.handle(req, res, url, (reason) => refusals.count(source, 'panel', reason)).then(() => undefined)
+      : req.method === 'POST' && url.pathname === '/slack/interactions'
         ? handleSlack(req, res)
         : link && req.method === 'GET'
           ? handleLinkGet(link[1]!, res)

@@ -39,12 +39,12 @@ export async function showTopology(cfg: RunbookConfig, cluster: string, json: bo
   else printTopology(topology);
 }
 
-export async function showLog(cfg: RunbookConfig, o: { cluster?: string; incident?: string; workflow?: string; page: number; pageSize: number; json?: boolean }): Promise<void> {
+export async function showLog(cfg: RunbookConfig, o: { cluster?: string; incident?: string; workflow?: string; page: number; pageSize: number; json?: boolean; wide?: boolean }): Promise<void> {
   const problem = [nameProblem('--cluster', o.cluster), incidentIdProblem('--incident', o.incident), textProblem('--workflow', o.workflow, INPUT_LIMITS.workflowId)].find(Boolean);
   if (problem) throw new Error(problem);
   const rows = await withControl(cfg, (c) => failoverHistory(c, { cluster: o.cluster, incidentId: o.incident, workflowId: o.workflow, page: o.page, pageSize: o.pageSize }));
   if (o.json) printJson(rows);
-  else printHistory(rows, o.page);
+  else printHistory(rows, o.page, Boolean(o.wide), 'newest-first');
 }
 
 export async function showSyncStatus(cfg: RunbookConfig, cluster: string | undefined, json: boolean): Promise<void> {

@@ -25,10 +25,10 @@ function approvalNote(config: RunbookConfig, cluster: string): string {
   return rule?.mode === 'auto' ? 'auto-approved by the cluster policy' : `approve it from another terminal: bin/runbook approve <workflow> --as ${rule?.approvers[0] ?? 'NAME'}`;
 }
 
-async function printTrail(config: RunbookConfig, workflowId: string, uiUrl: string | null, namespace: string): Promise<void> {
+async function printTrail(config: RunbookConfig, workflowId: string, uiUrl: string | null, namespace: string, wide: boolean): Promise<void> {
   const rows = await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 200 }));
   console.log(`audit trail of ${workflowId} from failover_log:`);
-  printHistory(rows.reverse(), 1);
+  printHistory(rows.reverse(), 1, wide);
   if (uiUrl) console.log(`in the Temporal UI: ${uiUrl}/namespaces/${namespace}/workflows/${workflowId}`);
 }
 
@@ -39,7 +39,8 @@ export function temporalStateDir(config: RunbookConfig): string {
 
 const heading = (text: string) => console.log(`\n== ${text}`);
 
-export async function runDrill(config: RunbookConfig): Promise<void> {
+export async function runDrill(config: RunbookConfig, opts: { wide?: boolean } = {}): Promise<void> {
+  const wide = Boolean(opts.wide);
   heading('Temporal');
   let address = process.env.TEMPORAL_ADDRESS;
   let uiUrl: string | null = process.env.TEMPORAL_UI_URL ?? null;
@@ -91,11 +92,11 @@ export async function runDrill(config: RunbookConfig): Promise<void> {
           { key: Operator, value: operator },
         ],
       });
-      await printTrail(config, workflowId, uiUrl, namespace);
+      await printTrail(config, workflowId, uiUrl, namespace, wide);
 
       heading(`runbook failover on ${cluster}: a planned switchover (${approvalNote(config, cluster)})`);
       const code = await startFailover({ cluster, reason: 'drill: planned switchover', as: operator, incident: incidentId }, client);
-      await printTrail(config, failoverWorkflowId(cluster, incidentId), uiUrl, namespace);
+      await printTrail(config, failoverWorkflowId(cluster, incidentId), uiUrl, namespace, wide);
       if (code !== 0) throw new Error(`the drill's switchover did not succeed (exit ${code}); see the trail above`);
       heading(`live topology of ${cluster} after the switchover`);
       printTopology(await probeTopology(config, cluster));

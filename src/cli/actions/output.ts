@@ -3,6 +3,10 @@ import Table from 'cli-table3';
 import type { HistoryRow } from '../../adapters/control/store';
 import type { Sandbox } from '../../adapters/mariadbd/sandbox';
 import type { Topology } from '../../core/types';
+import { compactTimeline } from '../../core/timeline';
+
+/** The compact timeline fits this many columns (an 80×24 terminal split in two still reads it with --wide off). */
+export const COMPACT_WIDTH = 120;
 
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
@@ -43,9 +47,17 @@ export function printTopology(t: Topology): void {
   else console.log('no problems found');
 }
 
-export function printHistory(rows: HistoryRow[], page: number): void {
+/**
+ * failover_log rows for people: by default the compact timeline (per run, one line per step: time,
+ * step, status, duration, note; at most 120 columns); `wide` prints every row with every column.
+ */
+export function printHistory(rows: HistoryRow[], page: number, wide = false, order: 'oldest-first' | 'newest-first' = 'oldest-first'): void {
   if (!rows.length) {
     console.log(page > 1 ? `no rows on page ${page}` : 'failover_log is empty');
+    return;
+  }
+  if (!wide) {
+    console.log(compactTimeline(rows, COMPACT_WIDTH, order).join('\n'));
     return;
   }
   console.log(

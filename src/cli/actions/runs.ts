@@ -74,7 +74,7 @@ const oneLine = (err: unknown) => (err instanceof Error ? err.message : String(e
  * not be read is said, one line each on stderr, and makes the exit code 1: an unanswered query or
  * an unreachable control database is never shown as "no state, empty history".
  */
-export async function showStatus(workflowId: string, json: boolean): Promise<number> {
+export async function showStatus(workflowId: string, json: boolean, wide = false): Promise<number> {
   // The three reads go out at once (an engineer runs this dozens of times in an incident): the
   // trail from the control database, Temporal's description of the run, and the run's own state.
   const trail = withControl(loadConfig(configPathFromEnv()), (conn) => failoverHistory(conn, { workflowId, pageSize: 200 })).catch((err: unknown) => err as Error);
@@ -99,7 +99,7 @@ export async function showStatus(workflowId: string, json: boolean): Promise<num
       if (attention) console.log(describeAttention(workflowId, attention));
       if (state?.auditPending) console.log(`${state.auditPending} audit row(s) waiting for the control database`);
       for (const p of state?.auditProblems ?? []) console.log(`audit row #${p.stepSeq} ${p.step} (${p.status}) ${p.problem === 'truncated' ? 'stored cut to fit' : 'NOT stored as written'}: ${p.detail}`);
-      if (rows) printHistory(rows.reverse(), 1);
+      if (rows) printHistory(rows.reverse(), 1, wide);
     }
     for (const e of errors) console.error(`runbook: ${e}`);
     return errors.length ? 1 : 0;

@@ -5,9 +5,9 @@
  * - gives each step's activities a readable summary in the Temporal UI;
  * - writes `started / succeeded / failed / skipped` rows to `failover_log`, keyed by workflow id,
  *   run id and step sequence so that a retried or replayed step never duplicates a row;
- * - never lets the audit stall the runbook: rows queue in workflow state and a background writer
- *   delivers them, retrying while the control database is down; the run does not complete until
- *   every row is written;
+ * - never lets the audit or the notifications stall the runbook: they queue in workflow state and
+ *   travel in the background, at most one activity per step boundary (bookkeeping.ts), retrying
+ *   while the control database is down; the run does not complete until every row is written;
  * - keeps the workflow's current details (a live markdown timeline), a `runbookState` query and
  *   the search attributes (RunbookType, Cluster, IncidentId, RunbookStatus, Operator) up to date;
  * - classifies failures (precondition, timeout, cancelled, error) and fails the run with a
@@ -36,9 +36,9 @@ import {
 } from '../../core/runbookDefinitions';
 import { clip, INPUT_LIMITS, runbookMetaProblems } from '../../core/inputs';
 import { stepContext, type StepFrame } from './interceptors';
-import { OrderedSender } from './queue';
+import { Bookkeeping } from './bookkeeping';
 import { formatDuration, STATUS_ICON } from '../../core/format';
-import type { NotifyThread, RunbookNotification, TimelineEntry } from '../../core/notifications';
+import type { RunbookNotification, TimelineEntry } from '../../core/notifications';
 
 export interface StepOptions<T> {
   /** One line for the Temporal UI; defaults to `<runbook> <cluster>: <step>`. */
@@ -49,16 +49,9 @@ export interface StepOptions<T> {
   detail?: (result: T) => Record<string, unknown>;
 }
 
-// Audit writes retry without limit: the rows must arrive, and the run waits for them only at its end.
-const { recordAudit, checkConfig } = wf.proxyActivities<Activities>({
+const { checkConfig } = wf.proxyActivities<Activities>({
   startToCloseTimeout: '5s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
-});
-
-// Notifications: bounded, so Slack or SMTP being down never holds a runbook for long.
-const { notify: notifyActivity } = wf.proxyActivities<Activities>({
-  startToCloseTimeout: '35s', // a notifier gets 30 s per send
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
 });
 
 /** Workflow time: Temporal makes it deterministic (the time of the current workflow task). */
@@ -90,15 +83,17 @@ export class Runbook {
   private seq = 0;
   private status: RunStatus = 'running';
   private readonly steps: StepRecord[] = [];
-  /** Audit rows wait here while the control database is unreachable; the runbook does not. */
-  private readonly auditRows = new OrderedSender<AuditRow>(async (batch) => {
-    const report = await recordAudit.executeWithOptions({ summary: `audit: ${batch.length} row(s) to failover_log`, startToCloseTimeout: '5s' }, [batch]);
-    this.noteAuditReport(report);
-  }, 100);
+  /**
+   * Audit rows and notifications, sent in the background at most once per step boundary (one
+   * Temporal UI row); rows wait here while the control database is unreachable, the runbook does not.
+   */
+  private readonly bookkeeping = new Bookkeeping({
+    onAuditReport: (report) => this.noteAuditReport(report),
+    onNoticeFailed: (n, failed) => {
+      for (const f of failed) this.event(`notification ${n.kind} via ${f.notifier}`, 'notify_failed', { kind: n.kind, notifier: f.notifier, error: f.error }, f.error);
+    },
+  });
   private readonly auditProblems: AuditProblem[] = [];
-  /** Notifications go out in order, one at a time: each may move the Slack thread along. */
-  private readonly notices = new OrderedSender<RunbookNotification>(async ([n]) => this.deliver(n!), 1);
-  private thread: NotifyThread = {};
   /** Set while the run waits for `resume` (status needs_attention). */
   private attention: Attention | undefined;
   /** Set by `open`: this run is an incident people are told about, step by step. */
@@ -145,7 +140,7 @@ export class Runbook {
       status: this.status,
       currentStep: this.currentStep,
       steps: this.steps.map((s) => ({ ...s })),
-      auditPending: this.auditRows.pending,
+      auditPending: this.bookkeeping.pendingRows,
       auditProblems: this.auditProblems.map((p) => ({ ...p })),
       details: this.details,
     };
@@ -220,7 +215,7 @@ export class Runbook {
   notify(kind: RunbookNotification['kind'], extra: Partial<RunbookNotification> = {}): void {
     const incident = this.incident;
     if (!incident) return;
-    this.notices.push({
+    this.bookkeeping.tell({
       kind,
       cluster: this.meta.cluster,
       runbook: this.meta.runbook,
@@ -326,14 +321,11 @@ export class Runbook {
       this.notify(kind, { status: detail.error ? `${status}: ${detail.error}` : status, endedAt: now() });
     }
     // Even a cancelled run delivers its audit: the trail matters most when something went wrong.
-    await wf.CancellationScope.nonCancellable(async () => {
-      await this.notices.drain();
-      await this.auditRows.drain();
-    });
+    await wf.CancellationScope.nonCancellable(() => this.bookkeeping.drain());
   }
 
   private audit(row: Omit<AuditRow, 'workflowId' | 'runId' | 'runbook' | 'cluster' | 'incidentId' | 'operator' | 'reason'>): void {
-    this.auditRows.push({
+    this.bookkeeping.record({
       workflowId: this.info.workflowId,
       runId: this.info.runId,
       runbook: this.meta.runbook,
@@ -348,28 +340,13 @@ export class Runbook {
   }
 
   /** Keep what the audit writer could not store as it was, for `runbook status` and the timeline. */
-  private noteAuditReport(report: AuditWriteReport | number | undefined): void {
+  private noteAuditReport(report: AuditWriteReport | undefined): void {
     if (!report || typeof report !== 'object') return; // a worker from before the report existed
     for (const t of report.truncated) this.auditProblems.push({ stepSeq: t.stepSeq, step: t.step, status: t.status, problem: 'truncated', detail: `cut to fit: ${t.fields.join(', ')}` });
     for (const r of report.rejected) this.auditProblems.push({ stepSeq: r.stepSeq, step: r.step, status: r.status, problem: 'not stored', detail: r.error });
     // Bounded: the query result and the timeline stay small whatever happens.
     if (this.auditProblems.length > 50) this.auditProblems.splice(0, this.auditProblems.length - 50);
     if (report.truncated.length || report.rejected.length) this.render();
-  }
-
-  /** Send one notification; a channel that fails is logged in failover_log, never fatal. */
-  private async deliver(n: RunbookNotification): Promise<void> {
-    let failed: { notifier: string; error: string }[];
-    try {
-      const result = await notifyActivity.executeWithOptions({ summary: `notify: ${n.kind}${n.step ? ` (${n.step.name})` : ''}` }, [n, this.thread]);
-      this.thread = result.thread;
-      failed = result.failed;
-    } catch (err) {
-      failed = [{ notifier: 'all', error: classifyFailure(err).message }];
-    }
-    for (const f of failed) {
-      this.event(`notification ${n.kind} via ${f.notifier}`, 'notify_failed', { kind: n.kind, notifier: f.notifier, error: f.error }, f.error);
-    }
   }
 
   /** The live markdown timeline shown as the workflow's current details in the Temporal UI. */
@@ -379,7 +356,7 @@ export class Runbook {
       (s) =>
         `| ${s.seq} | ${s.name} | ${STATUS_ICON[s.status]} ${s.status} | ${formatTime(s.startedAt)} | ${formatDuration(s.endedAt === undefined ? undefined : s.endedAt - s.startedAt)} | ${s.attempt ?? ''} | ${(s.error ?? s.note ?? '').replace(/\|/g, '\\|')} |`,
     );
-    const pending = this.auditRows.pending ? `\n\n_${this.auditRows.pending} audit row(s) waiting for the control database_` : '';
+    const pending = this.bookkeeping.pendingRows ? `\n\n_${this.bookkeeping.pendingRows} audit row(s) waiting for the control database_` : '';
     const problems = this.auditProblems.length ? `\n\n_${this.auditProblems.length} audit row(s) not stored as written: see runbook status_` : '';
     wf.setCurrentDetails([head, '', '| # | Step | Status | Started (UTC) | Took | Attempt | Note |', '|---|---|---|---|---|---|---|', ...rows].join('\n') + pending + problems);
   }
