@@ -149,6 +149,19 @@ export const consistencySchema = z.strictObject({
   chunkSeconds: z.number().min(0.05).max(60).default(0.5),
 });
 
+/**
+ * The monitor (src/workflows/monitor.ts): how often it probes, how many missed rounds before a
+ * primary can be declared dead, and what it does then. `auto` starts the emergency failover (whose
+ * own approval and fencing rules still apply); `notify` pages a human; `off` only records.
+ */
+export const monitorSchema = z.strictObject({
+  /** Seconds between rounds of probes (the seed's 30 s is the ceiling, not the goal). */
+  intervalSeconds: z.number().min(0.5).max(30).default(5),
+  /** Consecutive rounds the primary must miss (and every replica must have lost it) before it is dead. */
+  failureThreshold: z.number().int().min(1).max(100).default(3),
+  autoFailover: z.enum(['off', 'notify', 'auto']).default('notify'),
+});
+
 export const clusterSchema = z.strictObject({
   description: z.string().optional(),
   locale: z.enum(['en', 'zh-CN']).default('en'),
@@ -172,6 +185,7 @@ export const clusterSchema = z.strictObject({
   cliIdentity: z.enum(['login', 'declared']).default('login'),
   recovery: recoveryHostSchema.optional(),
   consistency: consistencySchema.default(consistencySchema.parse({})),
+  monitor: monitorSchema.default(monitorSchema.parse({})),
 });
 
 export const controlSchema = z.strictObject({
@@ -208,5 +222,6 @@ export type TrafficHook = z.infer<typeof trafficHookSchema>;
 export type Person = z.infer<typeof personSchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
 export type Thresholds = z.infer<typeof thresholdsSchema>;
+export type MonitorConfig = z.infer<typeof monitorSchema>;
 export type ControlConfig = z.infer<typeof controlSchema>;
 export type ConfigFile = z.infer<typeof configFileSchema>;
