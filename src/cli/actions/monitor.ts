@@ -32,6 +32,12 @@ function clustersOf(config: RunbookConfig, o: { cluster?: string; all: boolean }
 
 /** Start a cluster's monitor; one already running is success (the workflow id is the cluster's). */
 export async function startMonitor(c: Client, config: RunbookConfig, cluster: string, operator: string, taskQueue = temporalSettings().taskQueue): Promise<{ workflowId: string; started: boolean }> {
+  const running = await c.workflow
+    .getHandle(monitorWorkflowId(cluster))
+    .describe()
+    .then((d) => d.status.name === 'RUNNING', () => false);
+  if (running) return { workflowId: monitorWorkflowId(cluster), started: false };
+  // Two starts at once: USE_EXISTING makes the second find the first rather than fail.
   const handle = await c.workflow.start<typeof monitor>('monitor', {
     taskQueue,
     workflowId: monitorWorkflowId(cluster),
@@ -44,9 +50,7 @@ export async function startMonitor(c: Client, config: RunbookConfig, cluster: st
       { key: Operator, value: operator },
     ],
   });
-  // USE_EXISTING hands back the running one: started by us only if its first run is ours.
-  const started = (await handle.describe()).raw.workflowExecutionInfo?.execution?.runId === handle.firstExecutionRunId;
-  return { workflowId: handle.workflowId, started };
+  return { workflowId: handle.workflowId, started: true };
 }
 
 export async function monitorStartCommand(config: RunbookConfig, o: { cluster?: string; all: boolean; as: string }): Promise<string> {
