@@ -45,6 +45,12 @@ export const instanceSchema = z.strictObject({
   /** orchestrator-style promotion rule: `prefer` candidates win ties, `never` are never promoted. */
   promotion: z.enum(['prefer', 'neutral', 'never']).default('neutral'),
   serverId: z.number().int().min(1).max(4294967295).optional(),
+  /**
+   * The address its replicas replicate from, when the engine reaches it by another (a proxy, a
+   * separate replication network): SHOW REPLICA STATUS names this one, and the probe must still
+   * recognise the instance. Default: host and port above.
+   */
+  replicationAddress: z.strictObject({ host, port: z.number().int().min(1).max(65535) }).optional(),
 });
 
 /** Where an approval may come from; how each verifies who decides is in README's security section. */
