@@ -19,6 +19,7 @@ import { automaticFailovers, brokenChains, monitorRows, snapshotOf, stonithHook,
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { killWorkerProcesses, startWorkerProcess, type WorkerChild } from '../support/workerProcess';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
+import { sql } from '../support/stack';
 
 const taskQueue = `monitor-${process.pid}`;
 const pidDir = mkdtempSync(join(tmpdir(), 'runbook-monitor-pids-'));
@@ -59,6 +60,44 @@ describe('the monitor', () => {
     const rows = await monitorRows(config);
     expect(rows.filter((r) => r.status === 'state_change').map((r) => r.step)).toEqual(['monitor started', 'orders: unknown → healthy']);
     expect((await snapshotOf(client)).state).toMatchObject({ primary: 'orders-a', verdict: 'healthy' });
+  });
+
+  it("serves the engine's metrics beside the SDK's; a replica's lag rises while its SQL thread is stopped", async () => {
+    const scrape = async () => (await fetch(`http://${worker.metricsAddress}/metrics`)).text();
+    const value = (text: string, name: string, instance: string) => {
+      const m = text.match(new RegExp(`^${name}\\{[^}]*instance="${instance}"[^}]*\\} ([0-9.e+-]+)$`, 'm'));
+      return m ? Number(m[1]) : undefined;
+    };
+    const first = await eventually('engine metrics', async () => {
+      const t = await scrape();
+      return value(t, 'runbook_instance_up', 'orders-c') === 1 ? t : undefined;
+    });
+    expect(first).toMatch(/^temporal_activity_execution_latency/m); // the SDK's, same endpoint
+    expect(value(first, 'runbook_cluster_primary', 'orders-a')).toBe(1);
+    expect(value(first, 'runbook_instance_read_only', 'orders-c')).toBe(1);
+    expect(value(first, 'runbook_replication_sql_running', 'orders-c')).toBe(1);
+    expect(first).toMatch(/^runbook_gtid_sequence\{cluster="orders",instance="orders-a",domain="0"\} [1-9]/m);
+
+    await sql(config, 'orders-c', 'STOP SLAVE SQL_THREAD');
+    let id = 2_000_000;
+    const write = () => sql(config, 'orders-a', `INSERT INTO loadtest.acks VALUES (${++id}, 'lag-test', NOW(6))`);
+    try {
+      const early = await eventually('orders-c lagging', async () => {
+        await write();
+        const t = await scrape();
+        return value(t, 'runbook_replication_sql_running', 'orders-c') === 0 && (value(t, 'runbook_replication_lag_seconds', 'orders-c') ?? 0) >= 1 ? value(t, 'runbook_replication_lag_seconds', 'orders-c') : undefined;
+      }, 30_000);
+      const later = await eventually('orders-c lag rising', async () => {
+        await write();
+        const lag = value(await scrape(), 'runbook_replication_lag_seconds', 'orders-c') ?? 0;
+        return lag >= early! + 2 ? lag : undefined;
+      }, 30_000);
+      expect(later).toBeGreaterThan(early!);
+    } finally {
+      await sql(config, 'orders-c', 'START SLAVE SQL_THREAD');
+    }
+    await eventually('orders-c caught up', async () => value(await scrape(), 'runbook_replication_lag_seconds', 'orders-c') === 0, 30_000);
+    await waitForRow(config, (r) => r.step === 'orders-c: broken → replicating');
   });
 
   it('a primary frozen for less than the failure threshold: noticed, no failover', async () => {

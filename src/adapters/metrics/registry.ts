@@ -5,7 +5,7 @@
  * deterministic), so what a workflow measures reaches them through an activity.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { parseMariaGtidList } from '../../core/gtid';
+import { mariaErrantDomains, parseMariaGtidList } from '../../core/gtid';
 import type { Topology } from '../../core/types';
 
 const ROLE_VALUE = { primary: 1, replica: 2, orphan: 3, unreachable: 0 } as const;
@@ -22,7 +22,15 @@ export class MonitorMetrics {
   private readonly readOnly = new Gauge({ name: 'runbook_instance_read_only', help: '1 when read_only is ON', labelNames: ['cluster', 'instance'], registers: [this.registry] });
   private readonly ioRunning = new Gauge({ name: 'runbook_replication_io_running', help: '1 Yes, 0.5 Connecting, 0 No', labelNames: ['cluster', 'instance'], registers: [this.registry] });
   private readonly sqlRunning = new Gauge({ name: 'runbook_replication_sql_running', help: '1 when the SQL thread runs', labelNames: ['cluster', 'instance'], registers: [this.registry] });
-  private readonly lag = new Gauge({ name: 'runbook_replication_lag_seconds', help: 'Seconds_Behind_Master (absent when unknown)', labelNames: ['cluster', 'instance'], registers: [this.registry] });
+  private readonly lag = new Gauge({
+    name: 'runbook_replication_lag_seconds',
+    help: "seconds since the newest primary position (as probed round by round) that this replica has applied: rises while its SQL thread is stopped, unlike Seconds_Behind_Master",
+    labelNames: ['cluster', 'instance'],
+    registers: [this.registry],
+  });
+  private readonly secondsBehind = new Gauge({ name: 'runbook_replication_seconds_behind_master', help: 'Seconds_Behind_Master as the replica reports it (absent when NULL)', labelNames: ['cluster', 'instance'], registers: [this.registry] });
+  /** Per cluster, the primary's position round by round (newest last), to date what a replica has applied. */
+  private readonly primaryPositions = new Map<string, { at: number; position: string }[]>();
   private readonly gtidSeq = new Gauge({ name: 'runbook_gtid_sequence', help: 'the instance\'s GTID sequence per replication domain', labelNames: ['cluster', 'instance', 'domain'], registers: [this.registry] });
   private readonly probeSeconds = new Gauge({ name: 'runbook_probe_duration_seconds', help: 'how long the last probe took', labelNames: ['cluster', 'instance'], registers: [this.registry] });
   private readonly primary = new Gauge({ name: 'runbook_cluster_primary', help: '1 for the cluster\'s current primary (as probed)', labelNames: ['cluster', 'instance'], registers: [this.registry] });
@@ -40,6 +48,7 @@ export class MonitorMetrics {
   readonly pendingApprovals = new Gauge({ name: 'runbook_pending_approvals', help: 'runs waiting for an approval', labelNames: ['cluster'], registers: [this.registry] });
 
   observeTopology(t: Topology): void {
+    this.notePrimaryPosition(t);
     for (const i of t.instances) {
       const labels = { cluster: t.cluster, instance: i.instance };
       this.up.set({ ...labels, region: i.region }, i.reachable ? 1 : 0);
@@ -52,16 +61,45 @@ export class MonitorMetrics {
       if (r) {
         this.ioRunning.set(labels, r.ioRunning === 'Yes' ? 1 : r.ioRunning === 'Connecting' ? 0.5 : 0);
         this.sqlRunning.set(labels, r.sqlRunning === 'Yes' ? 1 : 0);
-        if (r.lagSeconds === null) this.lag.remove(labels);
-        else this.lag.set(labels, r.lagSeconds);
+        if (r.lagSeconds === null) this.secondsBehind.remove(labels);
+        else this.secondsBehind.set(labels, r.lagSeconds);
+        const lag = this.appliedLagSeconds(t, i.gtid?.currentPos ?? i.gtid?.slavePos);
+        if (lag !== undefined) this.lag.set(labels, lag);
       } else {
         this.ioRunning.remove(labels);
         this.sqlRunning.remove(labels);
+        this.secondsBehind.remove(labels);
         this.lag.remove(labels);
       }
       const pos = i.gtid?.currentPos ?? i.gtid?.binlogPos;
       if (pos) for (const g of safeGtids(pos)) this.gtidSeq.set({ ...labels, domain: String(g.domain) }, g.seq);
     }
+  }
+
+  private notePrimaryPosition(t: Topology): void {
+    const p = t.instances.find((i) => i.instance === t.primary);
+    const position = p?.gtid?.binlogPos ?? p?.gtid?.currentPos;
+    if (!position) return;
+    const list = this.primaryPositions.get(t.cluster) ?? [];
+    list.push({ at: t.probedAt, position });
+    if (list.length > 900) list.splice(0, list.length - 900);
+    this.primaryPositions.set(t.cluster, list);
+  }
+
+  /**
+   * How far behind a replica is, dated by the primary's own positions: the time since the newest
+   * round whose primary position the replica holds entirely (pt-heartbeat's idea, at the monitor's
+   * resolution, without writing a heartbeat). Unknown without a primary position to compare with.
+   */
+  private appliedLagSeconds(t: Topology, replicaPosition: string | undefined): number | undefined {
+    const list = this.primaryPositions.get(t.cluster);
+    if (!list?.length || !replicaPosition) return undefined;
+    for (let k = list.length - 1; k >= 0; k--) {
+      const held = safeErrant(list[k]!.position, replicaPosition);
+      if (held === undefined) return undefined;
+      if (held) return Math.max(0, (t.probedAt - list[k]!.at) / 1000);
+    }
+    return Math.max(0, (t.probedAt - list[0]!.at) / 1000); // behind everything we remember: at least this
   }
 
   detection(cluster: string, ms: number): void {
@@ -81,6 +119,15 @@ function safeGtids(pos: string): { domain: number; seq: number }[] {
     return parseMariaGtidList(pos).map((g) => ({ domain: g.domain, seq: Number(g.seq) }));
   } catch {
     return [];
+  }
+}
+
+/** Whether `replica` holds every transaction of `position` (undefined when either cannot be read). */
+function safeErrant(position: string, replica: string): boolean | undefined {
+  try {
+    return mariaErrantDomains(position, replica).length === 0;
+  } catch {
+    return undefined;
   }
 }
 
