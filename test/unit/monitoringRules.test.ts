@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { MonitorMetrics } from '../../src/adapters/metrics/registry';
 
 const served = async () => {
-  const names = (await new MonitorMetrics().registry.getMetricsAsJSON()).flatMap((m) => (m.type === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name]));
+  const names = (await new MonitorMetrics().registry.getMetricsAsJSON()).flatMap((m) => (String(m.type) === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name]));
   return new Set(names);
 };
 const metricsIn = (expr: string) => [...new Set(expr.match(/\brunbook_[a-z_]+/g) ?? [])];
