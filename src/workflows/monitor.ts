@@ -73,11 +73,13 @@ const measures = wf.proxyActivities<Activities>({ startToCloseTimeout: '5s', ret
 export async function monitor(input: MonitorInput): Promise<void> {
   const meta = { runbook: 'monitor', cluster: input.cluster, operator: input.operator, reason: 'continuous health checks', configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
+    // Handlers first (a query or an update may arrive with the first task), then the settings.
+    const m = new Monitor(rb, input);
     const settings = await settingsOnce.monitorSettings({ cluster: input.cluster });
+    m.settings = settings;
     // A round of probes: bounded (a probe times out on its own); not retried, since a missed round is
     // simply not counted, and the next one comes an interval later.
     const probe = wf.proxyActivities<Activities>({ startToCloseTimeout: `${settings.intervalSeconds + 15}s`, retry: { maximumAttempts: 1 } });
-    const m = new Monitor(rb, input, settings);
     await m.run(probe);
   });
 }
@@ -87,10 +89,12 @@ class Monitor {
   private stopRequest: StopInput | undefined;
   private readonly cluster: string;
 
+  /** Read by the first activity of the run; placeholders until then. */
+  settings: MonitorSettingsView = { intervalSeconds: 5, failureThreshold: 3, autoFailover: 'notify', maxLagSeconds: 5, instances: [] };
+
   constructor(
     private readonly rb: Runbook,
     private readonly input: MonitorInput,
-    private readonly settings: MonitorSettingsView,
   ) {
     this.cluster = input.cluster;
     this.carry = input.carried ?? { state: INITIAL_STATE, downtimes: [], rounds: 0, skippedRounds: 0, incidents: 0 };
