@@ -39,7 +39,7 @@ import {
   type StopInput,
 } from '../core/monitorDefinitions';
 import { failoverWorkflowId, type StartedFromCli } from '../core/runbookDefinitions';
-import { identityProblem, INPUT_LIMITS, textProblem } from '../core/inputs';
+import { identityProblem, INPUT_LIMITS, nameProblem, textProblem } from '../core/inputs';
 import { failover, type FailoverInput, type FailoverResult } from './failover';
 import { runRunbook, type Runbook } from './shared/runbook';
 
@@ -71,12 +71,32 @@ const settingsOnce = wf.proxyActivities<Activities>({ startToCloseTimeout: '10s'
 const measures = wf.proxyActivities<Activities>({ startToCloseTimeout: '5s', retry: { maximumAttempts: 2 } });
 
 export async function monitor(input: MonitorInput): Promise<void> {
+  // Handlers before anything awaits (a query or an update may come with the first task); they
+  // answer once the run has its step helper and settings.
+  let m: Monitor | undefined;
+  const ready = async () => {
+    await wf.condition(() => m?.ready === true);
+    return m!;
+  };
+  wf.setHandler(monitorStateQuery, () => {
+    if (!m?.ready) throw new Error(`the monitor of ${input.cluster} is starting: ask again in a moment`);
+    return m.snapshot();
+  });
+  const who = (operator: unknown, text: unknown, field: string, required: boolean) =>
+    must([identityProblem('--as', operator, { required: true }), textProblem(field, text, INPUT_LIMITS.reason, { required })]);
+  wf.setHandler(ackUpdate, async (a) => (await ready()).ack(a.operator, a.comment, a.channel), { validator: (a) => who(a?.operator, a?.comment, '--comment', true) });
+  wf.setHandler(downtimeUpdate, async (d) => (await ready()).downtime(d), {
+    validator: (d) => {
+      who(d?.operator, d?.reason, '--reason', true);
+      must([nameProblem('target', d?.target, { required: true }), Number.isFinite(d?.seconds) && d.seconds >= 1 && d.seconds <= 7 * 24 * 3600 ? undefined : 'the downtime lasts from 1 s to 7 days']);
+    },
+  });
+  wf.setHandler(stopMonitorUpdate, async (s) => (await ready()).stop(s), { validator: (s) => who(s?.operator, s?.reason, '--reason', false) });
+
   const meta = { runbook: 'monitor', cluster: input.cluster, operator: input.operator, reason: 'continuous health checks', configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
-    // Handlers first (a query or an update may arrive with the first task), then the settings.
-    const m = new Monitor(rb, input);
     const settings = await settingsOnce.monitorSettings({ cluster: input.cluster });
-    m.settings = settings;
+    m = new Monitor(rb, input, settings);
     // A round of probes: bounded (a probe times out on its own); not retried, since a missed round is
     // simply not counted, and the next one comes an interval later.
     const probe = wf.proxyActivities<Activities>({ startToCloseTimeout: `${settings.intervalSeconds + 15}s`, retry: { maximumAttempts: 1 } });
@@ -89,32 +109,20 @@ class Monitor {
   private stopRequest: StopInput | undefined;
   private readonly cluster: string;
 
-  /** Read by the first activity of the run; placeholders until then. */
-  settings: MonitorSettingsView = { intervalSeconds: 5, failureThreshold: 3, autoFailover: 'notify', maxLagSeconds: 5, instances: [] };
+  readonly ready = true;
 
   constructor(
     private readonly rb: Runbook,
     private readonly input: MonitorInput,
+    private readonly settings: MonitorSettingsView,
   ) {
     this.cluster = input.cluster;
     this.carry = input.carried ?? { state: INITIAL_STATE, downtimes: [], rounds: 0, skippedRounds: 0, incidents: 0 };
-    wf.setHandler(monitorStateQuery, () => this.snapshot());
-    wf.setHandler(ackUpdate, (a) => this.ack(a.operator, a.comment, a.channel), {
-      validator: (a) => must([identityProblem('--as', a?.operator, { required: true }), textProblem('--comment', a?.comment, INPUT_LIMITS.comment, { required: true })]),
-    });
-    wf.setHandler(downtimeUpdate, (d) => this.downtime(d), {
-      validator: (d) =>
-        must([
-          identityProblem('--as', d?.operator, { required: true }),
-          textProblem('--reason', d?.reason, INPUT_LIMITS.reason, { required: true }),
-          d?.target === this.cluster || this.settings.instances.includes(d?.target) ? undefined : `${String(d?.target).slice(0, 64)} is neither ${this.cluster} nor one of its instances`,
-          Number.isFinite(d?.seconds) && d.seconds >= 1 && d.seconds <= 7 * 24 * 3600 ? undefined : 'the downtime lasts from 1 s to 7 days',
-        ]),
-    });
-    wf.setHandler(stopMonitorUpdate, (s) => {
-      this.stopRequest = s;
-      return { accepted: true };
-    }, { validator: (s) => must([identityProblem('--as', s?.operator, { required: true }), textProblem('--reason', s?.reason, INPUT_LIMITS.reason)]) });
+  }
+
+  stop(s: StopInput): { accepted: boolean } {
+    this.stopRequest = s;
+    return { accepted: true };
   }
 
   async run(probe: ReturnType<typeof wf.proxyActivities<Activities>>): Promise<void> {
@@ -161,7 +169,7 @@ class Monitor {
     this.rb.event(
       `${c.subject}: ${c.from} → ${c.to}`,
       'state_change',
-      { subject: c.subject, from: c.from, to: c.to, severity: c.severity, summary: c.summary, ...(muted ? { silencedBy: muted.reason } : {}) },
+      { subject: c.subject, from: c.from, to: c.to, severity: c.severity, summary: c.summary, note: c.summary, ...(muted ? { silencedBy: muted.reason } : {}) },
       c.summary,
     );
     if (c.notify && !muted) this.rb.alert({ title: `monitor ${this.cluster}`, severity: c.severity === 'critical' ? 'L1' : c.severity === 'warning' ? 'L2' : 'L3', status: c.summary, contact: this.settings.contact });
@@ -233,7 +241,7 @@ class Monitor {
       );
   }
 
-  private ack(operator: string, comment: string, channel = 'cli'): { accepted: boolean; reason?: string } {
+  ack(operator: string, comment: string, channel = 'cli'): { accepted: boolean; reason?: string } {
     const problem = ackProblem(this.carry.block, this.cluster);
     if (problem) {
       this.rb.event(`ack by ${operator} via ${channel}`, 'refused', { operator, comment, reason: problem }, problem);
@@ -245,7 +253,10 @@ class Monitor {
     return { accepted: true };
   }
 
-  private downtime(d: { target: string; seconds: number; reason: string; operator: string }): { accepted: boolean } {
+  downtime(d: { target: string; seconds: number; reason: string; operator: string }): { accepted: boolean; reason?: string } {
+    if (d.target !== this.cluster && !this.settings.instances.includes(d.target)) {
+      return { accepted: false, reason: `${d.target} is neither ${this.cluster} nor one of its instances` };
+    }
     const since = Date.now();
     const downtime: Downtime = { target: d.target, until: since + d.seconds * 1000, reason: d.reason, by: d.operator, since };
     this.carry.downtimes = [...this.carry.downtimes.filter((x) => x.target !== d.target), downtime];
@@ -260,7 +271,7 @@ class Monitor {
     for (const d of ended) this.rb.event(`downtime ${d.target} ended`, 'downtime', { ...d, ended: true }, `ended by itself: ${d.reason}`);
   }
 
-  private snapshot(): MonitorSnapshot {
+  snapshot(): MonitorSnapshot {
     const { failure: _, lastRound, ...rest } = this.carry;
     return { cluster: this.cluster, settings: this.settings, ...rest, ...(lastRound ? { lastRound: { at: lastRound.at, instances: lastRound.instances } } : {}) };
   }

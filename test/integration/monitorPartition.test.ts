@@ -112,8 +112,12 @@ describe('monitor-side partition and downtime', () => {
   it('a downtime silences a primary frozen past the threshold; when it ends by itself, the monitor fails over', async () => {
     const handle = stack.client.workflow.getHandle(monitorWorkflowId('orders'));
     // Bad input is refused at the edge and changes nothing.
-    await expect(handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-z', seconds: 30, reason: 'x', operator: 'alice' }] })).rejects.toMatchObject({
-      cause: { message: expect.stringMatching(/neither orders nor one of its instances/) },
+    expect(await handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-z', seconds: 30, reason: 'x', operator: 'alice' }] })).toEqual({
+      accepted: false,
+      reason: 'orders-z is neither orders nor one of its instances',
+    });
+    await expect(handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-a', seconds: 30, reason: 'x\ny', operator: 'alice' }] })).rejects.toMatchObject({
+      cause: { message: expect.stringMatching(/--reason holds a control character/) },
     });
     const before = (await monitorRows(config)).length;
     expect(await handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-a', seconds: 30, reason: 'kernel upgrade', operator: 'alice' }] })).toEqual({ accepted: true });

@@ -55,7 +55,8 @@ async function showMonitorStateChange(config: RunbookConfig, client: Client, clu
   console.log(`${r.workflowId}: ${r.started ? 'started' : 'already running'}`);
   const health = async () => (await handle.query(monitorStateQuery)).state.health[replica];
   const until = async (what: string, ok: () => Promise<boolean>) => {
-    for (const deadline = Date.now() + 60_000; !(await ok()); ) {
+    // A monitor that is still starting answers its query with an error: not yet, ask again.
+    for (const deadline = Date.now() + 60_000; !(await ok().catch(() => false)); ) {
       if (Date.now() > deadline) throw new Error(`the monitor did not see ${what} within 60 s`);
       await new Promise((res) => setTimeout(res, 250));
     }
