@@ -46,6 +46,17 @@ const client = new Client({ connection: await Connection.connect({ address: serv
 const native = await NativeConnection.connect({ address: server.address });
 
 async function withStack<T>(name: string, base: number, fn: (config: RunbookConfig, taskQueue: string, sandbox: Sandbox) => Promise<T>): Promise<T> {
+  // Ports a client socket holds for a moment (the offset may put them in the ephemeral range): try the next base.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await runStack(name, base + attempt * 100, fn);
+    } catch (err) {
+      if (attempt >= 3 || !/already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function runStack<T>(name: string, base: number, fn: (config: RunbookConfig, taskQueue: string, sandbox: Sandbox) => Promise<T>): Promise<T> {
   const config = testSandboxConfig(name, base, (doc) => {
     const orders = doc.clusters.orders;
     orders.approval.failover = { planned: { mode: 'auto' }, emergency: { mode: 'auto' } };

@@ -226,17 +226,26 @@ class Monitor {
     this.rb.event(`automatic failover ${incidentId} started`, 'state_change', { incidentId, workflowId, primary: f.primary, detectionMs: f.detectionMs }, `${f.primary} dead, ${detected}: ${workflowId}`);
     this.rb.alert({ title: `${this.cluster}: automatic failover (incident ${incidentId})`, severity: 'L1', status: `${f.primary} dead, ${detected}; emergency failover ${workflowId} started; further automatic recovery is blocked until: runbook ack ${this.cluster} --as NAME --comment "…"`, incidentId, contact: this.settings.contact });
     const args: FailoverInput = { cluster: this.cluster, mode: 'emergency', reason: `monitor: ${f.primary} dead (${detected})`, requester: 'monitor', incidentId };
-    const ended = (outcome: string, error?: string) => {
+    const ended = (outcome: string, error?: string, result?: FailoverResult) => {
       block.running = false;
       block.outcome = outcome;
-      this.rb.event(`automatic failover ${incidentId} ${outcome}`, 'state_change', { incidentId, workflowId, outcome, error }, error ?? `${outcome}; acknowledge with: runbook ack ${this.cluster} --as NAME --comment "…"`);
-      void measures.recordMonitorMeasure({ cluster: this.cluster, failover: { at: Date.now(), outcome } }).catch(() => undefined);
+      // RTO as the monitor can date it: from the first missed round (the failure happened at most one
+      // interval before) to the end of the failover; RPO: what the failover's plan says was lost.
+      const rtoMs = outcome === 'succeeded' ? Date.now() - f.missingSince : undefined;
+      const lostTransactions = result?.plan.expectedLoss?.missing.reduce((n, m) => n + m.transactions, 0);
+      this.rb.event(
+        `automatic failover ${incidentId} ${outcome}`,
+        'state_change',
+        { incidentId, workflowId, outcome, error, rtoMs, lostTransactions },
+        error ?? `${outcome}${rtoMs !== undefined ? ` ${(rtoMs / 1000).toFixed(1)} s after the first missed round` : ''}; acknowledge with: runbook ack ${this.cluster} --as NAME --comment "…"`,
+      );
+      void measures.recordMonitorMeasure({ cluster: this.cluster, failover: { at: Date.now(), outcome, rtoMs, lostTransactions } }).catch(() => undefined);
     };
     // Abandoned, not cancelled, if the monitor stops: a failover past its point of no return must finish.
     wf.startChild(failover, { workflowId, args: [args], parentClosePolicy: wf.ParentClosePolicy.ABANDON })
       .then((child) => child.result())
       .then(
-        (r: FailoverResult) => ended(r.status),
+        (r: FailoverResult) => ended(r.status, undefined, r),
         (err: unknown) => ended('failed', (err as Error)?.cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error)?.message),
       );
   }

@@ -131,6 +131,10 @@ describe('the monitor', () => {
 
     const ended = await waitForRow(config, (r) => r.step === `automatic failover ${started.detail.incidentId} succeeded`, before, 120_000);
     expect(ended.detail.outcome).toBe('succeeded');
+    expect(ended.detail.rtoMs).toBeGreaterThan(Number(started.detail.detectionMs));
+    expect(ended.detail.lostTransactions).toBe(0); // the new primary had all any replica received
+    // The worker that saw it end serves the measures.
+    await eventually('RTO on the metrics endpoint', async () => /^runbook_last_failover_rto_seconds\{cluster="orders"\} [0-9.]+$/m.test(await (await fetch(`http://${worker.metricsAddress}/metrics`)).text()));
     const newPrimary = (await shape(config)).primary!;
     expect(['orders-b', 'orders-c']).toContain(newPrimary);
     await eventually('writes on the new primary', async () => load.acks.some((a) => a.instance === newPrimary));
