@@ -76,4 +76,11 @@ export const RUNBOOKS: RunbookEntry[] = [
     commands: ['consistency', 'consistency-report'],
     cli: async () => (await import('./cli/consistency')).registerConsistencyCommands,
   },
+  {
+    name: 'monitor',
+    workflows: ['monitor'],
+    activities: ['monitor'],
+    commands: ['monitor', 'ack', 'downtime'],
+    cli: async () => (await import('./cli/monitor')).registerMonitorCommands,
+  },
 ];

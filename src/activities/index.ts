@@ -9,6 +9,7 @@ import { createBackupActivities } from './backup';
 import { createBinlogActivities } from './binlog';
 import { createConsistencyActivities } from './consistency';
 import type { ActivityDeps } from './deps';
+import { createMonitorActivities } from './monitor';
 import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
 import { createPolicyActivities } from './policy';
@@ -31,6 +32,7 @@ function activityGroups(deps: ActivityDeps & { notifiers?: Notifier[] }) {
     notify: createNotifyActivities(deps),
     revoke: createRevokeActivities(deps),
     consistency: createConsistencyActivities(deps),
+    monitor: createMonitorActivities(deps),
   };
 }
 

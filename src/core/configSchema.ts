@@ -45,6 +45,12 @@ export const instanceSchema = z.strictObject({
   /** orchestrator-style promotion rule: `prefer` candidates win ties, `never` are never promoted. */
   promotion: z.enum(['prefer', 'neutral', 'never']).default('neutral'),
   serverId: z.number().int().min(1).max(4294967295).optional(),
+  /**
+   * The address its replicas replicate from, when the engine reaches it by another (a proxy, a
+   * separate replication network): SHOW REPLICA STATUS names this one, and the probe must still
+   * recognise the instance. Default: host and port above.
+   */
+  replicationAddress: z.strictObject({ host, port: z.number().int().min(1).max(65535) }).optional(),
 });
 
 /** Where an approval may come from; how each verifies who decides is in README's security section. */
@@ -149,6 +155,19 @@ export const consistencySchema = z.strictObject({
   chunkSeconds: z.number().min(0.05).max(60).default(0.5),
 });
 
+/**
+ * The monitor (src/workflows/monitor.ts): how often it probes, how many missed rounds before a
+ * primary can be declared dead, and what it does then. `auto` starts the emergency failover (whose
+ * own approval and fencing rules still apply); `notify` pages a human; `off` only records.
+ */
+export const monitorSchema = z.strictObject({
+  /** Seconds between rounds of probes (the seed's 30 s is the ceiling, not the goal). */
+  intervalSeconds: z.number().min(0.5).max(30).default(5),
+  /** Consecutive rounds the primary must miss (and every replica must have lost it) before it is dead. */
+  failureThreshold: z.number().int().min(1).max(100).default(3),
+  autoFailover: z.enum(['off', 'notify', 'auto']).default('notify'),
+});
+
 export const clusterSchema = z.strictObject({
   description: z.string().optional(),
   locale: z.enum(['en', 'zh-CN']).default('en'),
@@ -172,6 +191,7 @@ export const clusterSchema = z.strictObject({
   cliIdentity: z.enum(['login', 'declared']).default('login'),
   recovery: recoveryHostSchema.optional(),
   consistency: consistencySchema.default(consistencySchema.parse({})),
+  monitor: monitorSchema.default(monitorSchema.parse({})),
 });
 
 export const controlSchema = z.strictObject({
@@ -208,5 +228,6 @@ export type TrafficHook = z.infer<typeof trafficHookSchema>;
 export type Person = z.infer<typeof personSchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
 export type Thresholds = z.infer<typeof thresholdsSchema>;
+export type MonitorConfig = z.infer<typeof monitorSchema>;
 export type ControlConfig = z.infer<typeof controlSchema>;
 export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -17,6 +17,11 @@ export const STATUS_ICON: Record<StepStatus | EventStatus, string> = {
   retrying: '🔁',
   needs_attention: '🆘',
   resumed: '▶️',
+  state_change: '🔀',
+  paged: '📟',
+  suppressed: '🔇',
+  acknowledged: '🆗',
+  downtime: '🛠️',
 };
 
 /** `850 ms`, `2.4 s`, `3 min 5 s`, `1 h 2 min 3 s`; `…` while unknown (still running). */

@@ -15,7 +15,8 @@ export type NotificationKind =
   | 'needs-attention' // past its point of no return, the run waits for a human: `runbook resume`
   | 'completed' // the run succeeded (recovery completed)
   | 'failed'
-  | 'aborted'; // rejected, timed out, cancelled, dry run
+  | 'aborted' // rejected, timed out, cancelled, dry run
+  | 'alert'; // the monitor: a state change people should know of, or a page (severity L1)
 
 export type Severity = 'L1' | 'L2' | 'L3';
 

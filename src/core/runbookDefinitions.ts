@@ -21,6 +21,11 @@ export interface RunbookMeta {
   configFingerprint?: string;
 }
 
+/** The failover workflow's id for an incident: the CLI and the monitor (which starts it as a child) both use it. */
+export function failoverWorkflowId(cluster: string, incidentId: string): string {
+  return `failover-${cluster}-${incidentId}`;
+}
+
 /** What a runbook started from the CLI carries besides its own fields. */
 export interface StartedFromCli {
   /** See src/config/fingerprint.ts; absent for runs started otherwise (schedules, tests). */

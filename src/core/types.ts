@@ -61,7 +61,9 @@ export type StepStatus = 'started' | 'succeeded' | 'failed' | 'skipped';
 export type EventStatus =
   | 'requested' | 'reminded' | 'approved' | 'rejected' | 'refused' | 'timed_out' | 'auto_approved' | 'notify_failed'
   // A step past the point of no return: still failing and retried; stopped for a human; resumed by one.
-  | 'retrying' | 'needs_attention' | 'resumed';
+  | 'retrying' | 'needs_attention' | 'resumed'
+  // The monitor: a change of state it saw, a page, a suppressed action, an acknowledgement, a downtime.
+  | 'state_change' | 'paged' | 'suppressed' | 'acknowledged' | 'downtime';
 /**
  * `needs_attention`: past its point of no return, a step cannot finish by itself; `runbook resume`
  * carries on. `continued`: this run of the workflow handed over to the next (continue-as-new).

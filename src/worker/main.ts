@@ -3,7 +3,8 @@
  *
  * Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* (envconfig).
  * Runbooks: RUNBOOK_CONFIG (file or directory, default runbooks/sandbox.yaml), RUNBOOK_TASK_QUEUE.
- * Metrics: Prometheus on RUNBOOK_METRICS_ADDRESS (default 127.0.0.1:9464; "off" to disable).
+ * Metrics: Prometheus on RUNBOOK_METRICS_ADDRESS (default 127.0.0.1:9464; "off" to disable): the
+ * Temporal SDK's and the engine's (instances, replication, failovers, the monitor) on one endpoint.
  * SIGTERM / SIGINT: stop polling, let running activities finish (grace 10 s), exit 0.
  */
 import type { Connection } from '@temporalio/client';
@@ -14,6 +15,7 @@ import { migrateControl } from '../adapters/control/store';
 import { connectClient, ensureSearchAttributes, temporalSettings } from '../adapters/temporal/client';
 import { connectWorker } from '../adapters/temporal/workerConnection';
 import { createRunbookWorker, notifiersFromEnv, type RunbookWorkerOptions } from './createWorker';
+import { freeLoopbackPort, serveMetrics } from './metricsServer';
 
 export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions, 'workflowsPath' | 'extraActivities' | 'activityInterceptors'>> {
   env?: NodeJS.ProcessEnv;
@@ -22,9 +24,11 @@ export interface WorkerProcessOptions extends Partial<Pick<RunbookWorkerOptions,
 export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise<void> {
   const env = opts.env ?? process.env;
   const metrics = env.RUNBOOK_METRICS_ADDRESS ?? '127.0.0.1:9464';
+  // The SDK's exporter listens privately; ours serves its scrape and the engine's metrics together.
+  const sdkMetrics = metrics === 'off' ? undefined : `127.0.0.1:${await freeLoopbackPort()}`;
   Runtime.install({
     logger: new DefaultLogger((env.RUNBOOK_LOG_LEVEL as LogLevel) ?? 'INFO'),
-    telemetryOptions: metrics === 'off' ? {} : { metrics: { prometheus: { bindAddress: metrics } } },
+    telemetryOptions: sdkMetrics ? { metrics: { prometheus: { bindAddress: sdkMetrics } } } : {},
     shutdownSignals: ['SIGINT', 'SIGTERM'],
   });
   const config = loadConfig(undefined, env);
@@ -38,6 +42,7 @@ export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise
   );
   await client.connection.close();
 
+  const metricsServer = sdkMetrics ? await serveMetrics(metrics, sdkMetrics) : undefined;
   const connection = await connectWorker(env);
   const notifiers = notifiersFromEnv(config, env);
   const worker = await createRunbookWorker({ connection, namespace: settings.namespace, taskQueue: settings.taskQueue, config, notifiers, ...opts });
@@ -50,6 +55,7 @@ export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise
   );
   await worker.run();
   await connection.close();
+  metricsServer?.close();
   console.log('worker stopped');
 }
 

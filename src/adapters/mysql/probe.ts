@@ -31,7 +31,11 @@ export async function probeInstance(config: RunbookConfig, cluster: string, inst
     const v = dialect.parseVariables(vars!);
     const status = dialect.parseReplicaStatus(await query<Record<string, unknown>[]>(conn, dialect.replicaStatusQuery(), [], timeoutMs));
     const sourceInstance = status
-      ? [...c.instances, ...(c.recovery ? [c.recovery] : [])].find((i) => i.port === status.sourcePort && sameHost(i.host, status.sourceHost))?.name ?? null
+      ? [...c.instances, ...(c.recovery ? [c.recovery] : [])].find(
+          (i) =>
+            (i.port === status.sourcePort && sameHost(i.host, status.sourceHost)) ||
+            ('replicationAddress' in i && i.replicationAddress?.port === status.sourcePort && sameHost(i.replicationAddress.host, status.sourceHost)),
+        )?.name ?? null
       : null;
     return {
       ...base,

@@ -26,7 +26,7 @@ export interface EmailApprovalLinks {
 }
 
 /** The kinds that get an email; `step` and `approval-decided` are for chat and logs only. */
-export const EMAIL_KINDS: readonly NotificationKind[] = ['incident-opened', 'approval-needed', 'approval-reminder', 'needs-attention', 'completed', 'failed', 'aborted'];
+export const EMAIL_KINDS: readonly NotificationKind[] = ['alert', 'incident-opened', 'approval-needed', 'approval-reminder', 'needs-attention', 'completed', 'failed', 'aborted'];
 
 export function escapeHtml(value: unknown): string {
   return String(value)
@@ -496,6 +496,19 @@ function update(n: RunbookNotification, s: Strings): { subject: string; blocks: 
   };
 }
 
+/** A page from the monitor: what it saw, and what a human must decide. */
+function alert(n: RunbookNotification, s: Strings): { subject: string; blocks: Block[] } {
+  return {
+    subject: `[${n.severity}] ${oneLine(n.title)}: ${oneLine(n.status)}`.slice(0, 200),
+    blocks: [
+      { type: 'heading', text: n.title },
+      { type: 'para', text: n.status },
+      { type: 'fields', rows: [[s.time, isoUtc(n.startedAt)], [s.contact, n.contact]] },
+      { type: 'para', text: s.follow(n.workflowId) },
+    ],
+  };
+}
+
 /** Waiting for a human past the point of no return: what cannot finish, what is left, how to carry on. */
 function needsAttention(n: RunbookNotification, s: Strings): { subject: string; blocks: Block[] } {
   const a = n.attention;
@@ -539,6 +552,11 @@ export function renderEmail(n: RunbookNotification, locale: EmailLocale, links?:
       break;
     case 'needs-attention':
       message = needsAttention(n, s);
+      break;
+    case 'alert':
+      // Only pages (L1) are mailed: the monitor's other changes go to chat and the log.
+      if (n.severity !== 'L1') return undefined;
+      message = alert(n, s);
       break;
     case 'completed':
       message = completed(n, s);

@@ -55,7 +55,7 @@ const ROOT_TIMELINE_ENTRIES = 8;
 /** Kinds whose root message carries the Approve/Reject buttons. */
 const APPROVAL_OPEN: ReadonlySet<NotificationKind> = new Set(['approval-needed', 'approval-reminder']);
 /** Kinds that also get a reply in the root's thread. */
-const REPLY_KINDS: ReadonlySet<NotificationKind> = new Set(['step', 'approval-decided', 'approval-reminder', 'needs-attention', 'completed', 'failed', 'aborted']);
+const REPLY_KINDS: ReadonlySet<NotificationKind> = new Set(['alert', 'step', 'approval-decided', 'approval-reminder', 'needs-attention', 'completed', 'failed', 'aborted']);
 const FINAL_KINDS: ReadonlySet<NotificationKind> = new Set(['completed', 'failed', 'aborted']);
 
 // ---------------------------------------------------------------------------------------------
@@ -198,6 +198,7 @@ const KIND_ICON: Record<NotificationKind, string> = {
   failed: '❌',
   aborted: '⛔',
   'needs-attention': '🆘',
+  alert: '📟',
 };
 
 
@@ -435,6 +436,11 @@ export function buildThreadReply(n: RunbookNotification, locale: SlackLocale, pe
     case 'step': {
       const line = n.step ? entryLine(n.step, 1500) : statusText(n);
       return { text: line, blocks: [section(line)] };
+    }
+    case 'alert': {
+      // The monitor's thread: the root shows the latest state, each change is one reply.
+      const line = `${KIND_ICON.alert} [${n.severity}] ${esc(oneLine(n.status))}`;
+      return { text: truncate(line, 3000), blocks: [section(line)] };
     }
     case 'approval-decided': {
       const line = decisionLine(n, s, people) ?? statusText(n);

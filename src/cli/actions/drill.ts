@@ -18,6 +18,11 @@ import { createRunbookWorker } from '../../worker/createWorker';
 import { healthCheck } from '../../workflows';
 import { temporalSettings } from '../../adapters/temporal/client';
 import { failoverWorkflowId, startFailover } from './failover';
+import { startMonitor } from './monitor';
+import { monitorStateQuery, monitorWorkflowId, stopMonitorUpdate } from '../../core/monitorDefinitions';
+import { withInstance } from '../../adapters/mysql/instance';
+import { dialectOf } from '../../adapters/mysql/probe';
+import { query } from '../../adapters/mysql/connect';
 import { printHistory, printSyncStatus, printTopology } from './output';
 
 function approvalNote(config: RunbookConfig, cluster: string): string {
@@ -38,6 +43,38 @@ export function temporalStateDir(config: RunbookConfig): string {
 }
 
 const heading = (text: string) => console.log(`\n== ${text}`);
+
+/**
+ * Start the cluster's monitor, break one replica's replication and mend it, and let the monitor
+ * record both changes; then stop it (the drill's worker stops with the drill; start the monitor
+ * for good with `runbook monitor start`).
+ */
+async function showMonitorStateChange(config: RunbookConfig, client: Client, cluster: string, replica: string, operator: string, taskQueue: string): Promise<void> {
+  const handle = client.workflow.getHandle(monitorWorkflowId(cluster));
+  const r = await startMonitor(client, config, cluster, operator, taskQueue);
+  console.log(`${r.workflowId}: ${r.started ? 'started' : 'already running'}`);
+  const health = async () => (await handle.query(monitorStateQuery)).state.health[replica];
+  const until = async (what: string, ok: () => Promise<boolean>) => {
+    // A monitor that is still starting answers its query with an error: not yet, ask again.
+    for (const deadline = Date.now() + 60_000; !(await ok().catch(() => false)); ) {
+      if (Date.now() > deadline) throw new Error(`the monitor did not see ${what} within 60 s`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    console.log(`monitor: ${what}`);
+  };
+  const onReplica = (pick: (d: Awaited<ReturnType<typeof dialectOf>>['dialect']) => string) =>
+    withInstance(config, { cluster, instance: replica }, async (conn) => void (await query(conn, pick((await dialectOf(conn)).dialect))));
+  await until(`${replica} replicating`, async () => (await health()) === 'replicating');
+  await onReplica((d) => d.stopReplicaSqlThread());
+  try {
+    await until(`${replica} broken`, async () => (await health()) === 'broken');
+  } finally {
+    await onReplica((d) => d.startReplicaSqlThread());
+  }
+  await until(`${replica} replicating again`, async () => (await health()) === 'replicating');
+  await handle.executeUpdate(stopMonitorUpdate, { args: [{ operator, reason: 'drill over' }] });
+  await handle.result();
+}
 
 export async function runDrill(config: RunbookConfig, opts: { wide?: boolean } = {}): Promise<void> {
   const wide = Boolean(opts.wide);
@@ -99,7 +136,15 @@ export async function runDrill(config: RunbookConfig, opts: { wide?: boolean } =
       await printTrail(config, failoverWorkflowId(cluster, incidentId), uiUrl, namespace, wide);
       if (code !== 0) throw new Error(`the drill's switchover did not succeed (exit ${code}); see the trail above`);
       heading(`live topology of ${cluster} after the switchover`);
-      printTopology(await probeTopology(config, cluster));
+      const after = await probeTopology(config, cluster);
+      printTopology(after);
+
+      const replica = after.instances.find((i) => i.role === 'replica')?.instance;
+      if (replica) {
+        heading(`runbook monitor on ${cluster}: a state change (replication SQL thread of ${replica} stopped, then started)`);
+        await showMonitorStateChange(config, client, cluster, replica, operator, taskQueue);
+        await printTrail(config, monitorWorkflowId(cluster), uiUrl, namespace, wide);
+      }
     }
     heading('sync_status');
     printSyncStatus(await withControl(config, (c) => listSyncStatus(c)));

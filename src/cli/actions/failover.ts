@@ -6,12 +6,11 @@ import { lastKnownPrimary } from '../../core/failedPrimary';
 import { describePlan, planSwitchover } from '../../core/plan';
 import { loadConfig, configPathFromEnv } from '../../config/load';
 import { nameProblem } from '../../core/inputs';
+import { failoverWorkflowId } from '../../core/runbookDefinitions';
 import type { failover, FailoverInput } from '../../workflows/failover';
 import { checkIncidentOptions, cliConfig, newIncidentId, startIncidentRunbook, verifiedCliUser, withClient, type IncidentCliOptions } from './common';
 
-export function failoverWorkflowId(cluster: string, incidentId: string): string {
-  return `failover-${cluster}-${incidentId}`;
-}
+export { failoverWorkflowId };
 
 export interface FailoverCliOptions extends IncidentCliOptions {
   to?: string;

@@ -231,6 +231,24 @@ export class Runbook {
     });
   }
 
+  /**
+   * Tell people something outside an incident (the monitor's state changes and pages): one
+   * `alert`, through the same ordered sender and channels as every other notification.
+   */
+  alert(a: { title: string; severity: RunbookNotification['severity']; status: string; incidentId?: string; contact?: string }): void {
+    this.bookkeeping.tell({
+      kind: 'alert',
+      cluster: this.meta.cluster,
+      runbook: this.meta.runbook,
+      workflowId: this.info.workflowId,
+      requester: this.meta.operator,
+      reason: this.meta.reason ?? '',
+      timeline: [],
+      startedAt: now(),
+      ...a,
+    });
+  }
+
   private timeline(): TimelineEntry[] {
     return this.steps.map((s) => ({
       seq: s.seq,

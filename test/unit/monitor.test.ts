@@ -1,0 +1,135 @@
+/** The monitor's pure decisions: holistic detection, state changes, the dead-primary policy, inputs. */
+import { describe, expect, it } from 'vitest';
+import {
+  ackProblem,
+  assess,
+  deadPrimaryAction,
+  expireDowntimes,
+  INITIAL_STATE,
+  parseDowntimeDuration,
+  type InstanceObservation,
+  type MonitorState,
+  type Observation,
+} from '../../src/core/monitor';
+
+const settings = { failureThreshold: 3, maxLagSeconds: 5 };
+const primary = (reachable = true): InstanceObservation =>
+  reachable ? { instance: 'a', region: 'r1', reachable: true, readOnly: false, replicating: false, source: null } : { instance: 'a', region: 'r1', reachable: false, error: 'connect ETIMEDOUT' };
+const replica = (name: string, io: 'Yes' | 'No' | 'Connecting' = 'Yes', lag: number | null = 0, sql: 'Yes' | 'No' = 'Yes'): InstanceObservation => ({
+  instance: name,
+  region: `r-${name}`,
+  reachable: true,
+  readOnly: true,
+  replicating: true,
+  source: 'a',
+  ioRunning: io,
+  sqlRunning: sql,
+  lagSeconds: lag,
+});
+let t = 0;
+const round = (...instances: InstanceObservation[]): Observation => ({ cluster: 'orders', at: (t += 1000), instances });
+
+function run(rounds: Observation[], from: MonitorState = INITIAL_STATE) {
+  let state = from;
+  const changes = [];
+  for (const r of rounds) {
+    const out = assess(state, r, settings);
+    state = out.state;
+    changes.push(out.changes);
+  }
+  return { state, changes };
+}
+
+describe('holistic detection', () => {
+  it('the first round records one summary; identical rounds record nothing', () => {
+    const { state, changes } = run([round(primary(), replica('b'), replica('c')), round(primary(), replica('b'), replica('c'))]);
+    expect(changes[0]).toEqual([expect.objectContaining({ subject: 'orders', from: 'unknown', to: 'healthy', notify: false })]);
+    expect(changes[1]).toEqual([]);
+    expect(state).toMatchObject({ primary: 'a', misses: 0, verdict: 'healthy' });
+  });
+
+  it('dead only after failureThreshold misses AND every reachable replica lost it', () => {
+    const healthy = round(primary(), replica('b'), replica('c'));
+    const lost = () => round(primary(false), replica('b', 'Connecting'), replica('c', 'No'));
+    const { state, changes } = run([healthy, lost(), lost(), lost()]);
+    expect(changes[1]!.map((c) => c.to)).toEqual(['unreachable', 'disconnected', 'broken', 'primary_unreachable']);
+    expect(changes[2]).toEqual([]);
+    expect(changes[3]).toEqual([expect.objectContaining({ to: 'primary_dead', severity: 'critical', notify: true })]);
+    expect(state).toMatchObject({ verdict: 'primary_dead', misses: 3, missingSince: expect.any(Number) });
+  });
+
+  it('one replica still streaming from the primary: a monitor-side partition, never dead', () => {
+    const cut = () => round(primary(false), replica('b', 'Yes'), replica('c', 'Connecting'));
+    const { state, changes } = run([round(primary(), replica('b'), replica('c')), cut(), cut(), cut(), cut()]);
+    expect(state.verdict).toBe('monitor_partition');
+    expect(changes[3]![0]).toMatchObject({ to: 'monitor_partition', notify: true });
+    expect(changes[3]![0]!.summary).toMatch(/monitor-side partition.*b still replicate/);
+  });
+
+  it('fewer misses than the threshold, then an answer: no verdict beyond unreachable', () => {
+    const { state, changes } = run([round(primary(), replica('b')), round(primary(false), replica('b', 'Connecting')), round(primary(false), replica('b', 'Connecting')), round(primary(), replica('b'))]);
+    expect(state).toMatchObject({ verdict: 'healthy', misses: 0 });
+    expect(changes.flat().map((c) => c.to)).not.toContain('primary_dead');
+    expect(changes[3]!.find((c) => c.subject === 'a')).toMatchObject({ from: 'unreachable', to: 'primary', notify: true });
+  });
+
+  it('no reachable replica: unconfirmed, not dead', () => {
+    const { state } = run([round(primary(), replica('b')), ...[1, 2, 3].map(() => round(primary(false), { instance: 'b', region: 'x', reachable: false }))]);
+    expect(state.verdict).toBe('unconfirmed');
+  });
+
+  it('a new writable primary is followed; lag and broken replication are changes people hear of', () => {
+    const { state, changes } = run([
+      round(primary(), replica('b'), replica('c')),
+      round(primary(false), { ...replica('b'), readOnly: false, replicating: false, source: null }, replica('c', 'Yes', 0)),
+      round(primary(false), { ...replica('b'), readOnly: false, replicating: false, source: null }, replica('c', 'Yes', 30)),
+      round(primary(false), { ...replica('b'), readOnly: false, replicating: false, source: null }, replica('c', 'Yes', 0, 'No')),
+    ]);
+    expect(state).toMatchObject({ primary: 'b', verdict: 'healthy', misses: 0 });
+    expect(changes[1]!.find((c) => c.subject === 'orders')!.summary).toMatch(/new primary b \(was a\)/);
+    expect(changes[2]).toEqual([expect.objectContaining({ subject: 'c', to: 'lagging', notify: true })]);
+    expect(changes[3]).toEqual([expect.objectContaining({ subject: 'c', to: 'broken', notify: true })]);
+  });
+
+  it('two writable instances: split brain', () => {
+    const { state } = run([round(primary(), { ...replica('b'), readOnly: false, replicating: false, source: null })]);
+    expect(state.verdict).toBe('split_brain');
+  });
+});
+
+describe('what to do about a dead primary', () => {
+  const base = { cluster: 'orders', primary: 'a', downtimes: [], now: 10_000 };
+  it('by policy', () => {
+    expect(deadPrimaryAction({ ...base, policy: 'auto' })).toEqual({ kind: 'failover' });
+    expect(deadPrimaryAction({ ...base, policy: 'notify' })).toMatchObject({ kind: 'page', because: 'policy' });
+    expect(deadPrimaryAction({ ...base, policy: 'off' })).toMatchObject({ kind: 'record' });
+  });
+  it('an unacknowledged automatic recovery blocks the next: a page, whether or not it still runs', () => {
+    const block = { incidentId: 'I1', workflowId: 'failover-orders-I1', since: 1, running: false, primary: 'a', outcome: 'succeeded' };
+    expect(deadPrimaryAction({ ...base, policy: 'auto', block })).toMatchObject({ kind: 'page', because: 'blocked' });
+    expect(deadPrimaryAction({ ...base, policy: 'auto', block: { ...block, running: true } })).toMatchObject({ kind: 'page', because: 'blocked' });
+  });
+  it('a downtime on the cluster or on the primary suppresses it; an expired one does not', () => {
+    const d = { target: 'a', until: 20_000, reason: 'kernel upgrade', by: 'alice', since: 0 };
+    expect(deadPrimaryAction({ ...base, policy: 'auto', downtimes: [d] })).toMatchObject({ kind: 'suppressed' });
+    expect(deadPrimaryAction({ ...base, policy: 'auto', downtimes: [{ ...d, target: 'orders' }] })).toMatchObject({ kind: 'suppressed' });
+    expect(deadPrimaryAction({ ...base, policy: 'auto', downtimes: [{ ...d, target: 'b' }] })).toEqual({ kind: 'failover' });
+    expect(deadPrimaryAction({ ...base, policy: 'auto', downtimes: [{ ...d, until: 10_000 }] })).toEqual({ kind: 'failover' });
+    expect(expireDowntimes([d, { ...d, until: 5 }], 10_000)).toEqual({ active: [d], ended: [{ ...d, until: 5 }] });
+  });
+  it('ack: refused with nothing to acknowledge and while the recovery runs', () => {
+    const block = { incidentId: 'I1', workflowId: 'w', since: 1, running: true, primary: 'a' };
+    expect(ackProblem(undefined, 'orders')).toMatch(/nothing to acknowledge/);
+    expect(ackProblem(block, 'orders')).toMatch(/still runs/);
+    expect(ackProblem({ ...block, running: false }, 'orders')).toBeUndefined();
+  });
+});
+
+describe('downtime durations', () => {
+  it('parses bounded durations and refuses the rest in one line', () => {
+    expect(parseDowntimeDuration('30m')).toEqual({ ms: 1_800_000 });
+    expect(parseDowntimeDuration('1h30m')).toEqual({ ms: 5_400_000 });
+    expect(parseDowntimeDuration('45s')).toEqual({ ms: 45_000 });
+    for (const bad of ['', '30', 'm', '8d', '0s', '1.5h', '30 m', 'x'.repeat(5000), '1h1h1h1h1h']) expect(parseDowntimeDuration(bad)).toHaveProperty('problem');
+  });
+});
