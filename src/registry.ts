@@ -76,4 +76,11 @@ export const RUNBOOKS: RunbookEntry[] = [
     commands: ['consistency', 'consistency-report'],
     cli: async () => (await import('./cli/consistency')).registerConsistencyCommands,
   },
+  {
+    name: 'failback',
+    workflows: ['failback'],
+    activities: ['failback', 'mysql', 'traffic', 'backup', 'consistency'],
+    commands: ['failback'],
+    cli: async () => (await import('./cli/failback')).registerFailbackCommands,
+  },
 ];

@@ -8,6 +8,7 @@ import { createAuditActivities } from './audit';
 import { createBackupActivities } from './backup';
 import { createBinlogActivities } from './binlog';
 import { createConsistencyActivities } from './consistency';
+import { createFailbackActivities } from './failback';
 import type { ActivityDeps } from './deps';
 import { createMysqlActivities } from './mysql';
 import { createNotifyActivities, type Notifier } from './notify';
@@ -31,6 +32,7 @@ function activityGroups(deps: ActivityDeps & { notifiers?: Notifier[] }) {
     notify: createNotifyActivities(deps),
     revoke: createRevokeActivities(deps),
     consistency: createConsistencyActivities(deps),
+    failback: createFailbackActivities(deps),
   };
 }
 

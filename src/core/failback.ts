@@ -100,6 +100,8 @@ export function findErrant(o: {
   primaryHas: (gtid: string) => boolean;
   primaryPosition: string;
   primaryFloor: string;
+  /** The instance's gtid_binlog_pos: a domain none of whose transactions is in the files read is checked by its last GTID. */
+  instancePosition?: string;
 }): ErrantAnalysis {
   const floor = new Map(parseMariaGtidList(o.primaryFloor).map((g) => [g.domain, g]));
   const primaryAt = new Map(parseMariaGtidList(o.primaryPosition).map((g) => [g.domain, g]));
@@ -120,7 +122,7 @@ export function findErrant(o: {
     const held = (g: MariaGtid) => {
       if (o.primaryHas(key(g))) return true;
       const f = floor.get(domain);
-      return !!f && g.seq < f.seq;
+      return !!f && (g.seq < f.seq || key(g) === key(f));
     };
     while (i >= 0 && !held(one(txs[i]!.gtid))) i--;
     const errant = txs.slice(i + 1);
@@ -135,6 +137,15 @@ export function findErrant(o: {
       }
     }
     domains.push({ domain, commonThrough, errant });
+  }
+  for (const g of parseMariaGtidList(o.instancePosition ?? '')) {
+    if (g.seq === 0 || byDomain.has(g.domain)) continue;
+    const f = floor.get(g.domain);
+    if (o.primaryHas(key(g)) || (f && (g.seq < f.seq || key(g) === key(f)))) common.push(g);
+    else {
+      exact = false;
+      problems.push(`domain ${g.domain}: ${key(g)}, the instance's last transaction there, is neither in its binlogs read nor in the primary's history`);
+    }
   }
   const errantKeys = new Set(domains.flatMap((d) => d.errant.map((t) => t.gtid)));
   return { errant: all.filter((t) => errantKeys.has(t.gtid)), domains, commonPosition: common.map(key).join(','), exact, problems };

@@ -7,3 +7,4 @@ export { flashback } from './flashback';
 export { binlogArchive } from './binlogArchive';
 export { revoke, revokeUndo } from './revoke';
 export { consistency } from './consistency';
+export { failback } from './failback';

@@ -115,3 +115,12 @@ describe('failbackInputProblems', () => {
     expect(failbackInputProblems({ incidentId: 'T1' })).toEqual(['instance is required']);
   });
 });
+
+describe('findErrant with the instance position', () => {
+  it('a domain with no transaction in the binlogs read is checked by its last GTID', () => {
+    const held = findErrant({ instanceFiles: [file('b.2', '0-1-2', [])], primaryHas: set('0-1-2', '0-3-3'), primaryPosition: '0-3-3', primaryFloor: '', instancePosition: '0-1-2' });
+    expect(held).toMatchObject({ errant: [], commonPosition: '0-1-2', exact: true });
+    const unknown = findErrant({ instanceFiles: [file('b.2', '0-1-2', [])], primaryHas: set('0-3-2'), primaryPosition: '0-3-3', primaryFloor: '', instancePosition: '0-1-2' });
+    expect(unknown.exact).toBe(false);
+  });
+});
