@@ -113,7 +113,7 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
       input.method ?? 'auto',
     );
     if (!d.ok) throw ApplicationFailure.nonRetryable(d.refusal, 'MethodRefused');
-    if (!AVAILABLE.includes(d.method)) {
+    if (!AVAILABLE.includes(d.method) && !input.dryRun) {
       throw ApplicationFailure.nonRetryable(
         `${d.method} is needed (${d.why}) but this version carries out only ${AVAILABLE.join(', ')}: rebuild ${instance} from ${start.primary} by hand; the errant transactions are kept in ${analysis.export?.dir ?? '(none)'}`,
         'MethodUnavailable',
