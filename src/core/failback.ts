@@ -209,3 +209,18 @@ export function failbackInputProblems(i: { instance?: unknown; method?: unknown;
     incidentIdProblem('incidentId', i.incidentId, { required: true }),
   ].filter((p): p is string => p !== undefined);
 }
+
+/**
+ * Members that need a failback: reachable, replicating from nobody, and not the writer the
+ * engine recorded (the writer endpoint; without one, the topology's primary). One line each, the
+ * command to run. `sandbox up` and the drill print them instead of failing without a hint.
+ */
+export function failbackAdvice(
+  cluster: string,
+  members: { instance: string; reachable: boolean; replicating: boolean }[],
+  writer: string | null,
+): string[] {
+  return members
+    .filter((m) => m.reachable && !m.replicating && m.instance !== writer)
+    .map((m) => `${m.instance} needs failback: runbook failback ${cluster} --instance ${m.instance}`);
+}

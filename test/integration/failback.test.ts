@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { listSyncStatus, withControl } from '../../src/adapters/control/store';
 import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
-import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
+import { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { FailbackInput, FailbackResult } from '../../src/workflows/failback';
 import { decide, runFailover, shape, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
 import { fingerprint } from '../support/reference';
@@ -97,7 +97,17 @@ describe('failback', () => {
     after.start();
     await eventually('writes on the new primary', async () => after.acks.length >= 100, 60_000);
 
+    // The sandbox restarted (as `sandbox up` after a reboot): the engine's record (the writer
+    // endpoint) decides the primary; the old primary stays read-only and is named for a failback.
+    await sandbox.down();
+    const said: string[] = [];
+    await new Sandbox(config, (l) => said.push(l)).up();
+    expect(said).toContain('orders-a needs failback: runbook failback orders --instance orders-a');
+    expect(await shape(config)).toMatchObject({ primary: promoted, writable: [promoted], sources: { 'orders-a': null } });
+    await eventually('writes on the new primary after the restart', async () => after.acks.length >= 150, 60_000);
+
     // The old primary comes back with read_only=0 in its config: writable.
+    await sandbox.stopInstance('orders-a');
     const a = sandbox.instance('orders-a');
     a.extraCnf = ['read_only=OFF'];
     await sandbox.startInstance(a);

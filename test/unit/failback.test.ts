@@ -1,6 +1,6 @@
 /** Failback decisions: the errant set by history (not by sequence numbers), purged binlogs, the method. */
 import { describe, expect, it } from 'vitest';
-import { binlogFileEvents, decideFailback, failbackInputProblems, findErrant, purgedPast, type BinlogFileEvents } from '../../src/core/failback';
+import { binlogFileEvents, decideFailback, failbackAdvice, failbackInputProblems, findErrant, purgedPast, type BinlogFileEvents } from '../../src/core/failback';
 
 const file = (name: string, startState: string, gtids: string[]): BinlogFileEvents => ({
   file: name,
@@ -122,5 +122,18 @@ describe('findErrant with the instance position', () => {
     expect(held).toMatchObject({ errant: [], commonPosition: '0-1-2', exact: true });
     const unknown = findErrant({ instanceFiles: [file('b.2', '0-1-2', [])], primaryHas: set('0-3-2'), primaryPosition: '0-3-3', primaryFloor: '', instancePosition: '0-1-2' });
     expect(unknown.exact).toBe(false);
+  });
+});
+
+describe('failbackAdvice', () => {
+  it('names every reachable member replicating from nobody that is not the recorded writer', () => {
+    const members = [
+      { instance: 'orders-a', reachable: true, replicating: false },
+      { instance: 'orders-b', reachable: true, replicating: false },
+      { instance: 'orders-c', reachable: true, replicating: true },
+      { instance: 'orders-d', reachable: false, replicating: false },
+    ];
+    expect(failbackAdvice('orders', members, 'orders-a')).toEqual(['orders-b needs failback: runbook failback orders --instance orders-b']);
+    expect(failbackAdvice('orders', members, null)).toHaveLength(2);
   });
 });
