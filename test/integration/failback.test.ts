@@ -22,7 +22,7 @@ import { listSyncStatus, withControl } from '../../src/adapters/control/store';
 import { connect, instanceEndpoint } from '../../src/adapters/mysql/connect';
 import { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { FailbackInput, FailbackResult } from '../../src/workflows/failback';
-import { decide, runFailover, shape, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
+import { decide, runFailover, shape, stateOf, stepLog } from '../support/failover';
 import { fingerprint } from '../support/reference';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
@@ -60,8 +60,20 @@ function startFailback(over: Partial<FailbackInput> & { instance: string }): Pro
   });
 }
 
+/** The approval request, or the run's own failure if it ended first (a clear message, not a timeout). */
+async function pendingApproval(handle: WorkflowHandle) {
+  return eventually('approval request', async () => {
+    if ((await handle.describe()).status.name !== 'RUNNING') throw new Error(`the run ended: ${await handle.result().then(JSON.stringify, (e) => e.cause?.message ?? e.message)}`);
+    const s = await stateOf(handle);
+    return (s.details.approval as { status: string } | undefined)?.status === 'pending' ? s : undefined;
+  }, 120_000).catch(async (err) => {
+    const s = await stateOf(handle).catch(() => undefined);
+    throw new Error(`${err.message}; steps: ${s?.steps.map((x) => `${x.name}:${x.status}`).join(', ')}`);
+  });
+}
+
 async function approveAndWait(handle: WorkflowHandle): Promise<FailbackResult> {
-  await waitForApprovalRequest(handle, 120_000);
+  await pendingApproval(handle);
   expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
   return (await handle.result()) as FailbackResult;
 }
@@ -97,17 +109,7 @@ describe('failback', () => {
     after.start();
     await eventually('writes on the new primary', async () => after.acks.length >= 100, 60_000);
 
-    // The sandbox restarted (as `sandbox up` after a reboot): the engine's record (the writer
-    // endpoint) decides the primary; the old primary stays read-only and is named for a failback.
-    await sandbox.down();
-    const said: string[] = [];
-    await new Sandbox(config, (l) => said.push(l)).up();
-    expect(said).toContain('orders-a needs failback: runbook failback orders --instance orders-a');
-    expect(await shape(config)).toMatchObject({ primary: promoted, writable: [promoted], sources: { 'orders-a': null } });
-    await eventually('writes on the new primary after the restart', async () => after.acks.length >= 150, 60_000);
-
     // The old primary comes back with read_only=0 in its config: writable.
-    await sandbox.stopInstance('orders-a');
     const a = sandbox.instance('orders-a');
     a.extraCnf = ['read_only=OFF'];
     await sandbox.startInstance(a);
@@ -117,7 +119,7 @@ describe('failback', () => {
     expect(sync.find((r) => r.region === 'region-a')).toMatchObject({ status: 'needs_failback', instance: 'orders-a' });
 
     const handle = await startFailback({ instance: 'orders-a', switchBack: true });
-    const pending = await waitForApprovalRequest(handle, 120_000);
+    const pending = await pendingApproval(handle);
     // Read-only before anything else, long before the approval.
     expect(await readOnly('orders-a')).toBe(true);
     expect(pending.steps.map((s) => s.name).filter((n) => n !== 'load policy')[0]).toBe('fence returning instance');
@@ -144,13 +146,13 @@ describe('failback', () => {
     expect(log).toEqual(expect.arrayContaining(['fence returning instance', 'errant analysis', 'decide', 'rejoin', 'catch up', 'consistency check', 'compare-and-swap primary (switch back)', 'promote returning instance', 'switch traffic', 'verify', 'record']));
     const rows = await withControl(config, (c) => listSyncStatus(c, 'orders'));
     expect(rows.find((r) => r.region === 'region-a')).toMatchObject({ status: 'primary', instance: 'orders-a' });
-  });
+  }, 360_000);
 
   it('a failover while the failback waits for approval: the switch back is refused and the failback changes nothing', async () => {
     // orders-b leaves the topology (replicating from nobody, read-only), as a returning member does.
     await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL');
     const handle = await startFailback({ instance: 'orders-b', switchBack: true });
-    await waitForApprovalRequest(handle, 120_000);
+    await pendingApproval(handle);
     const { result: fo } = await runFailover(client, taskQueue, { mode: 'planned', target: 'orders-c', reason: 'maintenance of orders-a' });
     expect(fo.status).toBe('succeeded');
     // (The failover repoints every replica it finds, orders-b included: its doing, not the failback's.)
@@ -165,7 +167,7 @@ describe('failback', () => {
     expect(log).not.toContain('fence old primary');
     expect(await shape(config)).toEqual(afterFailover);
     expect((await stateOf(handle).catch(() => undefined))?.details.failback).toBeDefined();
-  });
+  }, 240_000);
 
   it('writes made directly on an isolated instance are errant: found, exported, shown; a rejoin is refused and changes nothing', async () => {
     // orders-b is isolated again and takes writes directly, as the engine's admin (SUPER passes read_only).
@@ -207,5 +209,16 @@ describe('failback', () => {
     const ddl = (await (await startFailback({ instance: 'orders-b', dryRun: true })).result()) as FailbackResult;
     expect(ddl).toMatchObject({ status: 'dry_run', method: 'reseed-logical', why: expect.stringMatching(/is DDL/) });
     expect(ddl.analysis.errant.map((e) => e.statement)).toContainEqual(expect.stringMatching(/CREATE TABLE loadtest.errant_ddl/));
+  });
+
+  it('sandbox up after a restart takes the primary from the writer endpoint, keeps the returned member read-only and names its failback', async () => {
+    // As the last case left it: orders-c the primary (the writer endpoint says so), orders-b isolated.
+    const before = await shape(config);
+    expect(before).toMatchObject({ primary: 'orders-c', sources: { 'orders-b': null } });
+    await sandbox.down();
+    const said: string[] = [];
+    await new Sandbox(config, (l) => said.push(l)).up();
+    expect(said).toContain('orders-b needs failback: runbook failback orders --instance orders-b');
+    expect(await shape(config)).toMatchObject({ primary: 'orders-c', writable: ['orders-c'], sources: { 'orders-b': null } });
   });
 });
