@@ -115,6 +115,15 @@ export function createFailbackActivities({ config }: ActivityDeps) {
     async fenceReturningInstance(ref: InstanceRef): Promise<FenceReturning> {
       const endpoint = await withControl(config, (c) => readWriterEndpoint(c, ref.cluster)).catch(() => null);
       if (endpoint?.instance === ref.instance) throw refuse(`the writer endpoint of ${ref.cluster} names ${ref.instance}: it is the primary, not an instance to fail back`, 'IsPrimary');
+      if (!endpoint) {
+        // No record of the primary: a writable instance is the primary unless another one is writable too.
+        const t = await probeTopology(config, ref.cluster);
+        const me = t.instances.find((i) => i.instance === ref.instance);
+        const others = t.instances.filter((i) => i.instance !== ref.instance && i.reachable && i.readOnly === false);
+        if (me?.reachable && me.readOnly === false && !others.length) {
+          throw refuse(`${ref.instance} is the only writable instance of ${ref.cluster} and no writer endpoint names another: it is the primary, not an instance to fail back`, 'IsPrimary');
+        }
+      }
       return withInstance(config, ref, async (conn) => {
         const { dialect } = await dialectOf(conn);
         const vars = async () => dialect.parseVariables((await query<Record<string, unknown>[]>(conn, dialect.variablesQuery()))[0]!);
