@@ -83,4 +83,11 @@ export const RUNBOOKS: RunbookEntry[] = [
     commands: ['monitor', 'ack', 'downtime'],
     cli: async () => (await import('./cli/monitor')).registerMonitorCommands,
   },
+  {
+    name: 'failback',
+    workflows: ['failback'],
+    activities: ['failback', 'mysql', 'traffic', 'backup', 'consistency'],
+    commands: ['failback'],
+    cli: async () => (await import('./cli/failback')).registerFailbackCommands,
+  },
 ];

@@ -196,6 +196,18 @@ export function createBackupActivities({ config }: ActivityDeps) {
       return lineage;
     },
 
+    /**
+     * A member reseeded from the promoted server (failback) no longer holds the skipped event:
+     * off the lineage's stale list, so it may be backed up again. Not listed: nothing to do.
+     */
+    async clearStaleMember(input: { cluster: string; instance: string }): Promise<{ wasStale: boolean }> {
+      const file = join(clusterDir(input.cluster), LINEAGE_FILE);
+      const current = await readLineage(file);
+      if (!current?.stale?.includes(input.instance)) return { wasStale: false };
+      await writeJsonAtomically(file, { ...current, stale: current.stale.filter((i) => i !== input.instance) });
+      return { wasStale: true };
+    },
+
     /** The cluster's current backup lineage, if a promote cut-over ever started one. */
     async backupLineage(input: { cluster: string }): Promise<BackupLineage | null> {
       return (await readLineage(join(clusterDir(input.cluster), LINEAGE_FILE))) ?? null;

@@ -8,6 +8,7 @@ import { createAuditActivities } from './audit';
 import { createBackupActivities } from './backup';
 import { createBinlogActivities } from './binlog';
 import { createConsistencyActivities } from './consistency';
+import { createFailbackActivities } from './failback';
 import type { ActivityDeps } from './deps';
 import { createMonitorActivities } from './monitor';
 import { createMysqlActivities } from './mysql';
@@ -33,6 +34,7 @@ function activityGroups(deps: ActivityDeps & { notifiers?: Notifier[] }) {
     revoke: createRevokeActivities(deps),
     consistency: createConsistencyActivities(deps),
     monitor: createMonitorActivities(deps),
+    failback: createFailbackActivities(deps),
   };
 }
 

@@ -8,3 +8,4 @@ export { binlogArchive } from './binlogArchive';
 export { revoke, revokeUndo } from './revoke';
 export { consistency } from './consistency';
 export { monitor } from './monitor';
+export { failback } from './failback';

@@ -35,7 +35,7 @@ export async function prepareLoadSchema(config: RunbookConfig, cluster: string, 
 export class WriteLoad {
   readonly acks: Ack[] = [];
   errors = 0;
-  private next = 1;
+  private next: number;
   private running = false;
   private loop?: Promise<void>;
 
@@ -44,7 +44,11 @@ export class WriteLoad {
     private readonly cluster: string,
     private readonly initialWriter: string,
     private readonly pauseMs = 2,
-  ) {}
+    /** The first id written: a second load on the same table starts past the first one's. */
+    firstId = 1,
+  ) {
+    this.next = firstId;
+  }
 
   /** The writer endpoint row (the built-in traffic switch), else the initial primary. */
   private async writer(): Promise<string> {

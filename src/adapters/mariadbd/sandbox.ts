@@ -4,10 +4,11 @@
  * control instance for the engine's own tables.
  *
  * Every instance starts read_only (in its my.cnf, as orchestrator recommends for any server that
- * may restart); `up` then makes exactly one instance per cluster writable: on first creation the
- * one the YAML calls primary, later the one that replicates from nobody. If that is ambiguous (say,
- * after an emergency failover left the old primary unrepointed) all stay read-only: two writable
- * primaries is the one outcome that is never acceptable.
+ * may restart); `up` then makes exactly one instance per cluster writable: the one the control
+ * database's writer endpoint names (the engine's own record of the primary), or on a fresh sandbox
+ * the one that replicates from nobody. An old primary an emergency failover left unrepointed stays
+ * read-only and is named with the failback that brings it back; when nothing decides, all stay
+ * read-only: two writable primaries is the one outcome that is never acceptable.
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import mysql from 'mysql2/promise';
 import { resolveCredential, type RunbookConfig } from '../../config/load';
 import { readWriterEndpoint, withControl } from '../control/store';
 import { replicationOn } from '../mysql/replication';
+import { failbackAdvice } from '../../core/failback';
 import type { ReplicaStatus } from '../../core/types';
 import { checkPortFree, killServer, pathsOf, startServer, stateOf, stopServer, withRoot, type InstanceState, type MariadbdInstance } from './server';
 
@@ -132,26 +134,40 @@ export class Sandbox {
     });
   }
 
-  /** Exactly one writable instance per cluster: the one that replicates from nobody, if unique. */
+  /**
+   * Exactly one writable instance per cluster. The engine's own record decides: the instance the
+   * control database's writer endpoint names (after a failover, the promoted one; after a restore's
+   * `promote` cut-over, the recovery host), if it replicates from nobody. Without a writer endpoint
+   * (a fresh sandbox): the one member that replicates from nobody, if unique. Every other member
+   * that replicates from nobody stays read-only and is named with the failback that brings it back.
+   */
   private async settleWriter(cluster: string): Promise<void> {
     const members = this.instances.filter((i) => i.cluster === cluster);
-    const sourceless: SandboxInstance[] = [];
-    // A recovery host is the writer only when a `promote` cut-over made it so: the writer
-    // endpoint names it. Then the old members hold the skipped bad event and never qualify, and a
-    // restart never makes the old primary writable again.
     const writer = await withControl(this.config, (c) => readWriterEndpoint(c, cluster))
-      .then((row) => row?.instance)
-      .catch(() => undefined); // not migrated yet: no writer endpoint
-    const promoted = members.find((i) => i.initialRole === 'recovery' && i.name === writer);
-    for (const inst of promoted ? [promoted] : members.filter((i) => i.initialRole !== 'recovery')) {
-      if (!(await this.replicaStatus(inst))) sourceless.push(inst);
-    }
-    if (sourceless.length !== 1) {
-      this.log(`${cluster}: ${sourceless.length} instances replicate from nobody (${sourceless.map((i) => i.name).join(', ') || 'none'}); leaving all read-only`);
+      .then((row) => row?.instance ?? null)
+      .catch(() => null); // not migrated yet: no writer endpoint
+    const candidates = members.filter((i) => i.initialRole !== 'recovery' || i.name === writer);
+    const sourceless: SandboxInstance[] = [];
+    for (const inst of candidates) if (!(await this.replicaStatus(inst))) sourceless.push(inst);
+    const chosen = writer ? sourceless.find((i) => i.name === writer) : sourceless.length === 1 ? sourceless[0] : undefined;
+    const advice = failbackAdvice(cluster, sourceless.map((i) => ({ instance: i.name, reachable: true, replicating: false })), chosen?.name ?? null);
+    this.advice.set(cluster, advice);
+    for (const line of advice) this.log(line);
+    // Whatever their my.cnf says: only the chosen one may take writes.
+    for (const inst of sourceless) if (inst !== chosen) await this.withRoot(inst.key, (conn) => conn.query('SET GLOBAL read_only = ON'));
+    if (!chosen) {
+      this.log(
+        writer
+          ? `${cluster}: the writer endpoint names ${writer}, which replicates from another server; leaving all read-only`
+          : `${cluster}: ${sourceless.length} instances replicate from nobody (${sourceless.map((i) => i.name).join(', ') || 'none'}); leaving all read-only`,
+      );
       return;
     }
-    await this.withRoot(sourceless[0]!.key, (conn) => conn.query('SET GLOBAL read_only = OFF'));
+    await this.withRoot(chosen.key, (conn) => conn.query('SET GLOBAL read_only = OFF'));
   }
+
+  /** Per cluster, what the last `up` found needs a failback (one line each, with the command). */
+  readonly advice = new Map<string, string[]>();
 
   async up(): Promise<void> {
     const fresh = new Set(this.instances.filter((i) => !this.state(i).initialized).map((i) => i.key));

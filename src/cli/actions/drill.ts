@@ -9,7 +9,8 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { RunbookConfig } from '../../config/load';
 import { configFingerprint } from '../../config/fingerprint';
-import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../../adapters/control/store';
+import { failoverHistory, listSyncStatus, migrateControl, readWriterEndpoint, withControl } from '../../adapters/control/store';
+import { failbackAdvice } from '../../core/failback';
 import { probeTopology } from '../../adapters/mysql/probe';
 import { Sandbox } from '../../adapters/mariadbd/sandbox';
 import { Cluster, IncidentId, Operator, RunbookType } from '../../core/searchAttributes';
@@ -131,6 +132,14 @@ export async function runDrill(config: RunbookConfig, opts: { wide?: boolean } =
       });
       await printTrail(config, workflowId, uiUrl, namespace, wide);
 
+      const topology = await probeTopology(config, cluster);
+      if (!topology.primary) {
+        // Say what to do instead of letting the switchover refuse with "no single writable primary".
+        const writer = await withControl(config, (c) => readWriterEndpoint(c, cluster)).then((r) => r?.instance ?? null).catch(() => null);
+        const advice = failbackAdvice(cluster, topology.instances.map((i) => ({ instance: i.instance, reachable: i.reachable, replicating: !!i.replication })), writer);
+        for (const line of advice) console.log(line);
+        throw new Error(`${cluster} has no single writable primary (${topology.problems.join('; ') || 'none writable'})${advice.length ? `: ${advice.join('; ')}` : ''}`);
+      }
       heading(`runbook failover on ${cluster}: a planned switchover (${approvalNote(config, cluster)})`);
       const code = await startFailover({ cluster, reason: 'drill: planned switchover', as: operator, incident: incidentId }, client);
       await printTrail(config, failoverWorkflowId(cluster, incidentId), uiUrl, namespace, wide);

@@ -1,0 +1,70 @@
+/**
+ * A failback whose worker is SIGKILLed inside a side effect (the change made, its completion
+ * never reported): fencing the returning member, rejoining it, waiting for its catch-up. A new
+ * worker finishes the run: the member replicates from the primary, the consistency child finds 0
+ * differences, and each step has exactly one `succeeded` row.
+ */
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { RunbookConfig } from '../../src/config/load';
+import { migrateControl } from '../../src/adapters/control/store';
+import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
+import type { FailbackInput, FailbackResult } from '../../src/workflows/failback';
+import { decide, shape, stateOf, stepLog } from '../support/failover';
+import { eventually, startTestSandbox } from '../support/sandbox';
+import { sql } from '../support/stack';
+import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
+import { prepareLoadSchema } from '../support/writeLoad';
+
+const taskQueue = `failback-crash-${process.pid}`;
+let config: RunbookConfig;
+let sandbox: Sandbox;
+let client: Client;
+let round = 0;
+
+beforeAll(async () => {
+  ({ config, sandbox } = await startTestSandbox('failback-crash', 31600));
+  await prepareLoadSchema(config, 'orders', 'orders-a');
+  await migrateControl(config);
+  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+}, 120_000);
+
+afterEach(() => killWorkerProcesses());
+
+afterAll(async () => {
+  killWorkerProcesses();
+  await client?.connection.close();
+  await sandbox?.destroy();
+});
+
+async function approveWhenAsked(handle: WorkflowHandle): Promise<void> {
+  await eventually('approval request', async () => (((await stateOf(handle)).details.approval as { status: string } | undefined)?.status === 'pending' ? true : undefined), 120_000);
+  expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
+}
+
+describe('worker crash during a failback', () => {
+  it.each(['fenceReturningInstance', 'repointReplica', 'waitForCatchUp'])('SIGKILL inside %s, restart: the run finishes, the member rejoined with 0 differences', async (activity) => {
+    // orders-b leaves the topology and the primary writes on: it must catch up when it rejoins.
+    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF');
+    await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, '${activity}' FROM mysql.seq_1_to_2000`);
+
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_INSIDE_ACTIVITY: activity });
+    const incidentId = `FBC${Date.now()}`;
+    const handle = await client.workflow.start('failback', {
+      taskQueue,
+      workflowId: `failback-orders-${incidentId}`,
+      args: [{ cluster: 'orders', instance: 'orders-b', reason: `crash inside ${activity}`, requester: 'carol', incidentId } satisfies FailbackInput],
+    });
+    if (activity !== 'fenceReturningInstance') await approveWhenAsked(handle);
+    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
+    expect(doomed.proc.signalCode).toBe('SIGKILL');
+
+    await startWorkerProcess(config, taskQueue);
+    if (activity === 'fenceReturningInstance') await approveWhenAsked(handle);
+    const result = (await handle.result()) as FailbackResult;
+    expect(result).toMatchObject({ status: 'succeeded', method: 'rejoin', primaryAfter: 'orders-a', consistency: { differences: 0 } });
+    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
+    const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    for (const step of ['fence returning instance', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
+  }, 300_000);
+});
