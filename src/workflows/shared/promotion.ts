@@ -140,6 +140,9 @@ function handOver(rb: Runbook, p: Promotion, timeoutSeconds: number) {
     {
       startToCloseTimeout: `${timeoutSeconds + 60}s`,
       heartbeatTimeout: '3s',
+      // Stated, not left to the default (which encodes as TRY_CANCEL): a cancelled run must not
+      // undo the fence while this activity may still promote.
+      cancellationType: wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumAttempts: 5 },
     },
     [
