@@ -112,19 +112,23 @@ export async function handOverWrites(config: RunbookConfig, input: HandOverInput
     const state = await subStep(
       'check connections',
       async () => {
-        const [o, c, ctl] = await Promise.all([
+        const [o, c, ctl] = await Promise.allSettled([
           openSession(config, { cluster: input.cluster, instance: input.from }),
           openSession(config, { cluster: input.cluster, instance: input.to }),
           connectControl(config, 2000).catch((err: Error) => ((controlProblem = err.message), undefined)),
         ]);
-        old = o;
-        candidate = c;
-        control = ctl;
-        const [oldReplica, cand] = await Promise.all([o.replica(), isPromoted(c)]);
+        // Kept as soon as opened, so that `finally` closes each even when another failed.
+        old = o.status === 'fulfilled' ? o.value : undefined;
+        candidate = c.status === 'fulfilled' ? c.value : undefined;
+        control = ctl.status === 'fulfilled' ? ctl.value : undefined;
+        for (const r of [o, c]) if (r.status === 'rejected') throw r.reason;
+        const oldSession = old!;
+        const candidateSession = candidate!;
+        const [oldReplica, cand] = await Promise.all([oldSession.replica(), isPromoted(candidateSession)]);
         if (oldReplica) throw refuse(`${input.from} replicates from ${oldReplica.sourceHost}:${oldReplica.sourcePort}: it is not the primary, refusing to fence it`);
         if (cand.promoted) {
           // An earlier attempt got past the promotion: the fence must still hold, else two writers.
-          if (!(await o.vars()).readOnly) throw refuse(`${input.to} is already writable and ${input.from} is writable too: two writers, a human must decide`, 'TwoWriters');
+          if (!(await oldSession.vars()).readOnly) throw refuse(`${input.to} is already writable and ${input.from} is writable too: two writers, a human must decide`, 'TwoWriters');
           return { resumedAfterPromotion: true, candidate: cand };
         }
         const r = cand.replica;
