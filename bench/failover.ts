@@ -208,7 +208,20 @@ interface Switch {
 }
 
 const FIRST_ID = 1_000_000;
-const planned = await withStack('bench-planned', 30500, async (config, taskQueue) => {
+/** `withStack` on the first free block of ports from `base` (see the emergency runs). */
+async function onFreePorts<T>(name: string, base: number, last: number, fn: (config: RunbookConfig, taskQueue: string) => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await withStack(name, base, fn);
+    } catch (err) {
+      if (!/already in use/.test((err as Error).message) || base >= last) throw err;
+      console.error(`${name}: ${(err as Error).message}; trying ports ${base + 10}+`);
+      base += 10;
+    }
+  }
+}
+
+const planned = await onFreePorts('bench-planned', 30500, 30590, async (config, taskQueue) => {
   const writer = new Writer(config);
   await writer.start(FIRST_ID);
   const switches: Switch[] = [];
@@ -271,6 +284,26 @@ let flipBacks = 0;
   flipBacks += Math.max(0, changes.length - planned.switches.length);
 }
 
+const runbookSwitches = planned.switches.filter((s) => s.kind === 'runbook');
+const handSwitches = planned.switches.filter((s) => s.kind === 'hand');
+const ratio = percentile(windows.runbook, 50) / percentile(windows.hand, 50);
+console.log(`\nplanned switchover, side by side on one sandbox under one independent writer (${PLANNED} of each, alternating)`);
+console.log(`  writer: ${planned.report.acks.length} acknowledged writes, ${planned.report.errors} refused attempts, ${planned.report.probes} read_only probe rounds`);
+console.log(`  write-unavailability, hand-run SQL:    ${fmt(windows.hand)}`);
+console.log(`  write-unavailability, runbook:         ${fmt(windows.runbook)}`);
+console.log(`  ratio runbook / hand-run (p50):        ${ratio.toFixed(2)}   target <= 2`);
+console.log(`  fence → promoted as the servers saw it: hand ${fmt(handSwitches.map((s) => s.serverBlockedMs!))}`);
+console.log(`                                          runbook ${fmt(runbookSwitches.filter((s) => s.serverBlockedMs !== undefined).map((s) => s.serverBlockedMs!))}`);
+for (const name of ['check connections', 'fence old primary', 'wait for catch-up', 'promote candidate', 'writer endpoint'] as const) {
+  const xs = runbookSwitches.flatMap((s) => s.subSteps?.filter((x) => x.name === name).map((x) => x.endedAt - x.startedAt) ?? []);
+  console.log(`    ${name.padEnd(20)} ${fmt(xs)}`);
+}
+console.log(`  runbook total time:                    ${fmt(runbookSwitches.map((s) => s.totalMs!))}   target p50 <= 1000 ms`);
+console.log(`  acknowledged writes lost (after every replica applied ${planned.finalPos}): ${Object.entries(planned.lost).map(([i, n]) => `${i} ${n}`).join(', ')}   (must be 0)`);
+console.log(`  two writers: ${planned.report.twoWriters.length} probe rounds saw two writable instances${planned.report.twoWriters.length ? ` (${planned.report.twoWriters.slice(0, 3).map((t) => t.writable.join('+')).join('; ')})` : ''}; ${flipBacks} writes went back to an old writer   (must be 0)`);
+console.log(`  windows matched: hand ${windows.hand.length}/${handSwitches.length}, runbook ${windows.runbook.length}/${runbookSwitches.length}`);
+
+
 // ---- emergency ----
 interface EmergencyRun {
   total: number;
@@ -283,8 +316,25 @@ interface EmergencyRun {
 }
 const emergency: EmergencyRun[] = [];
 let thresholds = '';
+let portBlock = 30600;
 for (let i = 0; i < EMERGENCY; i++) {
-  await withStack(`bench-emergency-${i}`, 30600 + i * 10, async (config, taskQueue) => {
+  // Ports in the ephemeral range can be held by someone's outgoing connection (or TIME_WAIT):
+  // a block that is taken is skipped for the next one, up to the bench's range (30500–30990).
+  for (;;) {
+    try {
+      await emergencyRun(i, portBlock);
+      portBlock += 10;
+      break;
+    } catch (err) {
+      if (!/already in use/.test((err as Error).message) || portBlock >= 30980) throw err;
+      console.error(`emergency run ${i + 1}: ${(err as Error).message}; trying ports ${portBlock + 10}+`);
+      portBlock += 10;
+    }
+  }
+}
+
+async function emergencyRun(i: number, base: number): Promise<void> {
+  await withStack(`bench-emergency-${i}`, base, async (config, taskQueue) => {
     const t = getCluster(config, 'orders').thresholds;
     thresholds = `confirmProbes ${t.confirmProbes} × ${t.confirmIntervalMs} ms, replicaGraceSeconds ${t.replicaGraceSeconds}`;
     const writer = new Writer(config);
@@ -321,25 +371,6 @@ await native.close();
 await client.connection.close();
 await stopDevServer(stateDir);
 rmSync(stateDir, { recursive: true, force: true });
-
-const runbookSwitches = planned.switches.filter((s) => s.kind === 'runbook');
-const handSwitches = planned.switches.filter((s) => s.kind === 'hand');
-const ratio = percentile(windows.runbook, 50) / percentile(windows.hand, 50);
-console.log(`\nplanned switchover, side by side on one sandbox under one independent writer (${PLANNED} of each, alternating)`);
-console.log(`  writer: ${planned.report.acks.length} acknowledged writes, ${planned.report.errors} refused attempts, ${planned.report.probes} read_only probe rounds`);
-console.log(`  write-unavailability, hand-run SQL:    ${fmt(windows.hand)}`);
-console.log(`  write-unavailability, runbook:         ${fmt(windows.runbook)}`);
-console.log(`  ratio runbook / hand-run (p50):        ${ratio.toFixed(2)}   target <= 2`);
-console.log(`  fence → promoted as the servers saw it: hand ${fmt(handSwitches.map((s) => s.serverBlockedMs!))}`);
-console.log(`                                          runbook ${fmt(runbookSwitches.filter((s) => s.serverBlockedMs !== undefined).map((s) => s.serverBlockedMs!))}`);
-for (const name of ['check connections', 'fence old primary', 'wait for catch-up', 'promote candidate', 'writer endpoint'] as const) {
-  const xs = runbookSwitches.flatMap((s) => s.subSteps?.filter((x) => x.name === name).map((x) => x.endedAt - x.startedAt) ?? []);
-  console.log(`    ${name.padEnd(20)} ${fmt(xs)}`);
-}
-console.log(`  runbook total time:                    ${fmt(runbookSwitches.map((s) => s.totalMs!))}   target p50 <= 1000 ms`);
-console.log(`  acknowledged writes lost (after every replica applied ${planned.finalPos}): ${Object.entries(planned.lost).map(([i, n]) => `${i} ${n}`).join(', ')}   (must be 0)`);
-console.log(`  two writers: ${planned.report.twoWriters.length} probe rounds saw two writable instances${planned.report.twoWriters.length ? ` (${planned.report.twoWriters.slice(0, 3).map((t) => t.writable.join('+')).join('; ')})` : ''}; ${flipBacks} writes went back to an old writer   (must be 0)`);
-console.log(`  windows matched: hand ${windows.hand.length}/${handSwitches.length}, runbook ${windows.runbook.length}/${runbookSwitches.length}`);
 
 console.log(`\nemergency failover, SIGKILL → first write acknowledged by the new primary (${EMERGENCY} runs; auto-approval, fencing hook; ${thresholds})`);
 console.log(`  total:     ${fmt(emergency.map((e) => e.total))}   target p50 <= 3000 ms`);
