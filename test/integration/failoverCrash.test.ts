@@ -19,7 +19,7 @@ import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { FailoverResult } from '../../src/workflows/failover';
 import { HAND_OVER_SUB_STEPS } from '../../src/activities/handOver';
 import { activityRuns, shape, startFailover, stepLog } from '../support/failover';
-import { startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox } from '../support/sandbox';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
 
@@ -182,6 +182,7 @@ describe('worker crash inside the hand-over, at each sub-step (done on the serve
     const survivor = await startWorkerProcess(config, taskQueue);
     const result = (await handle.result()) as FailoverResult;
     expect(result.status).toBe('succeeded');
+    await eventually(`writes on ${to}`, async () => load.acks.at(-1)?.instance === to, 60_000);
     await load.stop();
 
     const runs = await activityRuns(handle, 'handOverWrites');
