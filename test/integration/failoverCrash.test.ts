@@ -211,5 +211,5 @@ describe('worker crash inside the hand-over, at each sub-step (done on the serve
     }
     survivor.proc.kill('SIGTERM');
     expect(await survivor.exited).toBe(0);
-  });
+  }, 300_000); // two worker processes start per case: minutes on a loaded 2-core machine
 });
