@@ -6,53 +6,14 @@
  * precondition is a non-retryable failure with a message that says what is wrong.
  */
 import { Context, heartbeat, sleep } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
-import { getCluster, getInstance, resolveCredential, type RunbookConfig } from '../config/load';
-import { query, type Conn } from '../adapters/mysql/connect';
-import { type Dialect, type ReplicaStatus, type ServerVariables } from '../adapters/mysql/dialect';
+import { getCluster, resolveCredential } from '../config/load';
+import { query } from '../adapters/mysql/connect';
 import { mariaErrantDomains } from '../core/gtid';
-import { dialectOf, probeInstance, probeTopology } from '../adapters/mysql/probe';
+import { probeInstance, probeTopology } from '../adapters/mysql/probe';
 import type { InstanceProbe, InstanceRef, Topology } from '../core/types';
 import type { ActivityDeps } from './deps';
-import { withInstance } from '../adapters/mysql/instance';
-
-interface Session {
-  conn: Conn;
-  dialect: Dialect;
-  vars(): Promise<ServerVariables>;
-  replica(): Promise<ReplicaStatus | null>;
-  exec(sql: string, params?: unknown[]): Promise<unknown>;
-}
-
-/** A time-bounded admin session on one instance, always closed. */
-async function onInstance<T>(config: RunbookConfig, ref: InstanceRef, fn: (s: Session) => Promise<T>): Promise<T> {
-  return withInstance(config, ref, async (conn) => {
-    const { dialect } = await dialectOf(conn);
-    return fn({
-      conn,
-      dialect,
-      vars: async () => dialect.parseVariables((await query<Record<string, unknown>[]>(conn, dialect.variablesQuery()))[0]!),
-      replica: async () => dialect.parseReplicaStatus(await query<Record<string, unknown>[]>(conn, dialect.replicaStatusQuery())),
-      exec: (sql, params = []) => query(conn, sql, params, 30_000),
-    });
-  });
-}
-
-const refuse = (message: string, type = 'PreconditionFailed') => ApplicationFailure.nonRetryable(message, type);
-
-function position(v: ServerVariables): string {
-  return v.gtid.currentPos ?? v.gtid.executed ?? '';
-}
-
-function addressOf(config: RunbookConfig, cluster: string, instance: string): { host: string; port: number } {
-  const i = getInstance(config, cluster, instance);
-  return { host: i.host, port: i.port };
-}
-
-function sameAddress(status: ReplicaStatus, addr: { host: string; port: number }): boolean {
-  const norm = (h: string | null) => (h === 'localhost' || h === '::1' ? '127.0.0.1' : h);
-  return status.sourcePort === addr.port && norm(status.sourceHost) === norm(addr.host);
-}
+import { handOverWrites, type HandOverInput, type HandOverResult } from './handOver';
+import { addressOf, fenceWrites, isPromoted, position, promoteReplica, refuse, sameAddress, unfenceWrites, waitForApplied, withSession, type Fenced } from '../adapters/mysql/switchover';
 
 /** Whether a heartbeat-ing activity's cancellation (or worker shutdown) should stop a wait. */
 function cancelled(): boolean {
@@ -71,109 +32,43 @@ export function createMysqlActivities({ config }: ActivityDeps) {
       return probeTopology(config, cluster);
     },
 
-    /**
-     * Fence the old primary: read_only on (super_read_only too on MySQL 8), end the client sessions
-     * that could still write (never replication threads), and record the final GTID position, the
-     * point the candidate must reach. Safe to repeat: a second run kills any session that slipped in
-     * and reports the same position.
-     */
-    async fenceOldPrimary(ref: InstanceRef): Promise<{ alreadyReadOnly: boolean; killedSessions: number; finalPosition: string }> {
-      return onInstance(config, ref, async (s) => {
-        const before = await s.vars();
-        if (await s.replica()) throw refuse(`${ref.instance} is a replica, not the primary: refusing to fence it`);
-        let killed = 0;
-        const killClientSessions = async () => {
-          const sessions = await query<{ id: number | string }[]>(s.conn, s.dialect.clientSessionsQuery());
-          for (const session of sessions) {
-            try {
-              await s.exec(s.dialect.killConnection(Number(session.id)));
-              killed++;
-            } catch (err) {
-              if ((err as { errno?: number }).errno !== 1094) throw err; // 1094: unknown thread id (already gone)
-            }
-          }
-        };
-        // SET GLOBAL read_only waits for running writes; a stuck one must not hold the fence for
-        // lock_wait_timeout's default of a year: bound it, end the client sessions, try again.
-        await s.exec('SET SESSION lock_wait_timeout = 5');
-        if (!before.readOnly || before.superReadOnly === false) {
-          try {
-            for (const sql of s.dialect.setReadOnly(true)) await s.exec(sql);
-          } catch (err) {
-            if ((err as { errno?: number }).errno !== 1205) throw err;
-            await killClientSessions();
-            for (const sql of s.dialect.setReadOnly(true)) await s.exec(sql);
-          }
-        }
-        await killClientSessions();
-        const after = await s.vars();
-        if (!after.readOnly) throw ApplicationFailure.retryable(`${ref.instance} is still writable after SET GLOBAL read_only`);
-        return { alreadyReadOnly: before.readOnly, killedSessions: killed, finalPosition: after.gtid.binlogPos ?? position(after) };
-      });
+    /** Fence the old primary (see fenceWrites): read-only, client sessions ended, its final position. */
+    async fenceOldPrimary(ref: InstanceRef): Promise<Fenced> {
+      return withSession(config, ref, fenceWrites);
     },
 
     /**
      * Undo a fence (compensation after a failed catch-up): writable again, but only if it is still
-     * the primary (replicates from nobody), so a compensation can never make a replica writable.
+     * the primary (replicates from nobody), so a compensation can never make a replica writable;
+     * and never once `unlessPromoted` (the candidate) took writes: that is two writers, and past the
+     * point of no return the run rolls forward instead (`promoted: true` says so).
      */
-    async unfencePrimary(ref: InstanceRef): Promise<{ changed: boolean }> {
-      return onInstance(config, ref, async (s) => {
-        if (await s.replica()) throw refuse(`${ref.instance} now replicates from another server: leaving it read-only`);
-        const v = await s.vars();
-        if (!v.readOnly && v.superReadOnly !== true) return { changed: false };
-        for (const sql of s.dialect.setReadOnly(false)) await s.exec(sql);
-        return { changed: true };
-      });
+    async unfencePrimary(ref: InstanceRef & { unlessPromoted?: string }): Promise<{ changed: boolean; promoted?: boolean }> {
+      if (ref.unlessPromoted) {
+        const promoted = await withSession(config, { cluster: ref.cluster, instance: ref.unlessPromoted }, async (s) => (await isPromoted(s)).promoted);
+        if (promoted) return { changed: false, promoted: true };
+      }
+      return withSession(config, ref, unfenceWrites);
     },
 
-    /**
-     * Wait until the candidate has applied up to `position`, within `timeoutSeconds`. MASTER_GTID_WAIT
-     * keeps waiting even when replication stops, so it is called in one-second slices with a check of
-     * both threads in between; a stopped thread fails at once instead of burning the timeout.
-     */
+    /** Wait until the candidate has applied up to `position`, within `timeoutSeconds` (see waitForApplied). */
     async waitForCatchUp(input: InstanceRef & { position: string; timeoutSeconds: number }): Promise<{ waitedMs: number; appliedPosition: string }> {
-      const started = Date.now();
-      const deadline = started + input.timeoutSeconds * 1000;
-      return onInstance(config, input, async (s) => {
-        for (;;) {
-          heartbeat();
-          const slice = Math.max(0.1, Math.min(1, (deadline - Date.now()) / 1000));
-          const wait = s.dialect.waitForGtid(input.position, slice);
-          const [row] = await query<Record<string, unknown>[]>(s.conn, wait.sql, wait.params, (slice + 5) * 1000);
-          if (wait.interpret(row!) === 'reached') return { waitedMs: Date.now() - started, appliedPosition: position(await s.vars()) };
-          const r = await s.replica();
-          if (!r) throw refuse(`${input.instance} stopped being a replica while catching up`);
-          if (r.sqlRunning !== 'Yes' || r.lastSqlErrno) {
-            throw refuse(`replication SQL thread on ${input.instance} is ${r.sqlRunning} while catching up${r.lastSqlError ? `: ${r.lastSqlError}` : ''}`, 'ReplicationBroken');
-          }
-          if (r.ioRunning === 'No') throw refuse(`replication IO thread on ${input.instance} stopped while catching up${r.lastIoError ? `: ${r.lastIoError}` : ''}`, 'ReplicationBroken');
-          if (Date.now() >= deadline) {
-            throw refuse(`${input.instance} did not apply up to ${input.position} within ${input.timeoutSeconds} s (it is at ${position(await s.vars())})`, 'CatchUpTimeout');
-          }
-          if (cancelled()) throw ApplicationFailure.retryable('cancelled while waiting for catch-up');
-        }
-      });
+      const deadline = Date.now() + input.timeoutSeconds * 1000;
+      return withSession(config, input, (s) => waitForApplied(s, input.position, deadline, { timeoutSeconds: input.timeoutSeconds, beat: () => heartbeat(), cancelled }));
     },
 
     /**
-     * Promote the candidate: stop replication, forget its source, writable. Already promoted (no
-     * source, writable) is success; a crash between the statements is finished on retry.
+     * A planned switchover's critical section in one activity (fence → catch-up → promote → writer
+     * endpoint, each sub-step reported with its own times): see handOver.ts.
      */
+    async handOverWrites(input: HandOverInput): Promise<HandOverResult> {
+      return handOverWrites(config, input);
+    },
+
+    /** Promote the candidate (see promoteReplica): already promoted is success. */
     async promoteCandidate(input: InstanceRef & { expectedSource?: string }): Promise<{ alreadyPromoted: boolean; position: string }> {
-      return onInstance(config, input, async (s) => {
-        const r = await s.replica();
-        const v = await s.vars();
-        if (!r && !v.readOnly) return { alreadyPromoted: true, position: position(v) };
-        if (r && input.expectedSource && !sameAddress(r, addressOf(config, input.cluster, input.expectedSource))) {
-          throw refuse(`${input.instance} replicates from ${r.sourceHost}:${r.sourcePort}, not from ${input.expectedSource}: refusing to promote it`);
-        }
-        if (r) {
-          await s.exec(s.dialect.stopReplica());
-          await s.exec(s.dialect.resetReplicaAll());
-        }
-        for (const sql of s.dialect.setReadOnly(false)) await s.exec(sql);
-        return { alreadyPromoted: false, position: position(await s.vars()) };
-      });
+      const source = input.expectedSource ? { instance: input.expectedSource, ...addressOf(config, input.cluster, input.expectedSource) } : undefined;
+      return withSession(config, input, (s) => promoteReplica(s, source));
     },
 
     /**
@@ -186,7 +81,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
     async repointReplica(input: InstanceRef & { newPrimary: string }): Promise<{ alreadyReplicating: boolean; fromPosition: string }> {
       const target = addressOf(config, input.cluster, input.newPrimary);
       const repl = resolveCredential(getCluster(config, input.cluster).credentials.replication);
-      return onInstance(config, input, async (s) => {
+      return withSession(config, input, async (s) => {
         const r = await s.replica();
         if (r && sameAddress(r, target) && r.sqlRunning === 'Yes' && r.ioRunning !== 'No') {
           return { alreadyReplicating: true, fromPosition: position(await s.vars()) };
@@ -197,7 +92,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
         const v = await s.vars();
         // The new primary's position only grows: read it after this instance stopped moving, or
         // events this instance received meanwhile (say, through a repointed old primary) look errant.
-        const primaryPos = await onInstance(config, { cluster: input.cluster, instance: input.newPrimary }, async (p) => position(await p.vars()));
+        const primaryPos = await withSession(config, { cluster: input.cluster, instance: input.newPrimary }, async (p) => position(await p.vars()));
         const errant = s.dialect.flavor === 'mariadb' ? mariaErrantDomains(position(v), primaryPos) : [];
         if (errant.length) {
           if (r) await s.exec(s.dialect.startReplica()); // leave it as we found it
@@ -218,7 +113,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
 
     /** Emergency: stop receiving from the dead primary so positions stop moving while we compare. */
     async stopReplicationIo(ref: InstanceRef): Promise<{ receivedPosition: string | null }> {
-      return onInstance(config, ref, async (s) => {
+      return withSession(config, ref, async (s) => {
         const r = await s.replica();
         if (!r) throw refuse(`${ref.instance} is not a replica`);
         if (r.ioRunning !== 'No') await s.exec(s.dialect.stopReplicaIoThread());
@@ -229,7 +124,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
     /** Emergency: wait until everything received (relay log) is applied, then report the instance. */
     async waitForRelayApplied(input: InstanceRef & { timeoutSeconds: number }): Promise<InstanceProbe> {
       const deadline = Date.now() + input.timeoutSeconds * 1000;
-      await onInstance(config, input, async (s) => {
+      await withSession(config, input, async (s) => {
         const r = await s.replica();
         if (!r?.receivedGtid) return;
         for (;;) {
@@ -289,7 +184,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
      */
     async verifyCluster(input: { cluster: string; primary: string; replicas: string[]; workflowId: string; timeoutSeconds: number }): Promise<{ heartbeatPosition: string; replicas: string[] }> {
       const primaryRef = { cluster: input.cluster, instance: input.primary };
-      const heartbeatPosition = await onInstance(config, primaryRef, async (s) => {
+      const heartbeatPosition = await withSession(config, primaryRef, async (s) => {
         await s.exec('CREATE DATABASE IF NOT EXISTS runbook_heartbeat');
         await s.exec('CREATE TABLE IF NOT EXISTS runbook_heartbeat.heartbeat (id TINYINT PRIMARY KEY, written_at DATETIME(3) NOT NULL, writer VARCHAR(64) NOT NULL, workflow_id VARCHAR(255) NOT NULL)');
         await s.exec('REPLACE INTO runbook_heartbeat.heartbeat VALUES (1, UTC_TIMESTAMP(3), ?, ?)', [input.primary, input.workflowId]);

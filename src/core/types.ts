@@ -83,6 +83,8 @@ export interface AuditRow {
   toRegion?: string;
   step: string;
   stepSeq: number;
+  /** A part of step `stepSeq` its activity performed and reports with its own time (1, 2, …); absent: the step itself. */
+  subStep?: number;
   status: StepStatus | EventStatus | RunStatus;
   attempt?: number;
   at: number;

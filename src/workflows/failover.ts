@@ -1,8 +1,9 @@
 /**
  * Failover runbook: planned switchover and emergency failover.
  *
- * Planned:   preflight → approval → fence old primary → wait for catch-up → promote candidate →
- *            switch traffic → repoint replicas → verify → record.
+ * Planned:   preflight → approval → hand over writes (one activity: fence old primary → wait for
+ *            catch-up → promote candidate → writer endpoint, each a sub-step with its own audit
+ *            rows) → switch traffic → repoint replicas → verify → record.
  *            A catch-up that fails or times out is compensated (the old primary is unfenced), so
  *            the cluster is left as it was. No acknowledged write is lost: the candidate applies
  *            everything up to the fenced primary's final GTID position before it is promoted.
@@ -20,7 +21,7 @@ import { describePlan, planEmergency, planSwitchover } from '../core/plan';
 import { lastKnownPrimary } from '../core/failedPrimary';
 import type { InstanceProbe } from '../core/types';
 import { ApprovalGate } from './shared/approval';
-import { fenceCatchUpPromote, hookEnvironment, pos, rollForwardPastPromotion, type Promotion } from './shared/promotion';
+import { fenceCatchUpPromote, HAND_OVER_STEP, hookEnvironment, pos, rollForwardPastPromotion, type Promotion } from './shared/promotion';
 import { runRunbook, type Runbook } from './shared/runbook';
 import { type StartedFromCli } from '../core/runbookDefinitions';
 import { nameProblem } from '../core/inputs';
@@ -62,7 +63,7 @@ const untilDone = wf.proxyActivities<Activities>({ startToCloseTimeout: '15s', r
 export function changingSteps(plan: FailoverPlan): string[] {
   const repoints = (plan.mode === 'planned' ? [plan.from.instance, ...plan.others] : plan.others).map((i) => `repoint ${i}`);
   return plan.mode === 'planned'
-    ? ['fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', ...repoints, 'verify', 'record']
+    ? [HAND_OVER_STEP, 'switch traffic', ...repoints, 'verify', 'record']
     : ['promote candidate', 'switch traffic', ...repoints, 'verify', 'record'];
 }
 
@@ -103,10 +104,8 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
   const promotion = promotionOf(input, plan, 'promote candidate');
-  await fenceCatchUpPromote(rb, promotion, {
-    step: 'wait for catch-up',
-    run: (fence) => waits.waitForCatchUp({ cluster, instance: plan.to.instance, position: fence.finalPosition, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }),
-  });
+  // Fence, catch-up, promotion and writer endpoint: one activity, the `hand over writes` step.
+  await fenceCatchUpPromote(rb, promotion, { timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds });
   await afterPromotion(rb, input, policy, plan, [plan.from.instance, ...plan.others]);
   return { status: 'succeeded', plan };
 }

@@ -122,7 +122,7 @@ describe('approval through Slack', () => {
       const r = slack.calls.filter((c) => c.method === 'chat.postMessage' && c.body.thread_ts);
       return JSON.stringify(r.at(-1)?.body ?? {}).includes('verify') && r.length > 5 ? r : undefined;
     });
-    expect(replies.some((r) => JSON.stringify(r.body).includes('fence old primary'))).toBe(true);
+    expect(replies.some((r) => JSON.stringify(r.body).includes('hand over writes'))).toBe(true);
     expect(JSON.stringify(updates.at(-1)!.body.blocks)).not.toContain('runbook_approve'); // buttons gone
     expect(ts.channel).toBe('#db-incidents');
 

@@ -165,6 +165,7 @@ describe('failback', () => {
     const log = (await stepLog(config, handle.workflowId)).map((r) => r.step);
     expect(log).not.toContain('rejoin');
     expect(log).not.toContain('fence old primary');
+    expect(log).not.toContain('hand over writes');
     expect(await shape(config)).toEqual(afterFailover);
     expect((await stateOf(handle).catch(() => undefined))?.details.failback).toBeDefined();
   }, 240_000);

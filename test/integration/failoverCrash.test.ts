@@ -1,9 +1,13 @@
 /**
- * The real worker process SIGKILLed right after fencing, after promoting and after repointing,
- * then restarted: the switchover finishes, exactly one promotion happened, and failover_log has
- * each step once. And SIGKILLed inside fencing, promoting, repointing and setting the writer
- * endpoint, after the change is made and before its completion is reported: the retried activity
- * finds its change done on the real servers and does not make it again.
+ * The real worker process SIGKILLed right after the hand-over (fence → catch-up → promote → writer
+ * endpoint, one activity) and after repointing, then restarted: the switchover finishes, exactly
+ * one promotion happened, and failover_log has each step once. SIGKILLed inside the hand-over at
+ * each of its sub-steps, after the sub-step's change is made on the servers and before the
+ * heartbeat that reports it or the completion leaves the worker: the retry resumes from what the
+ * servers say, with one writer, no acknowledged write lost and each sub-step's rows once. And
+ * SIGKILLed inside repointing and setting the writer endpoint, after the change is made and
+ * before its completion is reported: the retried activity finds its change done and does not
+ * make it again.
  */
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -13,8 +17,9 @@ import { migrateControl, withControl } from '../../src/adapters/control/store';
 import { probeTopology } from '../../src/adapters/mysql/probe';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { FailoverResult } from '../../src/workflows/failover';
+import { HAND_OVER_SUB_STEPS } from '../../src/activities/handOver';
 import { activityRuns, shape, startFailover, stepLog } from '../support/failover';
-import { startTestSandbox } from '../support/sandbox';
+import { eventually, startTestSandbox } from '../support/sandbox';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
 
@@ -40,7 +45,7 @@ afterAll(async () => {
 });
 
 describe('worker crash during a switchover', () => {
-  it.each(['fenceOldPrimary', 'promoteCandidate', 'repointReplica'])('SIGKILL right after %s, restart: the run finishes with one promotion', async (activity) => {
+  it.each(['handOverWrites', 'repointReplica'])('SIGKILL right after %s, restart: the run finishes with one promotion', async (activity) => {
     const primary = (await shape(config)).primary!;
     const target = primary === 'orders-a' ? 'orders-b' : 'orders-a';
     const load = new WriteLoad(config, 'orders', primary);
@@ -59,14 +64,15 @@ describe('worker crash during a switchover', () => {
 
     const history = await handle.fetchHistory();
     const completed = history.events!.filter((e) => e.activityTaskCompletedEventAttributes).map((e) => e.activityTaskCompletedEventAttributes!.scheduledEventId!.toString());
-    const promotions = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'promoteCandidate' && completed.includes(e.eventId!.toString()));
+    const promotions = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'handOverWrites' && completed.includes(e.eventId!.toString()));
     expect(promotions).toHaveLength(1);
 
     const log = await stepLog(config, handle.workflowId);
-    const keys = log.map((r) => `${r.seq}:${r.status}`);
+    const keys = log.map((r) => `${r.seq}.${r.sub ?? 0}:${r.status}`);
     expect(new Set(keys).size).toBe(keys.length);
     expect(log.filter((r) => r.status === 'succeeded').map((r) => r.step)).toEqual([
-      'load policy', 'lock cluster', 'preflight', 'approval', 'fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic',
+      'load policy', 'lock cluster', 'preflight', 'approval',
+      'check connections', 'fence old primary', 'wait for catch-up', 'promote candidate', 'writer endpoint', 'hand over writes', 'switch traffic',
       `repoint ${target === 'orders-a' ? 'orders-b' : 'orders-a'}`, 'repoint orders-c', 'verify', 'record', 'unlock cluster', 'runbook',
     ]);
     expect(await shape(config)).toMatchObject({ primary: target, writable: [target], problems: [] });
@@ -81,17 +87,12 @@ describe('worker crash inside a side effect (after the change, before its comple
 
   it.each([
     {
-      activity: 'fenceOldPrimary',
-      changed: async (from: string) => (await probeTopology(config, 'orders')).instances.find((i) => i.instance === from)!.readOnly === true,
-      retried: { alreadyReadOnly: true },
-    },
-    {
-      activity: 'promoteCandidate',
+      activity: 'handOverWrites',
       changed: async (_from: string, to: string) => {
         const i = (await probeTopology(config, 'orders')).instances.find((x) => x.instance === to)!;
         return i.readOnly === false && i.replication === null;
       },
-      retried: { alreadyPromoted: true },
+      retried: { promotion: { alreadyPromoted: true }, endpoint: { changed: false } },
     },
     {
       activity: 'repointReplica',
@@ -126,14 +127,14 @@ describe('worker crash inside a side effect (after the change, before its comple
     const rerun = runs.filter((r) => r.attempt === 2);
     expect(rerun).toHaveLength(1);
     expect(rerun[0]!.result).toMatchObject(retried);
-    // Exactly one promotion: one completed promoteCandidate, and the writer endpoint moved once.
-    expect((await activityRuns(handle, 'promoteCandidate')).filter((r) => r.result)).toHaveLength(1);
+    // Exactly one promotion: one completed hand-over, and the writer endpoint moved once.
+    expect((await activityRuns(handle, 'handOverWrites')).filter((r) => r.result)).toHaveLength(1);
     expect(await endpointGeneration()).toBe(generation + 1);
 
     const log = await stepLog(config, handle.workflowId);
-    const keys = log.map((r) => `${r.seq}:${r.status}`);
+    const keys = log.map((r) => `${r.seq}.${r.sub ?? 0}:${r.status}`);
     expect(new Set(keys).size).toBe(keys.length);
-    for (const step of ['fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', `repoint ${from}`, 'repoint orders-c', 'verify', 'record']) {
+    for (const step of [...HAND_OVER_SUB_STEPS, 'hand over writes', 'switch traffic', `repoint ${from}`, 'repoint orders-c', 'verify', 'record']) {
       expect(log.filter((r) => r.step === step).map((r) => r.status), step).toEqual(['started', 'succeeded']);
     }
     expect(await shape(config)).toMatchObject({ primary: to, writable: [to], sources: { [to]: null, [from]: to, 'orders-c': to }, problems: [] });
@@ -141,4 +142,74 @@ describe('worker crash inside a side effect (after the change, before its comple
     survivor.proc.kill('SIGTERM');
     expect(await survivor.exited).toBe(0);
   });
+});
+
+describe('worker crash inside the hand-over, at each sub-step (done on the servers, not yet reported)', () => {
+  const endpointGeneration = async () => (await withControl(config, (c) => readWriterEndpoint(c, 'orders')))?.generation ?? 0;
+  const instance = async (name: string) => (await probeTopology(config, 'orders')).instances.find((i) => i.instance === name)!;
+
+  it.each([
+    // Connections checked, nothing changed yet: the retry does it all.
+    { subStep: 'check connections', changed: async (from: string) => (await instance(from)).readOnly === false, retried: { fence: { alreadyReadOnly: false }, promotion: { alreadyPromoted: false } } },
+    { subStep: 'fence old primary', changed: async (from: string) => (await instance(from)).readOnly === true, retried: { fence: { alreadyReadOnly: true }, promotion: { alreadyPromoted: false } } },
+    {
+      subStep: 'wait for catch-up',
+      changed: async (from: string, to: string) => (await instance(from)).readOnly === true && (await instance(to)).replication?.sourceInstance === from,
+      retried: { fence: { alreadyReadOnly: true }, promotion: { alreadyPromoted: false } },
+    },
+    {
+      subStep: 'promote candidate',
+      changed: async (_from: string, to: string) => (await instance(to)).readOnly === false && (await instance(to)).replication === null,
+      retried: { promotion: { alreadyPromoted: true }, endpoint: { changed: true } },
+    },
+    {
+      subStep: 'writer endpoint',
+      changed: async (_from: string, to: string) => (await withControl(config, (c) => readWriterEndpoint(c, 'orders')))?.instance === to,
+      retried: { promotion: { alreadyPromoted: true }, endpoint: { changed: false } },
+    },
+  ])('SIGKILL after "$subStep": the retry resumes from the servers, one writer, nothing lost, rows once', async ({ subStep, changed, retried }) => {
+    const from = (await shape(config)).primary!;
+    const to = from === 'orders-a' ? 'orders-b' : 'orders-a';
+    const generation = await endpointGeneration();
+    const load = new WriteLoad(config, 'orders', from);
+    load.start();
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_AT_SUB_STEP: `handOverWrites:${subStep}` });
+    const handle = await startFailover(client, taskQueue, { target: to, reason: `crash after ${subStep}` });
+    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
+    expect(doomed.proc.signalCode).toBe('SIGKILL');
+    expect(await changed(from, to)).toBe(true);
+
+    const survivor = await startWorkerProcess(config, taskQueue);
+    const result = (await handle.result()) as FailoverResult;
+    expect(result.status).toBe('succeeded');
+    await eventually(`writes on ${to}`, async () => load.acks.at(-1)?.instance === to, 60_000);
+    await load.stop();
+
+    const runs = await activityRuns(handle, 'handOverWrites');
+    expect(runs).toHaveLength(1); // one scheduled activity, retried by the server
+    expect(runs[0]!.attempt).toBe(2);
+    expect(runs[0]!.result).toMatchObject(retried);
+    expect(await endpointGeneration()).toBe(generation + 1);
+
+    // One writer: nothing acknowledged by the old primary after the first write on the new one.
+    const firstOnNew = load.acks.findIndex((a) => a.instance === to);
+    expect(firstOnNew).toBeGreaterThan(0);
+    expect(load.acks.slice(firstOnNew).filter((a) => a.instance !== to)).toEqual([]);
+    expect(await shape(config)).toMatchObject({ primary: to, writable: [to], sources: { [to]: null, [from]: to, 'orders-c': to }, problems: [] });
+    expect(await load.missingOn(to)).toEqual([]);
+
+    // Each sub-step and each step once, under the step's sequence number.
+    const log = await stepLog(config, handle.workflowId);
+    const keys = log.map((r) => `${r.seq}.${r.sub ?? 0}:${r.status}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    const handOver = log.find((r) => r.step === 'hand over writes')!;
+    expect(log.filter((r) => r.sub).map((r) => [r.seq, r.sub, r.step, r.status])).toEqual(
+      HAND_OVER_SUB_STEPS.flatMap((name, i) => [[handOver.seq, i + 1, name, 'started'], [handOver.seq, i + 1, name, 'succeeded']]),
+    );
+    for (const step of ['hand over writes', 'switch traffic', `repoint ${from}`, 'repoint orders-c', 'verify', 'record']) {
+      expect(log.filter((r) => r.step === step).map((r) => r.status), step).toEqual(['started', 'succeeded']);
+    }
+    survivor.proc.kill('SIGTERM');
+    expect(await survivor.exited).toBe(0);
+  }, 300_000); // two worker processes start per case: minutes on a loaded 2-core machine
 });

@@ -68,7 +68,7 @@ describe('planned switchover', () => {
     expect(await shape(config)).toEqual(before);
     const log = await stepLog(config, handle.workflowId);
     expect(log.filter((r) => r.status === 'skipped').map((r) => r.step)).toEqual([
-      'fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', 'repoint orders-a', 'repoint orders-c', 'verify', 'record',
+      'hand over writes', 'switch traffic', 'repoint orders-a', 'repoint orders-c', 'verify', 'record',
     ]);
     expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'dry_run' });
   });
@@ -176,7 +176,7 @@ describe('planned switchover', () => {
       const log = await stepLog(config, workflowId);
       expect(log.filter((r) => r.status === 'reminded').map((r) => r.step)).toEqual(['approval reminder', 'approval reminder']); // at 5 and 10 min
       expect(log.filter((r) => r.step === 'approval').map((r) => r.status)).toEqual(['started', 'requested', 'timed_out', 'succeeded']);
-      expect(log.filter((r) => r.step === 'fence old primary').map((r) => r.status)).toEqual(['skipped']);
+      expect(log.filter((r) => r.step === 'hand over writes').map((r) => r.status)).toEqual(['skipped']);
       expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'timed_out' });
       const sa = (await env.client.workflow.getHandle(workflowId).describe()).typedSearchAttributes.getAll().find((p) => p.key.name === 'RunbookStatus');
       expect(sa?.value).toBe('timed_out');
@@ -195,8 +195,12 @@ describe('planned switchover', () => {
       await waitForApprovalRequest(handle);
       await decide(handle, 'approve', 'bob');
       const err = await handle.result().catch((e) => e);
-      expect(err.cause.message).toMatch(new RegExp(String.raw`^step "wait for catch-up" failed \(precondition\): orders-b did not apply up to 0-${testPort(24801)}-\d+ within 3 s`));
+      expect(err.cause.message).toMatch(new RegExp(String.raw`^step "hand over writes" failed \(precondition\): orders-b did not apply up to 0-${testPort(24801)}-\d+ within 3 s`));
       const log = await stepLog(config, handle.workflowId);
+      // The sub-steps as they went: fenced, then the catch-up that failed; no promotion.
+      expect(log.filter((r) => r.sub).map((r) => `${r.step}: ${r.status}`)).toEqual([
+        'check connections: started', 'check connections: succeeded', 'fence old primary: started', 'fence old primary: succeeded', 'wait for catch-up: started', 'wait for catch-up: failed',
+      ]);
       expect(log.filter((r) => r.step === 'unfence old primary (compensation)').map((r) => r.status)).toEqual(['started', 'succeeded']);
       expect(log.some((r) => r.step === 'promote candidate')).toBe(false);
       expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-a': null, 'orders-b': 'orders-a', 'orders-c': 'orders-a' } });
@@ -215,7 +219,8 @@ describe('planned switchover', () => {
       const handle = await startFailover(client, taskQueue, { target: 'region-b' });
       await waitForApprovalRequest(handle);
       await decide(handle, 'approve', 'bob');
-      await eventually('catching up', async () => (await stateOf(handle)).currentStep === 'wait for catch-up');
+      // Fenced (orders-a read-only) inside the one activity: it is waiting for the catch-up.
+      await eventually('catching up', async () => (await stateOf(handle)).currentStep === 'hand over writes' && !(await shape(config)).writable.includes('orders-a'));
       await handle.cancel();
       const err = await handle.result().catch((e) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
@@ -229,6 +234,8 @@ describe('planned switchover', () => {
       lock.destroy();
     }
     await eventually('orders-b caught up again', async () => (await shape(config)).problems.length === 0);
+    // The cancelled hand-over ended before the undo: nothing promotes orders-b once it can catch up.
+    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
   });
 
   it('five switchovers back and forth under continuous writes lose no acknowledged write', async () => {
@@ -256,7 +263,7 @@ describe('planned switchover', () => {
 
     // Each step once per run, and the seed-style summary row.
     const rows = await withControl(config, (c) => failoverHistory(c, { workflowId: workflowIds[4], pageSize: 100 }));
-    const keys = rows.map((r) => `${r.step_seq}:${r.status}`);
+    const keys = rows.map((r) => `${r.step_seq}.${r.sub_step}:${r.status}`);
     expect(new Set(keys).size).toBe(keys.length);
     expect(rows[0]).toMatchObject({ step: 'runbook', status: 'succeeded', from_region: 'region-a', to_region: 'region-b', operator: 'carol', reason: 'switchover 5' });
   });

@@ -82,7 +82,7 @@ async function expectConsistent(primary: string): Promise<void> {
 /** Every step has exactly one started and one succeeded row, and no row is there twice. */
 async function expectEachStepOnce(workflowId: string, steps: string[]): Promise<Awaited<ReturnType<typeof stepLog>>> {
   const log = await stepLog(config, workflowId);
-  const keys = log.map((r) => `${r.seq}:${r.status}`);
+  const keys = log.map((r) => `${r.seq}.${r.sub ?? 0}:${r.status}`);
   expect(new Set(keys).size).toBe(keys.length);
   for (const step of steps) expect(log.filter((r) => r.step === step).map((r) => r.status), step).toEqual(['started', 'succeeded']);
   expect(log.at(-1)).toEqual({ seq: 0, step: 'runbook', status: 'succeeded' });
@@ -100,7 +100,7 @@ async function switchoverTo(target: string, whileWaiting: () => Promise<void>): 
 
 const stepsTo = (target: string) => {
   const others = ['orders-a', 'orders-b', 'orders-c'].filter((i) => i !== target);
-  return ['fence old primary', 'wait for catch-up', 'promote candidate', 'switch traffic', ...others.map((i) => `repoint ${i}`), 'verify', 'record', 'unlock cluster'];
+  return ['hand over writes', 'switch traffic', ...others.map((i) => `repoint ${i}`), 'verify', 'record', 'unlock cluster'];
 };
 
 describe('a switchover past its promotion rolls forward', () => {

@@ -77,7 +77,7 @@ describe('the Temporal UI timeline of a planned switchover', () => {
 
     const log = await stepLog(config, workflowId);
     // The runbook's steps, and the run itself (failover_log's step 0: its started and closing rows).
-    const steps = log.filter((r) => (r.seq ?? 0) > 0 && r.status === 'started').length + 1;
+    const steps = log.filter((r) => (r.seq ?? 0) > 0 && !r.sub && r.status === 'started').length + 1;
     const scheduled = events.filter((e) => e.activityTaskScheduledEventAttributes).length;
     const bytes = Buffer.byteLength(JSON.stringify(history));
     console.log(
@@ -91,10 +91,10 @@ describe('the Temporal UI timeline of a planned switchover', () => {
     // Steps with a single activity of their own read as at most two rows.
     for (const [seq, b] of perStep) if (b.own.length <= 1) expect(b.own.length + b.bookkeeping.length, `rows of step ${seq}`).toBeLessThanOrEqual(2);
 
-    // The audit is as complete as before: every step's states, each once, in failover_log.
-    const keys = log.map((r) => `${r.seq}:${r.status}`);
+    // The audit is as complete as before: every step's states (and the hand-over's sub-steps'), each once, in failover_log.
+    const keys = log.map((r) => `${r.seq}.${r.sub ?? 0}:${r.status}`);
     expect(new Set(keys).size).toBe(keys.length);
-    expect(log.filter((r) => r.status === 'succeeded').length).toBe(steps);
+    expect(log.filter((r) => !r.sub && r.status === 'succeeded').length).toBe(steps);
     expect(log.at(-1)).toMatchObject({ step: 'runbook', status: 'succeeded' });
   });
 
@@ -110,7 +110,7 @@ describe('the Temporal UI timeline of a planned switchover', () => {
       const stepLines = out.split('\n').filter((l) => /^\d\d:\d\d:\d\d\.\d{3} +\d+ /.test(l));
       expect(stepLines.length, `${what}: one line per step`).toBe(steps);
       expect(columns(out), `${what}: widest line`).toBeLessThanOrEqual(120);
-      for (const name of ['fence old primary', 'wait for catch-up', 'promote candidate', 'verify']) expect(out, what).toMatch(new RegExp(`^[\\d:.]+ +\\d+ ${name} +succeeded`, 'm'));
+      for (const name of ['hand over writes', 'switch traffic', 'verify']) expect(out, what).toMatch(new RegExp(`^[\\d:.]+ +\\d+ ${name} +succeeded`, 'm'));
     }
     // Oldest first for one run; the log reads newest first.
     expect(status.indexOf('load policy')).toBeLessThan(status.indexOf('unlock cluster'));

@@ -57,9 +57,10 @@ export async function shape(config: RunbookConfig): Promise<{ primary: string | 
   };
 }
 
-export async function stepLog(config: RunbookConfig, workflowId: string): Promise<{ seq: number | null; step: string | null; status: string }[]> {
+/** A run's failover_log rows in order; `sub` numbers a sub-step of step `seq` (absent on a step's own rows). */
+export async function stepLog(config: RunbookConfig, workflowId: string): Promise<{ seq: number | null; sub?: number; step: string | null; status: string }[]> {
   const rows = await withControl(config, (c) => failoverHistory(c, { workflowId, pageSize: 500 }));
-  return rows.reverse().map((r) => ({ seq: r.step_seq, step: r.step, status: r.status }));
+  return rows.reverse().map((r) => ({ seq: r.step_seq, ...(r.sub_step ? { sub: r.sub_step } : {}), step: r.step, status: r.status }));
 }
 
 /** Each run of an activity type in a workflow's history: its input, the attempt that completed it, and its result. */

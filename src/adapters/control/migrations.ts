@@ -241,6 +241,17 @@ export const MIGRATIONS: Migration[] = [
       'ALTER TABLE sync_status ADD COLUMN IF NOT EXISTS last_verified_at DATETIME(3) NULL, ADD COLUMN IF NOT EXISTS verify_remark VARCHAR(255) NULL',
     ],
   },
+  {
+    version: 9,
+    name: 'failover_log sub-steps: the parts of one step an activity performs and reports each with its own time',
+    statements: [
+      // A planned switchover's critical section is one step run by one activity (fence, catch-up,
+      // promote, writer endpoint); each part gets its own rows under the step's sequence number.
+      // 0: the step itself. The unique key keeps every row written once, however often it is sent.
+      `ALTER TABLE failover_log ADD COLUMN IF NOT EXISTS sub_step TINYINT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'part of the step (0: the step itself; 1, 2, …: its sub-steps in order)' AFTER step_seq`,
+      'ALTER TABLE failover_log DROP INDEX IF EXISTS uq_step_event, ADD UNIQUE KEY uq_step_event (workflow_id, run_id, step_seq, sub_step, status)',
+    ],
+  },
 ];
 
 export async function migrate(conn: Conn): Promise<number[]> {

@@ -82,6 +82,7 @@ function auditValues(r: AuditRow): { values: AuditValues; truncated: string[] } 
     fit('runbook', r.runbook),
     fit('step', r.step),
     r.stepSeq,
+    r.subStep ?? 0,
     r.attempt ?? null,
   ];
   const detail: Record<string, unknown> | undefined = Object.keys(truncated).length ? { ...r.detail, truncated } : r.detail;
@@ -92,9 +93,9 @@ function auditValues(r: AuditRow): { values: AuditValues; truncated: string[] } 
 
 const AUDIT_INSERT = `INSERT INTO failover_log
        (from_region, to_region, switch_time, operator, reason, status, cluster, incident_id,
-        workflow_id, run_id, runbook, step, step_seq, attempt, detail)
+        workflow_id, run_id, runbook, step, step_seq, sub_step, attempt, detail)
      VALUES `;
-const AUDIT_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const AUDIT_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 
 async function insertValues(conn: Conn, rows: AuditValues[]): Promise<void> {
   await query(conn, `${AUDIT_INSERT}${rows.map(() => AUDIT_PLACEHOLDERS).join(', ')} ON DUPLICATE KEY UPDATE id = id`, rows.flat());
@@ -117,7 +118,7 @@ function placeholderValues(r: AuditRow, error: string): AuditValues {
   return [
     null, null, sqlTime(time), null, null, clip(String(r.status), FAILOVER_LOG_COLUMNS.status), clip(String(r.cluster ?? ''), FAILOVER_LOG_COLUMNS.cluster),
     null, clip(String(r.workflowId ?? ''), FAILOVER_LOG_COLUMNS.workflow_id), clip(String(r.runId ?? ''), FAILOVER_LOG_COLUMNS.run_id),
-    clip(String(r.runbook ?? ''), FAILOVER_LOG_COLUMNS.runbook), 'audit row not stored as written', seq, null,
+    clip(String(r.runbook ?? ''), FAILOVER_LOG_COLUMNS.runbook), 'audit row not stored as written', seq, Number.isInteger(r.subStep) && r.subStep! >= 0 && r.subStep! < 256 ? r.subStep! : 0, null,
     JSON.stringify({ unwritable: { error: clip(error, 1000), row: original } }),
   ];
 }
@@ -238,6 +239,8 @@ export interface HistoryRow {
   runbook: string | null;
   step: string | null;
   step_seq: number | null;
+  /** 0: the step itself; 1, 2, …: a sub-step reported by the step's activity (migration 9). */
+  sub_step?: number;
   status: string;
   attempt: number | null;
   from_region: string | null;
