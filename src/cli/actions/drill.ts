@@ -100,7 +100,7 @@ export async function runDrill(config: RunbookConfig, opts: { wide?: boolean } =
 
   for (const cluster of Object.keys(config.clusters)) {
     heading(`live topology of ${cluster}`);
-    printTopology(await probeTopology(config, cluster));
+    printTopology(await probeTopology(config, cluster), wide);
   }
 
   // The worker's own chatter (bundling, polling) would bury the drill's output.
@@ -146,7 +146,7 @@ export async function runDrill(config: RunbookConfig, opts: { wide?: boolean } =
       if (code !== 0) throw new Error(`the drill's switchover did not succeed (exit ${code}); see the trail above`);
       heading(`live topology of ${cluster} after the switchover`);
       const after = await probeTopology(config, cluster);
-      printTopology(after);
+      printTopology(after, wide);
 
       const replica = after.instances.find((i) => i.role === 'replica')?.instance;
       if (replica) {
@@ -156,7 +156,7 @@ export async function runDrill(config: RunbookConfig, opts: { wide?: boolean } =
       }
     }
     heading('sync_status');
-    printSyncStatus(await withControl(config, (c) => listSyncStatus(c)));
+    printSyncStatus(await withControl(config, (c) => listSyncStatus(c)), wide);
   } finally {
     worker.shutdown();
     await workerRun;

@@ -3,7 +3,7 @@ import Table from 'cli-table3';
 import type { HistoryRow } from '../../adapters/control/store';
 import type { Sandbox } from '../../adapters/mariadbd/sandbox';
 import type { Topology } from '../../core/types';
-import { compactTimeline } from '../../core/timeline';
+import { clipText, compactTimeline } from '../../core/timeline';
 
 /** The compact timeline fits this many columns (an 80×24 terminal split in two still reads it with --wide off). */
 export const COMPACT_WIDTH = 120;
@@ -18,6 +18,16 @@ function table(head: string[], rows: (string | number | null | undefined)[][]): 
   return t.toString();
 }
 
+/**
+ * The same rows without borders: columns as wide as their widest cell, two spaces apart, each line
+ * cut at `width` (the last column, usually free text, is what gets cut).
+ */
+function compactTable(head: string[], rows: (string | number | null | undefined)[][], width = COMPACT_WIDTH): string {
+  const cells = [head, ...rows.map((r) => r.map((v) => (v === null || v === undefined ? '' : String(v))))];
+  const widths = head.map((_, c) => Math.max(...cells.map((r) => [...(r[c] ?? '')].length)));
+  return cells.map((r) => clipText(r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c]!))).join('  ').trimEnd(), width)).join('\n');
+}
+
 export function printSandboxStatus(sb: Sandbox): void {
   const rows = sb.instances.map((i) => {
     const s = sb.state(i);
@@ -26,7 +36,8 @@ export function printSandboxStatus(sb: Sandbox): void {
   console.log(table(['instance', 'region', 'address', 'state', 'datadir'], rows));
 }
 
-export function printTopology(t: Topology): void {
+/** The live topology: a bordered table with the server version (`wide`), or one line per instance in 120 columns. */
+export function printTopology(t: Topology, wide = true): void {
   console.log(`cluster ${t.cluster}: primary ${t.primary ?? 'NONE'}`);
   const rows = t.instances.map((i) => {
     const r = i.replication;
@@ -42,7 +53,10 @@ export function printTopology(t: Topology): void {
       i.reachable ? `${i.flavor} ${i.version}` : i.error,
     ];
   });
-  console.log(table(['instance', 'region', 'address', 'role', 'read_only', 'replicates from', 'lag s', 'gtid', 'server'], rows));
+  const head = ['instance', 'region', 'address', 'role', 'read_only', 'replicates from', 'lag s', 'gtid', 'server'];
+  if (wide) console.log(table(head, rows));
+  // Compact: the server column only says why an instance is unreachable.
+  else console.log(compactTable(head.slice(0, 8).concat('note'), rows.map((r, n) => [...r.slice(0, 8), t.instances[n]!.reachable ? '' : r[8]])));
   if (t.problems.length) console.log(`problems:\n${t.problems.map((p) => `  - ${p}`).join('\n')}`);
   else console.log('no problems found');
 }
@@ -88,9 +102,20 @@ function summarizeDetail(detail: unknown): string {
   return [took, text].filter(Boolean).join(' · ').slice(0, 80);
 }
 
-export function printSyncStatus(rows: Record<string, unknown>[]): void {
+/** sync_status: a bordered table (`wide`), or one line per instance in 120 columns (times of day, UTC). */
+export function printSyncStatus(rows: Record<string, unknown>[], wide = true): void {
   if (!rows.length) {
     console.log('sync_status is empty (run a health check or the drill)');
+    return;
+  }
+  if (!wide) {
+    const timeOfDay = (v: unknown) => (v ? String(v).slice(11, 19) : '');
+    console.log(
+      compactTable(
+        ['cluster', 'region', 'instance', 'role', 'status', 'lag s', 'in sync', 'updated', 'remark (times UTC)'],
+        rows.map((r) => [r.cluster, r.region, r.instance, r.role, r.status, r.lag_seconds, timeOfDay(r.last_sync_time), timeOfDay(r.updated_at), String(r.remark ?? '')]) as never,
+      ),
+    );
     return;
   }
   console.log(
