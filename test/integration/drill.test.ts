@@ -5,13 +5,22 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { holdExclusive } from '../support/exclusive';
 import { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { testSandboxConfig } from '../support/sandbox';
 
 const exec = promisify(execFile);
 const config = testSandboxConfig('drill', 31400);
-afterAll(() => new Sandbox(config).destroy());
+// The drill starts the cluster's monitor (monitor-orders): not while another file runs one.
+let release: (() => void) | undefined;
+beforeAll(async () => {
+  release = await holdExclusive('monitor-orders');
+}, 900_000);
+afterAll(async () => {
+  await new Sandbox(config).destroy();
+  release?.();
+});
 
 it('runs the drill end to end, every line within 120 columns', async () => {
   const { stdout } = await exec('bin/runbook', ['--config', config.files[0]!, 'drill'], {

@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { holdExclusive } from '../support/exclusive';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
@@ -30,7 +31,9 @@ let worker: WorkerChild;
 
 const pidOf = (instance: string) => sandbox.state(sandbox.instance(instance)).pid!;
 
+let releaseMonitorLock: (() => void) | undefined;
 beforeAll(async () => {
+  releaseMonitorLock = await holdExclusive('monitor-orders');
   ({ config, sandbox } = await startTestSandbox('monitor', 30000, (doc) => {
     const orders = doc.clusters.orders;
     orders.monitor = { intervalSeconds: 1, failureThreshold: 3, autoFailover: 'auto' };
@@ -42,13 +45,14 @@ beforeAll(async () => {
   await prepareLoadSchema(config, 'orders', 'orders-a');
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
   worker = await startWorkerProcess(config, taskQueue);
-}, 180_000);
+}, 900_000); // may first wait for another file's monitor to finish
 
 afterAll(async () => {
   await client?.workflow.getHandle(monitorWorkflowId('orders')).terminate('test over').catch(() => undefined);
   killWorkerProcesses();
   await client?.connection.close();
   await sandbox?.destroy();
+  releaseMonitorLock?.();
 });
 
 describe('the monitor', () => {

@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { holdExclusive } from '../support/exclusive';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
@@ -66,7 +67,9 @@ function settings(doc: any): void {
   orders.fencing = { hooks: [stonithHook(pidDir)] };
 }
 
+let releaseMonitorLock: (() => void) | undefined;
 beforeAll(async () => {
+  releaseMonitorLock = await holdExclusive('monitor-orders');
   ({ config: sandboxConfig, sandbox } = await startTestSandbox('monitor-partition', 30100, settings));
   const primary = sandboxConfig.clusters.orders!.instances.find((i) => i.name === 'orders-a')!;
   config = testSandboxConfig('monitor-partition-proxied', 30100, (doc) => {
@@ -79,13 +82,14 @@ beforeAll(async () => {
   await proxy.start();
   writePidFiles(sandbox, pidDir, ['orders-a', 'orders-b', 'orders-c']);
   stack = await startInProcessWorker(config, taskQueue, { notifiers: [recorder] });
-}, 180_000);
+}, 900_000); // may first wait for another file's monitor to finish
 
 afterAll(async () => {
   await stack?.client.workflow.getHandle(monitorWorkflowId('orders')).terminate('test over').catch(() => undefined);
   await stack?.stop();
   await proxy?.stop();
   await sandbox?.destroy();
+  releaseMonitorLock?.();
 });
 
 describe('monitor-side partition and downtime', () => {

@@ -18,6 +18,7 @@ const view: PanelView = {
     instances: [{ instance: evil, region: 'region-a', role: 'primary', reachable: true, readOnly: false, source: evil, lagSeconds: 1, gtid: evil, error: '' }],
     problems: [evil], sync: [{ region: 'region-a', instance: evil, role: 'primary', status: 'in_sync', lagSeconds: '0', lastInSync: '', remark: evil }],
     writer: { instance: evil, region: 'region-a', address: evil, generation: 1 }, lastFailover: { workflowId: evil, status: 'succeeded', at: '', route: evil, rtoMs: 1200, rpo: evil },
+    monitor: { verdict: 'healthy', autoFailover: 'auto', intervalSeconds: 5, block: { incidentId: evil, since: '2026-12-02T09:00:00.000Z', running: false }, downtimes: [{ target: 'orders-c', until: '2026-12-02T11:00:00.000Z', reason: evil, by: evil }] },
   }],
   incidents: [{ workflowId: `wf-${evil}`, runbook: 'failover', cluster: 'orders', incidentId: evil, operator: evil, status: 'running', temporalStatus: 'RUNNING', startedAt: '', reason: evil, uiLink: `http://ui/"${evil}`, timeline: run, currentStep: evil }],
   approvals: [{ workflowId: evil, cluster: 'orders', runbook: 'failover', requester: evil, approvers: [evil], fourEyes: true, channels: [{ name: evil, via: ['cli'] }], deadline: null }],
@@ -34,6 +35,15 @@ describe('status panel page', () => {
     // The one script is the page's own, under the nonce.
     expect(html.match(/<script/g)).toHaveLength(1);
     expect(html).toContain('<script nonce="NONCE">');
+  });
+
+  it("shows the monitor's verdict, its anti-flapping block waiting for ack, and downtimes", () => {
+    const html = renderPanel(view, 'NONCE');
+    expect(html).toContain('monitor: <b>healthy</b> (every 5 s, automatic failover auto)');
+    expect(html).toMatch(/<b>blocked<\/b> after automatic failover <code>&lt;script&gt;.*: waits for runbook ack/);
+    expect(html).toContain('downtime of orders-c until 2026-12-02T11:00:00.000Z');
+    const none = renderPanel({ ...view, clusters: [{ ...view.clusters[0]!, monitor: null }] }, 'NONCE');
+    expect(none).toContain('monitor: <span class="muted">not running</span>');
   });
 
   it('draws one bar per step, placed by start and length', () => {

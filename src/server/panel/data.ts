@@ -13,6 +13,7 @@ import { failoverHistory, listSyncStatus, readWriterEndpoint, withControl, type 
 import { probeTopology } from '../../adapters/mysql/probe';
 import type { ApprovalState, RunbookState } from '../../core/runbookDefinitions';
 import { logTimeMs, runTimelines, type RunTimeline } from '../../core/timeline';
+import { monitorStateQuery, monitorWorkflowId } from '../../core/monitorDefinitions';
 
 export interface InstanceView {
   instance: string;
@@ -36,7 +37,18 @@ export interface ClusterView {
   sync: { region: string; instance: string; role: string; status: string; lagSeconds: string; lastInSync: string; remark: string }[];
   writer: { instance: string; region: string; address: string; generation: number } | null;
   lastFailover: { workflowId: string; status: string; at: string; route: string; rtoMs: number | null; rpo: string } | null;
+  /** The cluster's monitor (`runbook monitor start`): null when none runs or it cannot be asked. */
+  monitor: MonitorView | null;
   error?: string;
+}
+
+export interface MonitorView {
+  verdict: string;
+  autoFailover: string;
+  intervalSeconds: number;
+  /** An automatic failover's anti-flapping block, until `runbook ack`. */
+  block: { incidentId: string; since: string; running: boolean } | null;
+  downtimes: { target: string; until: string; reason: string; by: string }[];
 }
 
 export interface ApprovalView {
@@ -121,18 +133,35 @@ function lastFailoverOf(rows: HistoryRow[]): ClusterView['lastFailover'] {
   const step = (name: string) => run.steps.find((s) => s.step === name);
   // Writes stop when the old primary is fenced (planned) or failed (emergency: the run's start is
   // the earliest the engine knew), and resume when traffic points at the new primary.
-  const from = step('fence old primary') ?? run.steps[0];
+  const from = step('hand over writes') ?? step('fence old primary') ?? run.steps[0];
   const traffic = step('switch traffic');
   const rtoMs = from && traffic && traffic.status === 'succeeded' && traffic.durationMs !== undefined ? logTimeMs(traffic.at) + traffic.durationMs - logTimeMs(from.at) : null;
-  const catchUp = step('wait for catch-up');
+  const catchUp = step('hand over writes') ?? step('wait for catch-up');
   const rpo = catchUp?.status === 'succeeded' ? 'none: the candidate applied every transaction of the fenced primary' : traffic ? 'see the plan\'s expected loss in the run' : 'n/a (not promoted)';
   return { workflowId: run.workflowId ?? '', status: run.status, at: run.endedAt ?? run.startedAt, route: `${run.fromRegion ?? '?'} → ${run.toRegion ?? '?'}`, rtoMs, rpo };
 }
 
+/** The monitor's own answer (its query), field by field; none running (or not answering) is null. */
+async function monitorView(src: PanelSources, cluster: string): Promise<MonitorView | null> {
+  const handle = src.client.workflow.getHandle(monitorWorkflowId(cluster));
+  const running = await handle.describe().then((d) => d.status.name === 'RUNNING', () => false);
+  if (!running) return null;
+  const snap = await src.client.connection.withDeadline(Date.now() + 2000, () => handle.query(monitorStateQuery)).catch(() => undefined);
+  if (!snap) return null;
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    verdict: text(snap.state.verdict),
+    autoFailover: text(snap.settings.autoFailover),
+    intervalSeconds: Number(snap.settings.intervalSeconds),
+    block: snap.block ? { incidentId: text(snap.block.incidentId), since: iso(snap.block.since), running: Boolean(snap.block.running) } : null,
+    downtimes: snap.downtimes.map((d) => ({ target: text(d.target), until: iso(d.until), reason: text(d.reason).slice(0, 200), by: text(d.by) })),
+  };
+}
+
 async function clusterView(src: PanelSources, name: string, lag: LagHistory): Promise<ClusterView> {
   const cfg = src.config.clusters[name]!;
-  const view: ClusterView = { name, primary: null, primaryRegion: null, regions: [], instances: [], problems: [], sync: [], writer: null, lastFailover: null };
-  const [topology, control] = await Promise.all([
+  const view: ClusterView = { name, primary: null, primaryRegion: null, regions: [], instances: [], problems: [], sync: [], writer: null, lastFailover: null, monitor: null };
+  const [topology, control, monitor] = await Promise.all([
     probeTopology(src.config, name).catch((err) => err as Error),
     withControl(
       src.config,
@@ -143,7 +172,9 @@ async function clusterView(src: PanelSources, name: string, lag: LagHistory): Pr
       }),
       3000,
     ).catch((err) => err as Error),
+    monitorView(src, name),
   ]);
+  view.monitor = monitor;
   const regionOf = new Map(cfg.instances.map((i) => [i.name, i.region ?? '']));
   if (topology instanceof Error) view.error = `cannot probe the cluster: ${firstLine(topology)}`;
   else {

@@ -117,6 +117,7 @@ code{font-size:12px}
 </div>
 <% if (c.problems.length) { %><ul><% c.problems.forEach(function(p){ %><li class="bad"><%= p %></li><% }) %></ul><% } else { %><p class="ok">no problems found</p><% } %>
 <p>writer endpoint: <% if (c.writer) { %><b><%= c.writer.instance %></b> (<%= c.writer.region %>, <%= c.writer.address %>, generation <%= c.writer.generation %>)<% } else { %><span class="muted">not set</span><% } %></p>
+<p>monitor: <% if (c.monitor) { %><b><%= c.monitor.verdict %></b> (every <%= c.monitor.intervalSeconds %> s, automatic failover <%= c.monitor.autoFailover %>)<% if (c.monitor.block) { %> · <b>blocked</b> after automatic failover <code><%= c.monitor.block.incidentId %></code> since <%= c.monitor.block.since %><%= c.monitor.block.running ? ' (still running)' : ': waits for runbook ack' %><% } %><% for (const d of c.monitor.downtimes) { %> · downtime of <%= d.target %> until <%= d.until %> by <%= d.by %>: <%= d.reason %><% } %><% } else { %><span class="muted">not running</span><% } %></p>
 <% if (c.lastFailover) { %><p>last failover: <%= c.lastFailover.route %>, <%= c.lastFailover.status %> at <%= c.lastFailover.at %> UTC · RTO <%= c.lastFailover.rtoMs === null ? 'n/a' : (c.lastFailover.rtoMs / 1000).toFixed(1) + ' s (fence → traffic switched)' %> · RPO <%= c.lastFailover.rpo %> · <code><%= c.lastFailover.workflowId %></code></p><% } %>
 <% if (c.sync.length) { %>
 <table><tr><th>region</th><th>instance</th><th>role</th><th>sync_status</th><th>lag s</th><th>last in sync (UTC)</th><th>remark</th></tr>
