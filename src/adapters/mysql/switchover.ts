@@ -8,11 +8,12 @@
  * its change made and reports so (already read-only, already promoted).
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { getCluster, getInstance, type RunbookConfig } from '../../config/load';
+import { getInstance, type RunbookConfig } from '../../config/load';
 import type { InstanceRef } from '../../core/types';
-import { connect, instanceEndpoint, query, type Conn } from './connect';
+import { query, type Conn } from './connect';
 import type { Dialect, ReplicaStatus, ServerVariables } from './dialect';
 import { dialectOf } from './probe';
+import { openInstanceConnection } from './instance';
 
 export interface Session {
   instance: string;
@@ -28,13 +29,7 @@ export const refuse = (message: string, type = 'PreconditionFailed') => Applicat
 
 /** An admin session on one instance, its flavour read; unreachable is retryable (a restart ends soon). */
 export async function openSession(config: RunbookConfig, ref: InstanceRef): Promise<Session> {
-  const timeoutMs = getCluster(config, ref.cluster).thresholds.probeTimeoutSeconds * 1000;
-  let conn: Conn;
-  try {
-    conn = await connect(instanceEndpoint(config, ref.cluster, ref.instance), { timeoutMs });
-  } catch (err) {
-    throw ApplicationFailure.retryable(`${ref.instance} unreachable: ${(err as Error).message}`, 'InstanceUnreachable');
-  }
+  const conn = await openInstanceConnection(config, ref);
   try {
     const { dialect } = await dialectOf(conn);
     return {
