@@ -2,6 +2,10 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    // Two files at a time (vitest's default is one on two cores): integration files mostly wait on
+    // servers, and one at a time the suite passed 25 minutes. Each file has its own ports and
+    // sandbox; what the shared Temporal server holds once (a cluster's monitor) is locked per file.
+    maxWorkers: 2,
     projects: [
       {
         test: { name: 'unit', include: ['test/unit/**/*.test.ts'] },
