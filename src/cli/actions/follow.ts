@@ -5,6 +5,8 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { FailoverPlan } from '../../core/failover';
+import { clipText } from '../../core/timeline';
+import { COMPACT_WIDTH } from './output';
 import type { ApprovalState } from '../../core/runbookDefinitions';
 import { runbookStateQuery, type Attention, type RunbookState, type StepRecord } from '../../core/runbookDefinitions';
 
@@ -28,8 +30,10 @@ const ICON: Record<string, string> = {
 function line(start: number, s: StepRecord): string {
   const at = ((s.endedAt ?? s.startedAt) - start) / 1000;
   const took = s.endedAt !== undefined && s.status !== 'started' && s.endedAt > s.startedAt ? ` (${s.endedAt - s.startedAt} ms)` : '';
-  const note = s.error ?? s.note;
-  return `[${at.toFixed(1).padStart(6)}s] ${ICON[s.status] ?? ' '} ${s.name} ${s.status}${took}${note ? ` — ${note}` : ''}`;
+  const text = `[${at.toFixed(1).padStart(6)}s] ${ICON[s.status] ?? ' '} ${s.name} ${s.status}${took}`;
+  // An error is shown whole (it says what to do); a note is cut to the compact width (`runbook log --wide` has it all).
+  if (s.error) return `${text} — ${s.error}`;
+  return s.note ? clipText(`${text} — ${s.note}`, COMPACT_WIDTH) : text;
 }
 
 function isFailoverPlan(p: unknown): p is FailoverPlan {
