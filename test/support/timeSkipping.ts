@@ -14,6 +14,7 @@ import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { findExecutable } from '../../src/adapters/process/processes';
 import { freePort } from '../../src/adapters/temporal/devServer';
+import { eventually } from './sandbox';
 import { RUNBOOK_SEARCH_ATTRIBUTES } from '../../src/core/searchAttributes';
 
 const POM = resolve('test/support/timeSkipping/pom.xml');
@@ -39,21 +40,17 @@ function testServerLauncher(): string {
   return launcher;
 }
 
-/** Until something accepts TCP connections on `port`, or the server process has ended (then why). */
+/** Until something accepts TCP connections on `port` (the project's one poll), or the server process has ended. */
 async function waitUntilListening(port: number, server: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let ended: string | undefined;
-  server.once('exit', (code, signal) => (ended = `the time-skipping test server exited (${signal ?? code}) before it listened on ${port}`));
-  for (;;) {
-    if (ended) throw new Error(ended);
-    const open = await new Promise<boolean>((done) => {
+  const exited = new Promise<never>((_, fail) =>
+    server.once('exit', (code, signal) => fail(new Error(`the time-skipping test server exited (${signal ?? code}) before it listened on ${port}`))),
+  );
+  const listening = eventually(`the time-skipping test server to listen on ${port}`, () =>
+    new Promise<boolean>((done) => {
       const socket = connect(port, '127.0.0.1', () => (socket.destroy(), done(true)));
       socket.once('error', () => done(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`the time-skipping test server did not listen on ${port} within ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+    }), timeoutMs);
+  await Promise.race([listening, exited]);
 }
 
 /**
