@@ -3,14 +3,17 @@
  * worker's Prometheus gauges up to date, since metrics live in the worker process and the workflow
  * cannot set them), and the settings it decides with. Reads only; safe to run any number of times.
  */
-import { log } from '@temporalio/activity';
-import { listSyncStatus, upsertSyncStatus, withControl } from '../adapters/control/store';
+import { getClient, log } from '@temporalio/activity';
+import { listSyncStatus, monitorMemoryEvents, upsertSyncStatus, withControl } from '../adapters/control/store';
+import { runState } from '../adapters/temporal/runState';
 import { probeTopology } from '../adapters/mysql/probe';
 import { getCluster } from '../config/load';
-import { observationOf, type Observation } from '../core/monitor';
+import { observationOf, recallMonitorMemory, type Downtime, type Observation, type RecoveryBlock } from '../core/monitor';
+import { monitorWorkflowId } from '../core/monitorDefinitions';
 import type { MonitorSettingsView } from '../core/monitorDefinitions';
 import { syncStatusRows } from '../core/syncStatus';
 import type { ActivityDeps } from './deps';
+import { ensureControlSchema } from './audit';
 import { monitorMetrics } from '../adapters/metrics/registry';
 
 export function createMonitorActivities({ config }: ActivityDeps) {
@@ -47,6 +50,31 @@ export function createMonitorActivities({ config }: ActivityDeps) {
       return observationOf(topology);
     },
 
+    /**
+     * What a monitor started afresh must remember from the runs before it (`monitor stop` then
+     * `start`): the anti-flapping block not yet acknowledged and the downtimes, rebuilt from its own
+     * rows in failover_log. Throws while the control database does not answer (the monitor waits:
+     * starting without its memory would re-arm automatic failover under an unacknowledged incident).
+     */
+    async recallMonitor(input: { cluster: string }): Promise<{ block?: RecoveryBlock; downtimes: Downtime[] }> {
+      await ensureControlSchema(config);
+      const memory = recallMonitorMemory(await withControl(config, (conn) => monitorMemoryEvents(conn, monitorWorkflowId(input.cluster))));
+      if (memory.block?.running) {
+        const outcome = await failoverOutcome(memory.block.workflowId);
+        if (outcome) memory.block = { ...memory.block, running: false, outcome };
+      }
+      return memory;
+    },
+
+    /**
+     * How an automatic failover the monitor no longer waits on as its child ended (it was started by
+     * an earlier run of the monitor): undefined while it runs, else its outcome (the runbook's own
+     * status, or Temporal's: `terminated`, `gone`, …). Not knowing is "still running".
+     */
+    async automaticFailoverOutcome(input: { workflowId: string }): Promise<string | undefined> {
+      return failoverOutcome(input.workflowId);
+    },
+
     /** What the monitor measured about a failure and its recovery, for the worker's metrics endpoint. */
     async recordMonitorMeasure(input: { cluster: string; detectionMs?: number; failover?: { at: number; outcome: string; rtoMs?: number; lostTransactions?: number } }): Promise<void> {
       const m = monitorMetrics();
@@ -54,4 +82,17 @@ export function createMonitorActivities({ config }: ActivityDeps) {
       if (input.failover) m.failover(input.cluster, input.failover);
     },
   };
+}
+
+/** undefined while the run goes on (or cannot be asked), else how it ended. */
+async function failoverOutcome(workflowId: string): Promise<string | undefined> {
+  let s: Awaited<ReturnType<typeof runState>>;
+  try {
+    s = await runState(getClient(), workflowId);
+  } catch (err) {
+    log.warn('cannot tell whether the automatic failover still runs; the block stays', { workflowId, error: (err as Error).message });
+    return undefined;
+  }
+  if (s.status === 'RUNNING') return undefined;
+  return s.status === 'COMPLETED' && s.runbookStatus ? s.runbookStatus : s.status.toLowerCase();
 }

@@ -277,6 +277,49 @@ export function ackProblem(block: RecoveryBlock | undefined, cluster: string): s
   return undefined;
 }
 
+/** One of the monitor's own rows in failover_log, as far as its memory needs it. */
+export interface MonitorEvent {
+  status: string;
+  at: number;
+  detail: Record<string, unknown>;
+}
+
+/**
+ * What a monitor must not forget when it is stopped and started again, rebuilt from its own rows
+ * in failover_log (oldest first, every run of the workflow `monitor-<cluster>`): the anti-flapping
+ * block of an automatic failover not yet acknowledged, and the downtimes still in force. The rows
+ * are what the monitor wrote when each of these changed, so this is exact: a block ends only with
+ * an `acknowledged` row naming its incident, a downtime with its `ended` row or its end time.
+ * A downtime that lapsed while no monitor ran is returned too: the monitor logs its end as usual.
+ * Whether a failover found still running has ended since is for the caller to ask Temporal.
+ */
+export function recallMonitorMemory(events: MonitorEvent[]): { block?: RecoveryBlock; downtimes: Downtime[] } {
+  let block: RecoveryBlock | undefined;
+  const downtimes = new Map<string, Downtime>();
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  for (const e of events) {
+    const d = e.detail ?? {};
+    const incidentId = text(d.incidentId);
+    if (e.status === 'state_change' && incidentId && text(d.workflowId)) {
+      if (d.outcome === undefined && text(d.primary)) {
+        block = { incidentId, workflowId: text(d.workflowId)!, since: e.at, running: true, primary: text(d.primary)! };
+      } else if (text(d.outcome) && block?.incidentId === incidentId) {
+        block = { ...block, running: false, outcome: text(d.outcome) };
+      }
+    } else if (e.status === 'acknowledged' && incidentId && block?.incidentId === incidentId) {
+      block = undefined;
+    } else if (e.status === 'downtime' && text(d.target)) {
+      const target = text(d.target)!;
+      if (d.ended === true) {
+        if (downtimes.get(target)?.since === d.since) downtimes.delete(target);
+      } else if (typeof d.until === 'number' && typeof d.since === 'number') {
+        downtimes.set(target, { target, until: d.until, reason: text(d.reason) ?? '', by: text(d.by) ?? '', since: d.since });
+      }
+    }
+  }
+  return { ...(block ? { block } : {}), downtimes: [...downtimes.values()] };
+}
+
 /** Downtimes still in force, and the ones that just ended (each logged once). */
 export function expireDowntimes(downtimes: Downtime[], now: number): { active: Downtime[]; ended: Downtime[] } {
   return { active: downtimes.filter((d) => d.until > now), ended: downtimes.filter((d) => d.until <= now) };

@@ -96,7 +96,10 @@ export async function monitor(input: MonitorInput): Promise<void> {
   const meta = { runbook: 'monitor', cluster: input.cluster, operator: input.operator, reason: 'continuous health checks', configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
     const settings = await settingsOnce.monitorSettings({ cluster: input.cluster });
-    m = new Monitor(rb, input, settings);
+    // A monitor started afresh remembers what its earlier runs left: an unacknowledged block, the
+    // downtimes (from its own rows in failover_log). It waits for them rather than start without.
+    const memory = input.carried ? undefined : await settingsOnce.recallMonitor.executeWithOptions({ summary: `monitor ${input.cluster}: recall the block and downtimes` }, [{ cluster: input.cluster }]);
+    m = new Monitor(rb, input, settings, memory);
     // A round of probes: bounded (a probe times out on its own); not retried, since a missed round is
     // simply not counted, and the next one comes an interval later.
     const probe = wf.proxyActivities<Activities>({ startToCloseTimeout: `${settings.intervalSeconds + 15}s`, retry: { maximumAttempts: 1 } });
@@ -108,6 +111,8 @@ class Monitor {
   private carry: MonitorCarry;
   private stopRequest: StopInput | undefined;
   private readonly cluster: string;
+  /** The failover this run started as its child (it learns of its end by itself). */
+  private ownChild: string | undefined;
 
   readonly ready = true;
 
@@ -115,9 +120,10 @@ class Monitor {
     private readonly rb: Runbook,
     private readonly input: MonitorInput,
     private readonly settings: MonitorSettingsView,
+    memory?: { block?: RecoveryBlock; downtimes: Downtime[] },
   ) {
     this.cluster = input.cluster;
-    this.carry = input.carried ?? { state: INITIAL_STATE, downtimes: [], rounds: 0, skippedRounds: 0, incidents: 0 };
+    this.carry = input.carried ?? { state: INITIAL_STATE, block: memory?.block, downtimes: memory?.downtimes ?? [], rounds: 0, skippedRounds: 0, incidents: 0 };
   }
 
   stop(s: StopInput): { accepted: boolean } {
@@ -128,11 +134,22 @@ class Monitor {
   async run(probe: ReturnType<typeof wf.proxyActivities<Activities>>): Promise<void> {
     const s = this.settings;
     if (!this.input.carried) {
-      this.rb.event('monitor started', 'state_change', { ...s }, `every ${s.intervalSeconds} s, dead after ${s.failureThreshold} missed rounds, automatic failover ${s.autoFailover}`);
+      const { block, downtimes } = this.carry;
+      const remembered = [
+        ...(block ? [`automatic failover ${block.incidentId} not acknowledged (${block.running ? 'still running' : block.outcome}): no automatic recovery until runbook ack`] : []),
+        ...downtimes.map((d) => `downtime ${d.target} until ${new Date(d.until).toISOString()}`),
+      ];
+      this.rb.event(
+        'monitor started',
+        'state_change',
+        { ...s, ...(remembered.length ? { remembered: { block, downtimes } } : {}) },
+        `every ${s.intervalSeconds} s, dead after ${s.failureThreshold} missed rounds, automatic failover ${s.autoFailover}${remembered.length ? `; remembered: ${remembered.join('; ')}` : ''}`,
+      );
     }
     const limit = this.input.historyLimit ?? 4000;
     for (;;) {
       this.expireDowntimes();
+      await this.followEarlierFailover();
       let obs: Observation | undefined;
       try {
         obs = await probe.monitorRound.executeWithOptions({ summary: `monitor ${this.cluster}: round ${this.carry.rounds + 1}` }, [{ cluster: this.cluster }]);
@@ -152,6 +169,26 @@ class Monitor {
     }
     const by = this.stopRequest!;
     this.rb.event(`monitor stopped by ${by.operator}`, 'state_change', { operator: by.operator, reason: by.reason }, by.reason);
+  }
+
+  /**
+   * A failover an earlier run of the monitor started and left running (the monitor was stopped
+   * meanwhile) is no child of this run: ask Temporal each round how it is, and log its end as the
+   * run that started it would have.
+   */
+  private async followEarlierFailover(): Promise<void> {
+    const block = this.carry.block;
+    if (!block?.running || block.workflowId === this.ownChild) return;
+    const outcome = await measures.automaticFailoverOutcome({ workflowId: block.workflowId }).catch(() => undefined);
+    if (!outcome || this.carry.block !== block) return;
+    block.running = false;
+    block.outcome = outcome;
+    this.rb.event(
+      `automatic failover ${block.incidentId} ${outcome}`,
+      'state_change',
+      { incidentId: block.incidentId, workflowId: block.workflowId, outcome },
+      `${outcome} (started by an earlier run of this monitor); acknowledge with: runbook ack ${this.cluster} --as NAME --comment "…"`,
+    );
   }
 
   private round(obs: Observation): void {
@@ -223,6 +260,7 @@ class Monitor {
     f.incidentId = incidentId;
     const block: RecoveryBlock = { incidentId, workflowId, since: Date.now(), running: true, primary: f.primary };
     this.carry.block = block;
+    this.ownChild = workflowId;
     this.rb.event(`automatic failover ${incidentId} started`, 'state_change', { incidentId, workflowId, primary: f.primary, detectionMs: f.detectionMs }, `${f.primary} dead, ${detected}: ${workflowId}`);
     this.rb.alert({ title: `${this.cluster}: automatic failover (incident ${incidentId})`, severity: 'L1', status: `${f.primary} dead, ${detected}; emergency failover ${workflowId} started; further automatic recovery is blocked until: runbook ack ${this.cluster} --as NAME --comment "…"`, incidentId, contact: this.settings.contact });
     const args: FailoverInput = { cluster: this.cluster, mode: 'emergency', reason: `monitor: ${f.primary} dead (${detected})`, requester: 'monitor', incidentId };

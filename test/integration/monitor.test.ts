@@ -156,9 +156,19 @@ describe('the monitor', () => {
     expect((await snapshotOf(client)).block).toMatchObject({ incidentId: started.detail.incidentId, running: false, outcome: 'succeeded' });
   });
 
-  it('a second failure inside the block pages a human; after ack it is handled automatically', async () => {
-    const handle = client.workflow.getHandle(monitorWorkflowId('orders'));
+  it('a second failure inside the block pages a human, even after the monitor was stopped and started again; after ack it is handled automatically', async () => {
+    let handle = client.workflow.getHandle(monitorWorkflowId('orders'));
     const primary = (await snapshotOf(client)).state.primary!;
+    const block = (await snapshotOf(client)).block!;
+    // Stopped and started again with the incident unacknowledged: the new run remembers the block.
+    expect(await handle.executeUpdate(stopMonitorUpdate, { args: [{ operator: 'alice', reason: 'restart' }] })).toEqual({ accepted: true });
+    await handle.result();
+    expect(await startMonitor(client, config, 'orders', 'carol', taskQueue)).toEqual({ workflowId: 'monitor-orders', started: true });
+    handle = client.workflow.getHandle(monitorWorkflowId('orders'));
+    const restarted = await waitForRow(config, (r) => r.step === 'monitor started' && Boolean(r.detail.remembered));
+    expect(restarted.detail.remembered).toMatchObject({ block: { incidentId: block.incidentId, running: false, outcome: 'succeeded' } });
+    await eventually('the restarted monitor sees the cluster', async () => (await snapshotOf(client)).state.verdict === 'healthy');
+    expect((await snapshotOf(client)).block).toMatchObject({ incidentId: block.incidentId, running: false });
     const survivor = primary === 'orders-b' ? 'orders-c' : 'orders-b';
     writePidFiles(sandbox, pidDir, [primary]);
     const before = (await monitorRows(config)).length;

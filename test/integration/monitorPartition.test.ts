@@ -15,7 +15,7 @@ import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { Notifier } from '../../src/activities/notify';
 import type { RunbookNotification } from '../../src/core/notifications';
-import { downtimeUpdate, monitorWorkflowId } from '../../src/core/monitorDefinitions';
+import { downtimeUpdate, monitorWorkflowId, stopMonitorUpdate } from '../../src/core/monitorDefinitions';
 import { startMonitor } from '../../src/cli/actions/monitor';
 import { shape } from '../support/failover';
 import { automaticFailovers, brokenChains, monitorRows, snapshotOf, stonithHook, waitForRow, writePidFiles } from '../support/monitor';
@@ -113,8 +113,9 @@ describe('monitor-side partition and downtime', () => {
     expect((await shape(sandboxConfig)).primary).toBe('orders-a');
   });
 
-  it('a downtime silences a primary frozen past the threshold; when it ends by itself, the monitor fails over', async () => {
+  it('a downtime outlives a restart of the monitor, silences a primary frozen past the threshold; when it ends by itself, the monitor fails over', async () => {
     const handle = stack.client.workflow.getHandle(monitorWorkflowId('orders'));
+    const before = (await monitorRows(config)).length;
     // Bad input is refused at the edge and changes nothing.
     expect(await handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-z', seconds: 30, reason: 'x', operator: 'alice' }] })).toEqual({
       accepted: false,
@@ -123,8 +124,14 @@ describe('monitor-side partition and downtime', () => {
     await expect(handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-a', seconds: 30, reason: 'x\ny', operator: 'alice' }] })).rejects.toMatchObject({
       cause: { message: expect.stringMatching(/--reason holds a control character/) },
     });
-    const before = (await monitorRows(config)).length;
-    expect(await handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-a', seconds: 30, reason: 'kernel upgrade', operator: 'alice' }] })).toEqual({ accepted: true });
+    expect(await handle.executeUpdate(downtimeUpdate, { args: [{ target: 'orders-a', seconds: 45, reason: 'kernel upgrade', operator: 'alice' }] })).toEqual({ accepted: true });
+    // The downtime outlives a stop and a start of the monitor.
+    expect(await handle.executeUpdate(stopMonitorUpdate, { args: [{ operator: 'alice', reason: 'restart' }] })).toEqual({ accepted: true });
+    await handle.result();
+    await startMonitor(stack.client, config, 'orders', 'carol', taskQueue);
+    const restarted = await waitForRow(config, (r) => r.step === 'monitor started' && Boolean(r.detail.remembered), before);
+    expect(restarted.detail.remembered).toMatchObject({ downtimes: [{ target: 'orders-a', reason: 'kernel upgrade', by: 'alice' }] });
+    await eventually('the restarted monitor sees the cluster', async () => (await snapshotOf(stack.client)).state.verdict === 'healthy');
     const alertsBefore = alerts.length;
     const pid = sandbox.state(sandbox.instance('orders-a')).pid!;
     process.kill(pid, 'SIGSTOP');
@@ -134,7 +141,7 @@ describe('monitor-side partition and downtime', () => {
       expect(alerts.slice(alertsBefore).filter((a) => a.kind === 'alert')).toEqual([]);
       expect(await automaticFailovers(config)).toEqual([]);
 
-      await waitForRow(config, (r) => r.step === 'downtime orders-a ended', before, 60_000);
+      await waitForRow(config, (r) => r.step === 'downtime orders-a ended', before, 90_000);
       const done = await waitForRow(config, (r) => r.step.startsWith('automatic failover') && r.step.endsWith('succeeded'), before, 120_000);
       expect(done.detail.outcome).toBe('succeeded');
     } finally {

@@ -71,11 +71,14 @@ export function writePidFiles(sandbox: Sandbox, dir: string, instances: string[]
 /**
  * Each subject's transitions must chain (the `to` of one is the `from` of the next) across every
  * run of the monitor: a round recorded twice (a replay, a resumed worker) would break the chain.
+ * A monitor stopped and started again starts its chains afresh.
  */
 export function brokenChains(rows: MonitorRow[]): string[] {
   const last = new Map<string, string>();
   const broken: string[] = [];
   for (const r of rows) {
+    // A monitor started afresh (not a continue-as-new) begins from unknown again.
+    if (r.step === 'monitor started') last.clear();
     if (r.status !== 'state_change' || typeof r.detail.subject !== 'string') continue;
     const subject = r.detail.subject;
     const before = last.get(subject);

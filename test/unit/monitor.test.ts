@@ -7,6 +7,7 @@ import {
   expireDowntimes,
   INITIAL_STATE,
   parseDowntimeDuration,
+  recallMonitorMemory,
   type InstanceObservation,
   type MonitorState,
   type Observation,
@@ -122,6 +123,29 @@ describe('what to do about a dead primary', () => {
     expect(ackProblem(undefined, 'orders')).toMatch(/nothing to acknowledge/);
     expect(ackProblem(block, 'orders')).toMatch(/still runs/);
     expect(ackProblem({ ...block, running: false }, 'orders')).toBeUndefined();
+  });
+});
+
+describe("the monitor's memory across stop and start, from its own rows", () => {
+  const started = (id: string, at: number) => ({ status: 'state_change', at, detail: { incidentId: id, workflowId: `failover-orders-${id}`, primary: 'a', detectionMs: 3000 } });
+  const ended = (id: string, at: number, outcome = 'succeeded') => ({ status: 'state_change', at, detail: { incidentId: id, workflowId: `failover-orders-${id}`, outcome, rtoMs: 5000 } });
+  const ack = (id: string, at: number) => ({ status: 'acknowledged', at, detail: { operator: 'alice', comment: 'ok', incidentId: id, workflowId: `failover-orders-${id}` } });
+  const down = (target: string, since: number, until: number, ended?: boolean) => ({ status: 'downtime', at: since, detail: { target, since, until, reason: 'kernel', by: 'bob', ...(ended ? { ended } : {}) } });
+  it('an automatic failover not acknowledged blocks, running or ended; an acknowledged one does not', () => {
+    expect(recallMonitorMemory([started('I1', 1)])).toEqual({ block: { incidentId: 'I1', workflowId: 'failover-orders-I1', since: 1, running: true, primary: 'a' }, downtimes: [] });
+    expect(recallMonitorMemory([started('I1', 1), ended('I1', 2)]).block).toMatchObject({ incidentId: 'I1', running: false, outcome: 'succeeded' });
+    expect(recallMonitorMemory([started('I1', 1), ended('I1', 2), ack('I1', 3)])).toEqual({ downtimes: [] });
+    // An ack of another incident, or an end of another, changes nothing.
+    expect(recallMonitorMemory([started('I1', 1), ended('I1', 2), ack('I1', 3), started('I2', 4), ack('I1', 5), ended('I0', 6)]).block).toMatchObject({ incidentId: 'I2', running: true });
+  });
+  it('downtimes: the last one per target, until its end row; one that lapsed meanwhile is returned to be logged as ended', () => {
+    const d = recallMonitorMemory([down('a', 1, 100), down('orders', 2, 50), down('orders', 2, 50, true), down('b', 3, 10), down('b', 4, 200)]).downtimes;
+    expect(d).toEqual([
+      { target: 'a', since: 1, until: 100, reason: 'kernel', by: 'bob' },
+      { target: 'b', since: 4, until: 200, reason: 'kernel', by: 'bob' },
+    ]);
+    // The end row of a replaced downtime does not end its successor.
+    expect(recallMonitorMemory([down('b', 3, 10), down('b', 4, 200), down('b', 3, 10, true)]).downtimes).toHaveLength(1);
   });
 });
 

@@ -272,6 +272,26 @@ export async function failoverHistory(conn: Conn, f: HistoryFilter = {}): Promis
   return rows.map((r) => ({ ...r, id: Number(r.id), step_seq: r.step_seq === null ? null : Number(r.step_seq) }));
 }
 
+/**
+ * The monitor's own rows that its memory is rebuilt from (src/core/monitor.ts recallMonitorMemory):
+ * automatic failovers started and ended, acknowledgements, downtimes; every run of its workflow,
+ * oldest first. The unique key's leading column (workflow_id) serves the lookup.
+ */
+export async function monitorMemoryEvents(conn: Conn, workflowId: string): Promise<{ status: string; at: number; detail: Record<string, unknown> }[]> {
+  const rows = await query<{ status: string; switch_time: string; detail: unknown }[]>(
+    conn,
+    `SELECT status, switch_time, detail FROM failover_log
+      WHERE workflow_id = ? AND (status IN ('acknowledged', 'downtime') OR (status = 'state_change' AND JSON_EXISTS(detail, '$.incidentId')))
+      ORDER BY id`,
+    [workflowId],
+  );
+  return rows.map((r) => ({
+    status: r.status,
+    at: Date.parse(`${r.switch_time.replace(' ', 'T')}Z`),
+    detail: (typeof r.detail === 'string' ? JSON.parse(r.detail) : r.detail) ?? {},
+  }));
+}
+
 /** The upsert of seed §3.1, keyed on (cluster, region) so it updates the region's row in place. */
 export async function upsertSyncStatus(conn: Conn, s: SyncStatusRow): Promise<void> {
   await query(
