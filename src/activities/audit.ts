@@ -11,6 +11,7 @@ import { syncStatusRows } from '../core/syncStatus';
 import type { AuditRow, Topology } from '../core/types';
 import type { RunbookConfig } from '../config/load';
 import type { ActivityDeps } from './deps';
+import { monitorMetrics } from '../adapters/metrics/registry';
 
 const migrated = new WeakMap<RunbookConfig, Promise<unknown>>();
 
@@ -32,6 +33,8 @@ export function ensureControlSchema(config: RunbookConfig): Promise<unknown> {
 export async function writeAuditRows(config: RunbookConfig, rows: AuditRow[]): Promise<AuditWriteReport> {
   await ensureControlSchema(config);
   const report = await withControl(config, (conn) => insertAuditRows(conn, rows), 3000);
+  // Every runbook's end passes here once: the one place runs are counted for the metrics endpoint.
+  for (const r of report.runsEnded ?? []) monitorMetrics().runEnded(r);
   if (report.truncated.length || report.rejected.length) log.warn('audit rows not stored as written', { truncated: report.truncated, rejected: report.rejected });
   log.debug('audit rows written', { count: rows.length });
   return report;

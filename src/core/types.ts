@@ -63,7 +63,9 @@ export type EventStatus =
   // A step past the point of no return: still failing and retried; stopped for a human; resumed by one.
   | 'retrying' | 'needs_attention' | 'resumed'
   // The monitor: a change of state it saw, a page, a suppressed action, an acknowledgement, a downtime.
-  | 'state_change' | 'paged' | 'suppressed' | 'acknowledged' | 'downtime';
+  | 'state_change' | 'paged' | 'suppressed' | 'acknowledged' | 'downtime'
+  // An observer's vote on a dead primary (agree, disagree, no answer).
+  | 'vote';
 /**
  * `needs_attention`: past its point of no return, a step cannot finish by itself; `runbook resume`
  * carries on. `continued`: this run of the workflow handed over to the next (continue-as-new).
@@ -98,6 +100,13 @@ export interface AuditWriteReport {
   truncated: { stepSeq: number; step: string; status: string; fields: string[] }[];
   /** Rows the database refused: a placeholder row with the same key says so (`detail.unwritable`). */
   rejected: { stepSeq: number; step: string; status: string; error: string }[];
+  /** Runs whose final row this write stored first (a run's end, counted once however often it is sent). */
+  runsEnded?: { runbook: string; cluster: string; outcome: string }[];
+}
+
+/** A run's final row (step `runbook`, sequence 0): how it ended; a hand-over to its next run is no end. */
+export function isRunEnd(r: Pick<AuditRow, 'step' | 'stepSeq' | 'status'>): boolean {
+  return r.step === 'runbook' && r.stepSeq === 0 && r.status !== 'started' && r.status !== 'continued';
 }
 
 export interface SyncStatusRow {

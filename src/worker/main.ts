@@ -11,7 +11,8 @@ import type { Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { loadConfig } from '../config/load';
 import { configFingerprint } from '../config/fingerprint';
-import { migrateControl } from '../adapters/control/store';
+import { migrateControl, pendingApprovals, withControl } from '../adapters/control/store';
+import { monitorMetrics } from '../adapters/metrics/registry';
 import { connectClient, ensureSearchAttributes, temporalSettings } from '../adapters/temporal/client';
 import { connectWorker } from '../adapters/temporal/workerConnection';
 import { createRunbookWorker, notifiersFromEnv, type RunbookWorkerOptions } from './createWorker';
@@ -42,6 +43,7 @@ export async function runWorkerProcess(opts: WorkerProcessOptions = {}): Promise
   );
   await client.connection.close();
 
+  monitorMetrics().countPendingApprovals(Object.keys(config.clusters), () => withControl(config, pendingApprovals, 2000));
   const metricsServer = sdkMetrics ? await serveMetrics(metrics, sdkMetrics) : undefined;
   const connection = await connectWorker(env);
   const notifiers = notifiersFromEnv(config, env);

@@ -18,7 +18,8 @@ export async function freeLoopbackPort(): Promise<number> {
 
 export async function serveMetrics(address: string, sdkAddress: string): Promise<Server> {
   const [host, port] = splitAddress(address);
-  const registry = monitorMetrics().registry;
+  const metrics = monitorMetrics();
+  const registry = metrics.registry;
   const server = createServer(async (req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('see /metrics\n');
@@ -30,6 +31,7 @@ export async function serveMetrics(address: string, sdkAddress: string): Promise
     } catch (err) {
       sdk = `# the Temporal SDK's metrics did not answer: ${(err as Error).message.replace(/\n/g, ' ')}\n`;
     }
+    await metrics.beforeScrape();
     const ours = await registry.metrics();
     res.writeHead(200, { 'content-type': registry.contentType }).end(`${sdk.trimEnd()}\n${ours}`);
   });

@@ -39,7 +39,8 @@ export async function startWorkerProcess(config: RunbookConfig, taskQueue: strin
   const exited = once(proc, 'exit').then(([code]) => code as number | null);
   const early = exited.then((code) => Promise.reject(new Error(`worker exited (${code}) before it was ready:\n${output}`)));
   early.catch(() => {});
-  await Promise.race([eventually('worker ready', async () => output.includes('worker ready'), 60_000), early]);
+  const ready = eventually('worker ready', async () => output.includes('worker ready'), 180_000).catch((err: Error) => Promise.reject(new Error(`${err.message}; its output:\n${output.slice(-2000)}`)));
+  await Promise.race([ready, early]);
   return { proc, output: () => output, metricsAddress, exited };
 }
 

@@ -252,6 +252,11 @@ export const MIGRATIONS: Migration[] = [
       'ALTER TABLE failover_log DROP INDEX IF EXISTS uq_step_event, ADD UNIQUE KEY uq_step_event (workflow_id, run_id, step_seq, sub_step, status)',
     ],
   },
+  {
+    version: 10,
+    name: 'failover_log by status and time: the pending approvals the metrics endpoint counts at every scrape',
+    statements: ['ALTER TABLE failover_log ADD INDEX IF NOT EXISTS idx_status_time (status, switch_time)'],
+  },
 ];
 
 export async function migrate(conn: Conn): Promise<number[]> {

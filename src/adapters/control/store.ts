@@ -6,7 +6,7 @@ import type { RunbookConfig } from '../../config/load';
 import { connect, controlEndpoint, query, type Conn } from '../mysql/connect';
 import { migrate } from './migrations';
 import { characters, clip, FAILOVER_LOG_COLUMNS, LOG_PAGES } from '../../core/inputs';
-import type { AuditRow, AuditWriteReport, SyncStatusRow } from '../../core/types';
+import { isRunEnd, type AuditRow, type AuditWriteReport, type SyncStatusRow } from '../../core/types';
 import { sqlTime } from '../../core/format';
 
 export type { AuditWriteReport };
@@ -175,6 +175,20 @@ export async function insertAuditRows(conn: Conn, rows: AuditRow[]): Promise<Aud
     size = 0;
   };
   for (const p of prepared) {
+    if (p.values && isRunEnd(p.row)) {
+      // A run's end goes in alone and plainly: stored now, or a duplicate key (stored before, so
+      // counted before). Only the write that stores it first counts the run (runbook_runs_total).
+      await flush();
+      try {
+        await query(conn, `${AUDIT_INSERT}${AUDIT_PLACEHOLDERS}`, p.values);
+        (report.runsEnded ??= []).push({ runbook: String(p.row.runbook), cluster: String(p.row.cluster), outcome: String(p.row.status) });
+        continue;
+      } catch (err) {
+        if ((err as { errno?: number }).errno === 1062) continue;
+        if (!isRowError(err)) throw err;
+        // Refused for its content: the usual way, which stores a placeholder and reports it.
+      }
+    }
     if (!p.values) {
       await flush(); // keep the order: rows before it go first
       await reject(p.row, p.error!);
@@ -290,6 +304,26 @@ export async function monitorMemoryEvents(conn: Conn, workflowId: string): Promi
     at: Date.parse(`${r.switch_time.replace(' ', 'T')}Z`),
     detail: (typeof r.detail === 'string' ? JSON.parse(r.detail) : r.detail) ?? {},
   }));
+}
+
+/**
+ * Runs waiting for an approval now, per cluster: an approval `requested` row with no decision after
+ * it in the same run (approved, rejected, timed out), no end of that run, and not past its own
+ * timeout (a run killed while it waited stops counting when its approval would have timed out).
+ */
+export async function pendingApprovals(conn: Conn): Promise<{ cluster: string; runs: number }[]> {
+  const rows = await query<{ cluster: string; runs: string }[]>(
+    conn,
+    `SELECT r.cluster, COUNT(*) AS runs FROM failover_log r
+      WHERE r.status = 'requested' AND r.step = 'approval' AND r.sub_step = 0
+        AND r.switch_time + INTERVAL COALESCE(JSON_VALUE(r.detail, '$.timeoutMinutes'), 0) * 60 SECOND > UTC_TIMESTAMP(3)
+        AND NOT EXISTS (SELECT 1 FROM failover_log d WHERE d.workflow_id = r.workflow_id AND d.run_id = r.run_id
+                          AND d.step_seq > r.step_seq AND d.status IN ('approved', 'rejected', 'timed_out'))
+        AND NOT EXISTS (SELECT 1 FROM failover_log e WHERE e.workflow_id = r.workflow_id AND e.run_id = r.run_id
+                          AND e.step_seq = 0 AND e.status <> 'started')
+      GROUP BY r.cluster`,
+  );
+  return rows.map((r) => ({ cluster: String(r.cluster ?? ''), runs: Number(r.runs) }));
 }
 
 /** The upsert of seed §3.1, keyed on (cluster, region) so it updates the region's row in place. */

@@ -44,8 +44,50 @@ export class MonitorMetrics {
     buckets: [1, 2, 3, 5, 8, 13, 21, 34, 60],
     registers: [this.registry],
   });
-  readonly runs = new Counter({ name: 'runbook_runs_total', help: 'runbook runs ended, by type and outcome', labelNames: ['runbook', 'cluster', 'outcome'], registers: [this.registry] });
-  readonly pendingApprovals = new Gauge({ name: 'runbook_pending_approvals', help: 'runs waiting for an approval', labelNames: ['cluster'], registers: [this.registry] });
+  /** Counted by the one audit writer, by the write that stores a run's final row first (src/activities/audit.ts). */
+  private readonly runs = new Counter({
+    name: 'runbook_runs_total',
+    help: 'runbook runs ended, by type and outcome (counted by the worker that stored the run\'s final audit row: sum over workers)',
+    labelNames: ['runbook', 'cluster', 'outcome'],
+    registers: [this.registry],
+  });
+  /** Read from failover_log at each scrape (see `countPendingApprovals`): the same on every worker. */
+  private readonly pendingApprovals = new Gauge({
+    name: 'runbook_pending_approvals',
+    help: 'runs waiting for an approval now, read from failover_log at each scrape (the same on every worker: max over workers)',
+    labelNames: ['cluster'],
+    registers: [this.registry],
+  });
+  private readonly pendingApprovalsRead = new Gauge({
+    name: 'runbook_pending_approvals_read_ok',
+    help: '1 when the last scrape could read the pending approvals from the control database',
+    registers: [this.registry],
+  });
+  private pendingSource: { clusters: string[]; read: () => Promise<{ cluster: string; runs: number }[]> } | undefined;
+
+  /** Where the pending approvals are read from at each scrape (the worker's control database). */
+  countPendingApprovals(clusters: string[], read: () => Promise<{ cluster: string; runs: number }[]>): void {
+    this.pendingSource = { clusters, read };
+  }
+
+  /** Refresh what is read at scrape time; a control database that does not answer leaves the gauge empty. */
+  async beforeScrape(): Promise<void> {
+    const source = this.pendingSource;
+    if (!source) return;
+    this.pendingApprovals.reset();
+    try {
+      const counts = await source.read();
+      for (const c of source.clusters) this.pendingApprovals.set({ cluster: c }, 0);
+      for (const c of counts) this.pendingApprovals.set({ cluster: c.cluster }, c.runs);
+      this.pendingApprovalsRead.set(1);
+    } catch {
+      this.pendingApprovalsRead.set(0);
+    }
+  }
+
+  runEnded(r: { runbook: string; cluster: string; outcome: string }): void {
+    this.runs.inc(r);
+  }
 
   observeTopology(t: Topology): void {
     this.notePrimaryPosition(t);
@@ -110,7 +152,6 @@ export class MonitorMetrics {
     this.lastFailover.set({ cluster, outcome: f.outcome }, f.at / 1000);
     if (f.rtoMs !== undefined) this.rto.set({ cluster }, f.rtoMs / 1000);
     if (f.lostTransactions !== undefined) this.rpo.set({ cluster }, f.lostTransactions);
-    this.runs.inc({ runbook: 'failover', cluster, outcome: f.outcome });
   }
 }
 
