@@ -15,7 +15,8 @@ import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { ackUpdate, monitorWorkflowId, stopMonitorUpdate } from '../../src/core/monitorDefinitions';
 import { startMonitor } from '../../src/cli/actions/monitor';
-import { shape } from '../support/failover';
+import { decide, shape, startFailover, waitForApprovalRequest } from '../support/failover';
+import type { FailoverResult } from '../../src/workflows/failover';
 import { automaticFailovers, brokenChains, monitorRows, snapshotOf, stonithHook, waitForRow, writePidFiles } from '../support/monitor';
 import { eventually, startTestSandbox } from '../support/sandbox';
 import { killWorkerProcesses, startWorkerProcess, type WorkerChild } from '../support/workerProcess';
@@ -39,6 +40,7 @@ beforeAll(async () => {
     orders.monitor = { intervalSeconds: 1, failureThreshold: 3, autoFailover: 'auto' };
     orders.thresholds = { ...orders.thresholds, probeTimeoutSeconds: 2, confirmProbes: 2, confirmIntervalMs: 500 };
     orders.approval.failover.emergency = { mode: 'auto' };
+    orders.approval.failover.planned = { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 15 };
     orders.fencing = { hooks: [stonithHook(pidDir)] };
   }));
   writePidFiles(sandbox, pidDir, ['orders-a', 'orders-b', 'orders-c']);
@@ -102,6 +104,26 @@ describe('the monitor', () => {
     }
     await eventually('orders-c caught up', async () => value(await scrape(), 'runbook_replication_lag_seconds', 'orders-c') === 0, 30_000);
     await waitForRow(config, (r) => r.step === 'orders-c: broken → replicating');
+  });
+
+  it('the metrics endpoint counts every runbook: a pending approval while one waits, its run once it ends', async () => {
+    const scrape = async () => (await fetch(`http://${worker.metricsAddress}/metrics`)).text();
+    const sample = (text: string, series: string) => {
+      const m = text.match(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} ([0-9.e+-]+)$`, 'm'));
+      return m ? Number(m[1]) : undefined;
+    };
+    expect(sample(await scrape(), 'runbook_pending_approvals{cluster="orders"}')).toBe(0);
+    const handle = await startFailover(client, taskQueue, { mode: 'planned', reason: 'metrics test', requester: 'carol' });
+    await waitForApprovalRequest(handle, 60_000);
+    await eventually('a pending approval on the metrics endpoint', async () => sample(await scrape(), 'runbook_pending_approvals{cluster="orders"}') === 1);
+    expect(await decide(handle, 'reject', 'alice')).toEqual({ accepted: true, status: 'rejected' });
+    expect(((await handle.result()) as FailoverResult).status).toBe('rejected');
+    const after = await eventually('the run counted', async () => {
+      const t = await scrape();
+      return sample(t, 'runbook_runs_total{runbook="failover",cluster="orders",outcome="rejected"}') === 1 ? t : undefined;
+    });
+    expect(sample(after, 'runbook_pending_approvals{cluster="orders"}')).toBe(0);
+    expect(sample(after, 'runbook_pending_approvals_read_ok')).toBe(1);
   });
 
   it('a primary frozen for less than the failure threshold: noticed, no failover', async () => {
