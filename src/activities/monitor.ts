@@ -8,7 +8,7 @@ import { listSyncStatus, monitorMemoryEvents, upsertSyncStatus, withControl } fr
 import { runState } from '../adapters/temporal/runState';
 import { probeTopology } from '../adapters/mysql/probe';
 import { getCluster } from '../config/load';
-import { observationOf, recallMonitorMemory, type Downtime, type Observation, type RecoveryBlock } from '../core/monitor';
+import { observationOf, observerVote, recallMonitorMemory, type Downtime, type Observation, type ObserverVote, type RecoveryBlock } from '../core/monitor';
 import { monitorWorkflowId } from '../core/monitorDefinitions';
 import type { MonitorSettingsView } from '../core/monitorDefinitions';
 import { syncStatusRows } from '../core/syncStatus';
@@ -48,6 +48,15 @@ export function createMonitorActivities({ config }: ActivityDeps) {
         log.warn('sync_status not updated this round', { cluster: input.cluster, error: (err as Error).message });
       }
       return observationOf(topology);
+    },
+
+    /**
+     * An observer's vote (run on the observer's own worker, in its region, through its own task
+     * queue): one round of probes from here, and whether it agrees the primary is dead. Reads only.
+     */
+    async observePrimary(input: { cluster: string; primary: string; region: string; taskQueue: string }): Promise<ObserverVote> {
+      const topology = await probeTopology(config, input.cluster);
+      return observerVote(observationOf(topology), input.primary, { region: input.region, taskQueue: input.taskQueue });
     },
 
     /**

@@ -166,6 +166,17 @@ export const monitorSchema = z.strictObject({
   /** Consecutive rounds the primary must miss (and every replica must have lost it) before it is dead. */
   failureThreshold: z.number().int().min(1).max(100).default(3),
   autoFailover: z.enum(['off', 'notify', 'auto']).default('notify'),
+  /**
+   * Monitor workers in other regions (each polling its own task queue) that must agree, by probing
+   * from where they are, before the monitor acts on a dead primary; every vote is logged. An
+   * observer that does not answer within `observerTimeoutSeconds` is no agreement: no automatic
+   * failover, a page.
+   */
+  observers: z
+    .array(z.strictObject({ region: name, taskQueue: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'a task queue name: letters, digits, . _ -') }))
+    .max(5)
+    .default([]),
+  observerTimeoutSeconds: z.number().min(1).max(60).default(10),
 });
 
 export const clusterSchema = z.strictObject({

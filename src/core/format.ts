@@ -22,6 +22,7 @@ export const STATUS_ICON: Record<StepStatus | EventStatus, string> = {
   suppressed: '🔇',
   acknowledged: '🆗',
   downtime: '🛠️',
+  vote: '🗳️',
 };
 
 /** `850 ms`, `2.4 s`, `3 min 5 s`, `1 h 2 min 3 s`; `…` while unknown (still running). */

@@ -270,6 +270,33 @@ export function deadPrimaryAction(input: { cluster: string; primary: string; pol
   return { kind: 'failover' };
 }
 
+/** What an observer in another region saw of a primary the monitor found dead. */
+export interface ObserverVote {
+  region: string;
+  taskQueue: string;
+  /** agree: it cannot reach the primary either, and no replica it reaches streams from it. */
+  vote: 'agree' | 'disagree' | 'no_answer';
+  summary: string;
+}
+
+/** An observer's vote from its own round of probes (run on its worker, from its region). */
+export function observerVote(obs: Observation, primary: string, observer: { region: string; taskQueue: string }): ObserverVote {
+  const p = obs.instances.find((i) => i.instance === primary);
+  const streaming = obs.instances.filter((i) => i.reachable && i.source === primary && i.ioRunning === 'Yes').map((i) => i.instance);
+  if (p?.reachable) return { ...observer, vote: 'disagree', summary: `${observer.region} reaches ${primary}${p.readOnly === false ? ' (writable)' : ''}` };
+  if (streaming.length) return { ...observer, vote: 'disagree', summary: `${observer.region} sees ${streaming.join(', ')} still streaming from ${primary}` };
+  return { ...observer, vote: 'agree', summary: `${observer.region} cannot reach ${primary} either${p?.error ? ` (${p.error.slice(0, 120)})` : ''}` };
+}
+
+/** The monitor acts only when every observer agrees; a vote not given (timed out) is no agreement. */
+export function observersAgree(votes: ObserverVote[]): { agree: boolean; summary: string } {
+  const against = votes.filter((v) => v.vote !== 'agree');
+  const list = votes.map((v) => `${v.region}: ${v.vote === 'no_answer' ? 'no answer' : v.vote}`).join(', ');
+  return against.length
+    ? { agree: false, summary: `observers do not all agree (${list}): ${against.map((v) => v.summary).join('; ')}` }
+    : { agree: true, summary: `every observer agrees (${list})` };
+}
+
 /** Whether `ack` may lift the block now; a refusal says why (never while the recovery runs). */
 export function ackProblem(block: RecoveryBlock | undefined, cluster: string): string | undefined {
   if (!block) return `nothing to acknowledge: no automatic recovery of ${cluster} is blocking the next one`;

@@ -3,7 +3,7 @@
  * its workflow id, its state query and the updates it accepts, defined once for both sides.
  */
 import * as wf from '@temporalio/workflow';
-import type { AutoFailoverPolicy, Downtime, InstanceObservation, MonitorState, RecoveryBlock } from './monitor';
+import type { AutoFailoverPolicy, Downtime, InstanceObservation, MonitorState, ObserverVote, RecoveryBlock } from './monitor';
 
 /** One monitor per cluster: its workflow id is the cluster's, so starting it twice finds the first. */
 export function monitorWorkflowId(cluster: string): string {
@@ -17,6 +17,9 @@ export interface MonitorSettingsView {
   maxLagSeconds: number;
   instances: string[];
   contact?: string;
+  /** Monitor workers in other regions that must agree before it acts (may be absent: none). */
+  observers?: { region: string; taskQueue: string }[];
+  observerTimeoutSeconds?: number;
 }
 
 export interface MonitorSnapshot {
@@ -40,7 +43,9 @@ export interface FailureRecord {
   detectionMs: number;
   /** failover: the child was started; paged; suppressed (downtime); recorded (policy off). */
   handled?: 'failover' | 'paged' | 'recorded';
-  pagedBecause?: 'policy' | 'blocked';
+  pagedBecause?: 'policy' | 'blocked' | 'observers';
+  /** The observers' votes on this failure, when observers are configured. */
+  votes?: ObserverVote[];
   suppressedBy?: string;
   incidentId?: string;
 }

@@ -22,7 +22,9 @@ import {
   deadPrimaryAction,
   expireDowntimes,
   INITIAL_STATE,
+  observersAgree,
   type Downtime,
+  type ObserverVote,
   type MonitorState,
   type Observation,
   type RecoveryBlock,
@@ -113,6 +115,8 @@ class Monitor {
   private readonly cluster: string;
   /** The failover this run started as its child (it learns of its end by itself). */
   private ownChild: string | undefined;
+  /** A failure the observers must vote on before the monitor acts (asked right after the round). */
+  private voteFor: FailureRecord | undefined;
 
   readonly ready = true;
 
@@ -159,6 +163,7 @@ class Monitor {
         this.carry.skippedRounds++;
       }
       if (obs) this.round(obs);
+      if (this.voteFor) await this.askObservers(this.voteFor);
       if (this.stopRequest) break;
       const info = wf.workflowInfo();
       if ((info.continueAsNewSuggested || info.historyLength > limit) && !this.carry.block?.running && wf.allHandlersFinished()) {
@@ -247,11 +252,58 @@ class Monitor {
         // A page for policy is all it will do; a page because of the block waits for `ack`.
         if (action.because === 'policy') f.acted = true;
         return;
-      case 'failover':
+      case 'failover': {
+        const observers = this.settings.observers ?? [];
+        if (observers.length && !f.votes) {
+          this.voteFor = f; // asked right after this round; then decided again with their votes
+          return;
+        }
+        const verdict = f.votes ? observersAgree(f.votes) : undefined;
+        if (verdict && !verdict.agree) {
+          // Not every observer saw it dead (or one did not answer): a human decides.
+          f.acted = true;
+          f.paged = true;
+          f.handled = 'paged';
+          f.pagedBecause = 'observers';
+          const message = `${verdict.summary}: no automatic failover; if ${primary} is really down, a human decides: runbook failover ${this.cluster} --emergency --reason "…" --as YOUR_NAME`;
+          this.rb.event(`page: ${primary} dead`, 'paged', { because: 'observers', votes: f.votes, detectionMs: f.detectionMs }, `${detected}; ${message}`);
+          this.rb.alert({ title: `PAGE: ${this.cluster} primary ${primary} dead to the monitor, not to every observer`, severity: 'L1', status: `${detected}; ${message}`, contact: this.settings.contact });
+          return;
+        }
         f.acted = true;
         f.handled = 'failover';
-        this.startFailover(f, detected);
+        this.startFailover(f, verdict ? `${detected}; ${verdict.summary}` : detected);
+      }
     }
+  }
+
+  /**
+   * Ask every observer (a monitor worker in another region, on its own task queue) to probe the
+   * primary and its replicas from where it is, all at once and each within
+   * `observerTimeoutSeconds`; record every vote; then decide again with them. An observer that
+   * does not answer in time votes `no_answer`, which is no agreement.
+   */
+  private async askObservers(f: FailureRecord): Promise<void> {
+    const observers = this.settings.observers ?? [];
+    const timeout = `${this.settings.observerTimeoutSeconds ?? 10}s`;
+    const votes: ObserverVote[] = await Promise.all(
+      observers.map(async (o) => {
+        const ask = wf.proxyActivities<Activities>({ taskQueue: o.taskQueue, scheduleToCloseTimeout: timeout, retry: { maximumAttempts: 1 } });
+        try {
+          return await ask.observePrimary.executeWithOptions({ summary: `monitor ${this.cluster}: observer ${o.region}, is ${f.primary} dead?` }, [
+            { cluster: this.cluster, primary: f.primary, region: o.region, taskQueue: o.taskQueue },
+          ]);
+        } catch (err) {
+          const why = err instanceof wf.ActivityFailure && err.cause ? err.cause.message : (err as Error).message;
+          return { region: o.region, taskQueue: o.taskQueue, vote: 'no_answer' as const, summary: `${o.region} gave no answer within ${timeout} (${why}): counted as no agreement` };
+        }
+      }),
+    );
+    this.voteFor = undefined;
+    f.votes = votes;
+    for (const v of votes) this.rb.event(`observer ${v.region}: ${v.vote === 'no_answer' ? 'no answer' : v.vote}`, 'vote', { ...v, primary: f.primary }, v.summary);
+    // The cluster may have changed while they answered: decide only if it is still this failure.
+    if (this.carry.failure === f && this.carry.state.verdict === 'primary_dead') this.onDeadPrimary(this.carry.state, Date.now());
   }
 
   private startFailover(f: FailureRecord, detected: string): void {
@@ -261,7 +313,7 @@ class Monitor {
     const block: RecoveryBlock = { incidentId, workflowId, since: Date.now(), running: true, primary: f.primary };
     this.carry.block = block;
     this.ownChild = workflowId;
-    this.rb.event(`automatic failover ${incidentId} started`, 'state_change', { incidentId, workflowId, primary: f.primary, detectionMs: f.detectionMs }, `${f.primary} dead, ${detected}: ${workflowId}`);
+    this.rb.event(`automatic failover ${incidentId} started`, 'state_change', { incidentId, workflowId, primary: f.primary, detectionMs: f.detectionMs, ...(f.votes ? { votes: f.votes } : {}) }, `${f.primary} dead, ${detected}: ${workflowId}`);
     this.rb.alert({ title: `${this.cluster}: automatic failover (incident ${incidentId})`, severity: 'L1', status: `${f.primary} dead, ${detected}; emergency failover ${workflowId} started; further automatic recovery is blocked until: runbook ack ${this.cluster} --as NAME --comment "…"`, incidentId, contact: this.settings.contact });
     const args: FailoverInput = { cluster: this.cluster, mode: 'emergency', reason: `monitor: ${f.primary} dead (${detected})`, requester: 'monitor', incidentId };
     const ended = (outcome: string, error?: string, result?: FailoverResult) => {

@@ -20,15 +20,18 @@ import { startMonitor } from '../../src/cli/actions/monitor';
 import { shape } from '../support/failover';
 import { automaticFailovers, brokenChains, monitorRows, snapshotOf, stonithHook, waitForRow, writePidFiles } from '../support/monitor';
 import { eventually, startTestSandbox, testSandboxConfig } from '../support/sandbox';
-import { startInProcessWorker, type InProcessWorker } from '../support/stack';
+import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 const taskQueue = `monitor-partition-${process.pid}`;
+// A monitor worker in another region, on its own task queue, that reaches the primary directly.
+const observerQueue = `monitor-observer-${process.pid}`;
 const pidDir = mkdtempSync(join(tmpdir(), 'runbook-monitor-partition-'));
 const proxyPort = 30110 + Number(process.env.RUNBOOK_TEST_PORT_OFFSET ?? 0);
 let sandboxConfig: RunbookConfig;
 let config: RunbookConfig; // the monitor's: orders-a through the proxy
 let sandbox: Sandbox;
 let stack: InProcessWorker;
+let observer: InProcessWorker;
 let proxy: TcpProxy;
 const alerts: RunbookNotification[] = [];
 const recorder: Notifier = { name: 'recorder', send: async (n) => void alerts.push(n) };
@@ -61,7 +64,7 @@ class TcpProxy {
 
 function settings(doc: any): void {
   const orders = doc.clusters.orders;
-  orders.monitor = { intervalSeconds: 1, failureThreshold: 3, autoFailover: 'auto' };
+  orders.monitor = { intervalSeconds: 1, failureThreshold: 3, autoFailover: 'auto', observers: [{ region: 'region-b', taskQueue: observerQueue }], observerTimeoutSeconds: 10 };
   orders.thresholds = { ...orders.thresholds, probeTimeoutSeconds: 2, confirmProbes: 2, confirmIntervalMs: 500 };
   orders.approval.failover.emergency = { mode: 'auto' };
   orders.fencing = { hooks: [stonithHook(pidDir)] };
@@ -82,11 +85,13 @@ beforeAll(async () => {
   await proxy.start();
   writePidFiles(sandbox, pidDir, ['orders-a', 'orders-b', 'orders-c']);
   stack = await startInProcessWorker(config, taskQueue, { notifiers: [recorder] });
+  observer = await startInProcessWorker(sandboxConfig, observerQueue);
 }, 900_000); // may first wait for another file's monitor to finish
 
 afterAll(async () => {
   await stack?.client.workflow.getHandle(monitorWorkflowId('orders')).terminate('test over').catch(() => undefined);
   await stack?.stop();
+  await observer?.stop();
   await proxy?.stop();
   await sandbox?.destroy();
   releaseMonitorLock?.();
@@ -109,6 +114,35 @@ describe('monitor-side partition and downtime', () => {
       await proxy.start();
     }
     await waitForRow(config, (r) => r.step === 'orders: monitor_partition → healthy', before);
+    expect(await automaticFailovers(config)).toEqual([]);
+    expect((await shape(sandboxConfig)).primary).toBe('orders-a');
+  });
+
+  it('the monitor and the replicas lose the primary, an observer in another region still reaches it: its vote is logged, no failover, a page', async () => {
+    const before = (await monitorRows(config)).length;
+    const alertsBefore = alerts.length;
+    await proxy.stop();
+    await sql(sandboxConfig, 'orders-b', 'STOP SLAVE IO_THREAD');
+    await sql(sandboxConfig, 'orders-c', 'STOP SLAVE IO_THREAD');
+    try {
+      await waitForRow(config, (r) => r.detail.to === 'primary_dead', before, 60_000);
+      const vote = await waitForRow(config, (r) => r.status === 'vote', before, 60_000);
+      expect(vote.detail).toMatchObject({ region: 'region-b', taskQueue: observerQueue, vote: 'disagree', primary: 'orders-a' });
+      expect(vote.detail.summary).toMatch(/region-b reaches orders-a/);
+      const page = await waitForRow(config, (r) => r.status === 'paged', before, 30_000);
+      expect(page.detail.because).toBe('observers');
+      await eventually('the page', async () => alerts.slice(alertsBefore).find((a) => a.severity === 'L1' && /not to every observer/.test(a.title)));
+      const s = await snapshotOf(stack.client);
+      expect(s.lastFailure).toMatchObject({ primary: 'orders-a', handled: 'paged', pagedBecause: 'observers', votes: [{ region: 'region-b', vote: 'disagree' }] });
+      const rounds = s.rounds;
+      await eventually('three more rounds', async () => (await snapshotOf(stack.client)).rounds >= rounds + 3, 30_000);
+      expect((await monitorRows(config)).slice(before).filter((r) => r.status === 'vote')).toHaveLength(1); // one vote per failure
+    } finally {
+      await sql(sandboxConfig, 'orders-b', 'START SLAVE IO_THREAD');
+      await sql(sandboxConfig, 'orders-c', 'START SLAVE IO_THREAD');
+      await proxy.start();
+    }
+    await waitForRow(config, (r) => r.step === 'orders: primary_dead → healthy', before, 60_000);
     expect(await automaticFailovers(config)).toEqual([]);
     expect((await shape(sandboxConfig)).primary).toBe('orders-a');
   });
@@ -142,6 +176,11 @@ describe('monitor-side partition and downtime', () => {
       expect(await automaticFailovers(config)).toEqual([]);
 
       await waitForRow(config, (r) => r.step === 'downtime orders-a ended', before, 90_000);
+      // The observer cannot reach the frozen primary either: it agrees, and the monitor acts.
+      const vote = await waitForRow(config, (r) => r.status === 'vote', before, 60_000);
+      expect(vote.detail).toMatchObject({ region: 'region-b', vote: 'agree' });
+      const started = await waitForRow(config, (r) => r.step.startsWith('automatic failover') && r.step.endsWith('started'), before, 60_000);
+      expect(started.detail.votes).toMatchObject([{ region: 'region-b', vote: 'agree' }]);
       const done = await waitForRow(config, (r) => r.step.startsWith('automatic failover') && r.step.endsWith('succeeded'), before, 120_000);
       expect(done.detail.outcome).toBe('succeeded');
     } finally {

@@ -7,6 +7,8 @@ import {
   expireDowntimes,
   INITIAL_STATE,
   parseDowntimeDuration,
+  observerVote,
+  observersAgree,
   recallMonitorMemory,
   type InstanceObservation,
   type MonitorState,
@@ -146,6 +148,23 @@ describe("the monitor's memory across stop and start, from its own rows", () => 
     ]);
     // The end row of a replaced downtime does not end its successor.
     expect(recallMonitorMemory([down('b', 3, 10), down('b', 4, 200), down('b', 3, 10, true)]).downtimes).toHaveLength(1);
+  });
+});
+
+describe("an observer's vote", () => {
+  const at = 1;
+  const o = { region: 'r2', taskQueue: 'q2' };
+  const seen = (...instances: InstanceObservation[]): Observation => ({ cluster: 'orders', at, instances });
+  it('agrees only when it cannot reach the primary and no replica it reaches streams from it', () => {
+    expect(observerVote(seen(primary(false), replica('b', 'Connecting'), replica('c', 'No')), 'a', o)).toMatchObject({ vote: 'agree', region: 'r2', taskQueue: 'q2' });
+    expect(observerVote(seen(primary(true), replica('b', 'Connecting')), 'a', o)).toMatchObject({ vote: 'disagree', summary: 'r2 reaches a (writable)' });
+    expect(observerVote(seen(primary(false), replica('b', 'Yes')), 'a', o)).toMatchObject({ vote: 'disagree', summary: 'r2 sees b still streaming from a' });
+  });
+  it('the monitor acts only if every observer agrees; no answer is no agreement', () => {
+    const agree = { ...o, vote: 'agree' as const, summary: 'r2 cannot reach a either' };
+    expect(observersAgree([agree])).toMatchObject({ agree: true });
+    expect(observersAgree([agree, { region: 'r3', taskQueue: 'q3', vote: 'no_answer', summary: 'r3 gave no answer' }])).toMatchObject({ agree: false, summary: expect.stringMatching(/r3: no answer/) });
+    expect(observersAgree([agree, { ...agree, vote: 'disagree', summary: 'r2 reaches a' }]).agree).toBe(false);
   });
 });
 

@@ -123,7 +123,9 @@ export async function monitorStatusCommand(config: RunbookConfig, cluster: strin
       for (const i of s.lastRound?.instances ?? []) console.log(`  ${i.instance.padEnd(20)} ${s.state.health[i.instance] ?? '?'}${i.lagSeconds !== undefined && i.lagSeconds !== null ? `, lag ${i.lagSeconds} s` : ''}${i.error ? ` (${i.error})` : ''}`);
       if (s.block) console.log(`  blocked: automatic failover ${s.block.workflowId} (incident ${s.block.incidentId}, ${s.block.running ? 'running' : s.block.outcome}): runbook ack ${m.cluster} --as <your name> --comment "…"`);
       for (const d of s.downtimes) console.log(`  downtime ${d.target} until ${new Date(d.until).toISOString()} by ${d.by}: ${d.reason}`);
-      if (s.lastFailure) console.log(`  last failure: ${s.lastFailure.primary} detected in ${(s.lastFailure.detectionMs / 1000).toFixed(1)} s, ${s.lastFailure.handled ?? 'not handled'}${s.lastFailure.incidentId ? ` (incident ${s.lastFailure.incidentId})` : ''}`);
+      if (s.lastFailure) console.log(`  last failure: ${s.lastFailure.primary} detected in ${(s.lastFailure.detectionMs / 1000).toFixed(1)} s, ${s.lastFailure.handled ?? 'not handled'}${s.lastFailure.pagedBecause ? ` (${s.lastFailure.pagedBecause})` : ''}${s.lastFailure.incidentId ? ` (incident ${s.lastFailure.incidentId})` : ''}`);
+      for (const v of s.lastFailure?.votes ?? []) console.log(`    observer ${v.region} (${v.taskQueue}): ${v.vote === 'no_answer' ? 'no answer' : v.vote}: ${v.summary}`);
+      if (s.settings.observers?.length && !s.lastFailure?.votes) console.log(`  observers: ${s.settings.observers.map((o) => `${o.region} (${o.taskQueue})`).join(', ')}: asked before acting on a dead primary`);
     }
     return 0;
   });
