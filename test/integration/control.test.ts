@@ -81,6 +81,19 @@ describe('control schema', () => {
     expect(rows[0]!.detail).toEqual({ n: 2 });
   });
 
+  it("a run's end is reported by the write that stores it first, and by no retry of it (runbook_runs_total counts it once)", async () => {
+    const row = (seq: number, step: string, status: AuditRow['status'], at: number): AuditRow => ({
+      workflowId: 'wf-end', runId: 'run-1', runbook: 'failover', cluster: 'orders', operator: 'bob', step, stepSeq: seq, status, at,
+    });
+    const batch = [row(0, 'runbook', 'started', 1000), row(1, 'approval', 'rejected', 2000), row(0, 'runbook', 'rejected', 3000), row(0, 'runbook', 'continued', 3000)];
+    expect((await insertAuditRows(conn, batch)).runsEnded).toEqual([{ runbook: 'failover', cluster: 'orders', outcome: 'rejected' }]);
+    const again = await insertAuditRows(conn, batch); // a retried activity attempt
+    expect(again.runsEnded).toBeUndefined();
+    expect(again.written).toBe(4);
+    const rows = await failoverHistory(conn, { workflowId: 'wf-end', pageSize: 100 });
+    expect(rows.map((r) => [r.step_seq, r.status]).sort()).toEqual([[0, 'continued'], [0, 'rejected'], [0, 'started'], [1, 'rejected']]);
+  });
+
   it('one row the database cannot store never blocks the rows queued with it: cut to fit, or a placeholder that says why', async () => {
     // A schema the engine did not write (a DBA's trigger, a constraint) may refuse a row outright.
     await conn.query(
