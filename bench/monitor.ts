@@ -8,8 +8,13 @@
  * emergency failover started the very instant the primary dies (zero reaction time, which no
  * human reaches; paging and reading alone take minutes), i.e. what the monitor adds is detection.
  *
- *   npm run bench:monitor -- [--runs N] [--manual M]
- * Target on the sandbox: p50 ≤ 5 s (orchestrator at GitHub: 10–13 s; MaxScale defaults ≈ 25 s).
+ * Each single run also prints where its time went, phase by phase, from failover_log's own times.
+ * The fleet: CLUSTERS clusters of 2 instances lose their primaries at once (one region down);
+ * the time to the last one recovered, against the single-cluster p50.
+ *
+ *   npm run bench:monitor -- [--runs N] [--manual M] [--fleet CLUSTERS] [--fleet-runs K]
+ * Target on the sandbox: p50 ≤ 5 s (orchestrator at GitHub: 10–13 s; MaxScale defaults ≈ 25 s);
+ * the fleet's last cluster ≤ 2× the single-cluster p50.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -177,6 +182,7 @@ for (let i = 0; i < MANUAL; i++) {
  * last cluster's.
  */
 const fleet: { last: number; each: number[]; lost: number; recovered: number }[] = [];
+const fleetBreakdowns: [string, number][][] = [];
 for (let run = 0; FLEET > 0 && run < FLEET_RUNS; run++) {
   const clusters = Array.from({ length: FLEET }, (_, k) => `f${k}`);
   const fleetConfig = (doc: any) => {
@@ -231,6 +237,11 @@ for (let run = 0; FLEET > 0 && run < FLEET_RUNS; run++) {
     let lost = 0;
     for (const [k, c] of clusters.entries()) lost += (await loads[k]!.missingOn(`${c}-b`)).length;
     const recovered = (await Promise.all(clusters.map(async (c) => (await automaticFailovers(config, c)).length))).filter((n) => n === 1).length;
+    // Where the time went, per phase, over the fleet's clusters (what concurrency slows down).
+    for (const [k, c] of clusters.entries()) {
+      const b = await breakdown(config, c, killedAt, killedAt + each[k]!);
+      if (b) fleetBreakdowns.push(b);
+    }
     fleet.push({ last: Math.max(...each), each, lost, recovered });
     console.log(`fleet run ${run + 1}: last cluster ${(Math.max(...each) / 1000).toFixed(2)} s; each: ${each.map((ms) => (ms / 1000).toFixed(1)).join(', ')}`);
   } finally {
@@ -246,24 +257,29 @@ await client.connection.close();
 await stopDevServer(stateDir);
 rmSync(stateDir, { recursive: true, force: true });
 
-console.log(`\nprimary SIGKILL -> first acknowledged write on the new primary, monitor with autoFailover auto (interval 1 s, threshold 3)`);
-console.log(`  ${fmt(automatic)}   target p50 <= 5 s`);
-console.log(`  detection (first missed round -> confirmed dead): ${fmt(detection)}`);
-console.log(`  acknowledged writes not on the new primary: ${lostAuto}`);
+if (automatic.length) {
+  console.log(`\nprimary SIGKILL -> first acknowledged write on the new primary, monitor with autoFailover auto (interval 1 s, threshold 3)`);
+  console.log(`  ${fmt(automatic)}   target p50 <= 5 s`);
+  console.log(`  detection (first missed round -> confirmed dead): ${fmt(detection)}`);
+  console.log(`  acknowledged writes not on the new primary: ${lostAuto}`);
+}
 if (manual.length) {
   console.log(`\nby hand, the emergency failover started the instant the primary died (zero human reaction time)`);
   console.log(`  ${fmt(manual)}`);
   console.log(`  monitor / by hand (p50): ${(percentile(automatic, 50) / percentile(manual, 50)).toFixed(2)}x`);
 }
 
-if (breakdowns.length) {
-  console.log(`\nwhere the time went, per phase (p50 over ${breakdowns.length} run(s), from failover_log's own times)`);
-  const names = breakdowns[0]!.map(([n]) => n);
+function printBreakdown(title: string, list: [string, number][][]): void {
+  if (!list.length) return;
+  console.log(`\n${title}: where the time went, per phase (p50 over ${list.length}, from failover_log's own times)`);
+  const names = [...new Set(list.flatMap((b) => b.map(([n]) => n)))];
   for (const n of names) {
-    const xs = breakdowns.map((b) => b.find(([m]) => m === n)?.[1]).filter((x): x is number => x !== undefined && Number.isFinite(x));
+    const xs = list.map((b) => b.find(([m]) => m === n)?.[1]).filter((x): x is number => x !== undefined && Number.isFinite(x));
     if (xs.length) console.log(`  ${n.padEnd(28)} p50 ${(percentile(xs, 50) / 1000).toFixed(2)} s, max ${(Math.max(...xs) / 1000).toFixed(2)} s`);
   }
 }
+printBreakdown('single cluster', breakdowns);
+printBreakdown(`fleet (${FLEET} clusters at once)`, fleetBreakdowns);
 for (const [i, f] of fleet.entries()) {
   console.log(`\nfleet ${i + 1}: ${FLEET} clusters of 2 instances lose their primaries at once: ${f.recovered}/${FLEET} failed over automatically once`);
   console.log(`  SIGKILL -> first write on the new primary: last cluster ${(f.last / 1000).toFixed(2)} s, ${fmt(f.each)}; acknowledged writes lost: ${f.lost}`);
