@@ -217,6 +217,8 @@ describe('status panel', () => {
         return c && c.samples > drawn.samples ? c : undefined;
       }, 30_000);
       expect(redrawn.firstAt).toBe(first[0]);
+      // One monitor in the runbook list, not one per hand-over.
+      expect((await page()).match(/class="box incident" data-workflow="monitor-orders"/g)).toHaveLength(1);
     });
 
     it('in a real browser: verdict and policy, a downtime, and a stopped replica whose lag rises', async () => {

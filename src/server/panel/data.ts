@@ -214,7 +214,8 @@ async function clusterView(src: PanelSources, name: string, lag: LagSeries[]): P
 /** Running runbooks, then those closed in the last day, newest first (Temporal visibility). */
 async function recentRuns(src: PanelSources, now: number): Promise<{ id: string; status: string; start: Date; sa: Record<string, string> }[]> {
   const since = new Date(now - 24 * HOUR_MS).toISOString();
-  const query = `RunbookType IS NOT NULL AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
+  // A run that continued as new (the monitor hands over every few thousand events) is its successor.
+  const query = `RunbookType IS NOT NULL AND ExecutionStatus != 'ContinuedAsNew' AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
   const runs: { id: string; status: string; start: Date; sa: Record<string, string> }[] = [];
   for await (const w of src.client.workflow.list({ query, pageSize: 50 })) {
     const sa: Record<string, string> = {};
