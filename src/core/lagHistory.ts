@@ -69,7 +69,7 @@ const worse = (a: number | null, b: number | null) => (a === null ? b : b === nu
  * and a spike survives. The newest point is never merged (the chart's "now").
  */
 export function thinSeries(points: LagPoint[], max = LAG_MAX_POINTS): LagPoint[] {
-  const out = points.map((p) => [...p] as LagPoint);
+  const out = [...points]; // points are never changed in place: a merge makes a new one
   while (out.length > Math.max(2, max)) {
     let best = 0;
     let bestSpan = Infinity;

@@ -64,7 +64,7 @@ describe("the monitor's lag history", () => {
     expect(mem!.series.c!.at(-1)![1]).toBe(0);
     // What continue-as-new carries and the query returns stays small.
     expect(JSON.stringify(mem).length).toBeLessThan(16_000);
-  });
+  }, 60_000); // 7200 rounds: a few seconds on a loaded machine
 
   it('a replica that is promoted (no longer replicates) ages out; one never seen replicating has no series', () => {
     let mem = recordLag(undefined, round(T0, primary(1), replica('b', 1)), 'a');
