@@ -3,6 +3,7 @@
  * its workflow id, its state query and the updates it accepts, defined once for both sides.
  */
 import * as wf from '@temporalio/workflow';
+import type { LagPoint } from './lagHistory';
 import type { AutoFailoverPolicy, Downtime, InstanceObservation, MonitorState, ObserverVote, RecoveryBlock } from './monitor';
 
 /** One monitor per cluster: its workflow id is the cluster's, so starting it twice finds the first. */
@@ -34,6 +35,11 @@ export interface MonitorSnapshot {
   downtimes: Downtime[];
   /** The last confirmed primary failure: when it started to be missed, when confirmed, what was done. */
   lastFailure?: FailureRecord;
+  /**
+   * Per replica, its lag over the last hour as the monitor measured it (`[epoch ms, seconds]`, at
+   * most 120 points each, null where unknown; src/core/lagHistory.ts). Absent from older monitors.
+   */
+  lagHistory?: Record<string, LagPoint[]>;
 }
 
 export interface FailureRecord {

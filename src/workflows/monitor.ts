@@ -41,6 +41,7 @@ import {
   type StopInput,
 } from '../core/monitorDefinitions';
 import { failoverWorkflowId, type StartedFromCli } from '../core/runbookDefinitions';
+import { lagSeriesOf, recordLag, type LagMemory } from '../core/lagHistory';
 import { identityProblem, INPUT_LIMITS, nameProblem, textProblem } from '../core/inputs';
 import { failover, type FailoverInput, type FailoverResult } from './failover';
 import { runRunbook, type Runbook } from './shared/runbook';
@@ -56,6 +57,8 @@ export interface MonitorCarry {
   skippedRounds: number;
   incidents: number;
   lastRound?: Observation;
+  /** The last hour of each replica's lag, bounded (src/core/lagHistory.ts): the status panel draws it. */
+  lag?: LagMemory;
 }
 
 export interface MonitorInput extends StartedFromCli {
@@ -201,6 +204,7 @@ class Monitor {
     this.carry.lastRound = obs;
     const { state, changes } = assess(this.carry.state, obs, this.settings);
     this.carry.state = state;
+    this.carry.lag = recordLag(this.carry.lag, obs, state.primary);
     for (const c of changes) this.recordChange(c, obs.at);
     if (state.verdict === 'primary_dead' && state.primary) this.onDeadPrimary(state, obs.at);
     else if (state.verdict === 'healthy') this.carry.failure = undefined;
@@ -371,8 +375,8 @@ class Monitor {
   }
 
   snapshot(): MonitorSnapshot {
-    const { failure: _, lastRound, ...rest } = this.carry;
-    return { cluster: this.cluster, settings: this.settings, ...rest, ...(lastRound ? { lastRound: { at: lastRound.at, instances: lastRound.instances } } : {}) };
+    const { failure: _, lastRound, lag, ...rest } = this.carry;
+    return { cluster: this.cluster, settings: this.settings, ...rest, ...(lastRound ? { lastRound: { at: lastRound.at, instances: lastRound.instances } } : {}), lagHistory: lagSeriesOf(lag) };
   }
 }
 

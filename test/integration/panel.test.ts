@@ -4,6 +4,11 @@
  * switchover the primary shown moves from region-a to region-b, the pending approval appears and
  * disappears; a `<script>` in the reason is shown as text; no token, no panel (401); no password
  * or token from the environment in any response. Screenshots go to test-artifacts/panel/.
+ *
+ * Then, holding the `monitor-orders` lock, with a real monitor for the sandbox cluster: the lag
+ * charts are the monitor's samples (the same points its state query returns, kept when it
+ * continues as new); in the browser, its verdict and policy, a `runbook downtime`, and a replica's
+ * lag rising while its SQL thread is stopped.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,9 +19,15 @@ import type { RunbookConfig } from '../../src/config/load';
 import { migrateControl } from '../../src/adapters/control/store';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { startApprovalServer, type ApprovalServer } from '../../src/server/approvalServer';
+import { downtimeCommand } from '../../src/cli/actions/monitor';
+import { configFingerprint } from '../../src/config/fingerprint';
+import { monitorWorkflowId } from '../../src/core/monitorDefinitions';
+import type { monitor, MonitorInput } from '../../src/workflows/monitor';
+import { holdExclusive } from '../support/exclusive';
 import { decide, startFailover, waitForApprovalRequest } from '../support/failover';
-import { startTestSandbox } from '../support/sandbox';
-import { startInProcessWorker, type InProcessWorker } from '../support/stack';
+import { snapshotOf } from '../support/monitor';
+import { eventually, startTestSandbox } from '../support/sandbox';
+import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 
 // The page functions run in the browser; the test's own types have no DOM.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -55,6 +66,8 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   ({ config, sandbox } = await startTestSandbox('panel', 31100, (doc) => {
     doc.clusters.orders.approval.failover.planned = { mode: 'required', approvers: ['alice', 'bob'], fourEyes: true, timeoutMinutes: 15, remindEveryMinutes: 5 };
+    // For the monitor view: a round a second, and a human decides (the test fails nothing over).
+    doc.clusters.orders.monitor = { intervalSeconds: 1, failureThreshold: 3, autoFailover: 'notify' };
   }));
   await migrateControl(config); // as runbook serve does
   stack = await startInProcessWorker(config, taskQueue);
@@ -146,6 +159,107 @@ describe('status panel', () => {
     expect(await primaryRegion(page)).toBe('region-b');
     await page.screenshot({ path: join(ARTIFACTS, '4-no-javascript.png'), fullPage: true });
     await page.close();
+  });
+
+  describe("with the cluster's monitor running", () => {
+    let releaseMonitorLock: (() => void) | undefined;
+    let firstRunId = '';
+    const page = async () => {
+      const r = await fetch(`${server.url}/`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const body = await r.text();
+      seen.push(body);
+      return body;
+    };
+    /** A lag chart's data attributes, from the page's HTML. */
+    const chartOf = (html: string, instance: string) => {
+      const m = html.match(new RegExp(`class="region lag-chart" data-instance="${instance}" data-samples="(\\d+)" data-first-at="(\\d*)" data-last-lag="([0-9.]*)"`));
+      return m ? { samples: Number(m[1]), firstAt: Number(m[2]), lastLag: m[3] === '' ? null : Number(m[3]) } : undefined;
+    };
+
+    beforeAll(async () => {
+      releaseMonitorLock = await holdExclusive('monitor-orders');
+      // Before any monitor runs: the panel says so rather than draw charts of its own.
+      expect(await page()).toContain('cluster orders: no monitor runs, so no lag history');
+      // Handed over to a fresh run (continue-as-new) every dozen rounds or so, as a long-running
+      // monitor does every 4000 events.
+      const handle = await client.workflow.start<typeof monitor>('monitor', {
+        taskQueue,
+        workflowId: monitorWorkflowId('orders'),
+        args: [{ cluster: 'orders', operator: 'carol', configFingerprint: configFingerprint(config), historyLimit: 150 } satisfies MonitorInput],
+      });
+      firstRunId = handle.firstExecutionRunId;
+    }, 900_000); // may first wait for another file's monitor to finish
+
+    afterAll(async () => {
+      await client?.workflow.getHandle(monitorWorkflowId('orders')).terminate('test over').catch(() => undefined);
+      releaseMonitorLock?.();
+    });
+
+    it("draws the monitor's lag samples, kept when the monitor continues as new", async () => {
+      const handle = client.workflow.getHandle(monitorWorkflowId('orders'));
+      const first = await eventually('the monitor measured a few rounds', async () => {
+        const points = (await snapshotOf(client)).lagHistory?.['orders-a'];
+        return points && points.length >= 3 ? points[0]! : undefined;
+      }, 60_000);
+      // The panel draws exactly what the monitor measured (the primary is orders-b since the switchover).
+      const drawn = await eventually('the chart of orders-a', async () => chartOf(await page(), 'orders-a'), 30_000);
+      expect(drawn.firstAt).toBe(first[0]);
+      expect(drawn.samples).toBeGreaterThanOrEqual(3);
+      expect(chartOf(await page(), 'orders-c')).toBeDefined();
+      expect(chartOf(await page(), 'orders-b')).toBeUndefined();
+      // The monitor hands over to a fresh run: the history goes with it.
+      await eventually('continue-as-new', async () => (await handle.describe()).runId !== firstRunId, 120_000);
+      const after = await eventually('the next run answers', async () => (await snapshotOf(client)).lagHistory?.['orders-a'], 30_000);
+      expect(after[0]).toEqual(first);
+      expect(after.length).toBeGreaterThan(drawn.samples);
+      const redrawn = await eventually('the chart after the hand-over', async () => {
+        const c = chartOf(await page(), 'orders-a');
+        return c && c.samples > drawn.samples ? c : undefined;
+      }, 30_000);
+      expect(redrawn.firstAt).toBe(first[0]);
+      // One monitor in the runbook list, not one per hand-over.
+      expect((await page()).match(/class="box incident" data-workflow="monitor-orders"/g)).toHaveLength(1);
+    });
+
+    it('in a real browser: verdict and policy, a downtime, and a stopped replica whose lag rises', async () => {
+      const browserPage = await loggedIn();
+      const monitorText = () => browserPage.$eval('section[data-cluster=orders] .monitor', (e) => e.textContent ?? '');
+      await browserPage.waitForFunction(() => /monitor: healthy/.test(document.querySelector('section[data-cluster=orders] .monitor')?.textContent ?? ''), { timeout: 30_000 });
+      expect(await monitorText()).toContain('(every 1 s, automatic failover notify)');
+      expect(await monitorText()).not.toContain('blocked');
+
+      expect(await downtimeCommand(config, 'orders-c', { for: '30m', reason: 'disk swap <b>in</b> region-c', as: 'alice' }, client)).toBe(0);
+      await browserPage.waitForFunction(() => /downtime of orders-c until .* by alice: disk swap <b>in<\/b> region-c/.test(document.querySelector('section[data-cluster=orders] .monitor')?.textContent ?? ''), { timeout: 30_000 });
+
+      const lastLag = () => browserPage.$eval('.lag[data-cluster=orders] .lag-chart[data-instance=orders-c]', (e) => e.getAttribute('data-last-lag'));
+      expect(await lastLag()).toBe('0');
+      await sql(config, 'orders-b', 'CREATE DATABASE IF NOT EXISTS panellag', 'CREATE TABLE IF NOT EXISTS panellag.t (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))');
+      await sql(config, 'orders-c', 'STOP SLAVE SQL_THREAD');
+      const write = () => sql(config, 'orders-b', 'INSERT INTO panellag.t (at) VALUES (NOW(6))');
+      try {
+        // The page refreshes itself every 2 s: the chart's last point climbs without a reload.
+        const early = await eventually('orders-c behind on the page', async () => {
+          await write();
+          const lag = Number(await lastLag());
+          return lag >= 2 ? lag : undefined;
+        }, 60_000);
+        const later = await eventually('orders-c further behind on the page', async () => {
+          await write();
+          const lag = Number(await lastLag());
+          return lag >= early + 3 ? lag : undefined;
+        }, 60_000);
+        expect(later).toBeGreaterThan(early);
+        // The rise is drawn: the chart's line ends higher (smaller y) than it started.
+        const ys = await browserPage.$eval('.lag-chart[data-instance=orders-c] polyline:last-of-type', (e) => (e.getAttribute('points') ?? '').split(' ').map((p: string) => Number(p.split(',')[1])));
+        expect(ys.at(-1)).toBeLessThan(ys[0]!);
+        await browserPage.screenshot({ path: join(ARTIFACTS, '5-monitor-lag-rising.png'), fullPage: true });
+      } finally {
+        await sql(config, 'orders-c', 'START SLAVE SQL_THREAD');
+      }
+      await browserPage.waitForFunction(() => document.querySelector('.lag-chart[data-instance=orders-c]')?.getAttribute('data-last-lag') === '0', { timeout: 60_000 });
+      await browserPage.screenshot({ path: join(ARTIFACTS, '6-monitor-caught-up.png'), fullPage: true });
+      await browserPage.close();
+    });
   });
 
   it('no password or token from the environment in any response', () => {

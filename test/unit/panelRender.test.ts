@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PanelView } from '../../src/server/panel/data';
-import { ganttBars, renderPanel } from '../../src/server/panel/render';
+import { ganttBars, lagPath, renderPanel } from '../../src/server/panel/render';
 import { runTimelines, type LogRow } from '../../src/core/timeline';
 
 const evil = '<script>alert(1)</script>"\'><img src=x onerror=alert(2)>';
@@ -44,6 +44,26 @@ describe('status panel page', () => {
     expect(html).toContain('downtime of orders-c until 2026-12-02T11:00:00.000Z');
     const none = renderPanel({ ...view, clusters: [{ ...view.clusters[0]!, monitor: null }] }, 'NONCE');
     expect(none).toContain('monitor: <span class="muted">not running</span>');
+  });
+
+  it("draws the monitor's lag per replica; without a monitor it says so instead of a chart", () => {
+    const html = renderPanel(view, 'NONCE');
+    expect(html).toMatch(/class="region lag-chart" data-instance="&lt;script&gt;[^"]*" data-samples="2" data-first-at="1796205540000" data-last-lag=""/);
+    expect(html).not.toContain('no monitor runs');
+    const none = renderPanel({ ...view, clusters: [{ ...view.clusters[0]!, monitor: null }], lag: [] }, 'NONCE');
+    expect(none).toContain('cluster orders: no monitor runs, so no lag history');
+    expect(none).not.toContain('lag-chart');
+  });
+
+  it('a lag chart spans the last hour, or since the first sample when younger; unknown is a gap', () => {
+    const now = view.generatedAt;
+    const young = lagPath({ cluster: 'orders', instance: 'c', samples: [{ at: now - 120_000, lag: 0 }, { at: now - 60_000, lag: 4 }, { at: now - 30_000, lag: null }, { at: now, lag: 8 }] }, now, 300, 60);
+    expect(young.span).toBe('last 2 min');
+    expect(young.max).toBe(8);
+    expect(young.points).toEqual(['0,58 150,30', '300,2 302,2']);
+    expect(young.lastLag).toBe(8);
+    const old = lagPath({ cluster: 'orders', instance: 'c', samples: [{ at: now - 7200_000, lag: 1 }, { at: now, lag: 1 }] }, now, 300, 60);
+    expect(old.span).toBe('last hour');
   });
 
   it('draws one bar per step, placed by start and length', () => {

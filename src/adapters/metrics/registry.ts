@@ -5,7 +5,8 @@
  * deterministic), so what a workflow measures reaches them through an activity.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { mariaErrantDomains, parseMariaGtidList } from '../../core/gtid';
+import { parseMariaGtidList } from '../../core/gtid';
+import { appliedLag } from '../../core/lagHistory';
 import type { Topology } from '../../core/types';
 
 const ROLE_VALUE = { primary: 1, replica: 2, orphan: 3, unreachable: 0 } as const;
@@ -131,17 +132,13 @@ export class MonitorMetrics {
   /**
    * How far behind a replica is, dated by the primary's own positions: the time since the newest
    * round whose primary position the replica holds entirely (pt-heartbeat's idea, at the monitor's
-   * resolution, without writing a heartbeat). Unknown without a primary position to compare with.
+   * resolution, without writing a heartbeat; the one reckoning in src/core/lagHistory.ts, which the
+   * monitor's lag history shares). Unknown without a primary position to compare with.
    */
   private appliedLagSeconds(t: Topology, replicaPosition: string | undefined): number | undefined {
-    const list = this.primaryPositions.get(t.cluster);
-    if (!list?.length || !replicaPosition) return undefined;
-    for (let k = list.length - 1; k >= 0; k--) {
-      const held = safeErrant(list[k]!.position, replicaPosition);
-      if (held === undefined) return undefined;
-      if (held) return Math.max(0, (t.probedAt - list[k]!.at) / 1000);
-    }
-    return Math.max(0, (t.probedAt - list[0]!.at) / 1000); // behind everything we remember: at least this
+    const list = this.primaryPositions.get(t.cluster) ?? [];
+    const lag = appliedLag(list.map((e) => [e.at, e.position] as const), replicaPosition, t.probedAt);
+    return lag && (lag.atMost ?? lag.atLeast); // behind everything we remember: at least this
   }
 
   detection(cluster: string, ms: number): void {
@@ -160,15 +157,6 @@ function safeGtids(pos: string): { domain: number; seq: number }[] {
     return parseMariaGtidList(pos).map((g) => ({ domain: g.domain, seq: Number(g.seq) }));
   } catch {
     return [];
-  }
-}
-
-/** Whether `replica` holds every transaction of `position` (undefined when either cannot be read). */
-function safeErrant(position: string, replica: string): boolean | undefined {
-  try {
-    return mariaErrantDomains(position, replica).length === 0;
-  } catch {
-    return undefined;
   }
 }
 

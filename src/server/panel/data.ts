@@ -2,7 +2,9 @@
  * What the status panel shows, read fresh for each page: live topology (probes), sync_status, the
  * writer endpoint and failover_log from the control database, running and recent runbooks from
  * Temporal visibility (by the runbooks' search attributes) and, for running ones, their own state
- * (the `runbookState` query: pending approvals). Read-only: nothing here changes anything.
+ * (the `runbookState` query: pending approvals), and each cluster's monitor through its
+ * `monitorState` query: its verdict, block and downtimes, and the last hour of each replica's lag
+ * as the monitor measured it. Read-only: nothing here changes anything.
  *
  * The view is built field by field from what the panel needs, never by passing a config or a
  * probe result through: no password, token or key can reach the page.
@@ -13,7 +15,7 @@ import { failoverHistory, listSyncStatus, readWriterEndpoint, withControl, type 
 import { probeTopology } from '../../adapters/mysql/probe';
 import type { ApprovalState, RunbookState } from '../../core/runbookDefinitions';
 import { logTimeMs, runTimelines, type RunTimeline } from '../../core/timeline';
-import { monitorStateQuery, monitorWorkflowId } from '../../core/monitorDefinitions';
+import { monitorStateQuery, monitorWorkflowId, type MonitorSnapshot } from '../../core/monitorDefinitions';
 
 export interface InstanceView {
   instance: string;
@@ -78,6 +80,7 @@ export interface IncidentView {
   currentStep: string | null;
 }
 
+/** A replica's lag over the last hour, as its cluster's monitor measured it (its `monitorState` query). */
 export interface LagSeries {
   cluster: string;
   instance: string;
@@ -104,24 +107,6 @@ export interface PanelSources {
 
 const HOUR_MS = 3600_000;
 
-/** Lag samples the panel took itself, one per probe, kept for an hour (no monitor stores them yet). */
-export class LagHistory {
-  private readonly series = new Map<string, LagSeries>();
-
-  add(cluster: string, instance: string, at: number, lag: number | null): void {
-    const key = `${cluster}/${instance}`;
-    const s = this.series.get(key) ?? { cluster, instance, samples: [] };
-    this.series.set(key, s);
-    if (s.samples.length && at - s.samples[s.samples.length - 1]!.at < 1000) return; // one a second is plenty
-    s.samples.push({ at, lag });
-    while (s.samples.length && s.samples[0]!.at < at - HOUR_MS) s.samples.shift();
-  }
-
-  all(): LagSeries[] {
-    return [...this.series.values()].map((s) => ({ ...s, samples: [...s.samples] }));
-  }
-}
-
 const text = (v: unknown) => (v === null || v === undefined ? '' : String(v));
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 300);
 
@@ -141,14 +126,33 @@ function lastFailoverOf(rows: HistoryRow[]): ClusterView['lastFailover'] {
   return { workflowId: run.workflowId ?? '', status: run.status, at: run.endedAt ?? run.startedAt, route: `${run.fromRegion ?? '?'} → ${run.toRegion ?? '?'}`, rtoMs, rpo };
 }
 
+const MAX_LAG_POINTS = 240; // the monitor keeps 120 a replica; more is not a monitor's answer
+
+/** The lag history in the monitor's answer, bounded and checked: its replicas only, numbers only. */
+function lagSeriesOf(cluster: string, instances: string[], history: MonitorSnapshot['lagHistory']): LagSeries[] {
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return instances
+    .filter((name) => Array.isArray(history?.[name]))
+    .map((name) => ({
+      cluster,
+      instance: name,
+      samples: history![name]!.slice(-MAX_LAG_POINTS).flatMap((p) => (Array.isArray(p) && num(p[0]) !== null ? [{ at: num(p[0])!, lag: num(p[1]) }] : [])),
+    }));
+}
+
 /** The monitor's own answer (its query), field by field; none running (or not answering) is null. */
-async function monitorView(src: PanelSources, cluster: string): Promise<MonitorView | null> {
+async function monitorView(src: PanelSources, cluster: string): Promise<{ view: MonitorView; lag: LagSeries[] } | null> {
   const handle = src.client.workflow.getHandle(monitorWorkflowId(cluster));
   const running = await handle.describe().then((d) => d.status.name === 'RUNNING', () => false);
   if (!running) return null;
   const snap = await src.client.connection.withDeadline(Date.now() + 2000, () => handle.query(monitorStateQuery)).catch(() => undefined);
   if (!snap) return null;
   const iso = (ms: number) => new Date(ms).toISOString();
+  const instances = src.config.clusters[cluster]!.instances.map((i) => i.name);
+  return { view: monitorFields(snap, iso), lag: lagSeriesOf(cluster, instances, snap.lagHistory) };
+}
+
+function monitorFields(snap: MonitorSnapshot, iso: (ms: number) => string): MonitorView {
   return {
     verdict: text(snap.state.verdict),
     autoFailover: text(snap.settings.autoFailover),
@@ -158,7 +162,7 @@ async function monitorView(src: PanelSources, cluster: string): Promise<MonitorV
   };
 }
 
-async function clusterView(src: PanelSources, name: string, lag: LagHistory): Promise<ClusterView> {
+async function clusterView(src: PanelSources, name: string, lag: LagSeries[]): Promise<ClusterView> {
   const cfg = src.config.clusters[name]!;
   const view: ClusterView = { name, primary: null, primaryRegion: null, regions: [], instances: [], problems: [], sync: [], writer: null, lastFailover: null, monitor: null };
   const [topology, control, monitor] = await Promise.all([
@@ -174,7 +178,8 @@ async function clusterView(src: PanelSources, name: string, lag: LagHistory): Pr
     ).catch((err) => err as Error),
     monitorView(src, name),
   ]);
-  view.monitor = monitor;
+  view.monitor = monitor?.view ?? null;
+  lag.push(...(monitor?.lag ?? []));
   const regionOf = new Map(cfg.instances.map((i) => [i.name, i.region ?? '']));
   if (topology instanceof Error) view.error = `cannot probe the cluster: ${firstLine(topology)}`;
   else {
@@ -192,7 +197,6 @@ async function clusterView(src: PanelSources, name: string, lag: LagHistory): Pr
       gtid: text(i.gtid?.currentPos || i.gtid?.executed || i.gtid?.binlogPos || ''),
       error: i.reachable ? '' : firstLine(i.error ?? 'unreachable'),
     }));
-    for (const i of view.instances) if (i.source) lag.add(name, i.instance, topology.probedAt, i.lagSeconds);
   }
   view.regions = [...new Set([...cfg.instances.map((i) => i.region ?? ''), ...view.instances.map((i) => i.region)])].filter(Boolean).sort();
   if (control instanceof Error) view.error = [view.error, `cannot read the control database: ${firstLine(control)}`].filter(Boolean).join('; ');
@@ -210,7 +214,8 @@ async function clusterView(src: PanelSources, name: string, lag: LagHistory): Pr
 /** Running runbooks, then those closed in the last day, newest first (Temporal visibility). */
 async function recentRuns(src: PanelSources, now: number): Promise<{ id: string; status: string; start: Date; sa: Record<string, string> }[]> {
   const since = new Date(now - 24 * HOUR_MS).toISOString();
-  const query = `RunbookType IS NOT NULL AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
+  // A run that continued as new (the monitor hands over every few thousand events) is its successor.
+  const query = `RunbookType IS NOT NULL AND ExecutionStatus != 'ContinuedAsNew' AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
   const runs: { id: string; status: string; start: Date; sa: Record<string, string> }[] = [];
   for await (const w of src.client.workflow.list({ query, pageSize: 50 })) {
     const sa: Record<string, string> = {};
@@ -243,10 +248,12 @@ function approvalView(src: PanelSources, workflowId: string, cluster: string, ru
   };
 }
 
-export async function collectPanel(src: PanelSources, lag: LagHistory): Promise<PanelView> {
+export async function collectPanel(src: PanelSources): Promise<PanelView> {
   const now = (src.now ?? Date.now)();
   const problems: string[] = [];
+  const lag: LagSeries[] = [];
   const clusters = await Promise.all(Object.keys(src.config.clusters).map((name) => clusterView(src, name, lag)));
+  lag.sort((a, b) => a.cluster.localeCompare(b.cluster) || a.instance.localeCompare(b.instance));
   const incidents: IncidentView[] = [];
   const approvals: ApprovalView[] = [];
   let runs: Awaited<ReturnType<typeof recentRuns>> = [];
@@ -317,5 +324,5 @@ export async function collectPanel(src: PanelSources, lag: LagHistory): Promise<
     });
     if (incidents.length >= 40) break;
   }
-  return { generatedAt: now, clusters, incidents, approvals, lag: lag.all(), problems };
+  return { generatedAt: now, clusters, incidents, approvals, lag, problems };
 }

@@ -8,7 +8,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { collectPanel, LagHistory, type PanelSources, type PanelView } from './data';
+import { collectPanel, type PanelSources, type PanelView } from './data';
 import { renderLogin, renderPanel } from './render';
 
 export const PANEL_COOKIE = 'runbook_panel';
@@ -52,13 +52,12 @@ const SECURITY_HEADERS = {
 };
 
 export function createPanelHandler(src: PanelSources & { token: string | undefined }): PanelHandler {
-  const lag = new LagHistory();
   const session = src.token ? createHmac('sha256', src.token).update('runbook panel session').digest('base64url') : undefined;
   // Several viewers (and the 2 s refresh) share one read of the servers per second.
   let cached: { at: number; view: Promise<PanelView> } | undefined;
   const view = () => {
     const now = Date.now();
-    if (!cached || now - cached.at >= 1000) cached = { at: now, view: collectPanel(src, lag) };
+    if (!cached || now - cached.at >= 1000) cached = { at: now, view: collectPanel(src) };
     return cached.view;
   };
 

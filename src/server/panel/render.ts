@@ -59,26 +59,39 @@ export function ganttBars(run: RunTimeline, now: number, width = 560): { bars: G
   return { bars, height: bars.length * 18 + 4, span: ms(t1 - t0) };
 }
 
-/** The last hour of a replica's lag as a polyline (0 at the bottom; gaps where it was unknown). */
-export function lagPath(s: LagSeries, now: number, width = 300, height = 60): { points: string[]; max: number; last: string } {
-  const from = now - 3600_000;
+/**
+ * A replica's lag as polylines (0 at the bottom; a gap where it was unknown), over the last hour,
+ * or since its first sample when the monitor has measured for less (at least a minute shown).
+ */
+export function lagPath(s: LagSeries, now: number, width = 300, height = 60): { points: string[]; max: number; last: string; lastLag: number | null; span: string } {
+  const first = s.samples[0]?.at ?? now;
+  const from = Math.min(now - 60_000, Math.max(now - 3600_000, first));
   const known = s.samples.filter((p) => p.lag !== null) as { at: number; lag: number }[];
-  const max = Math.max(1, ...known.map((p) => p.lag));
+  const max = Math.max(1, ...known.map((p) => Math.ceil(p.lag)));
   const segments: string[] = [];
   let current: string[] = [];
+  // A lone point is drawn as a short dash (a polyline of one point shows nothing).
+  const end = () => current.length && segments.push((current.length === 1 ? [current[0]!, current[0]!.replace(/^[^,]+/, (x) => String(Number(x) + 2))] : current).join(' '));
   for (const p of s.samples) {
-    if (p.lag === null) {
-      if (current.length) segments.push(current.join(' '));
+    if (p.lag === null || p.at < from) {
+      end();
       current = [];
       continue;
     }
-    const x = Math.round(((p.at - from) / 3600_000) * width * 10) / 10;
+    const x = Math.round(((p.at - from) / (now - from)) * width * 10) / 10;
     const y = Math.round((height - 2 - (p.lag / max) * (height - 4)) * 10) / 10;
     current.push(`${x},${y}`);
   }
-  if (current.length) segments.push(current.join(' '));
+  end();
   const lastSample = s.samples.at(-1);
-  return { points: segments, max, last: lastSample ? (lastSample.lag === null ? 'unknown' : `${lastSample.lag} s`) : 'no samples' };
+  const minutes = Math.round((now - from) / 60_000);
+  return {
+    points: segments,
+    max,
+    last: lastSample ? (lastSample.lag === null ? 'unknown' : `${lastSample.lag} s`) : 'no samples',
+    lastLag: lastSample?.lag ?? null,
+    span: minutes >= 60 ? 'last hour' : `last ${minutes} min`,
+  };
 }
 
 const TEMPLATE = `<!doctype html>
@@ -117,7 +130,7 @@ code{font-size:12px}
 </div>
 <% if (c.problems.length) { %><ul><% c.problems.forEach(function(p){ %><li class="bad"><%= p %></li><% }) %></ul><% } else { %><p class="ok">no problems found</p><% } %>
 <p>writer endpoint: <% if (c.writer) { %><b><%= c.writer.instance %></b> (<%= c.writer.region %>, <%= c.writer.address %>, generation <%= c.writer.generation %>)<% } else { %><span class="muted">not set</span><% } %></p>
-<p>monitor: <% if (c.monitor) { %><b><%= c.monitor.verdict %></b> (every <%= c.monitor.intervalSeconds %> s, automatic failover <%= c.monitor.autoFailover %>)<% if (c.monitor.block) { %> · <b>blocked</b> after automatic failover <code><%= c.monitor.block.incidentId %></code> since <%= c.monitor.block.since %><%= c.monitor.block.running ? ' (still running)' : ': waits for runbook ack' %><% } %><% for (const d of c.monitor.downtimes) { %> · downtime of <%= d.target %> until <%= d.until %> by <%= d.by %>: <%= d.reason %><% } %><% } else { %><span class="muted">not running</span><% } %></p>
+<p class="monitor">monitor: <% if (c.monitor) { %><b><%= c.monitor.verdict %></b> (every <%= c.monitor.intervalSeconds %> s, automatic failover <%= c.monitor.autoFailover %>)<% if (c.monitor.block) { %> · <b>blocked</b> after automatic failover <code><%= c.monitor.block.incidentId %></code> since <%= c.monitor.block.since %><%= c.monitor.block.running ? ' (still running)' : ': waits for runbook ack' %><% } %><% for (const d of c.monitor.downtimes) { %> · downtime of <%= d.target %> until <%= d.until %> by <%= d.by %>: <%= d.reason %><% } %><% } else { %><span class="muted">not running</span><% } %></p>
 <% if (c.lastFailover) { %><p>last failover: <%= c.lastFailover.route %>, <%= c.lastFailover.status %> at <%= c.lastFailover.at %> UTC · RTO <%= c.lastFailover.rtoMs === null ? 'n/a' : (c.lastFailover.rtoMs / 1000).toFixed(1) + ' s (fence → traffic switched)' %> · RPO <%= c.lastFailover.rpo %> · <code><%= c.lastFailover.workflowId %></code></p><% } %>
 <% if (c.sync.length) { %>
 <table><tr><th>region</th><th>instance</th><th>role</th><th>sync_status</th><th>lag s</th><th>last in sync (UTC)</th><th>remark</th></tr>
@@ -154,12 +167,17 @@ may approve: <% a.channels.forEach(function(p, n){ %><%= n ? '; ' : '' %><b><%= 
 <% }) %>
 
 <h2>Replication lag, last hour</h2>
-<p class="muted">sampled by this panel each time it is shown (at most once a second), kept for an hour in memory</p>
-<% if (!it.lag.length) { %><p class="muted">no samples yet</p><% } %>
-<% it.lag.forEach(function(l){ %>
-<div class="region"><b><%= l.cluster %>/<%= l.instance %></b> · now <%= l.path.last %> · scale 0–<%= l.path.max %> s<br>
+<p class="muted">as each cluster's monitor measured it, round by round (seconds the replica is at least behind, dated by the primary's GTID positions; kept by the monitor for an hour, at most 120 points a replica)</p>
+<% it.view.clusters.forEach(function(c){ var series = it.lag.filter(function(l){ return l.cluster === c.name }); %>
+<div class="lag" data-cluster="<%= c.name %>">
+<% if (!c.monitor) { %><p class="muted no-monitor">cluster <%= c.name %>: no monitor runs, so no lag history (start one with <code>bin/runbook monitor start <%= c.name %></code>); the current lag is in the topology above</p>
+<% } else if (!series.length) { %><p class="muted">cluster <%= c.name %>: the monitor has no replica's lag yet</p><% } %>
+<% series.forEach(function(l){ %>
+<div class="region lag-chart" data-instance="<%= l.instance %>" data-samples="<%= l.samples.length %>" data-first-at="<%= l.samples.length ? l.samples[0].at : '' %>" data-last-lag="<%= l.path.lastLag === null ? '' : l.path.lastLag %>"><b><%= l.cluster %>/<%= l.instance %></b> · now <%= l.path.last %> · <%= l.path.span %> · scale 0–<%= l.path.max %> s<br>
 <svg width="300" height="60" role="img" aria-label="lag of <%= l.instance %>"><rect x="0" y="0" width="300" height="60" fill="#fafafa" stroke="#ddd"></rect>
 <% l.path.points.forEach(function(p){ %><polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="<%= p %>"></polyline><% }) %></svg></div>
+<% }) %>
+</div>
 <% }) %>
 </div>
 <script nonce="<%= it.nonce %>">
