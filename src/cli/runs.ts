@@ -31,7 +31,15 @@ export function registerRunCommands(ctx: CliContext): void {
     .option('--wide', 'the audit trail with every row and column (default: one line per step, 120 columns)')
     .addOption(ctx.json())
     .action(async (workflowId: string, opts) => {
-      process.exitCode = await (await import('./actions/status')).showStatus(workflowId, Boolean(opts.json), Boolean(opts.wide));
+      // Built on its own and run with V8's code cache (actions/codeCache.ts); Temporal's client is
+      // loaded only if status hands a read over to it.
+      const status = await (await import('./actions/codeCache')).quickCommand('status', () => import('./actions/status'));
+      const viaClient = async (id: string) => (await import('./actions/statusClient')).clientReader(id);
+      try {
+        process.exitCode = await status.module.showStatus(workflowId, Boolean(opts.json), Boolean(opts.wide), viaClient);
+      } finally {
+        status.done();
+      }
     });
 
   ctx.program

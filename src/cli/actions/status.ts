@@ -2,7 +2,8 @@
  * `runbook status <id>`: an engineer runs it dozens of times in an incident, so it loads only what
  * it uses (issue #18). Temporal is asked without its client where that can be exact
  * (adapters/temporal/quickReads.ts); whatever that path cannot do, Temporal's client does, loaded
- * then: the output is the same either way (test/integration/cli.test.ts compares them).
+ * then (statusClient.ts, handed in: this file is also built on its own, see scripts/build.mjs):
+ * the output is the same either way (test/integration/cli.test.ts compares them).
  */
 import { failoverHistory, withControl } from '../../adapters/control/store';
 import { quickReader, QuickReadUnavailable } from '../../adapters/temporal/quickReads';
@@ -14,36 +15,20 @@ import { printHistory, printJson } from './output';
 import { askRunbookState, describeApproval, describeAttention } from './runView';
 
 /** What status reads of a run in Temporal. */
-interface RunReader {
+export interface RunReader {
   describe(): Promise<{ runId: string; status: string }>;
   state(): Promise<RunbookState>;
   close(): Promise<void>;
 }
 
-/** Through Temporal's client: every connection the environment configuration describes, every error in its words. */
-async function clientReader(workflowId: string): Promise<RunReader> {
-  const [{ connectClient }, { WorkflowNotFoundError }, { queryRunbookState }] = await Promise.all([import('../../adapters/temporal/client'), import('@temporalio/client'), import('./follow')]);
-  const c = await connectClient();
-  const handle = c.workflow.getHandle(workflowId);
-  return {
-    describe: () =>
-      handle.describe().then(
-        (d) => ({ runId: d.runId, status: d.status.name }),
-        (err) => {
-          if (err instanceof WorkflowNotFoundError) throw new Error(`no runbook ${workflowId}`);
-          throw err;
-        },
-      ),
-    state: () => queryRunbookState(handle),
-    close: () => c.connection.close(),
-  };
-}
+/** The reads through Temporal's client (statusClient.ts), connected when first needed. */
+export type ClientReader = (workflowId: string) => Promise<RunReader>;
 
 /**
  * Without Temporal's client where it can (a plaintext connection), each read handed to the client
  * when the quick one cannot make it exactly; the client is connected once, when first needed.
  */
-function reader(workflowId: string): RunReader {
+function reader(workflowId: string, clientReader: ClientReader): RunReader {
   const quick = quickReader(temporalSettings());
   let client: Promise<RunReader> | undefined;
   const full = () => (client ??= clientReader(workflowId));
@@ -71,11 +56,11 @@ const oneLine = (err: unknown) => (err instanceof Error ? err.message : String(e
  * not be read is said, one line each on stderr, and makes the exit code 1: an unanswered query or
  * an unreachable control database is never shown as "no state, empty history".
  */
-export async function showStatus(workflowId: string, json: boolean, wide = false): Promise<number> {
+export async function showStatus(workflowId: string, json: boolean, wide: boolean, clientReader: ClientReader): Promise<number> {
   // The three reads go out at once (an engineer runs this dozens of times in an incident): the
   // trail from the control database, Temporal's description of the run, and the run's own state.
   const trail = withControl(loadConfig(configPathFromEnv()), (conn) => failoverHistory(conn, { workflowId, pageSize: 200 })).catch((err: unknown) => err as Error);
-  const run = reader(workflowId);
+  const run = reader(workflowId, clientReader);
   try {
     const query = run.state().catch((err: unknown) => err as Error);
     const description = await run.describe();
