@@ -109,7 +109,7 @@ export function buildOptions(outdir) {
  * Only what the command loads every time is in it; what it may load besides (Temporal's client,
  * when status hands a read over) is handed in from the ES module build.
  */
-export const QUICK_COMMANDS = { status: 'src/cli/actions/status.ts' };
+export const QUICK_COMMANDS = { status: 'src/cli/actions/status.ts', log: 'src/cli/actions/log.ts' };
 
 export function quickBuildOptions(outdir) {
   return {

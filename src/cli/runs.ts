@@ -33,13 +33,10 @@ export function registerRunCommands(ctx: CliContext): void {
     .action(async (workflowId: string, opts) => {
       // Built on its own and run with V8's code cache (actions/codeCache.ts); Temporal's client is
       // loaded only if status hands a read over to it.
-      const status = await (await import('./actions/codeCache')).quickCommand('status', () => import('./actions/status'));
       const viaClient = async (id: string) => (await import('./actions/statusClient')).clientReader(id);
-      try {
-        process.exitCode = await status.module.showStatus(workflowId, Boolean(opts.json), Boolean(opts.wide), viaClient);
-      } finally {
-        status.done();
-      }
+      process.exitCode = await (await import('./actions/codeCache')).runQuickCommand('status', () => import('./actions/status'), (status) =>
+        status.showStatus(workflowId, Boolean(opts.json), Boolean(opts.wide), viaClient),
+      );
     });
 
   ctx.program

@@ -14,10 +14,19 @@ import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
 
 /**
- * The command's module: from quick/<name>.cjs with the code cache when the CLI runs from its build,
- * else (from source, through tsx) `fallback`, its ES module. `done()` after the command has run.
+ * Run a quick command: `run` gets its module, from quick/<name>.cjs with the code cache when the CLI
+ * runs from its build, else (from source, through tsx) from `fallback`, its ES module.
  */
-export async function quickCommand<T>(name: string, fallback: () => Promise<T>): Promise<{ module: T; done(): void }> {
+export async function runQuickCommand<T, R>(name: string, fallback: () => Promise<T>, run: (module: T) => Promise<R>): Promise<R> {
+  const command = await quickCommand(name, fallback);
+  try {
+    return await run(command.module);
+  } finally {
+    command.done(); // after the run: the cache then holds every function it compiled
+  }
+}
+
+async function quickCommand<T>(name: string, fallback: () => Promise<T>): Promise<{ module: T; done(): void }> {
   const file = fileURLToPath(new URL(`./quick/${name}.cjs`, import.meta.url));
   if (!existsSync(file)) return { module: await fallback(), done: () => undefined };
   const cacheFile = `${file}.v8cache`;
