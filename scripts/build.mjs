@@ -14,7 +14,7 @@
  * directory lets one build and the others wait), and a build older than a day is removed.
  */
 import { build } from 'esbuild';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -63,6 +63,30 @@ const packagesOnTheStartPath = {
   },
 };
 
+/**
+ * One protobufjs where npm installed the same version twice (@temporalio/common's and
+ * @temporalio/proto's nested copies): every import of it resolves to the first copy of its version
+ * found, so a command that loads Temporal's client compiles it once. Another version (the top-level
+ * one that @grpc/proto-loader uses) stays its own.
+ */
+const oneProtobufPerVersion = {
+  name: 'one-protobufjs-per-version',
+  setup(b) {
+    const firstCopy = new Map(); // version → package directory
+    b.onResolve({ filter: /^protobufjs(\/|$)/ }, async (args) => {
+      if (args.pluginData?.deduped) return undefined;
+      const found = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { deduped: true } });
+      const at = found.path?.lastIndexOf('/node_modules/protobufjs/') ?? -1;
+      if (found.errors.length || found.external || at < 0) return found.errors.length ? undefined : found;
+      const dir = found.path.slice(0, at + '/node_modules/protobufjs'.length);
+      const version = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version;
+      if (!firstCopy.has(version)) firstCopy.set(version, dir);
+      const home = firstCopy.get(version);
+      return home === dir ? found : { path: home + found.path.slice(dir.length) };
+    });
+  },
+};
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function withLock(fn) {
@@ -97,7 +121,7 @@ export function buildOptions(outdir) {
     outdir,
     sourcemap: 'linked',
     logLevel: 'warning',
-    plugins: [packagesOnTheStartPath],
+    plugins: [packagesOnTheStartPath, oneProtobufPerVersion],
     // Bundled CommonJS packages call require(); an ES module has none of its own.
     banner: { js: "// built by scripts/build.mjs from src/; do not edit\nimport { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   };
