@@ -217,6 +217,9 @@ function unary(session: ClientHttp2Session, method: string, body: Buffer, deadli
   });
 }
 
+/** How long a describe may take before the read is handed to Temporal's client (its connect timeout is as long). */
+const DESCRIBE_TIMEOUT_MS = 5_000;
+
 export interface QuickReader {
   /** Temporal's description of the run: its run id and status, named as Temporal's client names it. */
   describe(workflowId: string): Promise<{ runId: string; status: string }>;
@@ -246,8 +249,9 @@ export function quickReader(s: { address: string; namespace: string; connectionO
     });
   return {
     async describe(workflowId) {
-      // Any refusal (not found, a namespace that does not exist…) is Temporal's client's to word.
-      const answer = await call('DescribeWorkflowExecution', encodeDescribeRequest(s.namespace, workflowId)).catch((err) => {
+      // Any refusal (not found, a namespace that does not exist…) is Temporal's client's to word, and
+      // so is a server that does not answer in time (the client gives up connecting after 5 s).
+      const answer = await call('DescribeWorkflowExecution', encodeDescribeRequest(s.namespace, workflowId), Date.now() + DESCRIBE_TIMEOUT_MS).catch((err) => {
         throw err instanceof GrpcStatusError ? new QuickReadUnavailable(err.message) : err;
       });
       const d = decodeDescribeResponse(answer);
