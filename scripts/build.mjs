@@ -14,7 +14,7 @@
  * directory lets one build and the others wait), and a build older than a day is removed.
  */
 import { build } from 'esbuild';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -63,6 +63,30 @@ const packagesOnTheStartPath = {
   },
 };
 
+/**
+ * One protobufjs where npm installed the same version twice (@temporalio/common's and
+ * @temporalio/proto's nested copies): every import of it resolves to the first copy of its version
+ * found, so a command that loads Temporal's client compiles it once. Another version (the top-level
+ * one that @grpc/proto-loader uses) stays its own.
+ */
+const oneProtobufPerVersion = {
+  name: 'one-protobufjs-per-version',
+  setup(b) {
+    const firstCopy = new Map(); // version → package directory
+    b.onResolve({ filter: /^protobufjs(\/|$)/ }, async (args) => {
+      if (args.pluginData?.deduped) return undefined;
+      const found = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { deduped: true } });
+      const at = found.path?.lastIndexOf('/node_modules/protobufjs/') ?? -1;
+      if (found.errors.length || found.external || at < 0) return found.errors.length ? undefined : found;
+      const dir = found.path.slice(0, at + '/node_modules/protobufjs'.length);
+      const version = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version;
+      if (!firstCopy.has(version)) firstCopy.set(version, dir);
+      const home = firstCopy.get(version);
+      return home === dir ? found : { path: home + found.path.slice(dir.length) };
+    });
+  },
+};
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function withLock(fn) {
@@ -97,9 +121,36 @@ export function buildOptions(outdir) {
     outdir,
     sourcemap: 'linked',
     logLevel: 'warning',
-    plugins: [packagesOnTheStartPath],
+    plugins: [packagesOnTheStartPath, oneProtobufPerVersion],
     // Bundled CommonJS packages call require(); an ES module has none of its own.
     banner: { js: "// built by scripts/build.mjs from src/; do not edit\nimport { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  };
+}
+
+/**
+ * The quick commands, each also built on its own into one CommonJS file, quick/<name>.cjs, that the
+ * CLI runs with V8's code cache (src/cli/actions/codeCache.ts: Node 20 caches no ES module's code).
+ * Only what the command loads every time is in it; what it may load besides (Temporal's client,
+ * when status hands a read over) is handed in from the ES module build.
+ */
+export const QUICK_COMMANDS = { status: 'src/cli/actions/status.ts', log: 'src/cli/actions/log.ts' };
+
+export function quickBuildOptions(outdir) {
+  return {
+    entryPoints: Object.entries(QUICK_COMMANDS).map(([name, file]) => ({ in: join(root, file), out: join('quick', name) })),
+    outExtension: { '.js': '.cjs' },
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    outdir,
+    // Less to read at each start (names are kept: a stack trace still reads).
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'none',
+    logLevel: 'warning',
+    plugins: [packagesOnTheStartPath],
+    banner: { js: '// built by scripts/build.mjs from src/; do not edit' },
   };
 }
 
@@ -110,7 +161,7 @@ async function main() {
     const startedAt = new Date();
     const id = `${startedAt.toISOString().replace(/[-:.TZ]/g, '')}-${process.pid}`;
     const out = join(builds, id);
-    await build(buildOptions(out));
+    await Promise.all([build(buildOptions(out)), build(quickBuildOptions(out))]);
     // The stamp carries the build's start: a source saved during the build makes the next run rebuild.
     writeFileSync(join(out, '.stamp'), `${id}\n`);
     utimesSync(join(out, '.stamp'), startedAt, startedAt);

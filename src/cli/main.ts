@@ -68,7 +68,7 @@ program
   .option('--page-size <n>', 'rows per page', positiveInt('--page-size', LOG_PAGES.pageSize), 20)
   .option('--wide', 'every row with every column (default: one line per step, 120 columns)')
   .addOption(json)
-  .action(async (opts) => (await builtin()).showLog(await config(), opts));
+  .action(async (opts) => (await import('./actions/codeCache')).runQuickCommand('log', () => import('./actions/log'), (log) => log.showLog(opts)));
 
 program
   .command('sync-status')

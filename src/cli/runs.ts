@@ -1,6 +1,6 @@
 /**
  * Commands about one run, whatever its runbook: approve, reject, resume, status, unlock. What they
- * do is in actions/runs.ts, loaded when one runs.
+ * do is in actions/runs.ts (status: actions/status.ts), loaded when one runs.
  */
 import type { CliContext } from './context';
 
@@ -31,7 +31,12 @@ export function registerRunCommands(ctx: CliContext): void {
     .option('--wide', 'the audit trail with every row and column (default: one line per step, 120 columns)')
     .addOption(ctx.json())
     .action(async (workflowId: string, opts) => {
-      process.exitCode = await (await import('./actions/runs')).showStatus(workflowId, Boolean(opts.json), Boolean(opts.wide));
+      // Built on its own and run with V8's code cache (actions/codeCache.ts); Temporal's client is
+      // loaded only if status hands a read over to it.
+      const viaClient = async (id: string) => (await import('./actions/statusClient')).clientReader(id);
+      process.exitCode = await (await import('./actions/codeCache')).runQuickCommand('status', () => import('./actions/status'), (status) =>
+        status.showStatus(workflowId, Boolean(opts.json), Boolean(opts.wide), viaClient),
+      );
     });
 
   ctx.program

@@ -9,6 +9,7 @@ import type { ApprovalPolicy } from './failover';
 import type { VerifiedBy } from './identity';
 import type { AccessReportSummary, Severity } from './notifications';
 import type { EventStatus, RunStatus, StepStatus } from './types';
+import { RUNBOOK_STATE_QUERY } from './stateQuery';
 
 export interface RunbookMeta {
   /** Runbook type: `failover`, `restore`, `health-check`, ... */
@@ -66,7 +67,7 @@ export interface RunbookState {
   details: Record<string, unknown>;
 }
 
-export const runbookStateQuery = wf.defineQuery<RunbookState>('runbookState');
+export const runbookStateQuery = wf.defineQuery<RunbookState>(RUNBOOK_STATE_QUERY);
 
 /** What a run in `needs_attention` waits on: the step that cannot finish by itself, why, and what is left. */
 export interface Attention {

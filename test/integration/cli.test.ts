@@ -5,6 +5,8 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { insertAuditRows, migrateControl, withControl } from '../../src/adapters/control/store';
 import { eventually, startTestSandbox, testPort } from '../support/sandbox';
+import { startFailover } from '../support/failover';
+import { startInProcessWorker } from '../support/stack';
 import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 
@@ -176,6 +178,29 @@ describe('runbook CLI', () => {
       await sandbox.startInstance(sandbox.instance('control'));
       await client.workflow.getHandle(workflowId).terminate('test over').catch(() => undefined);
       await client.connection.close();
+    }
+  });
+
+  it("status prints the same whether it reads Temporal without its client or, where the connection needs the client (here: gRPC metadata), through it", async () => {
+    const worker = await startInProcessWorker(config, `cli-status-${process.pid}`);
+    try {
+      const handle = await startFailover(worker.client, worker.taskQueue, { dryRun: true, reason: 'status both ways' });
+      await handle.result();
+      // TEMPORAL_GRPC_META_*: metadata on every call, which only Temporal's client sends.
+      const viaClient = { TEMPORAL_GRPC_META_X_RUNBOOK_TEAM: 'dba' };
+      for (const args of [['status', handle.workflowId], ['status', handle.workflowId, '--json'], ['status', handle.workflowId, '--wide']]) {
+        const quick = await runbook(...args);
+        expect(quick.code, quick.stderr).toBe(0);
+        expect(await runbookWith(viaClient, ...args)).toEqual(quick);
+      }
+      expect((await runbook('status', handle.workflowId)).stdout).toMatch(new RegExp(`^${handle.workflowId}: COMPLETED \\(dry_run\\)\n`));
+      // A run Temporal does not know: the quick read hands the answer to the client, which words it.
+      const missing = ['status', 'failover-orders-NO-SUCH-RUN'];
+      const unknown = await runbook(...missing);
+      expect([unknown.code, unknown.stdout, unknown.stderr]).toEqual([1, '', 'runbook: no runbook failover-orders-NO-SUCH-RUN\n']);
+      expect(await runbookWith(viaClient, ...missing)).toEqual(unknown);
+    } finally {
+      await worker.stop();
     }
   });
 

@@ -6,11 +6,12 @@
  */
 import { build, type Metafile } from 'esbuild';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain .mjs script, without types
-import { buildOptions } from '../../scripts/build.mjs';
+import { buildOptions, quickBuildOptions } from '../../scripts/build.mjs';
 
 const out = mkdtempSync(join(tmpdir(), 'runbook-cli-build-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
@@ -60,5 +61,18 @@ describe('CLI start-up', { timeout: 60_000 }, () => {
     const entries = Object.values(result.metafile!.outputs).map((o) => o.entryPoint).filter(Boolean);
     for (const action of ['src/cli/actions/runs.ts', 'src/cli/actions/failover.ts', 'src/cli/actions/restore.ts', 'src/cli/actions/builtin.ts', 'src/worker/main.ts']) expect(entries).toContain(action);
     expect(dynamic.length).toBeGreaterThan(5);
+  });
+
+  it('builds status on its own with only what it loads every time: no Temporal client, no protobuf, nothing external', async () => {
+    const result = await build({ ...quickBuildOptions(out), write: false, metafile: true, logLevel: 'silent' });
+    const status = Object.entries(result.metafile!.outputs).find(([, o]) => o.entryPoint === 'src/cli/actions/status.ts');
+    expect(status?.[0]).toMatch(/quick\/status\.cjs$/);
+    const inputs = Object.keys(status![1].inputs);
+    for (const heavy of ['@temporalio/client', '@temporalio/proto', '@temporalio/workflow', 'protobufjs', '@grpc/grpc-js', 'src/cli/actions/statusClient.ts', 'src/cli/actions/follow.ts']) {
+      expect(inputs.filter((i) => i.includes(heavy)), heavy).toEqual([]);
+    }
+    // Besides Node's built-ins, only mysql2's optional SQL highlighter for its debug output (required inside a try, absent here).
+    const optional = ['cardinal'];
+    expect(status![1].imports.map((i) => i.path).filter((path) => !builtinModules.includes(path.replace(/^node:/, '')) && !optional.includes(path))).toEqual([]);
   });
 });

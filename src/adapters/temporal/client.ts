@@ -5,21 +5,11 @@
  * by environment alone.
  */
 import { Client, Connection } from '@temporalio/client';
-import { loadClientConnectConfig } from '@temporalio/envconfig';
+import { temporalSettings } from './settings';
 import proto from '@temporalio/proto';
 import { RUNBOOK_SEARCH_ATTRIBUTES } from '../../core/searchAttributes';
 
-export const DEFAULT_TASK_QUEUE = 'runbooks';
-
-export function temporalSettings(env: NodeJS.ProcessEnv = process.env) {
-  const { connectionOptions, namespace } = loadClientConnectConfig({ overrideEnvVars: env as Record<string, string> });
-  return {
-    connectionOptions,
-    namespace: namespace ?? 'default',
-    taskQueue: env.RUNBOOK_TASK_QUEUE || DEFAULT_TASK_QUEUE,
-    address: connectionOptions.address ?? 'localhost:7233',
-  };
-}
+export { DEFAULT_TASK_QUEUE, temporalSettings } from './settings';
 
 export async function connectClient(env: NodeJS.ProcessEnv = process.env): Promise<Client> {
   const s = temporalSettings(env);

@@ -1,13 +1,12 @@
-/** What the built-in commands of cli/main.ts do (sandbox, topology, log, sync-status, temporal, config). */
+/** What the built-in commands of cli/main.ts do (sandbox, topology, sync-status, temporal, config; log is log.ts). */
 import { getCluster, type RunbookConfig } from '../../config/load';
 import { configFingerprint } from '../../config/fingerprint';
-import { failoverHistory, listSyncStatus, migrateControl, withControl } from '../../adapters/control/store';
-import { incidentIdProblem, INPUT_LIMITS, nameProblem, textProblem } from '../../core/inputs';
+import { listSyncStatus, migrateControl, withControl } from '../../adapters/control/store';
 import { probeTopology } from '../../adapters/mysql/probe';
 import { Sandbox } from '../../adapters/mariadbd/sandbox';
 import { startDevServer, stopDevServer } from '../../adapters/temporal/devServer';
 import { temporalStateDir } from './drill';
-import { printHistory, printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
+import { printJson, printSandboxStatus, printSyncStatus, printTopology } from './output';
 
 export async function sandboxUp(cfg: RunbookConfig): Promise<void> {
   const sb = new Sandbox(cfg, (l) => console.log(l));
@@ -37,14 +36,6 @@ export async function showTopology(cfg: RunbookConfig, cluster: string, json: bo
   const topology = await probeTopology(cfg, cluster);
   if (json) printJson(topology);
   else printTopology(topology);
-}
-
-export async function showLog(cfg: RunbookConfig, o: { cluster?: string; incident?: string; workflow?: string; page: number; pageSize: number; json?: boolean; wide?: boolean }): Promise<void> {
-  const problem = [nameProblem('--cluster', o.cluster), incidentIdProblem('--incident', o.incident), textProblem('--workflow', o.workflow, INPUT_LIMITS.workflowId)].find(Boolean);
-  if (problem) throw new Error(problem);
-  const rows = await withControl(cfg, (c) => failoverHistory(c, { cluster: o.cluster, incidentId: o.incident, workflowId: o.workflow, page: o.page, pageSize: o.pageSize }));
-  if (o.json) printJson(rows);
-  else printHistory(rows, o.page, Boolean(o.wide), 'newest-first');
 }
 
 export async function showSyncStatus(cfg: RunbookConfig, cluster: string | undefined, json: boolean): Promise<void> {

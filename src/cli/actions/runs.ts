@@ -1,14 +1,13 @@
-/** What the commands about one run do (approve, reject, resume, status, unlock): see ../runs.ts. */
+/** What the commands about one run do (approve, reject, resume, unlock; status is status.ts): see ../runs.ts. */
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { dropLock, failoverHistory, insertLogEvent, lockHolder, withControl } from '../../adapters/control/store';
+import { dropLock, insertLogEvent, lockHolder, withControl } from '../../adapters/control/store';
 import { connectClient } from '../../adapters/temporal/client';
 import { runState } from '../../adapters/temporal/runState';
 import { loadConfig, configPathFromEnv, getCluster } from '../../config/load';
 import { identityProblem, INPUT_LIMITS, textProblem } from '../../core/inputs';
 import { sendDecision } from '../../adapters/temporal/decision';
-import { resumeUpdate, type Attention } from '../../core/runbookDefinitions';
-import { describeApproval, describeAttention, queryRunbookState } from './follow';
-import { printHistory, printJson } from './output';
+import { resumeUpdate } from '../../core/runbookDefinitions';
+import { queryRunbookState } from './follow';
 import type { ApprovalState } from '../../core/runbookDefinitions';
 import { osLogin, verifiedCliUser, withClient } from './common';
 import type { RunbookConfig } from '../../config/load';
@@ -63,46 +62,6 @@ export async function resume(workflowId: string, operator: string, comment?: str
     }
     console.log(`resumed ${workflowId} as ${operator}: the step that stopped it is tried again`);
     return 0;
-  });
-}
-
-/** The first line of an error, for a one-line report. */
-const oneLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
-
-/**
- * The state of a run: Temporal's status, the run's own (query), its failover_log trail. What could
- * not be read is said, one line each on stderr, and makes the exit code 1: an unanswered query or
- * an unreachable control database is never shown as "no state, empty history".
- */
-export async function showStatus(workflowId: string, json: boolean, wide = false): Promise<number> {
-  // The three reads go out at once (an engineer runs this dozens of times in an incident): the
-  // trail from the control database, Temporal's description of the run, and the run's own state.
-  const trail = withControl(loadConfig(configPathFromEnv()), (conn) => failoverHistory(conn, { workflowId, pageSize: 200 })).catch((err: unknown) => err as Error);
-  return withClient(async (c) => {
-    const handle = c.workflow.getHandle(workflowId);
-    const query = queryRunbookState(handle).catch((err: unknown) => err as Error);
-    const description = await handle.describe().catch((err) => {
-      if (err instanceof WorkflowNotFoundError) throw new Error(`no runbook ${workflowId}`);
-      throw err;
-    });
-    const [answer, read] = [await query, await trail];
-    const errors: string[] = [];
-    const state = answer instanceof Error ? void errors.push(`cannot query the run's state: ${oneLine(answer)}`) : answer;
-    const rows = read instanceof Error ? void errors.push(`cannot read failover_log from the control database: ${oneLine(read)}`) : read;
-    if (json) {
-      printJson({ workflowId, runId: description.runId, status: description.status.name, state: state ?? null, log: rows ?? null, errors });
-    } else {
-      console.log(`${workflowId}: ${description.status.name}${state ? ` (${state.status}${state.currentStep ? `, now: ${state.currentStep}` : ''})` : ''}`);
-      const approval = state?.details.approval as ApprovalState | undefined;
-      if (approval?.status === 'pending') console.log(describeApproval(workflowId, approval, state!.details.plan));
-      const attention = state?.details.attention as Attention | undefined;
-      if (attention) console.log(describeAttention(workflowId, attention));
-      if (state?.auditPending) console.log(`${state.auditPending} audit row(s) waiting for the control database`);
-      for (const p of state?.auditProblems ?? []) console.log(`audit row #${p.stepSeq} ${p.step} (${p.status}) ${p.problem === 'truncated' ? 'stored cut to fit' : 'NOT stored as written'}: ${p.detail}`);
-      if (rows) printHistory(rows.reverse(), 1, wide);
-    }
-    for (const e of errors) console.error(`runbook: ${e}`);
-    return errors.length ? 1 : 0;
   });
 }
 
