@@ -178,13 +178,21 @@ export interface FailbackFacts {
   purged: number;
   /** The errant analysis was exact. */
   exact: boolean;
+  /**
+   * Why it is on the backup lineage's stale list, if it is (a restore's `--cutover promote`
+   * skipped an event it holds, somewhere in the middle of its history, where no errant analysis
+   * of the newest transactions looks): only a reseed takes it away.
+   */
+  stale?: string;
 }
 
 export type FailbackDecision = { ok: true; method: FailbackMethod; why: string } | { ok: false; refusal: string };
 
 /** What `auto` picks, and whether an asked-for method may be used instead (only a safer one). */
 export function decideFailback(facts: FailbackFacts, requested: FailbackMethodOption = 'auto'): FailbackDecision {
-  const auto: { method: FailbackMethod; why: string } = !facts.exact
+  const auto: { method: FailbackMethod; why: string } = facts.stale
+    ? { method: 'reseed-logical', why: facts.stale }
+    : !facts.exact
     ? { method: 'reseed-logical', why: 'the divergence could not be pinned down exactly' }
     : facts.purged
       ? { method: 'reseed-logical', why: `the primary purged binlogs the instance needs (${facts.purged} domain(s))` }

@@ -111,8 +111,11 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
   });
 
   const decided = await rb.step('decide', async () => {
+    // A member a restore's promote left stale holds the event it skipped, deep in its history.
+    const lineage = await act.backupLineage({ cluster });
+    const stale = lineage?.stale?.includes(instance) ? `${instance} is on the backup lineage's stale list: it holds ${lineage.skipped}, which restore ${lineage.workflowId} skipped when it promoted ${lineage.promoted}` : undefined;
     const d = decideFailback(
-      { errant: analysis.errant.length, flashbackRefusals: analysis.errant.flatMap((e) => (e.flashbackRefusal ? [e.flashbackRefusal] : [])), purged: analysis.purged.length, exact: analysis.exact },
+      { errant: analysis.errant.length, flashbackRefusals: analysis.errant.flatMap((e) => (e.flashbackRefusal ? [e.flashbackRefusal] : [])), purged: analysis.purged.length, exact: analysis.exact, stale },
       input.method ?? 'auto',
     );
     if (!d.ok) throw ApplicationFailure.nonRetryable(d.refusal, 'MethodRefused');

@@ -13,7 +13,9 @@
  * - writes made directly on an isolated instance are found as errant (GTID, tables, statement),
  *   exported (the files hold them), shown; a rejoin is refused and changes nothing; the flashback
  *   method undoes them (while the primary wrote on), the instance rejoins, catches up, has 0
- *   differences, and its rows fingerprint (here, in the test) as the primary's.
+ *   differences, and its rows fingerprint (here, in the test) as the primary's;
+ * - errant DDL: reseed-logical wipes and loads it from a healthy replica's dump, the export holds
+ *   the DDL, 0 differences, fingerprints equal.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -252,4 +254,37 @@ describe('failback', () => {
     expect(said).toContain('orders-b needs failback: runbook failback orders --instance orders-b');
     expect(await shape(config)).toMatchObject({ primary: 'orders-c', writable: ['orders-c'], sources: { 'orders-b': null } });
   });
+
+  it('errant DDL: reseed-logical rebuilds the instance from a healthy replica\'s dump, the export holds the DDL, 0 differences', async () => {
+    // As the cases above leave it (or made so here): orders-b isolated, with errant DDL, while the primary writes on.
+    const primary = (await shape(config)).primary!;
+    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'CREATE TABLE IF NOT EXISTS loadtest.errant_ddl (id INT PRIMARY KEY)', 'ALTER TABLE loadtest.errant_ddl ADD COLUMN note VARCHAR(20)', "INSERT INTO loadtest.acks VALUES (920001, 'errant', NOW(6))");
+    await sql(config, primary, 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', 'INSERT INTO loadtest.more SELECT seq, \'while b was away\' FROM mysql.seq_1_to_3000 ON DUPLICATE KEY UPDATE v = VALUES(v)');
+    const handle = await startFailback({ instance: 'orders-b' });
+    const pending = await pendingApproval(handle);
+    expect(pending.details.failback).toMatchObject({ method: 'reseed-logical' });
+    const result = await approveAndWait(handle);
+    expect(result).toMatchObject({ status: 'succeeded', method: 'reseed-logical', primaryAfter: primary, consistency: { differences: 0 } });
+    expect(result.analysis.errant.map((e) => e.statement)).toContainEqual(expect.stringMatching(/ALTER TABLE loadtest.errant_ddl ADD COLUMN note/));
+    // The export holds the DDL it threw away.
+    const exported = readFileSync(result.analysis.export!.sql, 'utf8');
+    expect(exported).toMatch(/ALTER TABLE loadtest.errant_ddl ADD COLUMN note/);
+    expect(exported).toMatch(/920001/);
+    const state = await stateOf(handle);
+    expect(state.steps.find((x) => x.name === 'reseed (logical)')?.status).toBe('succeeded');
+    expect(existsSync(join(config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json'))).toBe(false);
+
+    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${await position(primary)}', 60)`);
+    expect((await shape(config)).sources['orders-b']).toBe(primary);
+    expect(await readOnly('orders-b')).toBe(true);
+    // Its GTID state is the primary's (its binlog started afresh: what it applied since, if anything).
+    expect(String((await rowsOn(config, 'orders-b', 'SELECT @@gtid_current_pos AS p'))[0]!.p)).toBe(await position(primary));
+    expect(Number((await rowsOn(config, 'orders-b', "SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'loadtest' AND TABLE_NAME = 'errant_ddl'"))[0]!.n)).toBe(0);
+    // The test's own truth: both tables' rows fingerprinted here.
+    for (const table of ['loadtest.acks', 'loadtest.more']) {
+      const truth = await fingerprintOf(primary, table);
+      if (table === 'loadtest.more') expect(truth!.rows).toBeGreaterThanOrEqual(3000);
+      expect(await fingerprintOf('orders-b', table)).toEqual(truth);
+    }
+  }, 360_000);
 });

@@ -2,8 +2,12 @@
  * A failback whose worker is SIGKILLed inside a side effect (the change made, its completion
  * never reported): fencing the returning member, rejoining it, waiting for its catch-up. A new
  * worker finishes the run: the member replicates from the primary, the consistency child finds 0
- * differences, and each step has exactly one `succeeded` row.
+ * differences, and each step has exactly one `succeeded` row. And a reseed-logical killed right
+ * after it wiped the member: the member stays read-only, replicating from nobody, marked as being
+ * reseeded; the new worker's attempt wipes and loads it again.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
@@ -12,7 +16,8 @@ import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { FailbackInput, FailbackResult } from '../../src/workflows/failback';
 import { decide, shape, stateOf, stepLog } from '../support/failover';
 import { eventually, startTestSandbox } from '../support/sandbox';
-import { sql } from '../support/stack';
+import { rowsOn, sql } from '../support/stack';
+import { fingerprintOn } from '../support/reference';
 import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
 import { prepareLoadSchema } from '../support/writeLoad';
 
@@ -67,4 +72,38 @@ describe('worker crash during a failback', () => {
     const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
     for (const step of ['fence returning instance', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
   }, 300_000);
+
+  it('SIGKILL inside reseedLogical right after the wipe: the half-empty instance stays read-only and out of the topology, marked; a new worker reseeds it again and it rejoins with 0 differences', async () => {
+    // Errant DDL on an isolated orders-b: auto decides reseed-logical.
+    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF', 'CREATE TABLE IF NOT EXISTS loadtest.errant_crash (id INT PRIMARY KEY)');
+    await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'reseed' FROM mysql.seq_1_to_2000`);
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_AT_SUB_STEP: 'reseedLogical:wipe' });
+    const incidentId = `FBR${Date.now()}`;
+    const handle = await client.workflow.start('failback', {
+      taskQueue,
+      workflowId: `failback-orders-${incidentId}`,
+      args: [{ cluster: 'orders', instance: 'orders-b', reason: 'crash inside the reseed', requester: 'carol', incidentId } satisfies FailbackInput],
+    });
+    await approveWhenAsked(handle);
+    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
+    expect(doomed.proc.signalCode).toBe('SIGKILL');
+
+    // Half-way: wiped, read-only, replicating from nobody, not the writer; marked for any later attempt.
+    const marker = join(config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json');
+    expect(JSON.parse(readFileSync(marker, 'utf8'))).toMatchObject({ instance: 'orders-b', workflowId: handle.workflowId, method: 'reseed-logical' });
+    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': null } });
+    expect(await rowsOn(config, 'orders-b', "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'loadtest'")).toEqual([]);
+
+    await startWorkerProcess(config, taskQueue);
+    const result = (await handle.result()) as FailbackResult;
+    expect(result).toMatchObject({ status: 'succeeded', method: 'reseed-logical', primaryAfter: 'orders-a', consistency: { differences: 0 } });
+    expect(existsSync(marker)).toBe(false);
+    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
+    const last = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
+    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
+    for (const table of ['loadtest.acks', 'loadtest.more']) expect(await fingerprintOn(config, 'orders-b', table)).toEqual(await fingerprintOn(config, 'orders-a', table));
+    expect(await fingerprintOn(config, 'orders-b', 'loadtest.errant_crash')).toBeNull();
+    const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    for (const step of ['reseed (logical)', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
+  }, 360_000);
 });

@@ -100,6 +100,12 @@ describe('decideFailback', () => {
     expect(decideFailback({ ...clean, purged: 1 })).toMatchObject({ method: 'reseed-logical' });
     expect(decideFailback({ ...clean, exact: false })).toMatchObject({ method: 'reseed-logical' });
   });
+  it('reseed a member on the backup lineage\'s stale list, whatever its newest history says; no rejoin or flashback may be asked for', () => {
+    const stale = { ...clean, stale: 'it holds 0-1-7, which restore r1 skipped when it promoted orders-recovery' };
+    expect(decideFailback(stale)).toMatchObject({ ok: true, method: 'reseed-logical', why: expect.stringMatching(/0-1-7/) });
+    expect(decideFailback(stale, 'rejoin')).toMatchObject({ ok: false, refusal: expect.stringMatching(/--method rejoin refused: it holds 0-1-7/) });
+    expect(decideFailback(stale, 'flashback')).toMatchObject({ ok: false });
+  });
   it('--method only toward safer', () => {
     expect(decideFailback({ ...clean, errant: 1 }, 'rejoin')).toMatchObject({ ok: false, refusal: expect.stringMatching(/--method rejoin refused: 1 errant/) });
     expect(decideFailback({ ...clean, errant: 1, flashbackRefusals: ['x is DDL'] }, 'flashback')).toMatchObject({ ok: false });
