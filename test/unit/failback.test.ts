@@ -36,6 +36,10 @@ describe('binlogFileEvents', () => {
       ],
     });
   });
+  it('reads a head state that names a domain once per server (after a failover) as a position: the last GTID of each domain', () => {
+    const head = [{ Pos: 256, Event_type: 'Gtid_list', End_log_pos: 299, Info: '[0-18701-9,0-18704-12,1-5-3]' }];
+    expect(binlogFileEvents('mysql-bin.000002', head).startState).toBe('0-18704-12,1-5-3');
+  });
 });
 
 describe('findErrant', () => {
