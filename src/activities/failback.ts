@@ -422,7 +422,7 @@ export function createFailbackActivities({ config }: ActivityDeps) {
         await rm(partial, { force: true });
         const { host, port } = sources.loginOf(input.cluster, source);
         const d = await logicalBackup({ host, port, ...admin, outFile: partial, onProgress: (bytes) => beat('dump', bytes), timeoutMs: 6 * 3600_000 });
-        if (!d.gtid) throw refuse(`the dump of ${source} has no GTID position`, 'DumpWithoutPosition');
+        if (!d.gtid) throw refuse(`the dump of ${source} has no GTID position (its binary log is empty): nothing to continue replication from`, 'DumpWithoutPosition');
         await rename(partial, dumpFile);
         dump = { source, gtid: d.gtid, sizeBytes: d.sizeBytes, durationMs: d.durationMs };
         await writeJsonAtomically(dumpInfo, dump);
@@ -491,11 +491,20 @@ export function createFailbackActivities({ config }: ActivityDeps) {
     },
   };
 
-  /** A replica of the primary that replicates with both threads running (not `except`), else the primary. */
+  /**
+   * A replica of the primary that replicates with both threads running (not `except`), else the
+   * primary. Its binlog must hold its whole position (gtid_binlog_pos = gtid_current_pos): the
+   * dump records gtid_binlog_pos, and a replica whose binlog was started afresh (say, reseeded a
+   * moment ago) has an empty or partial one there.
+   */
   async function healthyReplica(cluster: string, primary: string, except: string): Promise<string> {
     const t = await probeTopology(config, cluster);
     if (t.primary !== primary) throw refuse(`the primary of ${cluster} is ${t.primary ?? 'none'}, not ${primary}: a concurrent failover; start a new failback`, 'PrimaryChanged');
-    const healthy = t.instances.find((i) => i.instance !== except && i.instance !== primary && i.reachable && i.readOnly && i.replication?.sourceInstance === primary && i.replication.sqlRunning === 'Yes' && i.replication.ioRunning === 'Yes');
+    const healthy = t.instances.find(
+      (i) =>
+        i.instance !== except && i.instance !== primary && i.reachable && i.readOnly && i.replication?.sourceInstance === primary && i.replication.sqlRunning === 'Yes' && i.replication.ioRunning === 'Yes' &&
+        !!i.gtid?.binlogPos && sameGtids(i.gtid.binlogPos, i.gtid.currentPos ?? ''),
+    );
     return healthy?.instance ?? primary;
   }
 
