@@ -4,7 +4,8 @@
  * worker finishes the run: the member replicates from the primary, the consistency child finds 0
  * differences, and each step has exactly one `succeeded` row. And a reseed-logical killed right
  * after it wiped the member: the member stays read-only, replicating from nobody, marked as being
- * reseeded; the new worker's attempt wipes and loads it again.
+ * reseeded; the new worker's attempt wipes and loads it again. And the undo of errant DML killed
+ * after it is done: the retry finds it done (nothing undone twice).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -105,5 +106,38 @@ describe('worker crash during a failback', () => {
     expect(await fingerprintOn(config, 'orders-b', 'loadtest.errant_crash')).toBeNull();
     const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
     for (const step of ['reseed (logical)', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
+  }, 360_000);
+
+  it('SIGKILL inside undoErrantTransactions (undone, binlog started afresh, completion never reported): the retry finds it done, undoes nothing twice, and the member rejoins with 0 differences', async () => {
+    // A transaction orders-b replicates into its binlog first: its errant ones then follow a common one
+    // (a member whose binlog a reseed started afresh and that took nothing since is reseeded again: see README).
+    await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more VALUES (1, 'seed') ON DUPLICATE KEY UPDATE v = 'seed ${Date.now()}'`);
+    const primaryPos = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
+    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${primaryPos}', 60)`);
+    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = ON');
+    // Only now errant: two row changes on orders-b alone, then the primary writes on past them.
+    await sql(config, 'orders-b', "INSERT INTO loadtest.more VALUES (990001, 'errant')", "UPDATE loadtest.more SET v = 'errant-update' WHERE id = (SELECT MIN(id) FROM (SELECT id FROM loadtest.more) x)");
+    await sql(config, 'orders-a', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'after' FROM mysql.seq_1_to_500`);
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_INSIDE_ACTIVITY: 'undoErrantTransactions' });
+    const incidentId = `FBU${Date.now()}`;
+    const handle = await client.workflow.start('failback', {
+      taskQueue,
+      workflowId: `failback-orders-${incidentId}`,
+      args: [{ cluster: 'orders', instance: 'orders-b', reason: 'crash inside the undo', requester: 'carol', incidentId } satisfies FailbackInput],
+    });
+    await approveWhenAsked(handle);
+    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
+    expect(doomed.proc.signalCode).toBe('SIGKILL');
+    await startWorkerProcess(config, taskQueue);
+    const result = (await handle.result()) as FailbackResult;
+    expect(result).toMatchObject({ status: 'succeeded', method: 'flashback', primaryAfter: 'orders-a', consistency: { differences: 0 } });
+    expect(result.analysis.errant).toHaveLength(2);
+    const note = (await stateOf(handle)).steps.find((x) => x.name === 'undo errant transactions')?.note;
+    expect(note).toMatch(/2 errant transaction\(s\) undone on orders-b \(2 by an earlier attempt\)/);
+    const last = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
+    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
+    expect(await fingerprintOn(config, 'orders-b', 'loadtest.more')).toEqual(await fingerprintOn(config, 'orders-a', 'loadtest.more'));
+    const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    for (const step of ['undo errant transactions', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
   }, 360_000);
 });
