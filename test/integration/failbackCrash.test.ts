@@ -48,6 +48,21 @@ async function approveWhenAsked(handle: WorkflowHandle): Promise<void> {
   expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
 }
 
+/** A failback of orders-b on a worker that crashes as `env` says, approved: returns once the worker is SIGKILLed. */
+async function approvedUntilCrash(env: Record<string, string>, prefix: string, reason: string): Promise<WorkflowHandle> {
+  const doomed = await startWorkerProcess(config, taskQueue, env);
+  const incidentId = `${prefix}${Date.now()}`;
+  const handle = await client.workflow.start('failback', {
+    taskQueue,
+    workflowId: `failback-orders-${incidentId}`,
+    args: [{ cluster: 'orders', instance: 'orders-b', reason, requester: 'carol', incidentId } satisfies FailbackInput],
+  });
+  await approveWhenAsked(handle);
+  await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
+  expect(doomed.proc.signalCode).toBe('SIGKILL');
+  return handle;
+}
+
 describe('worker crash during a failback', () => {
   it.each(['fenceReturningInstance', 'repointReplica', 'waitForCatchUp'])('SIGKILL inside %s, restart: the run finishes, the member rejoined with 0 differences', async (activity) => {
     // orders-b leaves the topology and the primary writes on: it must catch up when it rejoins.
@@ -78,16 +93,7 @@ describe('worker crash during a failback', () => {
     // Errant DDL on an isolated orders-b: auto decides reseed-logical.
     await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF', 'CREATE TABLE IF NOT EXISTS loadtest.errant_crash (id INT PRIMARY KEY)');
     await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'reseed' FROM mysql.seq_1_to_2000`);
-    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_AT_SUB_STEP: 'reseedLogical:wipe' });
-    const incidentId = `FBR${Date.now()}`;
-    const handle = await client.workflow.start('failback', {
-      taskQueue,
-      workflowId: `failback-orders-${incidentId}`,
-      args: [{ cluster: 'orders', instance: 'orders-b', reason: 'crash inside the reseed', requester: 'carol', incidentId } satisfies FailbackInput],
-    });
-    await approveWhenAsked(handle);
-    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
-    expect(doomed.proc.signalCode).toBe('SIGKILL');
+    const handle = await approvedUntilCrash({ CRASH_AT_SUB_STEP: 'reseedLogical:wipe' }, 'FBR', 'crash inside the reseed');
 
     // Half-way: wiped, read-only, replicating from nobody, not the writer; marked for any later attempt.
     const marker = join(config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json');
@@ -118,16 +124,7 @@ describe('worker crash during a failback', () => {
     // Only now errant: two row changes on orders-b alone, then the primary writes on past them.
     await sql(config, 'orders-b', "INSERT INTO loadtest.more VALUES (990001, 'errant')", "UPDATE loadtest.more SET v = 'errant-update' WHERE id = (SELECT MIN(id) FROM (SELECT id FROM loadtest.more) x)");
     await sql(config, 'orders-a', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'after' FROM mysql.seq_1_to_500`);
-    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_INSIDE_ACTIVITY: 'undoErrantTransactions' });
-    const incidentId = `FBU${Date.now()}`;
-    const handle = await client.workflow.start('failback', {
-      taskQueue,
-      workflowId: `failback-orders-${incidentId}`,
-      args: [{ cluster: 'orders', instance: 'orders-b', reason: 'crash inside the undo', requester: 'carol', incidentId } satisfies FailbackInput],
-    });
-    await approveWhenAsked(handle);
-    await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
-    expect(doomed.proc.signalCode).toBe('SIGKILL');
+    const handle = await approvedUntilCrash({ CRASH_INSIDE_ACTIVITY: 'undoErrantTransactions' }, 'FBU', 'crash inside the undo');
     await startWorkerProcess(config, taskQueue);
     const result = (await handle.result()) as FailbackResult;
     expect(result).toMatchObject({ status: 'succeeded', method: 'flashback', primaryAfter: 'orders-a', consistency: { differences: 0 } });
