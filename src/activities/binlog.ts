@@ -123,7 +123,7 @@ const mayConflictWith = (bad: BinlogEventGroup) => (g: RowImageGroup) => g.kind 
 
 export function createBinlogActivities({ config }: ActivityDeps) {
   const sources = binlogSources(config, (detail) => heartbeat(detail));
-  const { archiveOf, archiveDir, archived, detailOf, walkArchive, readServerBinlog, onPrimary, describeArchiveEnd, loginOf } = sources;
+  const { archiveOf, archiveDir, archived, detailOf, walkArchive, readServerBinlog, onPrimary, describeArchiveEnd, loginOf, writeFlashback } = sources;
 
   return {
     /**
@@ -440,11 +440,7 @@ export function createBinlogActivities({ config }: ActivityDeps) {
       const dir = await mkdtemp(join(tmpdir(), 'runbook-flashback-'));
       try {
         const sqlFile = join(dir, 'flashback.sql');
-        await runTool(
-          toolPath('mariadb-binlog'),
-          ['--flashback', `--start-position=${group.startPosition}`, `--stop-position=${group.endPosition}`, join(archiveDir(a), input.file)],
-          { stdoutFile: sqlFile, env: { TZ: 'UTC' }, onProgress: beat('generating the flashback') },
-        );
+        await writeFlashback({ archive: a }, { file: input.file, startPosition: group.startPosition, endPosition: group.endPosition }, sqlFile, beat('generating the flashback'));
         const bytes = (await stat(sqlFile)).size;
         if (!appliedFrom) return { ...base, bytes, applied: false, conflicts: checked };
 

@@ -5,9 +5,11 @@
  * primary has not changed (the switch back's compare-and-swap), and take a reseeded member off
  * the backup lineage's stale list. Each checks state before changing it and is safe to repeat.
  */
-import { mkdir, rm, writeFile, appendFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile, appendFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { heartbeat } from '@temporalio/activity';
+import { heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { query } from '../adapters/mysql/connect';
 import { withInstance } from '../adapters/mysql/instance';
@@ -16,11 +18,16 @@ import { binlogHistory, type BinlogHistory } from '../adapters/mysql/binlogHisto
 import { tableShapes } from '../adapters/mysql/tableShapes';
 import { readWriterEndpoint, withControl } from '../adapters/control/store';
 import { binlogSources } from '../adapters/backup/binlogSources';
-import { runTool, toolPath } from '../adapters/process/tools';
-import { flashbackRefusal, oneLine, parseRowImages, rowImagesRefusal } from '../core/binlogEvents';
+import { logicalBackup, runTool, toolPath, writeJsonAtomically } from '../adapters/process/tools';
+import { loadDump } from '../adapters/backup/dumpLoad';
+import { quoteIdent } from '../core/rowDigest';
+import { getCluster, resolveCredential } from '../config/load';
+import { flashbackRefusal, isFlashbackOf, oneLine, parseRowImages, rowImagesRefusal, type RowImageGroup } from '../core/binlogEvents';
 import { findErrant, purgedPast, type BinlogFileEvents, type BinlogTransaction } from '../core/failback';
 import { parseMariaGtidList } from '../core/gtid';
-import { incidentIdProblem } from '../core/inputs';
+import { gtidProblem, incidentIdProblem } from '../core/inputs';
+import { withSession } from '../adapters/mysql/switchover';
+import { replicationOn } from '../adapters/mysql/replication';
 import type { InstanceRef } from '../core/types';
 import type { ActivityDeps } from './deps';
 
@@ -65,8 +72,54 @@ export interface FailbackAnalysis {
   export?: { dir: string; binlog: string; sql: string; json: string };
 }
 
+export interface UndoErrantResult {
+  /** Errant transactions undone by this attempt, and by an earlier one (newest first). */
+  undone: { gtid: string; by: string }[];
+  alreadyUndone: string[];
+  /** The binary log was started afresh at this file: the errant transactions and their undo are not in it. */
+  binlogFrom: string;
+  /** gtid_slave_pos now: the common history, where the rejoin continues. */
+  slavePos: string;
+  /** An earlier attempt had done it all (the binlog no longer holds the errant transactions). */
+  alreadyDone: boolean;
+}
+
+export interface ReseedResult {
+  /** Where the data came from: a healthy replica of the primary, else the primary. */
+  source: string;
+  /** The source's GTID position at the dump's snapshot: gtid_slave_pos now, where replication continues. */
+  gtid: string;
+  dumpBytes: number;
+  dumpMs: number;
+  loadMs: number;
+  binlogFrom: string;
+  /** An earlier attempt had finished it (its marker and the instance's position agree). */
+  alreadyDone: boolean;
+  /** The dump of an earlier attempt was used again. */
+  dumpReused: boolean;
+}
+
+/** What a reseed in progress leaves, so that any later attempt or run sees a half-loaded instance. */
+export interface ReseedingMarker {
+  instance: string;
+  workflowId: string;
+  incidentId: string;
+  method: 'reseed-logical' | 'reseed-physical';
+  startedAt: string;
+}
+
+const LOAD_SESSIONS = Math.min(4, Math.max(2, availableParallelism()));
+const SYSTEM_SCHEMAS = ['mysql', 'information_schema', 'performance_schema', 'sys'];
+
+/** At most this many errant transactions are undone one by one; more is a reseed's work. */
+export const MAX_UNDO_TRANSACTIONS = 10_000;
+
 export function createFailbackActivities({ config }: ActivityDeps) {
   const sources = binlogSources(config, () => heartbeat());
+  /** `<backupDir>/<cluster>/failback/reseeding-<instance>.json`: present while a reseed has wiped or loaded part of it. */
+  const reseedingFile = (cluster: string, instance: string) => join(config.backupDir, cluster, 'failback', `reseeding-${instance}.json`);
+  const reseeding = async (cluster: string, instance: string): Promise<ReseedingMarker | null> =>
+    JSON.parse(await readFile(reseedingFile(cluster, instance), 'utf8').catch(() => 'null')) as ReseedingMarker | null;
 
   /**
    * The instance's files newest first, as far as needed: until, in every domain it wrote, a
@@ -177,10 +230,247 @@ export function createFailbackActivities({ config }: ActivityDeps) {
             instance: input.instance, primary: input.primary, instancePosition, primaryPosition, commonPosition: analysis.commonPosition,
             exact: analysis.exact, problems: analysis.problems, errant, purged, filesRead,
           };
+          // A reseed that wiped it and did not finish: its binlog says nothing of what it holds now.
+          const half = await reseeding(input.cluster, input.instance);
+          if (half) {
+            result.exact = false;
+            result.problems = [...result.problems, `a ${half.method} of ${input.instance} started ${half.startedAt} by ${half.workflowId} did not finish: it may be half-loaded, only a reseed brings it back`];
+          }
           if (errant.length) result.export = await exportErrant(input, result);
           return result;
         }),
       );
+    },
+
+    /**
+     * Flashback of the errant transactions on the returning instance, then a binary log that no
+     * longer holds them, so that it can rejoin and never diverge from the primary:
+     *
+     * - each errant transaction, newest first, is undone by its exact inverse (the one generator:
+     *   `mariadb-binlog --flashback` over the instance's own binlog), applied as the admin (which
+     *   passes read_only; the instance stays read-only). The undo is LOGGED: the instance's binlog
+     *   is then the record of what was done, so a retry finds each undo (isFlashbackOf) instead of
+     *   applying it twice, and a crash can only leave a newest-first prefix undone;
+     * - then the binlog is started afresh (`RESET MASTER TO <next number>`: file names keep
+     *   growing for the binlog archive) and gtid_slave_pos is set to the common history. The
+     *   errant GTIDs and the undo's own GTIDs (`<domain>-<its server_id>-<seq>`) leave its GTID
+     *   state: otherwise, under gtid_strict_mode, the primary's transactions with lower sequence
+     *   numbers could not be logged after them, and the primary would refuse a slave position it
+     *   never had. The errant transactions stay exported with the incident (errant.binlog/.sql).
+     *
+     * Refused when the instance's binlog holds transactions after the first errant one that are
+     * neither errant nor an undo (it was written to after the analysis: run the failback again).
+     * A retry that finds no errant transaction in its binlog any more (an earlier attempt reset
+     * it) only makes sure gtid_slave_pos is the common history.
+     */
+    async undoErrantTransactions(input: InstanceRef & { errant: Pick<BinlogTransaction, 'gtid' | 'file' | 'startPosition' | 'endPosition'>[]; commonPosition: string }): Promise<UndoErrantResult> {
+      if (!Array.isArray(input.errant) || !input.errant.length || input.errant.length > MAX_UNDO_TRANSACTIONS) {
+        throw refuse(`errant must list 1 to ${MAX_UNDO_TRANSACTIONS} transactions, got ${Array.isArray(input.errant) ? input.errant.length : typeof input.errant}`, 'InvalidInput');
+      }
+      for (const t of input.errant) {
+        const bad = gtidProblem('errant gtid', t.gtid) ?? (!/^[\w.-]{1,255}$/.test(String(t.file)) || !Number.isSafeInteger(t.startPosition) || !Number.isSafeInteger(t.endPosition) ? `errant ${t.gtid}: bad file or positions` : undefined);
+        if (bad) throw refuse(bad, 'InvalidInput');
+      }
+      const common = parseMariaGtidList(input.commonPosition);
+      const endpoint = await withControl(config, (c) => readWriterEndpoint(c, input.cluster)).catch(() => null);
+      if (endpoint?.instance === input.instance) throw refuse(`the writer endpoint of ${input.cluster} names ${input.instance}: it is the primary, nothing of it is undone`, 'IsPrimary');
+
+      return withSession(config, input, async (s) => {
+        const v = await s.vars();
+        if (!v.readOnly) throw refuse(`${input.instance} is writable: it must stay fenced (read-only) while its errant transactions are undone`, 'NotFenced');
+        const setSlavePos = async () => {
+          const now = (await s.vars()).gtid.slavePos ?? '';
+          if (sameGtids(now, input.commonPosition)) return;
+          const set = s.dialect.setGtidSlavePos(input.commonPosition);
+          await s.exec(set.sql, set.params);
+        };
+        const history = await binlogHistory(s.conn, () => heartbeat());
+        const present: boolean[] = [];
+        for (const t of input.errant) present.push(history.files.includes(t.file) && (await history.read(t.file)).transactions.some((x) => x.gtid === t.gtid && x.startPosition === t.startPosition));
+        if (present.every((p) => !p)) {
+          // An earlier attempt undid them and started the binlog afresh.
+          if (await s.replica()) await s.exec(s.dialect.stopReplica());
+          await setSlavePos();
+          return { undone: [], alreadyUndone: input.errant.map((t) => t.gtid).reverse(), binlogFrom: history.files[0] ?? '', slavePos: input.commonPosition, alreadyDone: true };
+        }
+        if (!present.every((p) => p)) {
+          throw refuse(`some errant transactions of ${input.instance} are no longer in its binlog (${input.errant.filter((_, i) => !present[i]).map((t) => t.gtid).slice(0, 5).join(', ')}), others are: its binlog changed since the analysis; run the failback again`, 'ErrantChanged');
+        }
+        if (await s.replica()) await s.exec(s.dialect.stopReplica());
+
+        const first = input.errant[0]!;
+        const readSince = async () => (await sources.readServerBinlog(input.cluster, input.instance, { file: first.file, position: first.startPosition }, 'last', { beat: () => heartbeat() })).kept;
+        /** Each errant transaction's undo in the binlog (or undefined), and what else is there. */
+        const match = (groups: RowImageGroup[]) => {
+          const errantAt = new Map(input.errant.map((t) => [t.gtid, groups.findIndex((g) => g.gtid === t.gtid)]));
+          const claimed = new Set<number>();
+          const undoOf = new Map<string, string>();
+          for (const t of [...input.errant].reverse()) {
+            const i = errantAt.get(t.gtid)!;
+            if (i < 0) throw refuse(`${t.gtid} is not in ${input.instance}'s binlog from ${first.file}:${first.startPosition}: run the failback again`, 'ErrantChanged');
+            const j = groups.findIndex((g, k) => k > i && !claimed.has(k) && isFlashbackOf(g, groups[i]!));
+            if (j >= 0) {
+              claimed.add(j);
+              undoOf.set(t.gtid, groups[j]!.gtid);
+            }
+          }
+          const known = new Set([...errantAt.values(), ...claimed]);
+          const other = groups.filter((_, k) => !known.has(k));
+          return { errantAt, undoOf, other };
+        };
+        const before = await readSince();
+        const found = match(before);
+        if (found.other.length) {
+          throw refuse(`${input.instance}'s binlog holds ${found.other.length} transaction(s) after ${first.gtid} that the analysis did not list (${found.other.slice(0, 3).map((g) => g.gtid).join(', ')}): it was written to since; run the failback again`, 'ErrantChanged');
+        }
+        const alreadyUndone = [...input.errant].reverse().filter((t) => found.undoOf.has(t.gtid)).map((t) => t.gtid);
+        const undone: { gtid: string; by: string }[] = [];
+        const { host, port, admin } = sources.loginOf(input.cluster, input.instance);
+        const dir = await mkdtemp(join(tmpdir(), 'runbook-undo-'));
+        try {
+          for (const t of [...input.errant].reverse()) {
+            if (found.undoOf.has(t.gtid)) continue;
+            const group = before[found.errantAt.get(t.gtid)!]!;
+            const shapes = await tableShapes(config, input.cluster, input.instance, group.tables.filter((x) => x.includes('.')));
+            const refusal = flashbackRefusal(group) ?? rowImagesRefusal(group, shapes);
+            if (refusal) throw refuse(`${t.gtid} cannot be undone: ${refusal}; a reseed is needed`, 'FlashbackRefused');
+            const file = join(dir, `${t.gtid}.sql`);
+            await sources.writeFlashback({ server: input }, t, file, () => heartbeat());
+            // One transaction (the tool wraps it): on an error the client exits and it rolls back.
+            await runTool(toolPath('mariadb'), ['--binary-mode', `--host=${host}`, `--port=${port}`], { credentials: admin, stdinFile: file, onProgress: () => heartbeat(), timeoutMs: 60 * 60_000 }).catch((err: unknown) => {
+              throw ApplicationFailure.retryable(`undoing ${t.gtid} on ${input.instance} failed: ${(err as Error).message.split('\n')[0]}`);
+            });
+          }
+          // The binlog says what happened: every errant transaction has its exact inverse after it.
+          const after = match(await readSince());
+          const missing = input.errant.filter((t) => !after.undoOf.has(t.gtid));
+          if (missing.length || after.other.length) {
+            throw refuse(`after undoing, ${input.instance}'s binlog does not show each errant transaction reversed (missing ${missing.map((t) => t.gtid).slice(0, 5).join(', ') || 'none'}; other writes ${after.other.map((g) => g.gtid).slice(0, 5).join(', ') || 'none'}): check it by hand`, 'UndoNotFound');
+          }
+          for (const t of [...input.errant].reverse()) if (!found.undoOf.has(t.gtid)) undone.push({ gtid: t.gtid, by: after.undoOf.get(t.gtid)! });
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+        // Start the binlog afresh past every file name it had, then continue from the common history.
+        const binlogFrom = await (await replicationOn(s.conn)).resetBinlogsPastCurrent();
+        await setSlavePos();
+        if (!common.length) log.warn('common position is empty: the instance rejoins from the primary\'s first transaction');
+        return { undone, alreadyUndone, binlogFrom, slavePos: input.commonPosition, alreadyDone: false };
+      });
+    },
+
+    /**
+     * Reseed over SQL (works for any remote host): a consistent dump of a healthy replica of the
+     * primary (else the primary) with its GTID position (`mariadb-dump --single-transaction
+     * --master-data=2 --gtid`, the backup's own dump), the instance wiped (every non-system
+     * schema dropped) and loaded unlogged, its binlog started afresh and gtid_slave_pos set to the
+     * dump's position; the rejoin then replicates from the primary from there.
+     *
+     * Restartable at any point: the dump is written under a temporary name and kept once whole
+     * (a retry loads it again); before the wipe a marker (`failback/reseeding-<instance>.json`,
+     * see analyseFailback) says the instance may be half-loaded, and only a finished load removes
+     * it, so a worker killed mid-load leaves an instance that every later attempt or run reseeds
+     * again, never rejoins. All the while the instance stays read-only, replicating from nobody,
+     * out of the writer endpoint (refused if the endpoint names it).
+     */
+    async reseedLogical(input: InstanceRef & { primary: string; incidentId: string; workflowId: string }): Promise<ReseedResult> {
+      const bad = incidentIdProblem('incidentId', input.incidentId, { required: true });
+      if (bad) throw refuse(bad, 'InvalidInput');
+      if (input.primary === input.instance) throw refuse(`${input.instance} is the primary: it is never reseeded`, 'IsPrimary');
+      const endpoint = await withControl(config, (c) => readWriterEndpoint(c, input.cluster)).catch(() => null);
+      if (endpoint?.instance === input.instance) throw refuse(`the writer endpoint of ${input.cluster} names ${input.instance}: it is the primary, refusing to wipe it`, 'IsPrimary');
+      const dir = join(config.backupDir, input.cluster, 'failback', input.incidentId, 'reseed');
+      const dumpFile = join(dir, 'dump.sql');
+      const dumpInfo = join(dir, 'dump.json');
+      const loaded = join(dir, 'loaded.json');
+      const admin = resolveCredential(getCluster(config, input.cluster).credentials.admin);
+      const subSteps: { name: string }[] = [];
+      let now = { phase: 'check', bytes: 0 };
+      const beat = (phase: string, bytes = 0) => {
+        now = { phase, bytes };
+        heartbeat({ ...now, subSteps });
+      };
+      // A DROP DATABASE or a dump's snapshot may take a while without output: the process is alive.
+      const ticker = setInterval(() => heartbeat({ ...now, subSteps }), 5000);
+      try {
+        return await reseed();
+      } finally {
+        clearInterval(ticker);
+      }
+      async function reseed(): Promise<ReseedResult> {
+
+      // Fenced: read-only, and no longer replicating from anyone (it is about to be rebuilt).
+      const state = await withSession(config, input, async (s) => {
+        const v = await s.vars();
+        if (!v.readOnly) throw refuse(`${input.instance} is writable: it must stay fenced (read-only) while it is reseeded`, 'NotFenced');
+        const r = await s.replica();
+        const done = JSON.parse(await readFile(loaded, 'utf8').catch(() => 'null')) as (ReseedResult & { workflowId: string }) | null;
+        return { slavePos: v.gtid.slavePos ?? '', replicating: !!r, done };
+      });
+      if (state.done && !(await reseeding(input.cluster, input.instance)) && sameGtids(state.slavePos, state.done.gtid)) {
+        return { ...state.done, alreadyDone: true };
+      }
+      if (state.replicating) await withSession(config, input, async (s) => (await replicationOn(s.conn)).forgetSource());
+
+      // 1. The dump (kept once whole: a retry loads the same one).
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      let dump = existsSync(dumpFile) ? (JSON.parse(await readFile(dumpInfo, 'utf8').catch(() => 'null')) as { source: string; gtid: string; sizeBytes: number; durationMs: number } | null) : null;
+      const dumpReused = !!dump;
+      if (!dump) {
+        const source = await healthyReplica(input.cluster, input.primary, input.instance);
+        const partial = `${dumpFile}.partial`;
+        await rm(partial, { force: true });
+        const { host, port } = sources.loginOf(input.cluster, source);
+        const d = await logicalBackup({ host, port, ...admin, outFile: partial, onProgress: (bytes) => beat('dump', bytes), timeoutMs: 6 * 3600_000 });
+        if (!d.gtid) throw refuse(`the dump of ${source} has no GTID position (its binary log is empty): nothing to continue replication from`, 'DumpWithoutPosition');
+        await rename(partial, dumpFile);
+        dump = { source, gtid: d.gtid, sizeBytes: d.sizeBytes, durationMs: d.durationMs };
+        await writeJsonAtomically(dumpInfo, dump);
+      }
+      subSteps.push({ name: 'dump' });
+      beat('dump');
+
+      // 2. Marked before anything is dropped; then wiped, unlogged.
+      const marker: ReseedingMarker = { instance: input.instance, workflowId: input.workflowId, incidentId: input.incidentId, method: 'reseed-logical', startedAt: new Date().toISOString() };
+      if (!(await reseeding(input.cluster, input.instance))) await writeJsonAtomically(reseedingFile(input.cluster, input.instance), marker);
+      await rm(loaded, { force: true });
+      const started = Date.now();
+      await withInstance(config, input, async (conn) => {
+        await query(conn, 'SET SESSION sql_log_bin = 0');
+        for (const { Database: db } of await query<{ Database: string }[]>(conn, 'SHOW DATABASES')) {
+          if (!SYSTEM_SCHEMAS.includes(db)) await query(conn, `DROP DATABASE ${quoteIdent(db)}`, [], 10 * 60_000);
+        }
+      });
+      subSteps.push({ name: 'wipe' });
+      beat('wipe');
+
+      // 3. Loaded unlogged (the rows come with the dump's position, not as new transactions).
+      const { host, port } = sources.loginOf(input.cluster, input.instance);
+      await loadDump({
+        file: dumpFile,
+        sessions: LOAD_SESSIONS,
+        client: { args: [`--host=${host}`, `--port=${port}`, '--protocol=TCP'], credentials: admin },
+        initCommand: 'SET SESSION sql_log_bin = 0',
+        onProgress: (bytes) => beat('load', bytes),
+        timeoutMs: 6 * 3600_000,
+      });
+      subSteps.push({ name: 'load' });
+      beat('load');
+
+      // 4. Its own history goes; it continues from the dump's position.
+      const binlogFrom = await withSession(config, input, async (s) => {
+        const r = await replicationOn(s.conn);
+        await r.forgetSource();
+        const first = await r.resetBinlogsPastCurrent();
+        await r.setAppliedPosition(dump!.gtid);
+        return first;
+      });
+      const result: ReseedResult = { source: dump.source, gtid: dump.gtid, dumpBytes: dump.sizeBytes, dumpMs: dumpReused ? 0 : dump.durationMs, loadMs: Date.now() - started, binlogFrom, alreadyDone: false, dumpReused };
+      await writeJsonAtomically(loaded, { ...result, workflowId: input.workflowId });
+      await rm(reseedingFile(input.cluster, input.instance), { force: true });
+      await rm(dumpFile, { force: true });
+      return result;
+      }
     },
 
     /**
@@ -200,6 +490,23 @@ export function createFailbackActivities({ config }: ActivityDeps) {
       return { primary: input.expected, endpointGeneration: endpoint ? Number(endpoint.generation) : null };
     },
   };
+
+  /**
+   * A replica of the primary that replicates with both threads running (not `except`), else the
+   * primary. Its binlog must hold its whole position (gtid_binlog_pos = gtid_current_pos): the
+   * dump records gtid_binlog_pos, and a replica whose binlog was started afresh (say, reseeded a
+   * moment ago) has an empty or partial one there.
+   */
+  async function healthyReplica(cluster: string, primary: string, except: string): Promise<string> {
+    const t = await probeTopology(config, cluster);
+    if (t.primary !== primary) throw refuse(`the primary of ${cluster} is ${t.primary ?? 'none'}, not ${primary}: a concurrent failover; start a new failback`, 'PrimaryChanged');
+    const healthy = t.instances.find(
+      (i) =>
+        i.instance !== except && i.instance !== primary && i.reachable && i.readOnly && i.replication?.sourceInstance === primary && i.replication.sqlRunning === 'Yes' && i.replication.ioRunning === 'Yes' &&
+        !!i.gtid?.binlogPos && sameGtids(i.gtid.binlogPos, i.gtid.currentPos ?? ''),
+    );
+    return healthy?.instance ?? primary;
+  }
 
   async function describeErrant(ref: InstanceRef, txs: BinlogTransaction[]): Promise<ErrantTransaction[]> {
     const { host, port, admin } = sources.loginOf(ref.cluster, ref.instance);
@@ -246,4 +553,10 @@ export function createFailbackActivities({ config }: ActivityDeps) {
     await writeFile(files.json, JSON.stringify({ ...a, export: undefined }, null, 2), { mode: 0o600 });
     return files;
   }
+}
+
+/** Two GTID lists name the same position (order and spacing aside). */
+function sameGtids(a: string, b: string): boolean {
+  const norm = (x: string) => parseMariaGtidList(x).map((g) => `${g.domain}-${g.server}-${g.seq}`).sort().join(',');
+  return norm(a) === norm(b);
 }

@@ -11,7 +11,7 @@
  * not. So the histories themselves are compared: the instance's binlog, newest first, against the
  * set of transactions in the primary's binlog, down to the last transaction both hold.
  */
-import { parseMariaGtidList, type MariaGtid } from './gtid';
+import { mariaStatePosition, parseMariaGtidList, type MariaGtid } from './gtid';
 import { incidentIdProblem, nameProblem } from './inputs';
 
 /** One transaction as `SHOW BINLOG EVENTS` places it in a file. */
@@ -27,7 +27,7 @@ export interface BinlogTransaction {
 /** One file of `SHOW BINLOG EVENTS IN <file>`: its transactions and the GTID state it starts at. */
 export interface BinlogFileEvents {
   file: string;
-  /** The Gtid_list event at the head of the file: the binlog state before its first transaction. */
+  /** The Gtid_list event at the head of the file, as a position: per domain the last GTID before its first transaction. */
   startState: string;
   transactions: BinlogTransaction[];
 }
@@ -48,7 +48,8 @@ export function binlogFileEvents(file: string, rows: { Pos: unknown; Event_type:
     const type = String(r.Event_type);
     const info = String(r.Info ?? '');
     if (type === 'Gtid_list') {
-      startState = info.replace(/^\[|\]$/g, '');
+      // A state (one GTID per domain and server: a domain repeats after a failover), as a position.
+      startState = mariaStatePosition(info.replace(/^\[|\]$/g, ''));
       continue;
     }
     if (type === 'Gtid') {
@@ -178,13 +179,21 @@ export interface FailbackFacts {
   purged: number;
   /** The errant analysis was exact. */
   exact: boolean;
+  /**
+   * Why it is on the backup lineage's stale list, if it is (a restore's `--cutover promote`
+   * skipped an event it holds, somewhere in the middle of its history, where no errant analysis
+   * of the newest transactions looks): only a reseed takes it away.
+   */
+  stale?: string;
 }
 
 export type FailbackDecision = { ok: true; method: FailbackMethod; why: string } | { ok: false; refusal: string };
 
 /** What `auto` picks, and whether an asked-for method may be used instead (only a safer one). */
 export function decideFailback(facts: FailbackFacts, requested: FailbackMethodOption = 'auto'): FailbackDecision {
-  const auto: { method: FailbackMethod; why: string } = !facts.exact
+  const auto: { method: FailbackMethod; why: string } = facts.stale
+    ? { method: 'reseed-logical', why: facts.stale }
+    : !facts.exact
     ? { method: 'reseed-logical', why: 'the divergence could not be pinned down exactly' }
     : facts.purged
       ? { method: 'reseed-logical', why: `the primary purged binlogs the instance needs (${facts.purged} domain(s))` }

@@ -85,6 +85,20 @@ export function parseMariaGtidList(pos: string): MariaGtid[] {
   return out;
 }
 
+/**
+ * A binlog GTID *state* (`@@gtid_binlog_state`, a Gtid_list event: one GTID per domain AND
+ * server, so a domain repeats after a failover: '0-1-9,0-4-12') as a position: per domain the GTID
+ * with the highest sequence number (under gtid_strict_mode the last one logged there).
+ */
+export function mariaStatePosition(state: string): string {
+  const last = new Map<number, MariaGtid>();
+  for (const token of stripWs(state).split(',').filter(Boolean)) {
+    const g = parseMariaGtidList(token)[0]!;
+    if ((last.get(g.domain)?.seq ?? -1) < g.seq) last.set(g.domain, g);
+  }
+  return formatMariaGtidList([...last.values()]);
+}
+
 /** Format as 'd-s-n,...' sorted by domain (input not mutated). */
 export function formatMariaGtidList(list: MariaGtid[]): string {
   return [...list]

@@ -52,11 +52,14 @@ export interface FailbackResult {
 }
 
 /** Every step after the decision, in order (the switch back's only with --switch-back). */
-export const FAILBACK_CHANGING_STEPS = ['approval', 'lock cluster', 'compare-and-swap primary', 'rejoin', 'catch up', 'consistency check', 'record'];
+export const FAILBACK_CHANGING_STEPS = (method: FailbackMethod) => ['approval', 'lock cluster', 'compare-and-swap primary', ...METHOD_STEPS[method], 'rejoin', 'catch up', 'consistency check', 'record'];
 export const SWITCH_BACK_STEPS = ['compare-and-swap primary (switch back)', 'fence old primary', 'wait for catch-up', 'promote returning instance', 'switch traffic'];
 
 /** The methods this version carries out; the others are decided and shown, then refused before approval. */
-const AVAILABLE: FailbackMethod[] = ['rejoin'];
+const AVAILABLE: FailbackMethod[] = ['rejoin', 'flashback', 'reseed-logical'];
+
+/** What a method does before the rejoin. */
+const METHOD_STEPS: Record<FailbackMethod, string[]> = { rejoin: [], flashback: ['undo errant transactions'], 'reseed-logical': ['reseed (logical)'], 'reseed-physical': [] };
 
 const act = wf.proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumAttempts: 4 } });
 // Reading binlogs and waiting for catch-up: as long as needed, a dead worker noticed by heartbeat.
@@ -108,8 +111,11 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
   });
 
   const decided = await rb.step('decide', async () => {
+    // A member a restore's promote left stale holds the event it skipped, deep in its history.
+    const lineage = await act.backupLineage({ cluster });
+    const stale = lineage?.stale?.includes(instance) ? `${instance} is on the backup lineage's stale list: it holds ${lineage.skipped}, which restore ${lineage.workflowId} skipped when it promoted ${lineage.promoted}` : undefined;
     const d = decideFailback(
-      { errant: analysis.errant.length, flashbackRefusals: analysis.errant.flatMap((e) => (e.flashbackRefusal ? [e.flashbackRefusal] : [])), purged: analysis.purged.length, exact: analysis.exact },
+      { errant: analysis.errant.length, flashbackRefusals: analysis.errant.flatMap((e) => (e.flashbackRefusal ? [e.flashbackRefusal] : [])), purged: analysis.purged.length, exact: analysis.exact, stale },
       input.method ?? 'auto',
     );
     if (!d.ok) throw ApplicationFailure.nonRetryable(d.refusal, 'MethodRefused');
@@ -130,7 +136,7 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
       errant: analysis.errant.map((e) => ({ gtid: e.gtid, statement: e.statement, tables: e.tables })),
     },
   };
-  const steps = [...FAILBACK_CHANGING_STEPS, ...(input.switchBack ? SWITCH_BACK_STEPS : [])];
+  const steps = [...FAILBACK_CHANGING_STEPS(method), ...(input.switchBack ? SWITCH_BACK_STEPS : [])];
   rb.details.failback = { method, why: decided.why, primary: start.primary, switchBack: !!input.switchBack, errant: analysis.errant.length };
   if (input.dryRun) {
     for (const s of steps) rb.skip(s, 'dry run: nothing changed');
@@ -158,6 +164,23 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
   await rb.step('lock cluster', () => act.acquireClusterLock({ ...lock, runbook: 'failback', operator: input.requester }));
   try {
     await rb.step('compare-and-swap primary', () => act.checkPrimaryUnchanged({ cluster, expected: start.primary }), { note: (c) => `${c.primary} is still the primary` });
+    if (method === 'flashback') {
+      await rb.step('undo errant transactions', () => long.undoErrantTransactions({ ...ref, errant: analysis.errant.map(({ gtid, file, startPosition, endPosition }) => ({ gtid, file, startPosition, endPosition })), commonPosition: analysis.commonPosition }), {
+        note: (u) =>
+          `${u.undone.length + u.alreadyUndone.length} errant transaction(s) undone on ${instance}${u.alreadyUndone.length ? ` (${u.alreadyUndone.length} by an earlier attempt)` : ''}; ` +
+          `binlog started afresh at ${u.binlogFrom || '(none)'}, gtid_slave_pos ${pos(u.slavePos)} (the common history)`,
+        detail: (u) => ({ undo: u }),
+      });
+    }
+    if (method === 'reseed-logical') {
+      await rb.step('reseed (logical)', () => long.reseedLogical({ ...ref, primary: start.primary, incidentId: input.incidentId, workflowId: wf.workflowInfo().workflowId }), {
+        note: (r) =>
+          r.alreadyDone
+            ? `reseeded by an earlier attempt from ${r.source} at ${pos(r.gtid)}`
+            : `${instance} wiped and loaded from ${r.source}'s dump (${r.dumpBytes} bytes${r.dumpReused ? ', an earlier attempt\'s' : `, ${r.dumpMs} ms`}; load ${r.loadMs} ms); gtid_slave_pos ${pos(r.gtid)}, binlog afresh at ${r.binlogFrom}`,
+        detail: (r) => ({ reseed: r }),
+      });
+    }
     await rb.step('rejoin', () => act.repointReplica({ ...ref, newPrimary: start.primary }), {
       note: (r) => (r.alreadyReplicating ? `already replicating from ${start.primary}` : `replicating from ${start.primary} from ${pos(r.fromPosition)} (gtid_slave_pos set from its own history)`),
     });

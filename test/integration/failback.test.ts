@@ -11,7 +11,11 @@
  * - a failover while a failback waits for its approval: the switch back is refused, and the
  *   failback changes nothing;
  * - writes made directly on an isolated instance are found as errant (GTID, tables, statement),
- *   exported (the files hold them), shown; a rejoin is refused and changes nothing.
+ *   exported (the files hold them), shown; a rejoin is refused and changes nothing; the flashback
+ *   method undoes them (while the primary wrote on), the instance rejoins, catches up, has 0
+ *   differences, and its rows fingerprint (here, in the test) as the primary's;
+ * - errant DDL: reseed-logical wipes and loads it from a healthy replica's dump, the export holds
+ *   the DDL, 0 differences, fingerprints equal.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -170,8 +174,12 @@ describe('failback', () => {
     expect((await stateOf(handle).catch(() => undefined))?.details.failback).toBeDefined();
   }, 240_000);
 
-  it('writes made directly on an isolated instance are errant: found, exported, shown; a rejoin is refused and changes nothing', async () => {
-    // orders-b is isolated again and takes writes directly, as the engine's admin (SUPER passes read_only).
+  it('writes made directly on an isolated instance are errant: found, exported, shown; a rejoin is refused and changes nothing; flashback undoes them and it rejoins with 0 differences', async () => {
+    // Row 1 exists everywhere (the cases above wrote it; alone, this case writes it), then orders-b
+    // is isolated again and takes writes directly, as the engine's admin (SUPER passes read_only).
+    const current = (await shape(config)).primary!;
+    await sql(config, current, "INSERT IGNORE INTO loadtest.acks VALUES (1, 'seed', NOW(6))");
+    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${await position(current)}', 60)`);
     await sql(
       config,
       'orders-b',
@@ -205,12 +213,36 @@ describe('failback', () => {
     expect(await position('orders-b')).toBe(positionB);
     expect(Number((await rowsOn(config, 'orders-b', 'SELECT COUNT(*) AS n FROM loadtest.acks WHERE id BETWEEN 900001 AND 900002'))[0]!.n)).toBe(2);
 
+    // The primary writes on meanwhile: its sequence numbers pass the errant ones, so orders-b can
+    // rejoin only if the errant GTIDs left its binlog state (gtid_strict_mode refuses them otherwise).
+    const primary = before.primary!;
+    await sql(config, primary, ...Array.from({ length: 5 }, (_, i) => `INSERT INTO loadtest.acks VALUES (${910001 + i}, 'primary meanwhile', NOW(6))`));
+    const handle = await startFailback({ instance: 'orders-b' });
+    const flashed = await approveAndWait(handle);
+    expect(flashed).toMatchObject({ status: 'succeeded', method: 'flashback', primaryAfter: primary, consistency: { differences: 0 } });
+    expect(flashed.analysis.errant.map((e) => e.gtid)).toEqual(shown.analysis.errant.map((e) => e.gtid));
+    const undo = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    expect(undo).toEqual(expect.arrayContaining(['undo errant transactions', 'rejoin', 'catch up', 'consistency check', 'record']));
+    expect((await shape(config)).sources['orders-b']).toBe(primary);
+    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${await position(primary)}', 60)`);
+    // Its GTID history is the primary's: no errant or undo GTID is left in it.
+    expect(await position('orders-b')).toBe(await position(primary));
+    const state = String(((await rowsOn(config, 'orders-b', 'SELECT @@gtid_binlog_state AS s')) as { s: string }[])[0]!.s);
+    for (const e of shown.analysis.errant) expect(state.split(',')).not.toContain(e.gtid);
+    expect(Number((await rowsOn(config, 'orders-b', "SELECT COUNT(*) AS n FROM loadtest.acks WHERE id BETWEEN 900001 AND 900002 OR via = 'errant-update'"))[0]!.n)).toBe(0);
+    // The test's own truth, not the engine's digest: the rows of both, fingerprinted here.
+    const truth = await fingerprintOf(primary, 'loadtest.acks');
+    expect(truth!.rows).toBeGreaterThan(5);
+    expect(await fingerprintOf('orders-b', 'loadtest.acks')).toEqual(truth);
+    // The export still holds what was undone.
+    expect(readFileSync(files.sql, 'utf8')).toMatch(/900001/);
+
     // DDL is errant too, and no flashback can undo it: a reseed is what auto decides.
-    await sql(config, 'orders-b', 'CREATE TABLE loadtest.errant_ddl (id INT PRIMARY KEY)');
+    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'CREATE TABLE loadtest.errant_ddl (id INT PRIMARY KEY)');
     const ddl = (await (await startFailback({ instance: 'orders-b', dryRun: true })).result()) as FailbackResult;
     expect(ddl).toMatchObject({ status: 'dry_run', method: 'reseed-logical', why: expect.stringMatching(/is DDL/) });
     expect(ddl.analysis.errant.map((e) => e.statement)).toContainEqual(expect.stringMatching(/CREATE TABLE loadtest.errant_ddl/));
-  });
+  }, 300_000);
 
   it('sandbox up after a restart takes the primary from the writer endpoint, keeps the returned member read-only and names its failback', async () => {
     // As the last case left it: orders-c the primary (the writer endpoint says so), orders-b isolated.
@@ -222,4 +254,37 @@ describe('failback', () => {
     expect(said).toContain('orders-b needs failback: runbook failback orders --instance orders-b');
     expect(await shape(config)).toMatchObject({ primary: 'orders-c', writable: ['orders-c'], sources: { 'orders-b': null } });
   });
+
+  it('errant DDL: reseed-logical rebuilds the instance from a healthy replica\'s dump, the export holds the DDL, 0 differences', async () => {
+    // As the cases above leave it (or made so here): orders-b isolated, with errant DDL, while the primary writes on.
+    const primary = (await shape(config)).primary!;
+    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'CREATE TABLE IF NOT EXISTS loadtest.errant_ddl (id INT PRIMARY KEY)', 'ALTER TABLE loadtest.errant_ddl ADD COLUMN note VARCHAR(20)', "INSERT INTO loadtest.acks VALUES (920001, 'errant', NOW(6))");
+    await sql(config, primary, 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', 'INSERT INTO loadtest.more SELECT seq, \'while b was away\' FROM mysql.seq_1_to_3000 ON DUPLICATE KEY UPDATE v = VALUES(v)');
+    const handle = await startFailback({ instance: 'orders-b' });
+    const pending = await pendingApproval(handle);
+    expect(pending.details.failback).toMatchObject({ method: 'reseed-logical' });
+    const result = await approveAndWait(handle);
+    expect(result).toMatchObject({ status: 'succeeded', method: 'reseed-logical', primaryAfter: primary, consistency: { differences: 0 } });
+    expect(result.analysis.errant.map((e) => e.statement)).toContainEqual(expect.stringMatching(/ALTER TABLE loadtest.errant_ddl ADD COLUMN note/));
+    // The export holds the DDL it threw away.
+    const exported = readFileSync(result.analysis.export!.sql, 'utf8');
+    expect(exported).toMatch(/ALTER TABLE loadtest.errant_ddl ADD COLUMN note/);
+    expect(exported).toMatch(/920001/);
+    const state = await stateOf(handle);
+    expect(state.steps.find((x) => x.name === 'reseed (logical)')?.status).toBe('succeeded');
+    expect(existsSync(join(config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json'))).toBe(false);
+
+    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${await position(primary)}', 60)`);
+    expect((await shape(config)).sources['orders-b']).toBe(primary);
+    expect(await readOnly('orders-b')).toBe(true);
+    // Its GTID state is the primary's (its binlog started afresh: what it applied since, if anything).
+    expect(String((await rowsOn(config, 'orders-b', 'SELECT @@gtid_current_pos AS p'))[0]!.p)).toBe(await position(primary));
+    expect(Number((await rowsOn(config, 'orders-b', "SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'loadtest' AND TABLE_NAME = 'errant_ddl'"))[0]!.n)).toBe(0);
+    // The test's own truth: both tables' rows fingerprinted here.
+    for (const table of ['loadtest.acks', 'loadtest.more']) {
+      const truth = await fingerprintOf(primary, table);
+      if (table === 'loadtest.more') expect(truth!.rows).toBeGreaterThanOrEqual(3000);
+      expect(await fingerprintOf('orders-b', table)).toEqual(truth);
+    }
+  }, 360_000);
 });

@@ -3,9 +3,10 @@
  * starts, reached over TCP with the cluster's credentials, never one of its instances), then the
  * `promote` cut-over: after approval the old primary is fenced, the recovery host catches up from
  * it (writes production took after the archive included, the dropped table's DROP excluded), is
- * promoted, takes the writer endpoint, and the old members are marked for reseed.
+ * promoted, takes the writer endpoint, and the old members are marked for reseed; then failback
+ * reseeds each of them from the promoted host and takes it off the lineage's stale list.
  */
-import { readdirSync, renameSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import { withControl } from '../../src/adapters/control/store';
 import { probeTopology } from '../../src/adapters/mysql/probe';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import type { RestoreInput, RestoreResult } from '../../src/workflows/restore';
+import type { FailbackInput, FailbackResult } from '../../src/workflows/failback';
 import { decide, stepLog, waitForApprovalRequest } from '../support/failover';
 import { killScratchServers, scratchServerPids, startTestSandbox, testPort } from '../support/sandbox';
 import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
@@ -174,4 +176,35 @@ describe('restore on a configured recovery host', () => {
     expect(scratchServerPids(config)).toEqual([]);
     expect(await rows('orders-recovery', 'SELECT COUNT(*) AS n FROM shop.orders')).toEqual([{ n: '4' }]);
   });
+
+  it('failback reseeds each stale member from the promoted host, and the lineage no longer lists it', async () => {
+    const lineage = () => JSON.parse(readFileSync(join(config.backupDir, 'orders', 'lineage.json'), 'utf8')) as { stale: string[] };
+    expect(lineage().stale).toEqual(['orders-a', 'orders-b', 'orders-c']);
+    // The test's own digest of a table, ordered, independent of the engine's.
+    const digest = async (instance: string) => rows(instance, "SELECT COUNT(*) AS n, SHA2(GROUP_CONCAT(CONCAT_WS(':', id, amount) ORDER BY id SEPARATOR ','), 256) AS d FROM shop.orders");
+    for (const member of ['orders-b', 'orders-c', 'orders-a']) {
+      const incidentId = `INC-FB-${member}`;
+      const handle = await stack.client.workflow.start('failback', {
+        taskQueue,
+        workflowId: `failback-orders-${incidentId}-${Date.now()}`,
+        args: [{ cluster: 'orders', instance: member, requester: 'carol', reason: 'stale since the promote', incidentId } satisfies FailbackInput],
+      });
+      await waitForApprovalRequest(handle, 180_000).catch(async (err: Error) => {
+        const ended = (await handle.describe()).status.name !== 'RUNNING' ? await handle.result().then(JSON.stringify, (e: { cause?: Error; message: string }) => e.cause?.message ?? e.message) : 'still running';
+        throw new Error(`${member}: ${err.message}; ${ended}`);
+      });
+      expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
+      const result = (await handle.result()) as FailbackResult;
+      expect(result).toMatchObject({ status: 'succeeded', method: 'reseed-logical', primaryAfter: 'orders-recovery', consistency: { differences: 0 } });
+      expect(result.why).toMatch(new RegExp(`${member} is on the backup lineage's stale list`));
+      expect(lineage().stale).not.toContain(member);
+      // It has the table the promotion brought back, as the new primary has it.
+      expect(await digest(member)).toEqual(await digest('orders-recovery'));
+      expect(await rows(member, 'SELECT @@read_only AS ro')).toEqual([{ ro: '1' }]);
+    }
+    expect(lineage().stale).toEqual([]);
+    const topology = await probeTopology(config, 'orders');
+    expect(topology.primary).toBe('orders-recovery');
+    for (const m of ['orders-a', 'orders-b', 'orders-c']) expect(topology.instances.find((i) => i.instance === m)?.replication?.sourceInstance).toBe('orders-recovery');
+  }, 600_000);
 });

@@ -577,6 +577,9 @@ describe('client sessions and kill', () => {
     expect(maria.resetBinlogs()).toBe('RESET MASTER');
     expect(mysql.resetBinlogs()).toBe('RESET MASTER');
     expect(dialectFor('mysql', { major: 8, minor: 4, patch: 0 }).resetBinlogs()).toBe('RESET BINARY LOGS AND GTIDS');
+    expect(maria.resetBinlogsTo(8)).toBe('RESET MASTER TO 8');
+    expect(dialectFor('mysql', { major: 8, minor: 4, patch: 0 }).resetBinlogsTo(8)).toBe('RESET BINARY LOGS AND GTIDS TO 8');
+    expect(() => maria.resetBinlogsTo(0)).toThrow(/binary log number/);
   });
 });
 

@@ -36,6 +36,10 @@ describe('binlogFileEvents', () => {
       ],
     });
   });
+  it('reads a head state that names a domain once per server (after a failover) as a position: the last GTID of each domain', () => {
+    const head = [{ Pos: 256, Event_type: 'Gtid_list', End_log_pos: 299, Info: '[0-18701-9,0-18704-12,1-5-3]' }];
+    expect(binlogFileEvents('mysql-bin.000002', head).startState).toBe('0-18704-12,1-5-3');
+  });
 });
 
 describe('findErrant', () => {
@@ -99,6 +103,12 @@ describe('decideFailback', () => {
   it('reseed when binlogs were purged or the analysis is not exact', () => {
     expect(decideFailback({ ...clean, purged: 1 })).toMatchObject({ method: 'reseed-logical' });
     expect(decideFailback({ ...clean, exact: false })).toMatchObject({ method: 'reseed-logical' });
+  });
+  it('reseed a member on the backup lineage\'s stale list, whatever its newest history says; no rejoin or flashback may be asked for', () => {
+    const stale = { ...clean, stale: 'it holds 0-1-7, which restore r1 skipped when it promoted orders-recovery' };
+    expect(decideFailback(stale)).toMatchObject({ ok: true, method: 'reseed-logical', why: expect.stringMatching(/0-1-7/) });
+    expect(decideFailback(stale, 'rejoin')).toMatchObject({ ok: false, refusal: expect.stringMatching(/--method rejoin refused: it holds 0-1-7/) });
+    expect(decideFailback(stale, 'flashback')).toMatchObject({ ok: false });
   });
   it('--method only toward safer', () => {
     expect(decideFailback({ ...clean, errant: 1 }, 'rejoin')).toMatchObject({ ok: false, refusal: expect.stringMatching(/--method rejoin refused: 1 errant/) });

@@ -136,6 +136,29 @@ export function binlogSources(config: RunbookConfig, beat: (detail?: string) => 
   };
 
   /**
+   * The one inverse-event generator: `mariadb-binlog --flashback` over exactly one transaction,
+   * written to `outFile` (BINLOG statements that write its rows back, one transaction). From an
+   * archived file (`archive`) or from a server's own binary log (`server`, over the replication
+   * protocol). The flashback runbook and the failback's undo of errant transactions both use it.
+   */
+  const writeFlashback = async (
+    from: { archive: Archive } | { server: { cluster: string; instance: string } },
+    t: { file: string; startPosition: number; endPosition: number },
+    outFile: string,
+    onProgress?: () => void,
+  ): Promise<void> => {
+    const range = [`--start-position=${t.startPosition}`, `--stop-position=${t.endPosition}`];
+    if ('archive' in from) {
+      await runTool(toolPath('mariadb-binlog'), ['--flashback', ...range, join(archiveDir(from.archive), t.file)], { stdoutFile: outFile, env: { TZ: 'UTC' }, onProgress });
+      return;
+    }
+    const { host, port, admin } = loginOf(from.server.cluster, from.server.instance);
+    await runTool(toolPath('mariadb-binlog'), ['--read-from-remote-server', `--host=${host}`, `--port=${port}`, '--flashback', ...range, t.file], {
+      credentials: admin, stdoutFile: outFile, env: { TZ: 'UTC' }, onProgress, timeoutMs: 30 * 60_000,
+    });
+  };
+
+  /**
    * The event as the primary itself logged it, with its row images: it must be in the primary's
    * binlog at the archived position. Not there (purged, or another server since a failover): refused.
    */
@@ -170,5 +193,5 @@ export function binlogSources(config: RunbookConfig, beat: (detail?: string) => 
     return { behind: true, text: `${ends}; ${seconds !== undefined ? `${seconds} s ` : ''}behind the primary ${primary.instance}, which is ${ahead} transaction(s) further (at ${at})` };
   };
 
-  return { archiveOf, archiveDir, archived, detailOf, walkArchive, readServerBinlog, onPrimary, describeArchiveEnd, loginOf };
+  return { archiveOf, archiveDir, archived, detailOf, walkArchive, readServerBinlog, onPrimary, describeArchiveEnd, loginOf, writeFlashback };
 }

@@ -57,6 +57,11 @@ export interface Dialect {
   /** Drop this server's binary logs and start a fresh one (and, on MySQL, forget gtid_executed). */
   resetBinlogs(): string;
   /**
+   * The same, numbering the fresh binary log `next` (so file names keep growing: an archive of
+   * this server's binlogs never meets a name it already holds for other contents).
+   */
+  resetBinlogsTo(next: number): string;
+  /**
    * Start replication (both threads: MariaDB refuses UNTIL while either runs) to stop, both
    * threads, right after `position` is applied: a replica held at a position the source's
    * consistent snapshot was read at.
@@ -306,6 +311,12 @@ function parseBinlogEnd(rows: Record<string, unknown>[]): { file: string; positi
   return file && position !== null ? { file, position } : null;
 }
 
+/** A binary log file number for RESET … TO: the servers take 1 to 2^31-1. */
+function binlogNumber(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 1 || n > 2147483647) throw new Error(`Invalid binary log number ${fmtValue(n)}: must be an integer from 1 to 2147483647`);
+  return n;
+}
+
 function killConnectionSql(id: number): string {
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) {
     throw new Error(`Invalid connection id ${fmtValue(id)}: must be a positive integer`);
@@ -462,6 +473,7 @@ function mariadbDialect(version: Version): Dialect {
     killConnection: killConnectionSql,
     binlogStatusQuery: () => 'SHOW MASTER STATUS',
     resetBinlogs: () => 'RESET MASTER',
+    resetBinlogsTo: (next) => `RESET MASTER TO ${binlogNumber(next)}`,
     startReplicaUntil(position) {
       return { sql: 'START SLAVE UNTIL master_gtid_pos = ?', params: [formatMariaGtidList(parseMariaGtidList(position))] };
     },
@@ -565,6 +577,7 @@ function mysqlDialect(version: Version): Dialect {
     // 8.4 removed SHOW MASTER STATUS; 8.2 added its replacement.
     binlogStatusQuery: () => (atLeast(version, 8, 2, 0) ? 'SHOW BINARY LOG STATUS' : 'SHOW MASTER STATUS'),
     resetBinlogs: () => (atLeast(version, 8, 2, 0) ? 'RESET BINARY LOGS AND GTIDS' : 'RESET MASTER'),
+    resetBinlogsTo: (next) => `${atLeast(version, 8, 2, 0) ? 'RESET BINARY LOGS AND GTIDS' : 'RESET MASTER'} TO ${binlogNumber(next)}`,
     startReplicaUntil() {
       throw new Error('startReplicaUntil is MariaDB only: MySQL has no UNTIL for a GTID position to stop exactly at (SQL_AFTER_GTIDS names transactions, not a position)');
     },

@@ -19,6 +19,11 @@ export interface Replication {
   forgetSource(): Promise<void>;
   /** Drop this server's own binlogs (what a load wrote, a physical copy carried). */
   resetBinlogs(): Promise<void>;
+  /**
+   * The same, but the fresh binlog is numbered past every file name the server had (RESET … TO):
+   * an archive of this server's binlogs then never meets a reused name. Returns the new file.
+   */
+  resetBinlogsPastCurrent(): Promise<string>;
   /** The position replication continues after (MariaDB's gtid_slave_pos). */
   setAppliedPosition(position: string): Promise<void>;
   /** Replicate from `source` with GTID positioning (stopped: call start or startUntil). */
@@ -41,6 +46,12 @@ export async function replicationOn(conn: Conn): Promise<Replication> {
       await exec(dialect.resetReplicaAll());
     },
     resetBinlogs: () => exec(dialect.resetBinlogs()),
+    async resetBinlogsPastCurrent() {
+      const files = (await query<{ Log_name: string }[]>(conn, 'SHOW BINARY LOGS')).map((r) => r.Log_name);
+      const next = Math.max(0, ...files.map((f) => Number(/\.(\d+)$/.exec(f)?.[1] ?? 0))) + 1;
+      await exec(dialect.resetBinlogsTo(next));
+      return (await query<{ Log_name: string }[]>(conn, 'SHOW BINARY LOGS')).map((r) => r.Log_name)[0] ?? '';
+    },
     async setAppliedPosition(position) {
       const s = dialect.setGtidSlavePos(position);
       await exec(s.sql, s.params);
