@@ -372,6 +372,9 @@ async function emergencyRun(i: number, base: number): Promise<void> {
     const writer = new Writer(config);
     await writer.start(FIRST_ID);
     await writesFlowingOn(config, 'orders-a', FIRST_ID);
+    // A worker in production runs for days: its workflow code is loaded and its connections to the
+    // control database are open before any incident. A dry run (reads only, no lock) does that here.
+    await (await startFailover(client, taskQueue, { dryRun: true, reason: `bench warm-up ${i + 1}` })).result();
     const sandbox = new Sandbox(config);
     const killedAt = Date.now();
     process.kill(sandbox.state(sandbox.instance('orders-a')).pid!, 'SIGKILL');
