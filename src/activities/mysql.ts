@@ -141,8 +141,8 @@ export function createMysqlActivities({ config }: ActivityDeps) {
     },
 
     /**
-     * Emergency: confirm the primary is really down. It must fail `attempts` probes `intervalMs`
-     * apart, AND every reachable replica's IO thread must have lost it too; a failure only the
+     * Emergency: confirm the primary is really down. It must fail `attempts` probes started
+     * `intervalMs` apart, AND every reachable replica's IO thread must have lost it too; a failure only the
      * engine sees (its own network blip) is refused. Replicas notice within slave_net_timeout, so
      * this waits up to `replicaGraceSeconds` after the last probe for them to agree. The replicas
      * are watched while the probes run (each look at most 250 ms old when the last probe fails),
@@ -182,12 +182,14 @@ export function createMysqlActivities({ config }: ActivityDeps) {
       watch.catch(() => undefined); // judged after the probes; a probe's refusal comes first
       const evidence: string[] = [];
       try {
+        // Probe i starts (i - 1) × intervalMs after the first: a probe's own time does not stretch the spacing.
+        const first = Date.now();
         for (let i = 1; i <= input.attempts; i++) {
           heartbeat();
           const p = await probeInstance(config, input.cluster, input.instance);
           if (p.reachable) throw refuse(`${input.instance} answered probe ${i} of ${input.attempts}: the primary is not down`, 'PrimaryAlive');
           evidence.push(`probe ${i}: ${p.error}`);
-          if (i < input.attempts) await sleep(input.intervalMs);
+          if (i < input.attempts) await sleep(Math.max(0, first + i * input.intervalMs - Date.now()));
         }
       } catch (err) {
         stopped = true; // the watch ends after its current look, unawaited
@@ -234,7 +236,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
         }
         if (!problems.length) return { heartbeatPosition, replicas: others };
         if (Date.now() > deadline) throw refuse(`verification failed after ${input.timeoutSeconds} s: ${problems.join('; ')}`, 'VerificationFailed');
-        await sleep(200);
+        await sleep(100);
       }
     },
   };

@@ -56,14 +56,17 @@ const waits = wf.proxyActivities<Activities>({
 });
 // A failover must never be started on a guess: confirming a failure is not retried.
 const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
-// Short reads (the policy, the topology) and the control database's own rows (the lock,
-// sync_status): local activities, run by the worker inside the workflow task, so that each costs
+// Short reads (the policy, the topology), the control database's own rows (the lock,
+// sync_status) and stopping the replicas' IO threads: local activities, run by the worker inside the workflow task, so that each costs
 // its own work and not two round trips through the Temporal server. Each is safe to run twice: a
 // worker that dies before the task completes runs it again when the run is replayed elsewhere.
 const quick = wf.proxyLocalActivities<Activities>({
   startToCloseTimeout: '15s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumAttempts: 4 },
 });
+// The fence's first try on a primary that is down (read-only, if it answers after all): safe to
+// repeat, tried once (the fencing hooks come next), and local like the reads above.
+const onceQuick = wf.proxyLocalActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
 // The lock must be released, whenever the control database answers again (as the audit waits for it).
 const untilDone = wf.proxyLocalActivities<Activities>({ startToCloseTimeout: '15s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' } });
 
@@ -151,7 +154,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   const [fenced, applied] = await together([
     rb.step('fence old primary', () => fenceUnreachable(rb, input, before.primary), { note: (f) => f.how }),
     (async () => {
-      await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => act.stopReplicationIo({ cluster, instance }))));
+      await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => quick.stopReplicationIo({ cluster, instance }))));
       return rb.step('apply relay logs', () =>
         Promise.all(replicas.map((instance) => waits.waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
       );
@@ -171,7 +174,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
 /** Read-only if it still answers; else the configured STONITH hooks; else a human must decide. */
 async function fenceUnreachable(rb: Runbook, input: FailoverInput, primary: string): Promise<{ confirmed: boolean; how: string }> {
   try {
-    const f = await once.fenceOldPrimary({ cluster: input.cluster, instance: primary });
+    const f = await onceQuick.fenceOldPrimary({ cluster: input.cluster, instance: primary });
     return { confirmed: true, how: `read-only at ${pos(f.finalPosition)}` };
   } catch {
     try {
