@@ -9,9 +9,10 @@
  *            everything up to the fenced primary's final GTID position before it is promoted.
  *            The promotion is the point of no return: every step after it rolls forward (retried
  *            until done, or the run waits in needs_attention for `runbook resume`; rollForward.ts).
- * Emergency: confirm failure → fence (read_only, else STONITH hook) → stop IO threads → apply relay
- *            logs → choose candidate (and state the expected loss) → approval → promote → switch
- *            traffic → repoint → verify → record (old primary: needs failback).
+ * Emergency: confirm failure → fence (read_only, else STONITH hook), at the same time stop IO
+ *            threads → apply relay logs → choose candidate (and state the expected loss) →
+ *            approval → promote → switch traffic → repoint (every replica at once) → verify →
+ *            record (old primary: needs failback).
  */
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/workflow';
