@@ -121,19 +121,14 @@ export function createMysqlActivities({ config }: ActivityDeps) {
       });
     },
 
-    /**
-     * Emergency: wait until everything received (relay log) is applied, then report the instance.
-     * The failover runs it as a local activity (no heartbeats there: the worker's own workflow
-     * task is what tells Temporal it is alive); run as an ordinary one, it heartbeats.
-     */
+    /** Emergency: wait until everything received (relay log) is applied, then report the instance. */
     async waitForRelayApplied(input: InstanceRef & { timeoutSeconds: number }): Promise<InstanceProbe> {
       const deadline = Date.now() + input.timeoutSeconds * 1000;
-      const beat = Context.current().info.isLocal ? () => undefined : heartbeat;
       await withSession(config, input, async (s) => {
         const r = await s.replica();
         if (!r?.receivedGtid) return;
         for (;;) {
-          beat();
+          heartbeat();
           const wait = s.dialect.waitForGtid(r.receivedGtid, 1);
           const [row] = await query<Record<string, unknown>[]>(s.conn, wait.sql, wait.params, 10_000);
           if (wait.interpret(row!) === 'reached') return;

@@ -58,7 +58,7 @@ const waits = wf.proxyActivities<Activities>({
 // A failover must never be started on a guess: confirming a failure is not retried.
 const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
 // Short reads (the policy, the topology), the control database's own rows (the lock,
-// sync_status), stopping the replicas' IO threads and the emergency's promotion: local activities, run by the worker inside the workflow task, so that each costs
+// sync_status) and stopping the replicas' IO threads: local activities, run by the worker inside the workflow task, so that each costs
 // its own work and not two round trips through the Temporal server. Each is safe to run twice: a
 // worker that dies before the task completes runs it again when the run is replayed elsewhere.
 const quick = wf.proxyLocalActivities<Activities>({
@@ -68,10 +68,6 @@ const quick = wf.proxyLocalActivities<Activities>({
 // The fence's first try on a primary that is down (read-only, if it answers after all): safe to
 // repeat, tried once (the fencing hooks come next), and local like the reads above.
 const onceQuick = wf.proxyLocalActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
-// The emergency's relay-log apply, bounded by the catch-up timeout: local too (writes are down
-// until the promotion, and each ordinary activity costs two round trips). A worker that dies in it
-// lets its workflow task time out, and the next worker runs it again (it only waits and reads).
-const relayApplied = (timeoutSeconds: number) => wf.proxyLocalActivities<Activities>({ startToCloseTimeout: `${timeoutSeconds + 30}s`, retry: { initialInterval: '500ms', maximumAttempts: 3 } });
 // The lock must be released, whenever the control database answers again (as the audit waits for it).
 const untilDone = wf.proxyLocalActivities<Activities>({ startToCloseTimeout: '15s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' } });
 
@@ -161,7 +157,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
     (async () => {
       await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => quick.stopReplicationIo({ cluster, instance }))));
       return rb.step('apply relay logs', () =>
-        Promise.all(replicas.map((instance) => relayApplied(policy.thresholds.catchUpTimeoutSeconds).waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
+        Promise.all(replicas.map((instance) => waits.waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
       );
     })(),
   ]);
@@ -171,7 +167,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   const decision = await rb.step('approval', () => gate.request(fenced.confirmed ? {} : { forceRequired: fenced.how }), { note: (d) => d });
   if (decision === 'rejected' || decision === 'timed_out') return abort(rb, plan, decision);
 
-  await rb.step('promote candidate', () => quick.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${pos(p.position)}` });
+  await rb.step('promote candidate', () => act.promoteCandidate({ cluster, instance: plan.to.instance }), { note: (p) => `writable at ${pos(p.position)}` });
   await afterPromotion(rb, input, policy, plan, plan.others);
   return { status: 'succeeded', plan };
 }
