@@ -205,6 +205,34 @@ interface Switch {
   serverBlockedMs?: number;
   totalMs?: number;
   subSteps?: HandOverResult['subSteps'];
+  steps?: StepTiming[];
+}
+
+/** One step of a run as its timeline has it (the workflow's clock), for the per-step figures. */
+interface StepTiming {
+  name: string;
+  startedAt: number;
+  durationMs: number;
+}
+/** The run's steps from its state query, repoints named alike so that runs compare. */
+async function stepTimings(handle: { query: <T>(q: string) => Promise<T> }): Promise<StepTiming[]> {
+  const state = await handle.query<RunbookState>('runbookState');
+  return state.steps
+    .filter((s) => s.endedAt !== undefined && s.status !== 'skipped')
+    .map((s) => ({ name: s.name.replace(/^repoint .*/, 'repoint (each)'), startedAt: s.startedAt, durationMs: s.endedAt! - s.startedAt }));
+}
+/** p50 per step name, in the order steps first ran, and what the steps together leave unexplained. */
+function printSteps(label: string, runs: { totalMs: number; steps: StepTiming[] }[]): void {
+  const names = [...new Set(runs.flatMap((r) => r.steps.map((s) => s.name)))];
+  console.log(`  ${label} (p50 / p95 over ${runs.length} runs, workflow clock):`);
+  for (const name of names) {
+    const xs = runs.flatMap((r) => r.steps.filter((s) => s.name === name).map((s) => s.durationMs));
+    console.log(`    ${name.padEnd(28)} ${percentile(xs, 50).toFixed(0).padStart(5)} / ${percentile(xs, 95).toFixed(0).padStart(5)} ms${xs.length > runs.length ? ` (${xs.length / runs.length} per run)` : ''}`);
+  }
+  const wall = runs.map((r) => (r.steps.length ? Math.max(...r.steps.map((s) => s.startedAt + s.durationMs)) - r.steps[0]!.startedAt : 0));
+  console.log(`    ${'first step start → last end'.padEnd(28)} ${percentile(wall, 50).toFixed(0).padStart(5)} / ${percentile(wall, 95).toFixed(0).padStart(5)} ms`);
+  const outside = runs.map((r, i) => r.totalMs - wall[i]!);
+  console.log(`    ${'client start/result + finish'.padEnd(28)} ${percentile(outside, 50).toFixed(0).padStart(5)} / ${percentile(outside, 95).toFixed(0).padStart(5)} ms (the run's end: audit drained)`);
 }
 
 const FIRST_ID = 1_000_000;
@@ -243,6 +271,7 @@ const planned = await onFreePorts('bench-planned', 30500, 30590, async (config, 
       const r = run?.result as HandOverResult | undefined;
       s.serverBlockedMs = r?.writesBlockedMs;
       s.subSteps = r?.subSteps;
+      s.steps = await stepTimings(handle);
     }
     s.end = Date.now();
     switches.push(s);
@@ -299,6 +328,7 @@ for (const name of ['check connections', 'fence old primary', 'wait for catch-up
   console.log(`    ${name.padEnd(20)} ${fmt(xs)}`);
 }
 console.log(`  runbook total time:                    ${fmt(runbookSwitches.map((s) => s.totalMs!))}   target p50 <= 1000 ms`);
+printSteps('runbook steps', runbookSwitches.map((s) => ({ totalMs: s.totalMs!, steps: s.steps ?? [] })));
 console.log(`  acknowledged writes lost (after every replica applied ${planned.finalPos}): ${Object.entries(planned.lost).map(([i, n]) => `${i} ${n}`).join(', ')}   (must be 0)`);
 console.log(`  two writers: ${planned.report.twoWriters.length} probe rounds saw two writable instances${planned.report.twoWriters.length ? ` (${planned.report.twoWriters.slice(0, 3).map((t) => t.writable.join('+')).join('; ')})` : ''}; ${flipBacks} writes went back to an old writer   (must be 0)`);
 console.log(`  windows matched: hand ${windows.hand.length}/${handSwitches.length}, runbook ${windows.runbook.length}/${runbookSwitches.length}`);
@@ -313,6 +343,8 @@ interface EmergencyRun {
   promote: number;
   switch: number;
   notOnNew: number;
+  runMs: number;
+  steps: StepTiming[];
 }
 const emergency: EmergencyRun[] = [];
 let thresholds = '';
@@ -340,11 +372,16 @@ async function emergencyRun(i: number, base: number): Promise<void> {
     const writer = new Writer(config);
     await writer.start(FIRST_ID);
     await writesFlowingOn(config, 'orders-a', FIRST_ID);
+    // A worker in production runs for days: its workflow code is loaded and its connections to the
+    // control database are open before any incident. A dry run (reads only, no lock) does that here.
+    await (await startFailover(client, taskQueue, { dryRun: true, reason: `bench warm-up ${i + 1}` })).result();
     const sandbox = new Sandbox(config);
     const killedAt = Date.now();
     process.kill(sandbox.state(sandbox.instance('orders-a')).pid!, 'SIGKILL');
     const handle = await startFailover(client, taskQueue, { mode: 'emergency', reason: `bench emergency ${i + 1}` });
+    const startedAt = Date.now();
     const result = (await handle.result()) as FailoverResult;
+    const runMs = Date.now() - startedAt;
     const to = result.plan.to.instance;
     await writesFlowingOn(config, to, FIRST_ID);
     const report = await writer.stop();
@@ -363,6 +400,8 @@ async function emergencyRun(i: number, base: number): Promise<void> {
       promote: promote.endedAt! - promote.startedAt,
       switch: first[2] - promote.endedAt!,
       notOnNew: report.acks.filter(([id]) => !present.has(id)).length,
+      runMs,
+      steps: await stepTimings(handle),
     });
   });
 }
@@ -380,3 +419,4 @@ console.log(`  prepare:   ${fmt(emergency.map((e) => e.prepare))}   (fencing hoo
 console.log(`  promote:   ${fmt(emergency.map((e) => e.promote))}`);
 console.log(`  switch:    ${fmt(emergency.map((e) => e.switch))}   (promoted → the writer's first acknowledged write there)`);
 console.log(`  acknowledged writes not on the new primary: ${emergency.map((e) => e.notOnNew).join(', ')} (asynchronous replication: the dead primary's unreplicated tail)`);
+printSteps('emergency steps', emergency.map((e) => ({ totalMs: e.runMs, steps: e.steps })));

@@ -141,40 +141,67 @@ export function createMysqlActivities({ config }: ActivityDeps) {
     },
 
     /**
-     * Emergency: confirm the primary is really down. It must fail `attempts` probes `intervalMs`
-     * apart, AND every reachable replica's IO thread must have lost it too; a failure only the
+     * Emergency: confirm the primary is really down. It must fail `attempts` probes started
+     * `intervalMs` apart, AND every reachable replica's IO thread must have lost it too; a failure only the
      * engine sees (its own network blip) is refused. Replicas notice within slave_net_timeout, so
-     * this waits up to `replicaGraceSeconds` for them to agree.
+     * this waits up to `replicaGraceSeconds` after the last probe for them to agree. The replicas
+     * are watched while the probes run (each look at most 250 ms old when the last probe fails),
+     * so their verdict costs no time of its own when they already agree.
      */
     async confirmPrimaryDown(input: InstanceRef & { attempts: number; intervalMs: number; replicaGraceSeconds: number }): Promise<{ evidence: string[] }> {
-      const evidence: string[] = [];
-      for (let i = 1; i <= input.attempts; i++) {
-        heartbeat();
-        const p = await probeInstance(config, input.cluster, input.instance);
-        if (p.reachable) throw refuse(`${input.instance} answered probe ${i} of ${input.attempts}: the primary is not down`, 'PrimaryAlive');
-        evidence.push(`probe ${i}: ${p.error}`);
-        if (i < input.attempts) await sleep(input.intervalMs);
-      }
       const replicas = getCluster(config, input.cluster).instances.filter((i) => i.name !== input.instance);
-      const deadline = Date.now() + input.replicaGraceSeconds * 1000;
-      for (;;) {
-        heartbeat();
+      let probesFailedAt: number | undefined;
+      let stopped = false;
+      type Look = { followers: InstanceProbe[]; stillConnected: InstanceProbe[] };
+      let latest: Look | undefined;
+      const look = async (): Promise<Look> => {
         const probes = await Promise.all(replicas.map((r) => probeInstance(config, input.cluster, r.name)));
         const followers = probes.filter((p) => p.reachable && p.replication?.sourceInstance === input.instance);
-        const stillConnected = followers.filter((p) => p.replication!.ioRunning === 'Yes');
-        if (followers.length && !stillConnected.length) {
-          evidence.push(...followers.map((p) => `${p.instance}: IO thread ${p.replication!.ioRunning}${p.replication!.lastIoError ? ` (${p.replication!.lastIoError})` : ''}`));
-          return { evidence };
+        return { followers, stillConnected: followers.filter((p) => p.replication!.ioRunning === 'Yes') };
+      };
+      // Looks at the replicas until the probes are done, then until they agree or the grace is over.
+      const watch = (async (): Promise<Look> => {
+        for (;;) {
+          latest = await look();
+          if (stopped) return latest;
+          if (probesFailedAt !== undefined) {
+            const { followers, stillConnected } = latest;
+            if (followers.length && !stillConnected.length) return latest;
+            if (!followers.length) throw refuse(`no reachable replica of ${input.instance}: cannot confirm the failure, and nothing to promote`, 'NoReplicas');
+            if (Date.now() > probesFailedAt + input.replicaGraceSeconds * 1000) {
+              throw refuse(
+                `${input.instance} is unreachable from the engine, but ${stillConnected.map((p) => p.instance).join(', ')} still replicate from it: refusing a failover on a failure only the engine sees`,
+                'PrimaryAlive',
+              );
+            }
+          }
+          heartbeat();
+          await sleep(probesFailedAt === undefined ? 250 : 500);
         }
-        if (!followers.length) throw refuse(`no reachable replica of ${input.instance}: cannot confirm the failure, and nothing to promote`, 'NoReplicas');
-        if (Date.now() > deadline) {
-          throw refuse(
-            `${input.instance} is unreachable from the engine, but ${stillConnected.map((p) => p.instance).join(', ')} still replicate from it: refusing a failover on a failure only the engine sees`,
-            'PrimaryAlive',
-          );
+      })();
+      watch.catch(() => undefined); // judged after the probes; a probe's refusal comes first
+      const evidence: string[] = [];
+      try {
+        // Probe i starts (i - 1) × intervalMs after the first: a probe's own time does not stretch the spacing.
+        const first = Date.now();
+        for (let i = 1; i <= input.attempts; i++) {
+          heartbeat();
+          const p = await probeInstance(config, input.cluster, input.instance);
+          if (p.reachable) throw refuse(`${input.instance} answered probe ${i} of ${input.attempts}: the primary is not down`, 'PrimaryAlive');
+          evidence.push(`probe ${i}: ${p.error}`);
+          if (i < input.attempts) await sleep(Math.max(0, first + i * input.intervalMs - Date.now()));
         }
-        await sleep(500);
+      } catch (err) {
+        stopped = true; // the watch ends after its current look, unawaited
+        throw err;
       }
+      probesFailedAt = Date.now();
+      // The replicas' latest look, if it already agrees, is the verdict; otherwise the watch goes on.
+      const agreed = latest && latest.followers.length && !latest.stillConnected.length ? latest : undefined;
+      const verdict = agreed ?? (await watch);
+      stopped = true;
+      evidence.push(...verdict.followers.map((p) => `${p.instance}: IO thread ${p.replication!.ioRunning}${p.replication!.lastIoError ? ` (${p.replication!.lastIoError})` : ''}`));
+      return { evidence };
     },
 
     /**
@@ -209,7 +236,7 @@ export function createMysqlActivities({ config }: ActivityDeps) {
         }
         if (!problems.length) return { heartbeatPosition, replicas: others };
         if (Date.now() > deadline) throw refuse(`verification failed after ${input.timeoutSeconds} s: ${problems.join('; ')}`, 'VerificationFailed');
-        await sleep(200);
+        await sleep(100);
       }
     },
   };

@@ -9,9 +9,10 @@
  *            everything up to the fenced primary's final GTID position before it is promoted.
  *            The promotion is the point of no return: every step after it rolls forward (retried
  *            until done, or the run waits in needs_attention for `runbook resume`; rollForward.ts).
- * Emergency: confirm failure → fence (read_only, else STONITH hook) → stop IO threads → apply relay
- *            logs → choose candidate (and state the expected loss) → approval → promote → switch
- *            traffic → repoint → verify → record (old primary: needs failback).
+ * Emergency: confirm failure → fence (read_only, else STONITH hook), at the same time stop IO
+ *            threads → apply relay logs → choose candidate (and state the expected loss) →
+ *            approval → promote → switch traffic → repoint (every replica at once) → verify →
+ *            record (old primary: needs failback).
  */
 import * as wf from '@temporalio/workflow';
 import { ApplicationFailure } from '@temporalio/workflow';
@@ -22,7 +23,7 @@ import { lastKnownPrimary } from '../core/failedPrimary';
 import type { InstanceProbe } from '../core/types';
 import { ApprovalGate } from './shared/approval';
 import { fenceCatchUpPromote, HAND_OVER_STEP, hookEnvironment, pos, rollForwardPastPromotion, type Promotion } from './shared/promotion';
-import { runRunbook, type Runbook } from './shared/runbook';
+import { runRunbook, together, type Runbook } from './shared/runbook';
 import { type StartedFromCli } from '../core/runbookDefinitions';
 import { nameProblem } from '../core/inputs';
 
@@ -56,8 +57,19 @@ const waits = wf.proxyActivities<Activities>({
 });
 // A failover must never be started on a guess: confirming a failure is not retried.
 const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
+// Short reads (the policy, the topology), the control database's own rows (the lock,
+// sync_status) and stopping the replicas' IO threads: local activities, run by the worker inside the workflow task, so that each costs
+// its own work and not two round trips through the Temporal server. Each is safe to run twice: a
+// worker that dies before the task completes runs it again when the run is replayed elsewhere.
+const quick = wf.proxyLocalActivities<Activities>({
+  startToCloseTimeout: '15s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumAttempts: 4 },
+});
+// The fence's first try on a primary that is down (read-only, if it answers after all): safe to
+// repeat, tried once (the fencing hooks come next), and local like the reads above.
+const onceQuick = wf.proxyLocalActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
 // The lock must be released, whenever the control database answers again (as the audit waits for it).
-const untilDone = wf.proxyActivities<Activities>({ startToCloseTimeout: '15s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' } });
+const untilDone = wf.proxyLocalActivities<Activities>({ startToCloseTimeout: '15s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' } });
 
 /** The steps that change something, in order, as they would run for this plan. */
 export function changingSteps(plan: FailoverPlan): string[] {
@@ -70,14 +82,14 @@ export function changingSteps(plan: FailoverPlan): string[] {
 export async function failover(input: FailoverInput): Promise<FailoverResult> {
   const meta = { runbook: 'failover', cluster: input.cluster, operator: input.requester, incidentId: input.incidentId, reason: input.reason, configFingerprint: input.configFingerprint };
   return runRunbook(meta, async (rb) => {
-    const policy = await rb.step('load policy', () => act.clusterPolicy({ cluster: input.cluster, runbook: 'failover', mode: input.mode }), {
+    const policy = await rb.step('load policy', () => quick.clusterPolicy({ cluster: input.cluster, runbook: 'failover', mode: input.mode }), {
       note: (p) => `approval ${p.approval.mode}, max lag ${p.thresholds.maxLagSeconds} s, catch-up ${p.thresholds.catchUpTimeoutSeconds} s`,
     });
     const gate = new ApprovalGate(rb, policy.approval, input.requester);
     const run = () => (input.mode === 'planned' ? plannedSwitchover(rb, gate, input, policy) : emergencyFailover(rb, gate, input, policy));
     if (input.dryRun) return run(); // reads only: no lock
     const lock = { cluster: input.cluster, workflowId: wf.workflowInfo().workflowId };
-    await rb.step('lock cluster', () => act.acquireClusterLock({ ...lock, runbook: 'failover', operator: input.requester }));
+    await rb.step('lock cluster', () => quick.acquireClusterLock({ ...lock, runbook: 'failover', operator: input.requester }));
     try {
       return await run();
     } finally {
@@ -91,7 +103,7 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
   const plan = await rb.step(
     'preflight',
     async () => {
-      const result = planSwitchover(await act.probeTopology(cluster), policy, input.target);
+      const result = planSwitchover(await quick.probeTopology(cluster), policy, input.target);
       if (!result.ok) throw ApplicationFailure.nonRetryable(`refusing the switchover: ${result.refusals.join('; ')}`, 'Unsafe');
       return result.plan;
     },
@@ -113,7 +125,7 @@ async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: Failove
 async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>): Promise<FailoverResult> {
   const { cluster } = input;
   const before = await rb.step('identify failed primary', async () => {
-    const found = lastKnownPrimary(await act.probeTopology(cluster));
+    const found = lastKnownPrimary(await quick.probeTopology(cluster));
     if (!found.ok) throw ApplicationFailure.nonRetryable(`refusing the emergency failover: ${found.reason}`, 'Unsafe');
     return found;
   }, { note: (f) => `${f.primary}, last seen at ${f.lastKnownPosition ?? 'unknown'}` });
@@ -138,12 +150,17 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
     adopt(rb, input, plan);
     return dryRun(rb, plan, ['fence old primary', 'stop replication IO', 'apply relay logs']);
   }
-  const fenced = await rb.step('fence old primary', () => fenceUnreachable(rb, input, before.primary), { note: (f) => f.how });
-
-  await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => act.stopReplicationIo({ cluster, instance }))));
-  const applied = await rb.step('apply relay logs', () =>
-    Promise.all(replicas.map((instance) => waits.waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
-  );
+  // Fencing the dead primary and preparing the replicas are independent: they run at once, and
+  // nothing is promoted before both are done.
+  const [fenced, applied] = await together([
+    rb.step('fence old primary', () => fenceUnreachable(rb, input, before.primary), { note: (f) => f.how }),
+    (async () => {
+      await rb.step('stop replication IO', () => Promise.all(replicas.map((instance) => quick.stopReplicationIo({ cluster, instance }))));
+      return rb.step('apply relay logs', () =>
+        Promise.all(replicas.map((instance) => waits.waitForRelayApplied({ cluster, instance, timeoutSeconds: policy.thresholds.catchUpTimeoutSeconds }))),
+      );
+    })(),
+  ]);
   const plan = await chooseCandidate(async () => applied);
   adopt(rb, input, plan);
 
@@ -158,7 +175,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
 /** Read-only if it still answers; else the configured STONITH hooks; else a human must decide. */
 async function fenceUnreachable(rb: Runbook, input: FailoverInput, primary: string): Promise<{ confirmed: boolean; how: string }> {
   try {
-    const f = await once.fenceOldPrimary({ cluster: input.cluster, instance: primary });
+    const f = await onceQuick.fenceOldPrimary({ cluster: input.cluster, instance: primary });
     return { confirmed: true, how: `read-only at ${pos(f.finalPosition)}` };
   } catch {
     try {
@@ -190,11 +207,15 @@ async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited
     thresholds: policy.thresholds,
     steps: steps.slice(steps.indexOf('switch traffic')),
     after: async (forward, endpoint) => {
-      for (const instance of replicas) {
-        await forward.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
-          note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
-        });
-      }
+      // Each replica's repoint touches that replica alone (and reads the new primary): they run at
+      // once, each its own roll-forward step; verify waits for all of them.
+      await together(
+        replicas.map((instance) =>
+          forward.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
+            note: (r) => (r.alreadyReplicating ? `already replicating from ${plan.to.instance}` : `replicating from ${plan.to.instance} from ${pos(r.fromPosition)}`),
+          }),
+        ),
+      );
       await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: policy.thresholds.verifyTimeoutSeconds }), {
         note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
       });
@@ -202,9 +223,9 @@ async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited
         'record',
         async () => {
           const written = await endpoint.written('5s');
-          await act.recordSyncStatus(await act.probeTopology(input.cluster));
+          await quick.recordSyncStatus(await quick.probeTopology(input.cluster));
           if (input.mode === 'emergency') {
-            await act.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
+            await quick.markNeedsFailback({ cluster: input.cluster, region: plan.from.region, instance: plan.from.instance, remark: `failed over to ${plan.to.instance} (${input.incidentId})` });
           }
           return written;
         },

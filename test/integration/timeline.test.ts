@@ -58,7 +58,9 @@ describe('the Temporal UI timeline of a planned switchover', () => {
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     const events = history.events!;
     // Each scheduled activity, attributed to its step: a step's own activities carry the step
-    // header; a bookkeeping activity counts for the step whose activity was scheduled last before it.
+    // header; a bookkeeping activity counts for the newest step whose rows it carries (steps whose
+    // work is local activities schedule nothing of their own), else for the step whose activity
+    // was scheduled last before it.
     const perStep = new Map<number, { own: string[]; bookkeeping: string[] }>();
     let current = 0;
     const bucket = (seq: number) => perStep.get(seq) ?? perStep.set(seq, { own: [], bookkeeping: [] }).get(seq)!;
@@ -71,7 +73,8 @@ describe('the Temporal UI timeline of a planned switchover', () => {
       // The batch carrying the run's closing row belongs to the run (failover_log's step 0), not to its last step.
       const input = a.input?.payloads?.[0]?.data ? JSON.parse(Buffer.from(a.input.payloads[0].data).toString('utf8')) : undefined;
       const closes = type === 'recordAndNotify' && (input?.rows as { stepSeq: number; status: string }[] | undefined)?.some((r) => r.stepSeq === 0 && r.status !== 'started');
-      if (BOOKKEEPING.has(type)) bucket(closes ? 0 : current).bookkeeping.push(type);
+      const carried = ((input?.rows ?? []) as { stepSeq: number }[]).map((r) => r.stepSeq);
+      if (BOOKKEEPING.has(type)) bucket(closes ? 0 : carried.length ? Math.max(...carried) : current).bookkeeping.push(type);
       else bucket(current).own.push(type);
     }
 

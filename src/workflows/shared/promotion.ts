@@ -162,7 +162,8 @@ function handOver(rb: Runbook, p: Promotion, timeoutSeconds: number) {
  * Everything after the promotion, rolling forward and not cancellable (a run cancelled now would
  * leave the cluster half switched: terminate it to abandon it). `before` runs ahead of the
  * traffic switch, `after` behind it with the writer endpoint row (`endpoint.written` waits for the
- * control database). `steps` names every step from here on, in order (what `needs_attention` lists).
+ * control database). `steps` names every step from here on, in order (what
+ * `needs_attention` lists, less the steps already done).
  */
 export async function rollForwardPastPromotion(
   rb: Runbook,
@@ -174,7 +175,8 @@ export async function rollForwardPastPromotion(
     after: (forward: RollForward, endpoint: WriterEndpointRow) => Promise<void>;
   },
 ): Promise<void> {
-  const forward = new RollForward(rb, o.thresholds, (step) => [...o.steps.slice(Math.max(0, o.steps.indexOf(step))), 'unlock cluster']);
+  const done = (name: string) => rb.state().steps.some((s) => s.name === name && s.status === 'succeeded');
+  const forward = new RollForward(rb, o.thresholds, (step) => [...o.steps.slice(Math.max(0, o.steps.indexOf(step))).filter((s) => s === step || !done(s)), 'unlock cluster']);
   const endpoint = new WriterEndpointRow();
   await wf.CancellationScope.nonCancellable(async () => {
     await o.before?.(forward);

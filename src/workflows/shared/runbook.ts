@@ -49,7 +49,8 @@ export interface StepOptions<T> {
   detail?: (result: T) => Record<string, unknown>;
 }
 
-const { checkConfig } = wf.proxyActivities<Activities>({
+// A read of the worker's own config: a local activity, no round trip through the Temporal server.
+const { checkConfig } = wf.proxyLocalActivities<Activities>({
   startToCloseTimeout: '5s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' },
 });
@@ -99,7 +100,8 @@ export class Runbook {
   /** Set by `open`: this run is an incident people are told about, step by step. */
   private incident: IncidentNotice | undefined;
   private readonly startedAt = now();
-  private currentStep: string | null = null;
+  /** The steps running now, in the order they started (a runbook may run independent steps at once). */
+  private readonly running: string[] = [];
   private readonly info = wf.workflowInfo();
   /** Set by a runbook once known (a failover's from/to), carried on later rows. */
   regions: { from?: string; to?: string } = {};
@@ -130,6 +132,11 @@ export class Runbook {
     this.render();
   }
 
+  /** What the run is doing now: the step running, or the steps running at once (`a + b`). */
+  private get currentStep(): string | null {
+    return this.running.length ? this.running.join(' + ') : null;
+  }
+
   title(): string {
     return `${this.meta.runbook} ${this.meta.cluster}${this.meta.incidentId ? ` (incident ${this.meta.incidentId})` : ''} by ${this.meta.operator}`;
   }
@@ -150,7 +157,7 @@ export class Runbook {
   async step<T>(name: string, fn: () => Promise<T>, opts: StepOptions<T> = {}): Promise<T> {
     const rec: StepRecord = { seq: ++this.seq, name, status: 'started', startedAt: now() };
     this.steps.push(rec);
-    this.currentStep = name;
+    this.running.push(name);
     this.audit({ step: name, stepSeq: rec.seq, status: 'started', at: rec.startedAt });
     this.render();
     wf.log.info(`step ${rec.seq} ${name}: started`);
@@ -191,7 +198,7 @@ export class Runbook {
         cause: err instanceof Error ? err : undefined,
       });
     } finally {
-      this.currentStep = null;
+      this.running.splice(this.running.indexOf(name), 1);
       this.render();
     }
   }
@@ -287,6 +294,8 @@ export class Runbook {
    * `resume`; then it is `running` again and the caller tries the step again.
    */
   async needsAttention(a: Omit<Attention, 'since'>): Promise<void> {
+    // Steps that run at once may each need a human: one waits for `resume` at a time.
+    await wf.condition(() => this.attention === undefined);
     const attention: Attention = { ...a, since: now() };
     this.attention = attention;
     this.details.attention = attention;
@@ -422,4 +431,14 @@ export async function runRunbook<T>(meta: RunbookMeta, body: (rb: Runbook) => Pr
   }
   await rb.finish(rb.outcome);
   return result;
+}
+
+/**
+ * Independent steps run at once: waits for every branch to end (none is left running behind the
+ * run's back), then fails with the first failure, or returns every result in order.
+ */
+export async function together<T extends readonly unknown[] | []>(branches: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(branches);
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
 }
