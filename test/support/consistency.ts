@@ -22,10 +22,14 @@ export async function runConsistency(client: Client, taskQueue: string, over: Pa
   return { handle, result: await Promise.race([result, approve.then(() => result)]) };
 }
 
-/** Every replica has applied what the primary (orders-a) has written so far, at any depth. */
-export async function replicasCaughtUp(config: RunbookConfig, replicas = ['orders-b', 'orders-c']): Promise<void> {
-  const p = ((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p')) as { p: string }[])[0]!.p;
-  for (const r of replicas) await rowsOn(config, r, `SELECT MASTER_GTID_WAIT('${p}', 60) AS w`);
+/** Every replica has applied what the primary (orders-a unless named) has written so far, at any depth. */
+export async function replicasCaughtUp(config: RunbookConfig, replicas = ['orders-b', 'orders-c'], primary = 'orders-a'): Promise<void> {
+  const p = ((await rowsOn(config, primary, 'SELECT @@gtid_binlog_pos AS p')) as { p: string }[])[0]!.p;
+  for (const r of replicas) {
+    const [{ w }] = (await rowsOn(config, r, `SELECT MASTER_GTID_WAIT('${p}', 60) AS w`)) as [{ w: number | string }];
+    // -1: not there within 60 s. Say so here rather than let a later comparison blame the data.
+    if (Number(w) !== 0) throw new Error(`${r} did not apply ${primary}'s position ${p} within 60 s`);
+  }
 }
 
 /** Both threads running, and no UNTIL left behind (that would stop it at the next event). */
