@@ -42,12 +42,13 @@ function upToDate() {
 }
 
 /**
- * What goes into the bundle: the packages the CLI's quick commands load, with everything they
- * import (node resolves and lexes hundreds of CommonJS files otherwise: a third of `status`).
+ * What goes into the bundle: the packages the CLI's quick commands load (protobufjs: status's quick
+ * reads use its minimal build), with everything they import (node resolves and lexes hundreds of
+ * CommonJS files otherwise: a third of `status`).
  * Every other package stays in node_modules; so do the ones a worker in this process shares state
  * with (the activity context lives in @temporalio/activity: one copy, the worker's) and native ones.
  */
-const BUNDLED = new Set(['@temporalio/client', '@temporalio/common', '@temporalio/proto', '@temporalio/envconfig', '@temporalio/workflow', 'commander', 'yaml', 'zod', 'mysql2', 'cli-table3']);
+const BUNDLED = new Set(['@temporalio/client', '@temporalio/common', '@temporalio/proto', '@temporalio/envconfig', '@temporalio/workflow', 'commander', 'yaml', 'zod', 'mysql2', 'cli-table3', 'protobufjs']);
 const NEVER_BUNDLED = new Set(['@temporalio/worker', '@temporalio/activity', '@temporalio/testing', '@temporalio/core-bridge', '@swc/core', 'webpack']);
 const packageOf = (specifier) => specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
 const packagesOnTheStartPath = {

@@ -63,14 +63,21 @@ describe('CLI start-up', { timeout: 60_000 }, () => {
     expect(dynamic.length).toBeGreaterThan(5);
   });
 
-  it('builds status on its own with only what it loads every time: no Temporal client, no protobuf, nothing external', async () => {
+  it('builds status on its own with only what it loads every time: no Temporal client, no protobuf reflection, nothing external', async () => {
     const result = await build({ ...quickBuildOptions(out), write: false, metafile: true, logLevel: 'silent' });
     const status = Object.entries(result.metafile!.outputs).find(([, o]) => o.entryPoint === 'src/cli/actions/status.ts');
     expect(status?.[0]).toMatch(/quick\/status\.cjs$/);
     const inputs = Object.keys(status![1].inputs);
-    for (const heavy of ['@temporalio/client', '@temporalio/proto', '@temporalio/workflow', 'protobufjs', '@grpc/grpc-js', 'src/cli/actions/statusClient.ts', 'src/cli/actions/follow.ts']) {
+    for (const heavy of ['@temporalio/client', '@temporalio/proto', '@temporalio/workflow', '@grpc/grpc-js', '@grpc/proto-loader', 'src/cli/actions/statusClient.ts', 'src/cli/actions/follow.ts']) {
       expect(inputs.filter((i) => i.includes(heavy)), heavy).toEqual([]);
     }
+    // Protobuf's wire format for the quick reads (src/adapters/temporal/quickReads.ts): protobufjs's
+    // minimal build (Writer, Reader and their helpers), one copy, and none of its reflection
+    // (index-light/index: Root, Type, Field…; codegen), which is what made Temporal's client slow to load.
+    const protobuf = inputs.filter((i) => /node_modules\/(@protobufjs|protobufjs)\//.test(i));
+    const minimalBuild = /(^|\/)node_modules\/protobufjs\/(minimal\.js|src\/(index-minimal|reader|reader_buffer|writer|writer_buffer|roots|rpc|rpc\/service|util\/minimal|util\/longbits)\.js)$|(^|\/)node_modules\/@protobufjs\/(aspromise|base64|eventemitter|float|pool|utf8)\//;
+    expect(protobuf.filter((i) => !minimalBuild.test(i) || /node_modules\/.*node_modules\/(@protobufjs|protobufjs)\//.test(i)), 'protobufjs beyond one copy of its minimal build').toEqual([]);
+    expect(protobuf.filter((i) => i.endsWith('node_modules/protobufjs/minimal.js'))).toHaveLength(1);
     // Besides Node's built-ins, only mysql2's optional SQL highlighter for its debug output (required inside a try, absent here).
     const optional = ['cardinal'];
     expect(status![1].imports.map((i) => i.path).filter((path) => !builtinModules.includes(path.replace(/^node:/, '')) && !optional.includes(path))).toEqual([]);

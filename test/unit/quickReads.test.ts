@@ -15,7 +15,7 @@ import {
   payloadValue,
   quickReader,
   QuickReadUnavailable,
-  readFields,
+  readMessage,
   statusName,
 } from '../../src/adapters/temporal/quickReads';
 import { RUNBOOK_STATE_QUERY } from '../../src/core/stateQuery';
@@ -85,8 +85,10 @@ describe('quick reads of Temporal', () => {
     const encoded = (p: object) => decodeQueryResponse(bytes(api.workflowservice.v1.QueryWorkflowResponse.encode({ queryResult: { payloads: [p] } }).finish())).payloads;
     expect(() => payloadValue(encoded(defaultPayloadConverter.toPayload(new Uint8Array([1, 2]))))).toThrow(QuickReadUnavailable); // binary/plain
     expect(() => payloadValue(encoded({ metadata: { encoding: Buffer.from('binary/encrypted') }, data: Buffer.from('x') }))).toThrow(QuickReadUnavailable);
-    expect(() => readFields(Buffer.from([0x0b]))).toThrow(QuickReadUnavailable); // a group
-    expect(() => readFields(Buffer.from([0x0a, 0x05, 0x01]))).toThrow(QuickReadUnavailable); // cut short
+    expect(() => readMessage(Buffer.from([0x0b]), () => false)).toThrow(QuickReadUnavailable); // a group never ended
+    expect(() => readMessage(Buffer.from([0x0f]), () => false)).toThrow(QuickReadUnavailable); // wire type 7: none such
+    expect(() => decodeQueryResponse(Buffer.from([0x0a, 0x05, 0x01]))).toThrow(QuickReadUnavailable); // cut short
+    expect(() => decodeDescribeResponse(Buffer.from([0x12, 0x02, 0x28]))).toThrow(QuickReadUnavailable); // a varint cut short
     // Connections that need what only the client does (TLS, an API key, gRPC metadata).
     const at = { address: '127.0.0.1:7233', namespace: 'default' };
     expect(quickReader({ ...at, connectionOptions: {} })).toBeDefined();

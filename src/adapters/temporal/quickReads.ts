@@ -1,17 +1,19 @@
 /**
  * The two reads `runbook status` makes of Temporal (describe a run, ask it a query), without
  * Temporal's client: one HTTP/2 connection, gRPC's framing, and the handful of protobuf fields the
- * two calls use, written and read by hand. Temporal's client builds the reflection of its whole API
- * when it loads (most of what `status` cost, issue #18); these two calls need five messages.
+ * two calls use, written and read with protobufjs's minimal build (its `Writer` and `Reader`: the
+ * wire format, no reflection). Temporal's client builds the reflection of its whole API when it
+ * loads (most of what `status` cost, issue #18); these two calls need five messages.
  *
  * Exact or not at all: it is offered only for a plaintext connection without API key or extra
  * gRPC metadata (`quickReader` returns undefined otherwise), and whatever it does not handle as
  * Temporal's client would (a transport error, a non-OK gRPC status other than a query's deadline, a
- * payload that is not plain JSON, a rejected query) it throws as `QuickReadUnavailable`: the caller
+ * message protobufjs cannot read, a payload that is not plain JSON, a rejected query) it throws as `QuickReadUnavailable`: the caller
  * then asks through Temporal's client, which answers or fails in its own words. The field numbers
  * are checked against @temporalio/proto in test/unit/quickReads.test.ts.
  */
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import protobuf from 'protobufjs/minimal';
 
 /** This read cannot be made exactly here: ask Temporal's client instead. */
 export class QuickReadUnavailable extends Error {}
@@ -29,80 +31,78 @@ export class GrpcStatusError extends Error {
 export const GRPC_DEADLINE_EXCEEDED = 4;
 export const GRPC_CANCELLED = 1;
 
-// ---- protobuf wire format: what these five messages need -------------------------------------
+// ---- protobuf messages: the fields these five messages need ------------------------------------
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
+type Reader = protobuf.Reader;
+type Writer = protobuf.Writer;
+const { Reader, Writer } = protobuf;
+
+const LENGTH_DELIMITED = 2;
+const VARINT = 0;
+const key = (no: number, wireType: number) => (no << 3) | wireType;
+
+/** A string field, left out when empty (as proto3 writes a default). */
+function text(w: Writer, no: number, s: string): Writer {
+  return s ? w.uint32(key(no, LENGTH_DELIMITED)).string(s) : w;
+}
+/** A sub-message field, its fields written by `fill`. */
+function message(w: Writer, no: number, fill: (w: Writer) => unknown = () => undefined): Writer {
+  w.uint32(key(no, LENGTH_DELIMITED)).fork();
+  fill(w);
+  return w.ldelim();
 }
 
-/** A length-delimited field (string, bytes, sub-message). */
-function lengthDelimited(no: number, bytes: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from([...varint((no << 3) | 2), ...varint(bytes.length)]), bytes]);
-}
-const text = (no: number, s: string | undefined) => (s ? lengthDelimited(no, Buffer.from(s, 'utf8')) : Buffer.alloc(0));
-const enumField = (no: number, v: number) => Buffer.from([...varint(no << 3), ...varint(v)]);
-
-interface Field {
-  no: number;
-  /** A varint's value (wire type 0), else undefined. */
-  int?: number;
-  /** A length-delimited field's bytes (wire type 2), else undefined. */
-  bytes?: Buffer;
-}
-
-/** The fields of one message, in order; fixed-width fields are skipped, groups refused. */
-export function readFields(buf: Buffer): Field[] {
-  const fields: Field[] = [];
-  let at = 0;
-  const readVarint = () => {
-    let value = 0;
-    let scale = 1;
-    for (;;) {
-      if (at >= buf.length || scale > 2 ** 63) throw new QuickReadUnavailable('malformed protobuf varint');
-      const b = buf[at++]!;
-      value += (b & 0x7f) * scale;
-      scale *= 128;
-      if (b < 0x80) return value;
+/**
+ * Reads one message: `field` is handed each field's number and wire type with the reader at its
+ * value, and reads the value (returning true) or returns false to have it skipped. A message the
+ * reader cannot read (cut short, a wire type that does not exist) is not this module's to guess.
+ */
+export function readMessage(buf: Uint8Array, field: (no: number, wireType: number, r: Reader) => boolean): void {
+  const r = Reader.create(buf);
+  try {
+    while (r.pos < r.len) {
+      const k = r.uint32();
+      if (!field(k >>> 3, k & 7, r)) r.skipType(k & 7);
     }
-  };
-  while (at < buf.length) {
-    const key = readVarint();
-    const no = Math.floor(key / 8);
-    const wireType = key % 8;
-    if (wireType === 0) fields.push({ no, int: readVarint() });
-    else if (wireType === 2) {
-      const length = readVarint();
-      if (at + length > buf.length) throw new QuickReadUnavailable('malformed protobuf length');
-      fields.push({ no, bytes: buf.subarray(at, at + length) });
-      at += length;
-    } else if (wireType === 1) at += 8;
-    else if (wireType === 5) at += 4;
-    else throw new QuickReadUnavailable(`protobuf wire type ${wireType}`);
+  } catch (err) {
+    throw err instanceof QuickReadUnavailable ? err : new QuickReadUnavailable(`malformed protobuf: ${(err as Error).message}`);
   }
-  if (at > buf.length) throw new QuickReadUnavailable('malformed protobuf fixed-width field');
-  return fields;
 }
-const first = (fields: Field[], no: number) => fields.find((f) => f.no === no);
+/** A length-delimited value as a Buffer (a view of the answer, not a copy). */
+function bytes(r: Reader): Buffer {
+  const u = r.bytes();
+  return Buffer.from(u.buffer, u.byteOffset, u.length);
+}
 
 /** temporal.api.common.v1.WorkflowExecution { workflow_id = 1; run_id = 2 } */
-const execution = (workflowId: string, runId?: string) => Buffer.concat([text(1, workflowId), text(2, runId)]);
+const execution = (workflowId: string) => (w: Writer) => text(w, 1, workflowId);
 
 /** DescribeWorkflowExecutionRequest { namespace = 1; execution = 2 } */
-export function encodeDescribeRequest(namespace: string, workflowId: string): Buffer {
-  return Buffer.concat([text(1, namespace), lengthDelimited(2, execution(workflowId))]);
+export function encodeDescribeRequest(namespace: string, workflowId: string): Uint8Array {
+  const w = text(Writer.create(), 1, namespace);
+  return message(w, 2, execution(workflowId)).finish();
 }
 
 /** DescribeWorkflowExecutionResponse { workflow_execution_info = 2 { execution = 1 { run_id = 2 }; status = 5 } } */
-export function decodeDescribeResponse(buf: Buffer): { runId: string; status: number } {
-  const info = readFields(first(readFields(buf), 2)?.bytes ?? Buffer.alloc(0));
-  const exec = readFields(first(info, 1)?.bytes ?? Buffer.alloc(0));
-  return { runId: first(exec, 2)?.bytes?.toString('utf8') ?? '', status: first(info, 5)?.int ?? 0 };
+export function decodeDescribeResponse(buf: Uint8Array): { runId: string; status: number } {
+  const d = { runId: '', status: 0 };
+  const exec = (no: number, type: number, r: Reader) => {
+    if (no !== 2 || type !== LENGTH_DELIMITED) return false;
+    d.runId = r.string();
+    return true;
+  };
+  const info = (no: number, type: number, r: Reader) => {
+    if (no === 1 && type === LENGTH_DELIMITED) readMessage(r.bytes(), exec);
+    else if (no === 5 && type === VARINT) d.status = r.int32();
+    else return false;
+    return true;
+  };
+  readMessage(buf, (no, type, r) => {
+    if (no !== 2 || type !== LENGTH_DELIMITED) return false;
+    readMessage(r.bytes(), info);
+    return true;
+  });
+  return d;
 }
 
 /** QUERY_REJECT_CONDITION_NONE: what Temporal's client sends by default (never reject). */
@@ -113,9 +113,10 @@ const QUERY_REJECT_NONE = 1;
  * (Payloads, empty); header = 3 (empty) }; query_reject_condition = 4 }: what Temporal's client sends
  * for a query without arguments.
  */
-export function encodeQueryRequest(namespace: string, workflowId: string, queryType: string): Buffer {
-  const query = Buffer.concat([text(1, queryType), lengthDelimited(2, Buffer.alloc(0)), lengthDelimited(3, Buffer.alloc(0))]);
-  return Buffer.concat([text(1, namespace), lengthDelimited(2, execution(workflowId)), lengthDelimited(3, query), enumField(4, QUERY_REJECT_NONE)]);
+export function encodeQueryRequest(namespace: string, workflowId: string, queryType: string): Uint8Array {
+  const w = message(text(Writer.create(), 1, namespace), 2, execution(workflowId));
+  message(w, 3, (q) => message(message(text(q, 1, queryType), 2), 3));
+  return w.uint32(key(4, VARINT)).int32(QUERY_REJECT_NONE).finish();
 }
 
 export interface WirePayload {
@@ -126,22 +127,42 @@ export interface WirePayload {
 }
 
 /** QueryWorkflowResponse { query_result = 1 (Payloads { repeated Payload payloads = 1 }); query_rejected = 2 } */
-export function decodeQueryResponse(buf: Buffer): { payloads: WirePayload[]; rejected: boolean } {
-  const fields = readFields(buf);
-  const result = readFields(first(fields, 1)?.bytes ?? Buffer.alloc(0));
-  const payloads = result
-    .filter((f) => f.no === 1 && f.bytes)
-    .map((f) => {
-      // Payload { map<string, bytes> metadata = 1 (entries: key = 1, value = 2); data = 2; external_payloads = 3 }
-      const p = readFields(f.bytes!);
-      const metadata: Record<string, Buffer> = {};
-      for (const entry of p.filter((x) => x.no === 1 && x.bytes)) {
-        const kv = readFields(entry.bytes!);
-        metadata[first(kv, 1)?.bytes?.toString('utf8') ?? ''] = first(kv, 2)?.bytes ?? Buffer.alloc(0);
-      }
-      return { metadata, data: first(p, 2)?.bytes ?? Buffer.alloc(0), external: p.some((x) => x.no === 3) };
-    });
-  return { payloads, rejected: first(fields, 2) !== undefined };
+export function decodeQueryResponse(buf: Uint8Array): { payloads: WirePayload[]; rejected: boolean } {
+  const answer = { payloads: [] as WirePayload[], rejected: false };
+  const payloads = (no: number, type: number, r: Reader) => {
+    if (no !== 1 || type !== LENGTH_DELIMITED) return false;
+    answer.payloads.push(payload(r.bytes()));
+    return true;
+  };
+  readMessage(buf, (no, type, r) => {
+    if (no === 2) answer.rejected = true; // its content is skipped
+    if (no !== 1 || type !== LENGTH_DELIMITED) return false;
+    readMessage(r.bytes(), payloads);
+    return true;
+  });
+  return answer;
+}
+
+/** Payload { map<string, bytes> metadata = 1 (entries: key = 1, value = 2); data = 2; external_payloads = 3 } */
+function payload(buf: Uint8Array): WirePayload {
+  const p: WirePayload = { metadata: {}, data: Buffer.alloc(0), external: false };
+  readMessage(buf, (no, type, r) => {
+    if (no === 3) p.external = true; // its content is skipped
+    if (type !== LENGTH_DELIMITED) return false;
+    if (no === 1) {
+      const entry: { key: string; value: Buffer } = { key: '', value: Buffer.alloc(0) };
+      readMessage(r.bytes(), (no, type, r) => {
+        if (type !== LENGTH_DELIMITED || (no !== 1 && no !== 2)) return false;
+        if (no === 1) entry.key = r.string();
+        else entry.value = bytes(r);
+        return true;
+      });
+      p.metadata[entry.key] = entry.value;
+    } else if (no === 2) p.data = bytes(r);
+    else return false;
+    return true;
+  });
+  return p;
 }
 
 /**
@@ -166,7 +187,7 @@ export const statusName = (code: number): string => STATUS_NAMES[code] ?? 'UNKNO
 
 const SERVICE = '/temporal.api.workflowservice.v1.WorkflowService';
 
-function unary(session: ClientHttp2Session, method: string, body: Buffer, deadline?: number): Promise<Buffer> {
+function unary(session: ClientHttp2Session, method: string, body: Uint8Array, deadline?: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ':method': 'POST', ':path': `${SERVICE}/${method}`, 'content-type': 'application/grpc', te: 'trailers' };
     // The server learns the deadline as the client's gRPC library would tell it.
@@ -243,7 +264,7 @@ export function quickReader(s: { address: string; namespace: string; connectionO
     }
     return session;
   };
-  const call = (method: string, body: Buffer, deadline?: number) =>
+  const call = (method: string, body: Uint8Array, deadline?: number) =>
     unary(open(), method, body, deadline).catch((err) => {
       throw err instanceof GrpcStatusError || err instanceof QuickReadUnavailable ? err : new QuickReadUnavailable(String(err));
     });
