@@ -8,7 +8,8 @@
  *   fingerprint of each table (row count + digest) equals the primary's;
  * - the worker SIGKILLed inside the copy, right after the target command reports its datadir
  *   cleared: orders-b stays read-only (or down) and out of the topology, marked; a new worker's
- *   attempt copies again and the run finishes with 0 differences.
+ *   attempt copies again and the run finishes with 0 differences; SIGKILLed once the copy arrived
+ *   whole but before the position is set: the new worker does not copy again, it finishes.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,7 +51,7 @@ afterAll(async () => {
 async function isolateWithErrantDdl(): Promise<void> {
   const n = ++round;
   await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF', `CREATE TABLE IF NOT EXISTS loadtest.errant_${n} (id INT PRIMARY KEY)`, `ALTER TABLE loadtest.errant_${n} ADD COLUMN note VARCHAR(20)`, `INSERT INTO loadtest.acks VALUES (${930000 + n}, 'errant', NOW(6))`);
-  await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${n * 10000}, 'while b was away' FROM mysql.seq_1_to_3000`);
+  await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${n * 10000}, 'while b was away' FROM mysql.seq_1_to_3000`, `INSERT INTO loadtest.acks SELECT seq + ${n * 10000}, 'primary', NOW(6) FROM mysql.seq_1_to_500`);
 }
 
 function startFailback(prefix: string, reason: string): Promise<WorkflowHandle> {
@@ -99,13 +100,19 @@ describe('failback reseed-physical', () => {
     expect(exported).toMatch(/930001/);
     const step = (await stateOf(handle)).steps.find((x) => x.name === 'reseed (physical)');
     expect(step?.status).toBe('succeeded');
+    const restored = JSON.parse(readFileSync(join(result.analysis.export!.dir, 'reseed-physical', 'restored.json'), 'utf8'));
+    expect(restored).toMatchObject({ source: 'orders-c', copyReused: false });
+    expect(restored.copyBytes).toBeGreaterThan(1_000_000);
     await expectRebuilt();
   }, 360_000);
 
-  it('SIGKILL inside the copy, once the target reported its datadir cleared: orders-b stays read-only and out of the topology, marked; a new worker copies again, 0 differences', async () => {
+  it.each([
+    ['cleared', 'the target reported its datadir cleared: a new worker copies again', false],
+    ['copy', 'the copy arrived whole (recorded) but the position is not set yet: a new worker does not copy again, it finishes', true],
+  ] as const)('SIGKILL inside reseedPhysical once %s (%s); orders-b stays read-only and out of the topology, marked; 0 differences', async (subStep, _why, reused) => {
     await isolateWithErrantDdl();
-    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_AT_SUB_STEP: 'reseedPhysical:cleared' });
-    const handle = await startFailback('FBPC', 'crash inside the physical copy');
+    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_AT_SUB_STEP: `reseedPhysical:${subStep}` });
+    const handle = await startFailback('FBPC', `crash inside the physical reseed at ${subStep}`);
     await approveWhenAsked(handle);
     await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
     expect(doomed.proc.signalCode).toBe('SIGKILL');
@@ -120,6 +127,8 @@ describe('failback reseed-physical', () => {
     await startWorkerProcess(config, taskQueue);
     const result = (await handle.result()) as FailbackResult;
     expect(result).toMatchObject({ status: 'succeeded', method: 'reseed-physical', primaryAfter: 'orders-a', consistency: { differences: 0 } });
+    const restored = JSON.parse(readFileSync(join(result.analysis.export!.dir, 'reseed-physical', 'restored.json'), 'utf8'));
+    expect(restored).toMatchObject({ copyReused: reused });
     await expectRebuilt();
     const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
     for (const s of ['reseed (physical)', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((x) => x === s)).toHaveLength(1);
