@@ -392,30 +392,14 @@ export function createFailbackActivities({ config }: ActivityDeps) {
      * out of the writer endpoint (refused if the endpoint names it).
      */
     async reseedLogical(input: InstanceRef & { primary: string; incidentId: string; workflowId: string }): Promise<ReseedResult> {
-      const bad = incidentIdProblem('incidentId', input.incidentId, { required: true });
-      if (bad) throw refuse(bad, 'InvalidInput');
-      if (input.primary === input.instance) throw refuse(`${input.instance} is the primary: it is never reseeded`, 'IsPrimary');
-      const endpoint = await withControl(config, (c) => readWriterEndpoint(c, input.cluster)).catch(() => null);
-      if (endpoint?.instance === input.instance) throw refuse(`the writer endpoint of ${input.cluster} names ${input.instance}: it is the primary, refusing to wipe it`, 'IsPrimary');
+      await checkReseedTarget(input);
       const dir = join(config.backupDir, input.cluster, 'failback', input.incidentId, 'reseed');
       const dumpFile = join(dir, 'dump.sql');
       const dumpInfo = join(dir, 'dump.json');
       const loaded = join(dir, 'loaded.json');
       const admin = resolveCredential(getCluster(config, input.cluster).credentials.admin);
-      const subSteps: { name: string }[] = [];
-      let now = { phase: 'check', bytes: 0 };
-      const beat = (phase: string, bytes = 0) => {
-        now = { phase, bytes };
-        heartbeat({ ...now, subSteps });
-      };
-      // A DROP DATABASE or a dump's snapshot may take a while without output: the process is alive.
-      const ticker = setInterval(() => heartbeat({ ...now, subSteps }), 5000);
-      try {
-        return await reseed();
-      } finally {
-        clearInterval(ticker);
-      }
-      async function reseed(): Promise<ReseedResult> {
+      return withReseedProgress(reseed);
+      async function reseed(beat: (phase: string, bytes?: number) => void, subSteps: { name: string }[]): Promise<ReseedResult> {
 
       // Fenced: read-only, and no longer replicating from anyone (it is about to be rebuilt).
       const state = await withSession(config, input, async (s) => {
@@ -506,30 +490,15 @@ export function createFailbackActivities({ config }: ActivityDeps) {
      * finds no record starts over (the target command clears the datadir first).
      */
     async reseedPhysical(input: InstanceRef & { primary: string; incidentId: string; workflowId: string }): Promise<PhysicalReseedResult> {
-      const bad = incidentIdProblem('incidentId', input.incidentId, { required: true });
-      if (bad) throw refuse(bad, 'InvalidInput');
-      if (input.primary === input.instance) throw refuse(`${input.instance} is the primary: it is never reseeded`, 'IsPrimary');
       const configured = getCluster(config, input.cluster).reseed?.physical;
       if (!configured) throw refuse(`${input.cluster} has no reseed.physical template in its config: reseed-physical cannot copy (use reseed-logical)`, 'NoTemplate');
-      const endpoint = await withControl(config, (c) => readWriterEndpoint(c, input.cluster)).catch(() => null);
-      if (endpoint?.instance === input.instance) throw refuse(`the writer endpoint of ${input.cluster} names ${input.instance}: it is the primary, refusing to wipe it`, 'IsPrimary');
       const template = configured;
+      await checkReseedTarget(input);
       const dir = join(config.backupDir, input.cluster, 'failback', input.incidentId, 'reseed-physical');
       const copiedFile = join(dir, 'copied.json');
       const doneFile = join(dir, 'restored.json');
-      const subSteps: { name: string }[] = [];
-      let now = { phase: 'check', bytes: 0 };
-      const beat = (phase: string, bytes = now.bytes) => {
-        now = { phase, bytes };
-        heartbeat({ ...now, subSteps });
-      };
-      const ticker = setInterval(() => heartbeat({ ...now, subSteps }), 5000);
-      try {
-        return await reseed();
-      } finally {
-        clearInterval(ticker);
-      }
-      async function reseed(): Promise<PhysicalReseedResult> {
+      return withReseedProgress(reseed);
+      async function reseed(beat: (phase: string, bytes?: number) => void, subSteps: { name: string }[]): Promise<PhysicalReseedResult> {
         await mkdir(dir, { recursive: true, mode: 0o700 });
         const marker = await reseeding(input.cluster, input.instance);
         // The instance as it is: down is possible only once a copy has begun (marked).
@@ -623,6 +592,34 @@ export function createFailbackActivities({ config }: ActivityDeps) {
       return { primary: input.expected, endpointGeneration: endpoint ? Number(endpoint.generation) : null };
     },
   };
+
+  /** Refused before anything: a bad incident id, the primary itself, the instance the writer endpoint names. */
+  async function checkReseedTarget(input: InstanceRef & { primary: string; incidentId: string }): Promise<void> {
+    const bad = incidentIdProblem('incidentId', input.incidentId, { required: true });
+    if (bad) throw refuse(bad, 'InvalidInput');
+    if (input.primary === input.instance) throw refuse(`${input.instance} is the primary: it is never reseeded`, 'IsPrimary');
+    const endpoint = await withControl(config, (c) => readWriterEndpoint(c, input.cluster)).catch(() => null);
+    if (endpoint?.instance === input.instance) throw refuse(`the writer endpoint of ${input.cluster} names ${input.instance}: it is the primary, refusing to wipe it`, 'IsPrimary');
+  }
+
+  /**
+   * A reseed's progress as heartbeat details (phase, bytes, the sub-steps done), and a beat every
+   * 5 s meanwhile: a DROP DATABASE, a dump's snapshot or a copy's prepare may be silent a while.
+   */
+  async function withReseedProgress<T>(fn: (beat: (phase: string, bytes?: number) => void, subSteps: { name: string }[]) => Promise<T>): Promise<T> {
+    const subSteps: { name: string }[] = [];
+    let now = { phase: 'check', bytes: 0 };
+    const beat = (phase: string, bytes = 0) => {
+      now = { phase, bytes };
+      heartbeat({ ...now, subSteps });
+    };
+    const ticker = setInterval(() => heartbeat({ ...now, subSteps }), 5000);
+    try {
+      return await fn(beat, subSteps);
+    } finally {
+      clearInterval(ticker);
+    }
+  }
 
   /**
    * A replica of the primary that replicates with both threads running (not `except`), else the

@@ -13,83 +13,53 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { RunbookConfig } from '../../src/config/load';
-import { migrateControl } from '../../src/adapters/control/store';
-import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
+import type { WorkflowHandle } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
 import type { FailbackInput, FailbackResult } from '../../src/workflows/failback';
-import { decide, shape, stateOf, stepLog } from '../support/failover';
+import { shape, stateOf, stepLog } from '../support/failover';
+import { approveWhenAsked, failbackWorkerSuite } from '../support/failbackSuite';
 import { fingerprintOn } from '../support/reference';
-import { eventually, startTestSandbox } from '../support/sandbox';
 import { rowsOn, sql } from '../support/stack';
-import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
-import { prepareLoadSchema } from '../support/writeLoad';
+import { startWorkerProcess } from '../support/workerProcess';
 
-const taskQueue = `failback-physical-${process.pid}`;
-let config: RunbookConfig;
-let sandbox: Sandbox;
-let client: Client;
+const suite = failbackWorkerSuite('failback-physical', 31200);
 let round = 0;
-
-beforeAll(async () => {
-  ({ config, sandbox } = await startTestSandbox('failback-physical', 31200));
-  await prepareLoadSchema(config, 'orders', 'orders-a');
-  await migrateControl(config);
-  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
-}, 120_000);
-
-afterEach(() => killWorkerProcesses());
-
-afterAll(async () => {
-  killWorkerProcesses();
-  await client?.connection.close();
-  await sandbox?.destroy();
-});
 
 /** orders-b isolated with errant DDL (and a row), while the primary writes on. */
 async function isolateWithErrantDdl(): Promise<void> {
   const n = ++round;
-  await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF', `CREATE TABLE IF NOT EXISTS loadtest.errant_${n} (id INT PRIMARY KEY)`, `ALTER TABLE loadtest.errant_${n} ADD COLUMN note VARCHAR(20)`, `INSERT INTO loadtest.acks VALUES (${930000 + n}, 'errant', NOW(6))`);
-  await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${n * 10000}, 'while b was away' FROM mysql.seq_1_to_3000`, `INSERT INTO loadtest.acks SELECT seq + ${n * 10000}, 'primary', NOW(6) FROM mysql.seq_1_to_500`);
+  await sql(suite.config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF', `CREATE TABLE IF NOT EXISTS loadtest.errant_${n} (id INT PRIMARY KEY)`, `ALTER TABLE loadtest.errant_${n} ADD COLUMN note VARCHAR(20)`, `INSERT INTO loadtest.acks VALUES (${930000 + n}, 'errant', NOW(6))`);
+  await sql(suite.config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${n * 10000}, 'while b was away' FROM mysql.seq_1_to_3000`, `INSERT INTO loadtest.acks SELECT seq + ${n * 10000}, 'primary', NOW(6) FROM mysql.seq_1_to_500`);
 }
 
 function startFailback(prefix: string, reason: string): Promise<WorkflowHandle> {
   const incidentId = `${prefix}${Date.now()}`;
-  return client.workflow.start('failback', {
-    taskQueue,
+  return suite.client.workflow.start('failback', {
+    taskQueue: suite.taskQueue,
     workflowId: `failback-orders-${incidentId}`,
     args: [{ cluster: 'orders', instance: 'orders-b', method: 'reseed-physical', reason, requester: 'carol', incidentId } satisfies FailbackInput],
   });
 }
 
-async function approveWhenAsked(handle: WorkflowHandle): Promise<void> {
-  await eventually('approval request', async () => {
-    if ((await handle.describe()).status.name !== 'RUNNING') throw new Error(`the run ended: ${await handle.result().then(JSON.stringify, (e) => e.cause?.message ?? e.message)}`);
-    return ((await stateOf(handle)).details.approval as { status: string } | undefined)?.status === 'pending' ? true : undefined;
-  }, 120_000);
-  expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
-}
-
 /** Caught up with the primary, replicating from it, read-only, no errant table, fingerprints equal. */
 async function expectRebuilt(): Promise<void> {
-  const last = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-  await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
-  expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
-  expect(String((await rowsOn(config, 'orders-b', 'SELECT @@gtid_current_pos AS p'))[0]!.p)).toBe(last);
-  expect(Number((await rowsOn(config, 'orders-b', "SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'loadtest' AND TABLE_NAME LIKE 'errant%'"))[0]!.n)).toBe(0);
+  const last = String((await rowsOn(suite.config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
+  await rowsOn(suite.config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
+  expect(await shape(suite.config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
+  expect(String((await rowsOn(suite.config, 'orders-b', 'SELECT @@gtid_current_pos AS p'))[0]!.p)).toBe(last);
+  expect(Number((await rowsOn(suite.config, 'orders-b', "SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'loadtest' AND TABLE_NAME LIKE 'errant%'"))[0]!.n)).toBe(0);
   for (const table of ['loadtest.acks', 'loadtest.more']) {
-    const truth = await fingerprintOn(config, 'orders-a', table);
+    const truth = await fingerprintOn(suite.config, 'orders-a', table);
     expect(truth!.rows).toBeGreaterThan(0);
-    expect(await fingerprintOn(config, 'orders-b', table)).toEqual(truth);
+    expect(await fingerprintOn(suite.config, 'orders-b', table)).toEqual(truth);
   }
-  expect(existsSync(join(config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json'))).toBe(false);
+  expect(existsSync(join(suite.config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json'))).toBe(false);
 }
 
 describe('failback reseed-physical', () => {
   it('errant DDL: --method reseed-physical rebuilds orders-b from a healthy replica\'s physical copy, the export holds the DDL, 0 differences, fingerprints equal', async () => {
     await isolateWithErrantDdl();
-    await startWorkerProcess(config, taskQueue);
+    await startWorkerProcess(suite.config, suite.taskQueue);
     const handle = await startFailback('FBP', 'errant DDL, physical reseed');
     await approveWhenAsked(handle);
     const result = (await handle.result()) as FailbackResult;
@@ -111,26 +81,26 @@ describe('failback reseed-physical', () => {
     ['copy', 'the copy arrived whole (recorded) but the position is not set yet: a new worker does not copy again, it finishes', true],
   ] as const)('SIGKILL inside reseedPhysical once %s (%s); orders-b stays read-only and out of the topology, marked; 0 differences', async (subStep, _why, reused) => {
     await isolateWithErrantDdl();
-    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_AT_SUB_STEP: `reseedPhysical:${subStep}` });
+    const doomed = await startWorkerProcess(suite.config, suite.taskQueue, { CRASH_AT_SUB_STEP: `reseedPhysical:${subStep}` });
     const handle = await startFailback('FBPC', `crash inside the physical reseed at ${subStep}`);
     await approveWhenAsked(handle);
     await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
     expect(doomed.proc.signalCode).toBe('SIGKILL');
 
-    const marker = join(config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json');
+    const marker = join(suite.config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json');
     expect(JSON.parse(readFileSync(marker, 'utf8'))).toMatchObject({ instance: 'orders-b', workflowId: handle.workflowId, method: 'reseed-physical' });
     // Down or read-only, replicating from nobody, never writable: out of the topology.
-    const half = await shape(config);
+    const half = await shape(suite.config);
     expect(half).toMatchObject({ primary: 'orders-a', writable: ['orders-a'] });
     expect(half.sources['orders-b'] ?? null).toBeNull();
 
-    await startWorkerProcess(config, taskQueue);
+    await startWorkerProcess(suite.config, suite.taskQueue);
     const result = (await handle.result()) as FailbackResult;
     expect(result).toMatchObject({ status: 'succeeded', method: 'reseed-physical', primaryAfter: 'orders-a', consistency: { differences: 0 } });
     const restored = JSON.parse(readFileSync(join(result.analysis.export!.dir, 'reseed-physical', 'restored.json'), 'utf8'));
     expect(restored).toMatchObject({ copyReused: reused });
     await expectRebuilt();
-    const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    const succeeded = (await stepLog(suite.config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
     for (const s of ['reseed (physical)', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((x) => x === s)).toHaveLength(1);
   }, 420_000);
 });
