@@ -7,12 +7,14 @@
  * run, and the write-unavailability window of the switch back as the client sees it (last
  * acknowledged write on the old primary → first on orders-b), and acknowledged writes lost.
  *
- * Then a second failback: orders-c taken out, given errant DDL (a table created on it alone) while
- * the primary (orders-b now) writes on, so `auto` decides reseed-logical. Printed: the reseed (dump
- * of a healthy replica + wipe + load), catch-up, consistency check, whole run.
+ * Then two more failbacks of orders-c, each time taken out and given errant DDL (a table created
+ * on it alone) while the primary (orders-b now) writes on: reseed-logical (auto's choice: dump of
+ * a healthy replica + wipe + load), then reseed-physical (the sandbox's reseed.physical template:
+ * mariadb-backup --stream=mbstream of a healthy replica into its cleared datadir, prepare,
+ * start). Printed for each: the reseed, catch-up, consistency check, whole run.
  *
- * Not measured yet: reseed-physical (not carried out by this version) and a by-hand comparison
- * (a DBA's `mariadb-binlog` + diff of the two histories, then CHANGE MASTER).
+ * Not measured: a by-hand comparison (a DBA's `mariadb-binlog` + diff of the two histories, then
+ * CHANGE MASTER).
  *
  *   npm run bench:failback -- [--rows N] [--behind M]
  */
@@ -98,31 +100,34 @@ try {
   console.log(`  write-unavailability of the switch back: ${windows.map((w) => `${w.from} → ${w.to} ${w.ms} ms`).join('; ') || 'none measured'}`);
   console.log(`  acknowledged writes lost: ${(await load.missingOn('orders-b')).length} of ${load.acks.length}`);
 
-  // Errant DDL on orders-c while it is out: a reseed.
-  await sql(config, 'orders-c', 'STOP SLAVE', 'RESET SLAVE ALL', 'CREATE TABLE loadtest.errant_bench (id INT PRIMARY KEY)');
-  await sql(config, 'orders-b', `UPDATE loadtest.big SET n = n + 1 WHERE id <= ${BEHIND}`);
-  const reseedStarted = Date.now();
-  const incident2 = `BENCHR${Date.now()}`;
-  const reseedHandle = await client.workflow.start('failback', {
-    taskQueue,
-    workflowId: `failback-orders-${incident2}`,
-    args: [{ cluster: 'orders', instance: 'orders-c', reason: 'bench reseed', requester: 'bench', incidentId: incident2 } satisfies FailbackInput],
-  });
-  const reseeded = (await reseedHandle.result()) as FailbackResult;
-  const reseedTotal = Date.now() - reseedStarted;
-  const state2 = await reseedHandle.query<RunbookState>('runbookState');
-  const took2 = (name: string) => {
-    const s = state2.steps.find((x) => x.name === name && x.endedAt !== undefined);
-    return s ? s.endedAt! - s.startedAt : NaN;
-  };
-  const note = state2.steps.find((x) => x.name === 'reseed (logical)')?.note;
-  console.log(`\nfailback of orders-c (errant DDL): ${reseeded.status}, method ${reseeded.method}`);
-  console.log(`  errant analysis     ${took2('errant analysis')} ms (${reseeded.analysis.errant.length} errant)`);
-  console.log(`  reseed (logical)    ${took2('reseed (logical)')} ms${note ? ` (${note})` : ''}`);
-  console.log(`  rejoin              ${took2('rejoin')} ms`);
-  console.log(`  catch up            ${took2('catch up')} ms`);
-  console.log(`  consistency check   ${took2('consistency check')} ms (${reseeded.consistency?.rowsCompared} rows, ${reseeded.consistency?.differences} differences)`);
-  console.log(`  whole run           ${reseedTotal} ms`);
+  // Errant DDL on orders-c while it is out: a reseed, logical (auto's choice), then physical.
+  for (const method of ['reseed-logical', 'reseed-physical'] as const) {
+    const step = method === 'reseed-logical' ? 'reseed (logical)' : 'reseed (physical)';
+    await sql(config, 'orders-c', 'STOP SLAVE', 'RESET SLAVE ALL', `CREATE TABLE loadtest.errant_${method.replace('-', '_')} (id INT PRIMARY KEY)`);
+    await sql(config, 'orders-b', `UPDATE loadtest.big SET n = n + 1 WHERE id <= ${BEHIND}`);
+    const reseedStarted = Date.now();
+    const incident2 = `BENCHR${Date.now()}`;
+    const reseedHandle = await client.workflow.start('failback', {
+      taskQueue,
+      workflowId: `failback-orders-${incident2}`,
+      args: [{ cluster: 'orders', instance: 'orders-c', method, reason: `bench ${method}`, requester: 'bench', incidentId: incident2 } satisfies FailbackInput],
+    });
+    const reseeded = (await reseedHandle.result()) as FailbackResult;
+    const reseedTotal = Date.now() - reseedStarted;
+    const state2 = await reseedHandle.query<RunbookState>('runbookState');
+    const took2 = (name: string) => {
+      const s = state2.steps.find((x) => x.name === name && x.endedAt !== undefined);
+      return s ? s.endedAt! - s.startedAt : NaN;
+    };
+    const note = state2.steps.find((x) => x.name === step)?.note;
+    console.log(`\nfailback of orders-c (errant DDL): ${reseeded.status}, method ${reseeded.method}`);
+    console.log(`  errant analysis     ${took2('errant analysis')} ms (${reseeded.analysis.errant.length} errant)`);
+    console.log(`  ${step.padEnd(19)} ${took2(step)} ms${note ? ` (${note})` : ''}`);
+    console.log(`  rejoin              ${took2('rejoin')} ms`);
+    console.log(`  catch up            ${took2('catch up')} ms`);
+    console.log(`  consistency check   ${took2('consistency check')} ms (${reseeded.consistency?.rowsCompared} rows, ${reseeded.consistency?.differences} differences)`);
+    console.log(`  whole run           ${reseedTotal} ms`);
+  }
   worker.shutdown();
   await running;
 } finally {

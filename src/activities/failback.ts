@@ -8,7 +8,8 @@
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile, appendFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { query } from '../adapters/mysql/connect';
@@ -18,7 +19,7 @@ import { binlogHistory, type BinlogHistory } from '../adapters/mysql/binlogHisto
 import { tableShapes } from '../adapters/mysql/tableShapes';
 import { readWriterEndpoint, withControl } from '../adapters/control/store';
 import { binlogSources } from '../adapters/backup/binlogSources';
-import { logicalBackup, runTool, toolPath, writeJsonAtomically } from '../adapters/process/tools';
+import { logicalBackup, parseXtrabackupBinlogInfo, runPipe, runTool, toolPath, writeJsonAtomically } from '../adapters/process/tools';
 import { loadDump } from '../adapters/backup/dumpLoad';
 import { quoteIdent } from '../core/rowDigest';
 import { getCluster, resolveCredential } from '../config/load';
@@ -106,6 +107,23 @@ export interface ReseedingMarker {
   incidentId: string;
   method: 'reseed-logical' | 'reseed-physical';
   startedAt: string;
+  /** reseed-physical: the target's datadir (the instance may be down when the marker is read). */
+  datadir?: string;
+}
+
+export interface PhysicalReseedResult {
+  source: string;
+  /** The GTID of the copy's `xtrabackup_binlog_info`: gtid_slave_pos now, where replication continues. */
+  gtid: string;
+  copyBytes: number;
+  copyMs: number;
+  /** From the copy to the position set (binlog afresh, gtid_slave_pos). */
+  finishMs: number;
+  binlogFrom: string;
+  /** An earlier attempt had finished it all (no marker; the instance at the recorded position). */
+  alreadyDone: boolean;
+  /** An earlier attempt's copy had arrived whole: not copied again. */
+  copyReused: boolean;
 }
 
 const LOAD_SESSIONS = Math.min(4, Math.max(2, availableParallelism()));
@@ -374,30 +392,14 @@ export function createFailbackActivities({ config }: ActivityDeps) {
      * out of the writer endpoint (refused if the endpoint names it).
      */
     async reseedLogical(input: InstanceRef & { primary: string; incidentId: string; workflowId: string }): Promise<ReseedResult> {
-      const bad = incidentIdProblem('incidentId', input.incidentId, { required: true });
-      if (bad) throw refuse(bad, 'InvalidInput');
-      if (input.primary === input.instance) throw refuse(`${input.instance} is the primary: it is never reseeded`, 'IsPrimary');
-      const endpoint = await withControl(config, (c) => readWriterEndpoint(c, input.cluster)).catch(() => null);
-      if (endpoint?.instance === input.instance) throw refuse(`the writer endpoint of ${input.cluster} names ${input.instance}: it is the primary, refusing to wipe it`, 'IsPrimary');
+      await checkReseedTarget(input);
       const dir = join(config.backupDir, input.cluster, 'failback', input.incidentId, 'reseed');
       const dumpFile = join(dir, 'dump.sql');
       const dumpInfo = join(dir, 'dump.json');
       const loaded = join(dir, 'loaded.json');
       const admin = resolveCredential(getCluster(config, input.cluster).credentials.admin);
-      const subSteps: { name: string }[] = [];
-      let now = { phase: 'check', bytes: 0 };
-      const beat = (phase: string, bytes = 0) => {
-        now = { phase, bytes };
-        heartbeat({ ...now, subSteps });
-      };
-      // A DROP DATABASE or a dump's snapshot may take a while without output: the process is alive.
-      const ticker = setInterval(() => heartbeat({ ...now, subSteps }), 5000);
-      try {
-        return await reseed();
-      } finally {
-        clearInterval(ticker);
-      }
-      async function reseed(): Promise<ReseedResult> {
+      return withReseedProgress(reseed);
+      async function reseed(beat: (phase: string, bytes?: number) => void, subSteps: { name: string }[]): Promise<ReseedResult> {
 
       // Fenced: read-only, and no longer replicating from anyone (it is about to be rebuilt).
       const state = await withSession(config, input, async (s) => {
@@ -474,6 +476,106 @@ export function createFailbackActivities({ config }: ActivityDeps) {
     },
 
     /**
+     * Reseed by a physical copy: `reseed.physical.sourceCommand` (a `mariadb-backup --backup
+     * --stream=mbstream` where the source's datadir is) piped into `targetCommand` (where the
+     * target's datadir is: stop, clear, `mbstream -x`, prepare, start read-only; it prints
+     * `cleared` once the datadir is gone and `xtrabackup_binlog_info` as its last line). Then, as
+     * reseed-logical: the source's replication settings forgotten, the binlog started afresh past
+     * its old file names, gtid_slave_pos set to the copy's GTID; the rejoin replicates from there.
+     *
+     * The same marker as reseed-logical (written before the target command runs, removed only once
+     * the position is set): a member whose copy was cut anywhere is reseeded again by any later
+     * attempt or run. A copy that arrived whole is recorded (`copied.json`) before the finishing
+     * steps, so an attempt that finds it and the instance running does not copy again; one that
+     * finds no record starts over (the target command clears the datadir first).
+     */
+    async reseedPhysical(input: InstanceRef & { primary: string; incidentId: string; workflowId: string }): Promise<PhysicalReseedResult> {
+      const configured = getCluster(config, input.cluster).reseed?.physical;
+      if (!configured) throw refuse(`${input.cluster} has no reseed.physical template in its config: reseed-physical cannot copy (use reseed-logical)`, 'NoTemplate');
+      const template = configured;
+      await checkReseedTarget(input);
+      const dir = join(config.backupDir, input.cluster, 'failback', input.incidentId, 'reseed-physical');
+      const copiedFile = join(dir, 'copied.json');
+      const doneFile = join(dir, 'restored.json');
+      return withReseedProgress(reseed);
+      async function reseed(beat: (phase: string, bytes?: number) => void, subSteps: { name: string }[]): Promise<PhysicalReseedResult> {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        const marker = await reseeding(input.cluster, input.instance);
+        // The instance as it is: down is possible only once a copy has begun (marked).
+        const state = await withSession(config, input, async (s) => {
+          const v = await s.vars();
+          const [row] = await query<{ d: string }[]>(s.conn, 'SELECT @@datadir AS d');
+          return { readOnly: v.readOnly, slavePos: v.gtid.slavePos ?? '', replicating: !!(await s.replica()), datadir: String(row!.d).replace(/\/$/, '') };
+        }).catch((err: unknown) => {
+          if (!marker) throw ApplicationFailure.retryable(`${input.instance} is unreachable (${(err as Error).message}) and no reseed of it is under way: start it first`);
+          return null;
+        });
+        if (state && !state.readOnly) throw refuse(`${input.instance} is writable: it must stay fenced (read-only) while it is reseeded`, 'NotFenced');
+        const done = JSON.parse(await readFile(doneFile, 'utf8').catch(() => 'null')) as PhysicalReseedResult | null;
+        if (done && !marker && state && sameGtids(state.slavePos, done.gtid)) return { ...done, alreadyDone: true };
+        const datadir = state?.datadir ?? marker?.datadir;
+        if (!datadir) throw refuse(`${input.instance} is unreachable and the reseeding marker does not name its datadir: start it, then run the failback again`, 'Unreachable');
+
+        // 1. The copy, unless an earlier attempt's arrived whole and the instance runs on it.
+        let copy = JSON.parse(await readFile(copiedFile, 'utf8').catch(() => 'null')) as { source: string; gtid: string; bytes: number; durationMs: number } | null;
+        const copyReused = !!(copy && marker && state);
+        if (!copyReused) {
+          if (state?.replicating) await withSession(config, input, async (s) => (await replicationOn(s.conn)).forgetSource());
+          const source = await healthyReplica(input.cluster, input.primary, input.instance);
+          const src = sources.loginOf(input.cluster, source);
+          const sourceDatadir = await withInstance(config, { cluster: input.cluster, instance: source }, async (conn) => String((await query<{ d: string }[]>(conn, 'SELECT @@datadir AS d'))[0]!.d).replace(/\/$/, ''));
+          const me = sources.loginOf(input.cluster, input.instance);
+          const fill = templateFiller({
+            cluster: input.cluster, sourceInstance: source, sourceHost: src.host, sourcePort: String(src.port), sourceDatadir,
+            targetInstance: input.instance, targetHost: me.host, targetPort: String(me.port), targetDatadir: datadir, engineDir: engineDir(),
+          });
+          await rm(copiedFile, { force: true });
+          const m: ReseedingMarker = { instance: input.instance, workflowId: input.workflowId, incidentId: input.incidentId, method: 'reseed-physical', startedAt: new Date().toISOString(), datadir };
+          if (!marker || marker.datadir !== datadir) await writeJsonAtomically(reseedingFile(input.cluster, input.instance), { ...(marker ?? m), datadir });
+          const [pCmd, ...pArgs] = template.sourceCommand.map(fill);
+          const [cCmd, ...cArgs] = template.targetCommand.map(fill);
+          beat('copy', 0);
+          const run = await runPipe({ cmd: pCmd!, args: pArgs, group: true }, { cmd: cCmd!, args: cArgs, group: true }, {
+            timeoutMs: template.timeoutMinutes * 60_000,
+            onProgress: (bytes) => beat('copy', bytes),
+            onConsumerLine: (line) => {
+              if (line.trim() !== 'cleared' || subSteps.some((x) => x.name === 'cleared')) return;
+              subSteps.push({ name: 'cleared' });
+              beat('copy');
+            },
+          }).catch((err: unknown) => {
+            throw ApplicationFailure.retryable(`copying ${source} into ${input.instance} failed: ${(err as Error).message}`);
+          });
+          const last = run.consumerStdout.trim().split('\n').pop() ?? '';
+          const info = parseXtrabackupBinlogInfo(last);
+          if (!info?.gtid || gtidProblem('xtrabackup_binlog_info', info.gtid)) {
+            throw refuse(`the target command's last line is not xtrabackup_binlog_info with a GTID (${JSON.stringify(last.slice(0, 200))}): the copy of ${source} has no position to continue from; ${input.instance} stays marked for reseeding`, 'CopyWithoutPosition');
+          }
+          copy = { source, gtid: info.gtid, bytes: run.bytes, durationMs: run.durationMs };
+          await writeJsonAtomically(copiedFile, copy);
+        }
+        subSteps.push({ name: 'copy' });
+        beat('copy');
+
+        // 2. As a member reseeded over SQL: its own history goes; it continues from the copy's position.
+        const started = Date.now();
+        const binlogFrom = await withSession(config, input, async (s) => {
+          if (!(await s.vars()).readOnly) throw refuse(`${input.instance} started writable after the copy: the target command must start it read-only`, 'NotFenced');
+          const r = await replicationOn(s.conn);
+          await r.forgetSource();
+          const first = await r.resetBinlogsPastCurrent();
+          await r.setAppliedPosition(copy!.gtid);
+          return first;
+        });
+        const result: PhysicalReseedResult = { source: copy!.source, gtid: copy!.gtid, copyBytes: copy!.bytes, copyMs: copyReused ? 0 : copy!.durationMs, finishMs: Date.now() - started, binlogFrom, alreadyDone: false, copyReused };
+        await writeJsonAtomically(doneFile, result);
+        await rm(reseedingFile(input.cluster, input.instance), { force: true });
+        await rm(copiedFile, { force: true });
+        return result;
+      }
+    },
+
+    /**
      * The switch back's compare-and-swap: the cluster's primary (as probed, and as the writer
      * endpoint names it) must still be the one the run started with; a concurrent failover
      * changed it and the switch back is refused.
@@ -490,6 +592,34 @@ export function createFailbackActivities({ config }: ActivityDeps) {
       return { primary: input.expected, endpointGeneration: endpoint ? Number(endpoint.generation) : null };
     },
   };
+
+  /** Refused before anything: a bad incident id, the primary itself, the instance the writer endpoint names. */
+  async function checkReseedTarget(input: InstanceRef & { primary: string; incidentId: string }): Promise<void> {
+    const bad = incidentIdProblem('incidentId', input.incidentId, { required: true });
+    if (bad) throw refuse(bad, 'InvalidInput');
+    if (input.primary === input.instance) throw refuse(`${input.instance} is the primary: it is never reseeded`, 'IsPrimary');
+    const endpoint = await withControl(config, (c) => readWriterEndpoint(c, input.cluster)).catch(() => null);
+    if (endpoint?.instance === input.instance) throw refuse(`the writer endpoint of ${input.cluster} names ${input.instance}: it is the primary, refusing to wipe it`, 'IsPrimary');
+  }
+
+  /**
+   * A reseed's progress as heartbeat details (phase, bytes, the sub-steps done), and a beat every
+   * 5 s meanwhile: a DROP DATABASE, a dump's snapshot or a copy's prepare may be silent a while.
+   */
+  async function withReseedProgress<T>(fn: (beat: (phase: string, bytes?: number) => void, subSteps: { name: string }[]) => Promise<T>): Promise<T> {
+    const subSteps: { name: string }[] = [];
+    let now = { phase: 'check', bytes: 0 };
+    const beat = (phase: string, bytes = 0) => {
+      now = { phase, bytes };
+      heartbeat({ ...now, subSteps });
+    };
+    const ticker = setInterval(() => heartbeat({ ...now, subSteps }), 5000);
+    try {
+      return await fn(beat, subSteps);
+    } finally {
+      clearInterval(ticker);
+    }
+  }
 
   /**
    * A replica of the primary that replicates with both threads running (not `except`), else the
@@ -552,6 +682,19 @@ export function createFailbackActivities({ config }: ActivityDeps) {
     }
     await writeFile(files.json, JSON.stringify({ ...a, export: undefined }, null, 2), { mode: 0o600 });
     return files;
+  }
+}
+
+/** A template word with its `{placeholders}` filled (the schema allows only known ones). */
+function templateFiller(values: Record<string, string>): (word: string) => string {
+  return (word) => word.replace(/\{([A-Za-z]+)\}/g, (all, key: string) => values[key] ?? all);
+}
+
+/** The engine's own directory (where package.json is): the sandbox's template runs its scripts from there. */
+function engineDir(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return process.cwd();
   }
 }
 

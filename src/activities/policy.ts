@@ -27,6 +27,7 @@ export function clusterPolicyOf(config: RunbookConfig, input: { cluster: string;
         approval,
         trafficHooks: c.traffic.hooks.map((h) => h.name),
         fencingHooks: c.fencing.hooks.map((h) => h.name),
+        reseedPhysical: !!c.reseed?.physical,
       };
 }
 

@@ -162,6 +162,10 @@ function checkCluster(file: string, clusterName: string, cluster: ClusterConfig,
       if (secret) problems.push(`${at(`${kind}.hooks[${i}].command`)}: holds a literal secret (${secret}); read it from an environment variable instead`);
     });
   }
+  for (const side of ['sourceCommand', 'targetCommand'] as const) {
+    const secret = commandSecret(cluster.reseed?.physical?.[side].join(' ') ?? '');
+    if (secret) problems.push(`${at(`reseed.physical.${side}`)}: holds a literal secret (${secret}); name a defaults file the tool reads instead`);
+  }
   // One person per Slack user, address and login: else a click or a login would be two people.
   for (const key of ['name', 'slack', 'email', 'login'] as const) {
     const seen = new Map<string, number>();

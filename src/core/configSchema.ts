@@ -179,6 +179,30 @@ export const monitorSchema = z.strictObject({
   observerTimeoutSeconds: z.number().min(1).max(60).default(10),
 });
 
+/** Placeholders a reseed command template may use; the engine fills them per run. */
+export const RESEED_PLACEHOLDERS = ['cluster', 'sourceInstance', 'sourceHost', 'sourcePort', 'sourceDatadir', 'targetInstance', 'targetHost', 'targetPort', 'targetDatadir', 'engineDir'] as const;
+
+/** One argv word of a template: bounded, and only the known `{placeholders}`. */
+const templateWord = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((w) => [...w.matchAll(/\{([A-Za-z]+)\}/g)].every((m) => (RESEED_PLACEHOLDERS as readonly string[]).includes(m[1]!)), `only the placeholders {${RESEED_PLACEHOLDERS.join('}, {')}}`);
+
+/**
+ * reseed-physical: `sourceCommand`'s stdout (an mbstream of `mariadb-backup --backup
+ * --stream=mbstream`, run where the source's datadir is) is piped into `targetCommand`'s stdin
+ * (run where the target's datadir is: stop the instance, clear its datadir, `mbstream -x`,
+ * `mariadb-backup --prepare`, start it read-only). The target prints `cleared` on a line of its own
+ * once the datadir is cleared, and the content of `xtrabackup_binlog_info` as its last line.
+ * Argv lists, never a shell line; credentials in a defaults file the template names, never on argv.
+ */
+export const reseedPhysicalSchema = z.strictObject({
+  sourceCommand: z.array(templateWord).min(1).max(64),
+  targetCommand: z.array(templateWord).min(1).max(64),
+  timeoutMinutes: z.number().int().min(1).max(24 * 60).default(360),
+});
+
 export const clusterSchema = z.strictObject({
   description: z.string().optional(),
   locale: z.enum(['en', 'zh-CN']).default('en'),
@@ -203,6 +227,8 @@ export const clusterSchema = z.strictObject({
   recovery: recoveryHostSchema.optional(),
   consistency: consistencySchema.default(consistencySchema.parse({})),
   monitor: monitorSchema.default(monitorSchema.parse({})),
+  /** How reseed-physical copies a member (absent: reseed-physical is refused before approval). */
+  reseed: z.strictObject({ physical: reseedPhysicalSchema.optional() }).optional(),
 });
 
 export const controlSchema = z.strictObject({

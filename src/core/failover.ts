@@ -14,6 +14,8 @@ export interface ClusterPolicy {
   approval: ApprovalPolicy;
   trafficHooks: string[];
   fencingHooks: string[];
+  /** The config has a reseed.physical template (failback's reseed-physical can copy). */
+  reseedPhysical?: boolean;
 }
 
 /**

@@ -56,10 +56,10 @@ export const FAILBACK_CHANGING_STEPS = (method: FailbackMethod) => ['approval', 
 export const SWITCH_BACK_STEPS = ['compare-and-swap primary (switch back)', 'fence old primary', 'wait for catch-up', 'promote returning instance', 'switch traffic'];
 
 /** The methods this version carries out; the others are decided and shown, then refused before approval. */
-const AVAILABLE: FailbackMethod[] = ['rejoin', 'flashback', 'reseed-logical'];
+const AVAILABLE: FailbackMethod[] = ['rejoin', 'flashback', 'reseed-logical', 'reseed-physical'];
 
 /** What a method does before the rejoin. */
-const METHOD_STEPS: Record<FailbackMethod, string[]> = { rejoin: [], flashback: ['undo errant transactions'], 'reseed-logical': ['reseed (logical)'], 'reseed-physical': [] };
+const METHOD_STEPS: Record<FailbackMethod, string[]> = { rejoin: [], flashback: ['undo errant transactions'], 'reseed-logical': ['reseed (logical)'], 'reseed-physical': ['reseed (physical)'] };
 
 const act = wf.proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumAttempts: 4 } });
 // Reading binlogs and waiting for catch-up: as long as needed, a dead worker noticed by heartbeat.
@@ -125,6 +125,9 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
         'MethodUnavailable',
       );
     }
+    if (d.method === 'reseed-physical' && !policy.reseedPhysical && !input.dryRun) {
+      throw ApplicationFailure.nonRetryable(`reseed-physical needs a reseed.physical template (sourceCommand, targetCommand) in ${cluster}'s config: add one, or use --method reseed-logical`, 'MethodUnavailable');
+    }
     return d;
   }, { note: (d) => `${d.method}: ${d.why}` });
   const method = decided.method;
@@ -178,6 +181,15 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
           r.alreadyDone
             ? `reseeded by an earlier attempt from ${r.source} at ${pos(r.gtid)}`
             : `${instance} wiped and loaded from ${r.source}'s dump (${r.dumpBytes} bytes${r.dumpReused ? ', an earlier attempt\'s' : `, ${r.dumpMs} ms`}; load ${r.loadMs} ms); gtid_slave_pos ${pos(r.gtid)}, binlog afresh at ${r.binlogFrom}`,
+        detail: (r) => ({ reseed: r }),
+      });
+    }
+    if (method === 'reseed-physical') {
+      await rb.step('reseed (physical)', () => long.reseedPhysical({ ...ref, primary: start.primary, incidentId: input.incidentId, workflowId: wf.workflowInfo().workflowId }), {
+        note: (r) =>
+          r.alreadyDone
+            ? `reseeded by an earlier attempt from ${r.source} at ${pos(r.gtid)}`
+            : `${instance} rebuilt from ${r.source}'s physical copy (${r.copyBytes} bytes${r.copyReused ? ', an earlier attempt\'s' : `, ${r.copyMs} ms`}); gtid_slave_pos ${pos(r.gtid)}, binlog afresh at ${r.binlogFrom}`,
         detail: (r) => ({ reseed: r }),
       });
     }

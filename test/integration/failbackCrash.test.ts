@@ -9,51 +9,24 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { RunbookConfig } from '../../src/config/load';
-import { migrateControl } from '../../src/adapters/control/store';
-import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
+import type { WorkflowHandle } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
 import type { FailbackInput, FailbackResult } from '../../src/workflows/failback';
-import { decide, shape, stateOf, stepLog } from '../support/failover';
-import { eventually, startTestSandbox } from '../support/sandbox';
+import { shape, stateOf, stepLog } from '../support/failover';
+import { approveWhenAsked, failbackWorkerSuite } from '../support/failbackSuite';
 import { rowsOn, sql } from '../support/stack';
 import { fingerprintOn } from '../support/reference';
-import { killWorkerProcesses, startWorkerProcess } from '../support/workerProcess';
-import { prepareLoadSchema } from '../support/writeLoad';
+import { startWorkerProcess } from '../support/workerProcess';
 
-const taskQueue = `failback-crash-${process.pid}`;
-let config: RunbookConfig;
-let sandbox: Sandbox;
-let client: Client;
+const suite = failbackWorkerSuite('failback-crash', 31600);
 let round = 0;
-
-beforeAll(async () => {
-  ({ config, sandbox } = await startTestSandbox('failback-crash', 31600));
-  await prepareLoadSchema(config, 'orders', 'orders-a');
-  await migrateControl(config);
-  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
-}, 120_000);
-
-afterEach(() => killWorkerProcesses());
-
-afterAll(async () => {
-  killWorkerProcesses();
-  await client?.connection.close();
-  await sandbox?.destroy();
-});
-
-async function approveWhenAsked(handle: WorkflowHandle): Promise<void> {
-  await eventually('approval request', async () => (((await stateOf(handle)).details.approval as { status: string } | undefined)?.status === 'pending' ? true : undefined), 120_000);
-  expect(await decide(handle, 'approve', 'bob')).toMatchObject({ accepted: true });
-}
 
 /** A failback of orders-b on a worker that crashes as `env` says, approved: returns once the worker is SIGKILLed. */
 async function approvedUntilCrash(env: Record<string, string>, prefix: string, reason: string): Promise<WorkflowHandle> {
-  const doomed = await startWorkerProcess(config, taskQueue, env);
+  const doomed = await startWorkerProcess(suite.config, suite.taskQueue, env);
   const incidentId = `${prefix}${Date.now()}`;
-  const handle = await client.workflow.start('failback', {
-    taskQueue,
+  const handle = await suite.client.workflow.start('failback', {
+    taskQueue: suite.taskQueue,
     workflowId: `failback-orders-${incidentId}`,
     args: [{ cluster: 'orders', instance: 'orders-b', reason, requester: 'carol', incidentId } satisfies FailbackInput],
   });
@@ -66,13 +39,13 @@ async function approvedUntilCrash(env: Record<string, string>, prefix: string, r
 describe('worker crash during a failback', () => {
   it.each(['fenceReturningInstance', 'repointReplica', 'waitForCatchUp'])('SIGKILL inside %s, restart: the run finishes, the member rejoined with 0 differences', async (activity) => {
     // orders-b leaves the topology and the primary writes on: it must catch up when it rejoins.
-    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF');
-    await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, '${activity}' FROM mysql.seq_1_to_2000`);
+    await sql(suite.config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF');
+    await sql(suite.config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, '${activity}' FROM mysql.seq_1_to_2000`);
 
-    const doomed = await startWorkerProcess(config, taskQueue, { CRASH_INSIDE_ACTIVITY: activity });
+    const doomed = await startWorkerProcess(suite.config, suite.taskQueue, { CRASH_INSIDE_ACTIVITY: activity });
     const incidentId = `FBC${Date.now()}`;
-    const handle = await client.workflow.start('failback', {
-      taskQueue,
+    const handle = await suite.client.workflow.start('failback', {
+      taskQueue: suite.taskQueue,
       workflowId: `failback-orders-${incidentId}`,
       args: [{ cluster: 'orders', instance: 'orders-b', reason: `crash inside ${activity}`, requester: 'carol', incidentId } satisfies FailbackInput],
     });
@@ -80,61 +53,61 @@ describe('worker crash during a failback', () => {
     await Promise.race([doomed.exited, handle.result().then((r) => Promise.reject(new Error(`run ended before the crash: ${JSON.stringify(r)}`)))]);
     expect(doomed.proc.signalCode).toBe('SIGKILL');
 
-    await startWorkerProcess(config, taskQueue);
+    await startWorkerProcess(suite.config, suite.taskQueue);
     if (activity === 'fenceReturningInstance') await approveWhenAsked(handle);
     const result = (await handle.result()) as FailbackResult;
     expect(result).toMatchObject({ status: 'succeeded', method: 'rejoin', primaryAfter: 'orders-a', consistency: { differences: 0 } });
-    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
-    const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    expect(await shape(suite.config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
+    const succeeded = (await stepLog(suite.config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
     for (const step of ['fence returning instance', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
   }, 300_000);
 
   it('SIGKILL inside reseedLogical right after the wipe: the half-empty instance stays read-only and out of the topology, marked; a new worker reseeds it again and it rejoins with 0 differences', async () => {
     // Errant DDL on an isolated orders-b: auto decides reseed-logical.
-    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF', 'CREATE TABLE IF NOT EXISTS loadtest.errant_crash (id INT PRIMARY KEY)');
-    await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'reseed' FROM mysql.seq_1_to_2000`);
+    await sql(suite.config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = OFF', 'CREATE TABLE IF NOT EXISTS loadtest.errant_crash (id INT PRIMARY KEY)');
+    await sql(suite.config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'reseed' FROM mysql.seq_1_to_2000`);
     const handle = await approvedUntilCrash({ CRASH_AT_SUB_STEP: 'reseedLogical:wipe' }, 'FBR', 'crash inside the reseed');
 
     // Half-way: wiped, read-only, replicating from nobody, not the writer; marked for any later attempt.
-    const marker = join(config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json');
+    const marker = join(suite.config.backupDir, 'orders', 'failback', 'reseeding-orders-b.json');
     expect(JSON.parse(readFileSync(marker, 'utf8'))).toMatchObject({ instance: 'orders-b', workflowId: handle.workflowId, method: 'reseed-logical' });
-    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': null } });
-    expect(await rowsOn(config, 'orders-b', "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'loadtest'")).toEqual([]);
+    expect(await shape(suite.config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': null } });
+    expect(await rowsOn(suite.config, 'orders-b', "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'loadtest'")).toEqual([]);
 
-    await startWorkerProcess(config, taskQueue);
+    await startWorkerProcess(suite.config, suite.taskQueue);
     const result = (await handle.result()) as FailbackResult;
     expect(result).toMatchObject({ status: 'succeeded', method: 'reseed-logical', primaryAfter: 'orders-a', consistency: { differences: 0 } });
     expect(existsSync(marker)).toBe(false);
-    expect(await shape(config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
-    const last = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
-    for (const table of ['loadtest.acks', 'loadtest.more']) expect(await fingerprintOn(config, 'orders-b', table)).toEqual(await fingerprintOn(config, 'orders-a', table));
-    expect(await fingerprintOn(config, 'orders-b', 'loadtest.errant_crash')).toBeNull();
-    const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    expect(await shape(suite.config)).toMatchObject({ primary: 'orders-a', writable: ['orders-a'], sources: { 'orders-b': 'orders-a' } });
+    const last = String((await rowsOn(suite.config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
+    await rowsOn(suite.config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
+    for (const table of ['loadtest.acks', 'loadtest.more']) expect(await fingerprintOn(suite.config, 'orders-b', table)).toEqual(await fingerprintOn(suite.config, 'orders-a', table));
+    expect(await fingerprintOn(suite.config, 'orders-b', 'loadtest.errant_crash')).toBeNull();
+    const succeeded = (await stepLog(suite.config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
     for (const step of ['reseed (logical)', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
   }, 360_000);
 
   it('SIGKILL inside undoErrantTransactions (undone, binlog started afresh, completion never reported): the retry finds it done, undoes nothing twice, and the member rejoins with 0 differences', async () => {
     // A transaction orders-b replicates into its binlog first: its errant ones then follow a common one
     // (a member whose binlog a reseed started afresh and that took nothing since is reseeded again: see README).
-    await sql(config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more VALUES (1, 'seed') ON DUPLICATE KEY UPDATE v = 'seed ${Date.now()}'`);
-    const primaryPos = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${primaryPos}', 60)`);
-    await sql(config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = ON');
+    await sql(suite.config, 'orders-a', 'CREATE TABLE IF NOT EXISTS loadtest.more (id INT PRIMARY KEY, v VARCHAR(64))', `INSERT INTO loadtest.more VALUES (1, 'seed') ON DUPLICATE KEY UPDATE v = 'seed ${Date.now()}'`);
+    const primaryPos = String((await rowsOn(suite.config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
+    await rowsOn(suite.config, 'orders-b', `SELECT MASTER_GTID_WAIT('${primaryPos}', 60)`);
+    await sql(suite.config, 'orders-b', 'STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = ON');
     // Only now errant: two row changes on orders-b alone, then the primary writes on past them.
-    await sql(config, 'orders-b', "INSERT INTO loadtest.more VALUES (990001, 'errant')", "UPDATE loadtest.more SET v = 'errant-update' WHERE id = (SELECT MIN(id) FROM (SELECT id FROM loadtest.more) x)");
-    await sql(config, 'orders-a', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'after' FROM mysql.seq_1_to_500`);
+    await sql(suite.config, 'orders-b', "INSERT INTO loadtest.more VALUES (990001, 'errant')", "UPDATE loadtest.more SET v = 'errant-update' WHERE id = (SELECT MIN(id) FROM (SELECT id FROM loadtest.more) x)");
+    await sql(suite.config, 'orders-a', `INSERT INTO loadtest.more SELECT seq + ${++round * 10000}, 'after' FROM mysql.seq_1_to_500`);
     const handle = await approvedUntilCrash({ CRASH_INSIDE_ACTIVITY: 'undoErrantTransactions' }, 'FBU', 'crash inside the undo');
-    await startWorkerProcess(config, taskQueue);
+    await startWorkerProcess(suite.config, suite.taskQueue);
     const result = (await handle.result()) as FailbackResult;
     expect(result).toMatchObject({ status: 'succeeded', method: 'flashback', primaryAfter: 'orders-a', consistency: { differences: 0 } });
     expect(result.analysis.errant).toHaveLength(2);
     const note = (await stateOf(handle)).steps.find((x) => x.name === 'undo errant transactions')?.note;
     expect(note).toMatch(/2 errant transaction\(s\) undone on orders-b \(2 by an earlier attempt\)/);
-    const last = String((await rowsOn(config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
-    await rowsOn(config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
-    expect(await fingerprintOn(config, 'orders-b', 'loadtest.more')).toEqual(await fingerprintOn(config, 'orders-a', 'loadtest.more'));
-    const succeeded = (await stepLog(config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
+    const last = String((await rowsOn(suite.config, 'orders-a', 'SELECT @@gtid_binlog_pos AS p'))[0]!.p);
+    await rowsOn(suite.config, 'orders-b', `SELECT MASTER_GTID_WAIT('${last}', 60)`);
+    expect(await fingerprintOn(suite.config, 'orders-b', 'loadtest.more')).toEqual(await fingerprintOn(suite.config, 'orders-a', 'loadtest.more'));
+    const succeeded = (await stepLog(suite.config, handle.workflowId)).filter((r) => r.status === 'succeeded').map((r) => r.step);
     for (const step of ['undo errant transactions', 'rejoin', 'catch up', 'consistency check', 'record']) expect(succeeded.filter((s) => s === step)).toHaveLength(1);
   }, 360_000);
 });

@@ -95,6 +95,16 @@ describe('cluster config', () => {
     expect(errorOf(two)).toBe(`${two}: clusters.orders.instances: expected exactly one instance with role: primary, found 2`);
   });
 
+  it('a reseed.physical template: argv lists with only the known placeholders and no literal secret', () => {
+    expect(getCluster(loadConfig(variant(() => {}), {}), 'orders').reseed?.physical?.targetCommand).toContain('{targetDatadir}');
+    const unknown = variant((d) => (d.clusters.orders.reseed.physical.sourceCommand = ['ssh', '{sourceHots}', 'mariadb-backup']));
+    expect(errorOf(unknown)).toContain('clusters.orders.reseed.physical.sourceCommand[1]: only the placeholders {cluster}, {sourceInstance}');
+    const secret = variant((d) => (d.clusters.orders.reseed.physical.sourceCommand = ['ssh', '{sourceHost}', 'mariadb-backup', '--backup', '--password=hunter2']));
+    expect(errorOf(secret)).toBe(`${secret}: clusters.orders.reseed.physical.sourceCommand: holds a literal secret (--password …); name a defaults file the tool reads instead`);
+    const shell = variant((d) => (d.clusters.orders.reseed.physical.targetCommand = 'ssh db2 sh -c "mbstream -x"'));
+    expect(errorOf(shell)).toContain('clusters.orders.reseed.physical.targetCommand: expected array');
+  });
+
   it('a literal secret in a hook command, or a user or password in a host, is refused without echoing it', () => {
     const hook = variant((d) => (d.clusters.orders.traffic.hooks = [{ name: 'proxysql', command: 'mysql -h proxy -uadmin -phunter2 -e "LOAD MYSQL SERVERS TO RUNTIME"' }]));
     expect(errorOf(hook)).toBe(`${hook}: clusters.orders.traffic.hooks[0].command: holds a literal secret (-p…); read it from an environment variable instead`);

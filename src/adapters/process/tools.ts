@@ -244,6 +244,12 @@ export interface PipeSide {
    */
   launcher?: string[];
   endWith?: string;
+  /**
+   * An operator's command (a reseed template): argv exactly as given (no `--no-defaults`, no
+   * option file), run in its own process group so that stopping it stops whatever it started
+   * (ssh, a script's children).
+   */
+  group?: boolean;
 }
 
 const END_OF_STREAM = '\n-- runbook: end of stream\n';
@@ -292,6 +298,8 @@ export interface RunPipeOptions extends ProgressOptions {
   through?: Transform;
   /** How to measure progress (default: bytes forwarded to the consumer). */
   measure?: () => Promise<number>;
+  /** Each whole line the consumer writes on stdout, as it comes. */
+  onConsumerLine?: (line: string) => void;
 }
 
 export interface PipeRun {
@@ -322,6 +330,7 @@ export async function runPipe(producer: PipeSide, consumer: PipeSide, opts: RunP
     privateDir = await mkdtemp(join(tmpdir(), 'runbook-pipe-'));
     const env = { ...minimalEnvironment({ home: privateDir }), ...opts.env };
     const argvOf = async (side: PipeSide, name: string): Promise<string[]> => {
+      if (side.group) return side.args;
       if (!side.credentials) return ['--no-defaults', ...side.args];
       const file = join(privateDir!, `${name}.cnf`);
       const text = `[client]\nuser=${optionValue(side.credentials.user)}\npassword=${optionValue(side.credentials.password)}\n`;
@@ -352,10 +361,10 @@ function spawnPipe(producer: PipeSide, consumer: PipeSide, argv: { producer: str
       .join('\n');
 
   return new Promise<PipeRun>((resolve, reject) => {
-    const p = spawn(producer.cmd, argv.producer, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(producer.cmd, argv.producer, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: !!producer.group });
     const c = consumer.launcher
-      ? spawn(consumer.launcher[0]!, [...consumer.launcher.slice(1), consumer.cmd, ...argv.consumer], { env, stdio: ['pipe', 'pipe', 'pipe'] })
-      : spawn(consumer.cmd, argv.consumer, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      ? spawn(consumer.launcher[0]!, [...consumer.launcher.slice(1), consumer.cmd, ...argv.consumer], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: !!consumer.group })
+      : spawn(consumer.cmd, argv.consumer, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: !!consumer.group });
     let pErr = '';
     let cErr = '';
     let cOut = '';
@@ -372,8 +381,17 @@ function spawnPipe(producer: PipeSide, consumer: PipeSide, argv: { producer: str
       const child = side === 'producer' ? p : c;
       if (child.exitCode !== null || child.signalCode !== null || killed[side]) return;
       killed[side] = true;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+      const group = (side === 'producer' ? producer : consumer).group && child.pid;
+      const signal = (sig: NodeJS.Signals) => {
+        try {
+          if (group) process.kill(-group, sig);
+          else child.kill(sig);
+        } catch {
+          /* already gone */
+        }
+      };
+      signal('SIGTERM');
+      const t = setTimeout(() => signal('SIGKILL'), KILL_GRACE_MS);
       t.unref();
       killTimers.push(t);
     };
@@ -401,7 +419,14 @@ function spawnPipe(producer: PipeSide, consumer: PipeSide, argv: { producer: str
     c.stderr.setEncoding('utf8');
     c.stderr.on('data', (d: string) => (cErr = (cErr + d).slice(-STDERR_KEEP)));
     c.stdout.setEncoding('utf8');
-    c.stdout.on('data', (d: string) => (cOut = (cOut + d).slice(-STDERR_KEEP)));
+    let cLine = '';
+    c.stdout.on('data', (d: string) => {
+      cOut = (cOut + d).slice(-STDERR_KEEP);
+      if (!opts.onConsumerLine) return;
+      const lines = (cLine + d).split('\n');
+      cLine = lines.pop()!.slice(-STDERR_KEEP);
+      for (const l of lines) opts.onConsumerLine(l);
+    });
     c.stdin.on('error', () => {}); // EPIPE when the consumer exits early: its exit status tells
 
     // Forward by hand, never ending the consumer's stdin on the way (see runPipe).
