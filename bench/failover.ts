@@ -192,7 +192,22 @@ async function withStack<T>(name: string, base: number, fn: (config: RunbookConf
 /** Writes are flowing on `instance`: the writer's rows there keep growing. */
 async function writesFlowingOn(config: RunbookConfig, instance: string, from: number): Promise<void> {
   const before = (await idsOn(config, instance, from)).size;
-  await eventually(`writes on ${instance}`, async () => (await idsOn(config, instance, from)).size > before + 50, 30_000);
+  try {
+    await eventually(`writes on ${instance}`, async () => (await idsOn(config, instance, from)).size > before + 50, 30_000);
+  } catch (err) {
+    // Seen once under load after a "succeeded" emergency run: say whether the server refused the
+    // writes (still read-only) or the writer never reached it, so the next run tells them apart.
+    const facts = await (async () => {
+      const conn = await connect(instanceEndpoint(config, 'orders', instance));
+      try {
+        const [[row]] = (await conn.query('SELECT @@read_only AS ro, @@gtid_binlog_pos AS pos')) as unknown as [[{ ro: number; pos: string }]];
+        return `${instance} read_only=${row.ro}, gtid_binlog_pos ${row.pos}, ${(await idsOn(config, instance, from)).size - before} new writer row(s)`;
+      } finally {
+        conn.destroy();
+      }
+    })().catch((e: Error) => `${instance} unreadable: ${e.message}`);
+    throw new Error(`${(err as Error).message} (${facts})`);
+  }
 }
 
 // ---- planned: hand-run and runbook, alternating, on one sandbox under one writer ----
