@@ -175,21 +175,19 @@ async function body(rb: Runbook, input: FailbackInput): Promise<FailbackResult> 
         detail: (u) => ({ undo: u }),
       });
     }
+    // Both reseeds take the same input and report alike; only how the copy travelled differs.
+    const reseedFrom = { ...ref, primary: start.primary, incidentId: input.incidentId, workflowId: wf.workflowInfo().workflowId };
+    const reseeded = (r: { alreadyDone?: boolean; source: string; gtid: string; binlogFrom: string }, copy: string) =>
+      r.alreadyDone ? `reseeded by an earlier attempt from ${r.source} at ${pos(r.gtid)}` : `${instance} ${copy}; gtid_slave_pos ${pos(r.gtid)}, binlog afresh at ${r.binlogFrom}`;
     if (method === 'reseed-logical') {
-      await rb.step('reseed (logical)', () => long.reseedLogical({ ...ref, primary: start.primary, incidentId: input.incidentId, workflowId: wf.workflowInfo().workflowId }), {
-        note: (r) =>
-          r.alreadyDone
-            ? `reseeded by an earlier attempt from ${r.source} at ${pos(r.gtid)}`
-            : `${instance} wiped and loaded from ${r.source}'s dump (${r.dumpBytes} bytes${r.dumpReused ? ', an earlier attempt\'s' : `, ${r.dumpMs} ms`}; load ${r.loadMs} ms); gtid_slave_pos ${pos(r.gtid)}, binlog afresh at ${r.binlogFrom}`,
+      await rb.step('reseed (logical)', () => long.reseedLogical(reseedFrom), {
+        note: (r) => reseeded(r, `wiped and loaded from ${r.source}'s dump (${r.dumpBytes} bytes${r.dumpReused ? ', an earlier attempt\'s' : `, ${r.dumpMs} ms`}; load ${r.loadMs} ms)`),
         detail: (r) => ({ reseed: r }),
       });
     }
     if (method === 'reseed-physical') {
-      await rb.step('reseed (physical)', () => long.reseedPhysical({ ...ref, primary: start.primary, incidentId: input.incidentId, workflowId: wf.workflowInfo().workflowId }), {
-        note: (r) =>
-          r.alreadyDone
-            ? `reseeded by an earlier attempt from ${r.source} at ${pos(r.gtid)}`
-            : `${instance} rebuilt from ${r.source}'s physical copy (${r.copyBytes} bytes${r.copyReused ? ', an earlier attempt\'s' : `, ${r.copyMs} ms`}); gtid_slave_pos ${pos(r.gtid)}, binlog afresh at ${r.binlogFrom}`,
+      await rb.step('reseed (physical)', () => long.reseedPhysical(reseedFrom), {
+        note: (r) => reseeded(r, `rebuilt from ${r.source}'s physical copy (${r.copyBytes} bytes${r.copyReused ? ', an earlier attempt\'s' : `, ${r.copyMs} ms`})`),
         detail: (r) => ({ reseed: r }),
       });
     }
