@@ -63,6 +63,12 @@ async function writeLoop(): Promise<void> {
         next++;
         continue; // as fast as it can, on the instance that took it
       } catch (err) {
+        if ((err as { errno?: number }).errno === 1062) {
+          // Duplicate key: an earlier attempt at this id committed and replicated but its reply was
+          // lost with the killed primary. Not an ack; retrying the same id would stall forever.
+          next++;
+          continue;
+        }
         errors++;
         // Read-only (1290) keeps the connection; a killed or dropped one is opened again.
         if ((err as { errno?: number }).errno !== 1290) {

@@ -17,7 +17,7 @@ import type { FailoverInput, FailoverResult } from '../../src/workflows/failover
 import { approveSignal } from '../../src/core/runbookDefinitions';
 import { decide, runFailover, shape, startFailover, stateOf, stepLog, waitForApprovalRequest } from '../support/failover';
 import { eventually, startTestSandbox, testPort } from '../support/sandbox';
-import { sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
+import { rowsOn, sql, startInProcessWorker, type InProcessWorker } from '../support/stack';
 import { timeSkippingEnvironment } from '../support/timeSkipping';
 import { prepareLoadSchema, WriteLoad } from '../support/writeLoad';
 import { replicasCaughtUp } from '../support/consistency';
@@ -269,6 +269,19 @@ describe('planned switchover', () => {
     const keys = rows.map((r) => `${r.step_seq}.${r.sub_step}:${r.status}`);
     expect(new Set(keys).size).toBe(keys.length);
     expect(rows[0]).toMatchObject({ step: 'runbook', status: 'succeeded', from_region: 'region-a', to_region: 'region-b', operator: 'carol', reason: 'switchover 5' });
+  });
+
+  it('the load moves past a write that committed but was never acknowledged (its reply lost with a killed primary)', async () => {
+    // What a SIGKILLed primary leaves behind: the row replicated, the client never got its OK.
+    // Retrying that id on the new primary is a duplicate key forever; an application moves on.
+    const primary = (await shape(config)).primary!;
+    const [{ next }] = (await rowsOn(config, primary, 'SELECT COALESCE(MAX(id), 0) + 1 AS next FROM loadtest.acks')) as [{ next: number }];
+    await sql(config, primary, `INSERT INTO loadtest.acks VALUES (${Number(next)}, 'committed, reply lost', NOW(6))`);
+    const load = new WriteLoad(config, 'orders', primary, 2, Number(next));
+    load.start();
+    await eventually('writes after the unacknowledged one', async () => load.acks.length >= 5).finally(() => load.stop());
+    expect(load.inDoubt).toEqual([Number(next)]);
+    expect(load.acks[0]!.id).toBe(Number(next) + 1);
   });
 
   it('replays a recorded switchover history deterministically', async () => {

@@ -163,7 +163,9 @@ describe('the monitor', () => {
     await eventually('RTO on the metrics endpoint', async () => /^runbook_last_failover_rto_seconds\{cluster="orders"\} [0-9.]+$/m.test(await (await fetch(`http://${worker.metricsAddress}/metrics`)).text()));
     const newPrimary = (await shape(config)).primary!;
     expect(['orders-b', 'orders-c']).toContain(newPrimary);
-    await eventually('writes on the new primary', async () => load.acks.some((a) => a.instance === newPrimary));
+    await eventually('writes on the new primary', async () => load.acks.some((a) => a.instance === newPrimary)).catch((err: Error) => {
+      throw new Error(`${err.message}; the writer's last refusal: ${load.lastError}`);
+    });
     await load.stop();
     const firstOnNew = load.acks.find((a) => a.instance === newPrimary)!;
     console.log(`primary SIGKILL → first acknowledged write on ${newPrimary}: ${((firstOnNew.at - killedAt) / 1000).toFixed(1)} s; detected in ${(Number(started.detail.detectionMs) / 1000).toFixed(1)} s`);

@@ -35,6 +35,13 @@ export async function prepareLoadSchema(config: RunbookConfig, cluster: string, 
 export class WriteLoad {
   readonly acks: Ack[] = [];
   errors = 0;
+  /**
+   * Ids whose insert committed although its acknowledgement never arrived (the primary was killed
+   * between its commit and its reply, and the row had replicated). Not acks: nothing promised them.
+   */
+  readonly inDoubt: number[] = [];
+  /** The last refusal, for a test that times out waiting for writes to say why. */
+  lastError = '';
   private next: number | undefined;
   private running = false;
   private loop?: Promise<void>;
@@ -86,7 +93,15 @@ export class WriteLoad {
         await conn.query('INSERT INTO loadtest.acks VALUES (?, ?, NOW(6))', [id, via]);
         this.next++;
         this.acks.push({ id, instance: via, at: Date.now() });
-      } catch {
+      } catch (err) {
+        this.lastError = `${via}: ${(err as Error).message}`;
+        if ((err as { errno?: number }).errno === 1062) {
+          // Duplicate key: an earlier attempt at this id committed and replicated but its reply was
+          // lost with the old primary. Retrying the same id would fail forever; move past it.
+          this.inDoubt.push(this.next!);
+          this.next!++;
+          continue;
+        }
         // Read-only, killed or refused: this insert was not acknowledged; find the writer again.
         this.errors++;
         conn?.destroy();
