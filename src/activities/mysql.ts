@@ -219,6 +219,15 @@ export function createMysqlActivities({ config }: ActivityDeps) {
       });
       const others = input.replicas;
       const deadline = Date.now() + input.timeoutSeconds * 1000;
+      // Each replica waits for the heartbeat itself (MASTER_GTID_WAIT returns the moment it is
+      // applied), so the look at the whole cluster below usually passes the first time instead of
+      // polling for it. A wait that fails (a thread stopped, the deadline) is not the verdict: the
+      // look below is, and it names every problem.
+      await Promise.all(
+        others.map((instance) =>
+          withSession(config, { cluster: input.cluster, instance }, (s) => waitForApplied(s, heartbeatPosition, deadline, { timeoutSeconds: input.timeoutSeconds, beat: () => heartbeat() })).catch(() => undefined),
+        ),
+      );
       for (;;) {
         heartbeat();
         const problems: string[] = [];

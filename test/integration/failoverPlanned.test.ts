@@ -5,7 +5,9 @@
  * a replay of the recorded history (determinism).
  */
 import { CancelledFailure, type Client, WorkflowFailedError } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { createMysqlActivities } from '../../src/activities/mysql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookConfig } from '../../src/config/load';
 import { failoverHistory, withControl } from '../../src/adapters/control/store';
@@ -282,6 +284,31 @@ describe('planned switchover', () => {
     await eventually('writes after the unacknowledged one', async () => load.acks.length >= 5).finally(() => load.stop());
     expect(load.inDoubt).toEqual([Number(next)]);
     expect(load.acks[0]!.id).toBe(Number(next) + 1);
+  });
+
+  const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+  it('verify waits for its heartbeat on every replica, and names a replica that cannot apply it', async () => {
+    const verify = (timeoutSeconds: number) => {
+      const { primary, sources } = shapeNow!;
+      const replicas = Object.keys(sources).filter((i) => sources[i] === primary);
+      const env = new MockActivityEnvironment({ startToCloseTimeoutMs: 60_000, heartbeatTimeoutMs: 30_000 }, { logger: quiet });
+      return env.run(createMysqlActivities({ config }).verifyCluster, { cluster: 'orders', primary: primary!, replicas, workflowId: 'verify-test', timeoutSeconds }) as Promise<{ heartbeatPosition: string; replicas: string[] }>;
+    };
+    let shapeNow = await shape(config);
+    const ok = await verify(30);
+    expect(ok.replicas.sort()).toEqual(['orders-a', 'orders-b', 'orders-c'].filter((i) => i !== shapeNow.primary).sort());
+    // The heartbeat is applied everywhere the moment verify says so: no later look needed.
+    for (const r of ok.replicas) {
+      const [{ applied }] = (await rowsOn(config, r, `SELECT MASTER_GTID_WAIT('${ok.heartbeatPosition}', 0) AS applied`)) as [{ applied: number }];
+      expect(Number(applied), r).toBe(0);
+    }
+    await sql(config, 'orders-c', 'STOP SLAVE SQL_THREAD');
+    try {
+      shapeNow = await shape(config);
+      await expect(verify(2)).rejects.toThrow(/^verification failed after 2 s: orders-c IO Yes SQL No$/);
+    } finally {
+      await sql(config, 'orders-c', 'START SLAVE SQL_THREAD');
+    }
   });
 
   it('replays a recorded switchover history deterministically', async () => {
