@@ -206,9 +206,10 @@ async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited
   await rollForwardPastPromotion(rb, promotionOf(input, plan, 'promote candidate'), {
     thresholds: policy.thresholds,
     steps: steps.slice(steps.indexOf('switch traffic')),
-    after: async (forward, endpoint) => {
-      // Each replica's repoint touches that replica alone (and reads the new primary): they run at
-      // once, each its own roll-forward step; verify waits for all of them.
+    // Each replica's repoint touches that replica alone (and reads the new primary): they run at
+    // once, each its own roll-forward step, beside the traffic switch (hooks and the endpoint row
+    // touch no replica); verify waits for all of them.
+    beside: async (forward) => {
       await together(
         replicas.map((instance) =>
           forward.step(`repoint ${instance}`, () => act.repointReplica({ cluster: plan.cluster, instance, newPrimary: plan.to.instance }), {
@@ -216,6 +217,8 @@ async function afterPromotion(rb: Runbook, input: FailoverInput, policy: Awaited
           }),
         ),
       );
+    },
+    after: async (forward, endpoint) => {
       await forward.step('verify', () => waits.verifyCluster({ cluster: input.cluster, primary: plan.to.instance, replicas, workflowId, timeoutSeconds: policy.thresholds.verifyTimeoutSeconds }), {
         note: (v) => `heartbeat ${v.heartbeatPosition} applied on ${v.replicas.join(', ') || 'no replica'}; one writable instance`,
       });

@@ -176,11 +176,11 @@ describe('a switchover past its promotion rolls forward', () => {
       const s = await stateOf(handle);
       return s.status === 'needs_attention' ? s : undefined;
     }, 60_000);
-    expect(state.details.attention).toMatchObject({
-      step: 'switch traffic',
-      error: 'traffic hook "proxy" failed (exit 1): proxy refused the new writer',
-      left: ['switch traffic', 'repoint orders-a', 'repoint orders-c', 'verify', 'record', 'unlock cluster'],
-    });
+    expect(state.details.attention).toMatchObject({ step: 'switch traffic', error: 'traffic hook "proxy" failed (exit 1): proxy refused the new writer' });
+    // The repoints run beside the traffic switch: left lists those not done when the hook failed.
+    const left = (state.details.attention as Attention).left;
+    expect([left[0], ...left.slice(-3)]).toEqual(['switch traffic', 'verify', 'record', 'unlock cluster']);
+    expect(['repoint orders-a', 'repoint orders-c']).toEqual(expect.arrayContaining(left.slice(1, -3)));
     // The cause fixed, a resume carries on from the hook that failed.
     rmSync(blocked);
     expect(await runbook('resume', handle.workflowId, '--as', 'alice')).toMatchObject({ code: 0 });

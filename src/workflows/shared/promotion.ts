@@ -20,7 +20,7 @@ import type { Activities } from '../../activities';
 import type { HookEnv } from '../../activities/traffic';
 import type { InstanceProbe } from '../../core/types';
 import { RollForward, type RollForwardPolicy } from './rollForward';
-import type { Runbook } from './runbook';
+import { together, type Runbook } from './runbook';
 import { stepContext } from './interceptors';
 import { switchTraffic, WriterEndpointRow } from './trafficSwitch';
 
@@ -161,9 +161,10 @@ function handOver(rb: Runbook, p: Promotion, timeoutSeconds: number) {
 /**
  * Everything after the promotion, rolling forward and not cancellable (a run cancelled now would
  * leave the cluster half switched: terminate it to abandon it). `before` runs ahead of the
- * traffic switch, `after` behind it with the writer endpoint row (`endpoint.written` waits for the
- * control database). `steps` names every step from here on, in order (what
- * `needs_attention` lists, less the steps already done).
+ * traffic switch, `beside` at the same time as it (steps that touch other servers than the
+ * traffic hooks do, e.g. repointing replicas: neither waits for the other), `after` behind both
+ * with the writer endpoint row (`endpoint.written` waits for the control database). `steps` names
+ * every step from here on, in order (what `needs_attention` lists, less the steps already done).
  */
 export async function rollForwardPastPromotion(
   rb: Runbook,
@@ -172,18 +173,24 @@ export async function rollForwardPastPromotion(
     thresholds: RollForwardPolicy;
     steps: string[];
     before?: (forward: RollForward) => Promise<void>;
+    beside?: (forward: RollForward) => Promise<void>;
     after: (forward: RollForward, endpoint: WriterEndpointRow) => Promise<void>;
   },
 ): Promise<void> {
-  const done = (name: string) => rb.state().steps.some((s) => s.name === name && s.status === 'succeeded');
-  const forward = new RollForward(rb, o.thresholds, (step) => [...o.steps.slice(Math.max(0, o.steps.indexOf(step))).filter((s) => s === step || !done(s)), 'unlock cluster']);
+  const done = (name: string) => rb.state().steps.some((s) => s.name === name && (s.status === 'succeeded' || s.status === 'skipped'));
+  // Every step not done yet, the one that stopped first: with steps running at once, one listed
+  // before it may still be running.
+  const forward = new RollForward(rb, o.thresholds, (step) => [step, ...o.steps.filter((s) => s !== step && !done(s)), 'unlock cluster']);
   const endpoint = new WriterEndpointRow();
   await wf.CancellationScope.nonCancellable(async () => {
     await o.before?.(forward);
-    await switchTraffic(forward, endpoint, {
-      row: { cluster: p.cluster, instance: p.to.instance, workflowId: wf.workflowInfo().workflowId, incidentId: p.incidentId },
-      env: hookEnvironment(p),
-    });
+    await together([
+      switchTraffic(forward, endpoint, {
+        row: { cluster: p.cluster, instance: p.to.instance, workflowId: wf.workflowInfo().workflowId, incidentId: p.incidentId },
+        env: hookEnvironment(p),
+      }),
+      o.beside?.(forward),
+    ]);
     await o.after(forward, endpoint);
   });
 }
