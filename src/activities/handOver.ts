@@ -158,14 +158,20 @@ export async function handOverWrites(config: RunbookConfig, input: HandOverInput
       async () =>
         state.resumedAfterPromotion
           ? { waitedMs: 0, appliedPosition: position(state.candidate.vars) }
-          : waitForApplied(candidate!, fence.finalPosition, deadline, { timeoutSeconds: input.catchUpTimeoutSeconds, cancelled }),
+          : waitForApplied(candidate!, fence.finalPosition, deadline, { timeoutSeconds: input.catchUpTimeoutSeconds, cancelled, reportTarget: true }),
       (w) => `${input.to} at ${w.appliedPosition || '(empty GTID position)'} after ${w.waitedMs} ms`,
       (w) => w,
     );
     if (!state.resumedAfterPromotion && cancelled()) throw new CancelledFailure('cancelled before the promotion');
     const promotion = await subStep(
       'promote candidate',
-      () => promoteReplica(candidate!, { instance: input.from, ...addressOf(config, input.cluster, input.from) }),
+      () =>
+        promoteReplica(
+          candidate!,
+          { instance: input.from, ...addressOf(config, input.cluster, input.from) },
+          // Checked in `check connections` on this session; a resumed attempt checks it again there.
+          state.resumedAfterPromotion || !state.candidate.replica ? undefined : { replica: state.candidate.replica },
+        ),
       (p) => `${input.to} writable at ${p.position || '(empty GTID position)'}${p.alreadyPromoted ? ' (already promoted)' : ''}`,
       (p) => p,
     );

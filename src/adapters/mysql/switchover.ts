@@ -139,7 +139,17 @@ export async function waitForApplied(
   s: Session,
   target: string,
   deadline: number,
-  o: { timeoutSeconds: number; sliceSeconds?: number; beat?: () => void; cancelled?: () => boolean },
+  o: {
+    timeoutSeconds: number;
+    sliceSeconds?: number;
+    beat?: () => void;
+    cancelled?: () => boolean;
+    /**
+     * While writes are blocked every round trip is part of the outage: report `target` (which the
+     * wait proved applied) instead of reading the position again.
+     */
+    reportTarget?: boolean;
+  },
 ): Promise<{ waitedMs: number; appliedPosition: string }> {
   const started = Date.now();
   for (;;) {
@@ -147,7 +157,7 @@ export async function waitForApplied(
     const slice = Math.max(0.1, Math.min(o.sliceSeconds ?? 1, (deadline - Date.now()) / 1000));
     const wait = s.dialect.waitForGtid(target, slice);
     const [row] = await query<Record<string, unknown>[]>(s.conn, wait.sql, wait.params, (slice + 5) * 1000);
-    if (wait.interpret(row!) === 'reached') return { waitedMs: Date.now() - started, appliedPosition: position(await s.vars()) };
+    if (wait.interpret(row!) === 'reached') return { waitedMs: Date.now() - started, appliedPosition: o.reportTarget ? target : position(await s.vars()) };
     const r = await s.replica();
     if (!r) throw refuse(`${s.instance} stopped being a replica while catching up`);
     if (r.sqlRunning !== 'Yes' || r.lastSqlErrno) {
@@ -173,9 +183,18 @@ export async function isPromoted(s: Session): Promise<{ promoted: boolean; repli
  * writable) is success; a crash between the statements is finished on retry. With
  * `expectedSource`, a replica of another server is refused.
  */
-export async function promoteReplica(s: Session, expectedSource?: { instance: string; host: string; port: number }): Promise<{ alreadyPromoted: boolean; position: string }> {
-  const { promoted, replica: r, vars: v } = await isPromoted(s);
-  if (promoted) return { alreadyPromoted: true, position: position(v) };
+export async function promoteReplica(
+  s: Session,
+  expectedSource?: { instance: string; host: string; port: number },
+  /**
+   * What the caller saw of this server on this same session moments ago, inside the same attempt
+   * (the hand-over checks it before the fence, and its catch-up wait just proved it applies from
+   * that source): not read again while writes are blocked.
+   */
+  checked?: { replica: ReplicaStatus },
+): Promise<{ alreadyPromoted: boolean; position: string }> {
+  const { promoted, replica: r, vars: v } = checked ? { promoted: false, replica: checked.replica, vars: undefined } : await isPromoted(s);
+  if (promoted) return { alreadyPromoted: true, position: position(v!) };
   if (r && expectedSource && !sameAddress(r, expectedSource)) {
     throw refuse(`${s.instance} replicates from ${r.sourceHost}:${r.sourcePort}, not from ${expectedSource.instance}: refusing to promote it`);
   }
