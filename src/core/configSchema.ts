@@ -115,6 +115,11 @@ export const thresholdsSchema = z.strictObject({
   /** Emergency: failed probes of the primary, this far apart, before its failure is confirmed. */
   confirmProbes: z.number().int().min(1).max(20).default(3),
   confirmIntervalMs: z.number().int().min(100).max(60_000).default(1000),
+  /**
+   * Emergency started by the monitor: a confirmation of the dead primary at most this old replaces
+   * all but one of the confirm probes (0: never; see confirmationProbes).
+   */
+  monitorConfirmationSeconds: z.number().min(0).max(300).default(10),
   /** Emergency: how long the replicas' IO threads get to notice the primary is gone. */
   replicaGraceSeconds: duration.default(15),
   /** After a promotion: how long the heartbeat write may take to reach every replica. */

@@ -19,7 +19,7 @@ import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { FailoverMode, FailoverPlan } from '../core/failover';
 import { describePlan, planEmergency, planSwitchover } from '../core/plan';
-import { lastKnownPrimary } from '../core/failedPrimary';
+import { confirmationProbes, confirmedDeadProblem, lastKnownPrimary, type ConfirmedDead } from '../core/failedPrimary';
 import type { InstanceProbe } from '../core/types';
 import { ApprovalGate } from './shared/approval';
 import { fenceCatchUpPromote, HAND_OVER_STEP, hookEnvironment, pos, rollForwardPastPromotion, type Promotion } from './shared/promotion';
@@ -36,6 +36,8 @@ export interface FailoverInput extends StartedFromCli {
   requester: string;
   incidentId: string;
   dryRun?: boolean;
+  /** Emergency started by the monitor: its confirmation of the dead primary (see confirmationProbes). */
+  confirmedDead?: ConfirmedDead;
 }
 
 export interface FailoverResult {
@@ -95,7 +97,7 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     } finally {
       await wf.CancellationScope.nonCancellable(() => rb.step('unlock cluster', () => untilDone.releaseClusterLock(lock)));
     }
-  }, [nameProblem('target', input.target)]);
+  }, [nameProblem('target', input.target), confirmedDeadProblem(input.confirmedDead)]);
 }
 
 async function plannedSwitchover(rb: Runbook, gate: ApprovalGate, input: FailoverInput, policy: Awaited<ReturnType<Activities['clusterPolicy']>>): Promise<FailoverResult> {
@@ -130,8 +132,11 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
     return found;
   }, { note: (f) => `${f.primary}, last seen at ${f.lastKnownPosition ?? 'unknown'}` });
   const primary = { cluster, instance: before.primary };
-  await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: policy.thresholds.confirmProbes, intervalMs: policy.thresholds.confirmIntervalMs, replicaGraceSeconds: policy.thresholds.replicaGraceSeconds }), {
-    note: (c) => c.evidence.join('; '),
+  // The execution's start time, from its history (the same on every replay; runStartTime is the
+  // first activation a worker saw, which a worker that replays the run later sees later).
+  const probes = confirmationProbes(policy.thresholds, input.confirmedDead, before.primary, wf.workflowInfo().startTime.getTime());
+  await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: probes.attempts, intervalMs: policy.thresholds.confirmIntervalMs, replicaGraceSeconds: policy.thresholds.replicaGraceSeconds }), {
+    note: (c) => `${c.evidence.join('; ')}${probes.because ? ` (${probes.because})` : ''}`,
   });
   const replicas = before.replicas.map((r) => r.instance);
   const chooseCandidate = (probes: () => Promise<InstanceProbe[]>, note = '') =>

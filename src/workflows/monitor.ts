@@ -319,7 +319,8 @@ class Monitor {
     this.ownChild = workflowId;
     this.rb.event(`automatic failover ${incidentId} started`, 'state_change', { incidentId, workflowId, primary: f.primary, detectionMs: f.detectionMs, ...(f.votes ? { votes: f.votes } : {}) }, `${f.primary} dead, ${detected}: ${workflowId}`);
     this.rb.alert({ title: `${this.cluster}: automatic failover (incident ${incidentId})`, severity: 'L1', status: `${f.primary} dead, ${detected}; emergency failover ${workflowId} started; further automatic recovery is blocked until: runbook ack ${this.cluster} --as NAME --comment "…"`, incidentId, contact: this.settings.contact });
-    const args: FailoverInput = { cluster: this.cluster, mode: 'emergency', reason: `monitor: ${f.primary} dead (${detected})`, requester: 'monitor', incidentId };
+    // Its confirmation goes with it: the run need not probe for seconds what was just confirmed.
+    const args: FailoverInput = { cluster: this.cluster, mode: 'emergency', reason: `monitor: ${f.primary} dead (${detected})`, requester: 'monitor', incidentId, confirmedDead: { primary: f.primary, atMs: Date.now() } };
     const ended = (outcome: string, error?: string, result?: FailoverResult) => {
       block.running = false;
       block.outcome = outcome;

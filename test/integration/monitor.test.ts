@@ -15,7 +15,7 @@ import type { RunbookConfig } from '../../src/config/load';
 import type { Sandbox } from '../../src/adapters/mariadbd/sandbox';
 import { ackUpdate, monitorWorkflowId, stopMonitorUpdate } from '../../src/core/monitorDefinitions';
 import { startMonitor } from '../../src/cli/actions/monitor';
-import { decide, shape, startFailover, waitForApprovalRequest } from '../support/failover';
+import { decide, shape, startFailover, stateOf, waitForApprovalRequest } from '../support/failover';
 import type { FailoverResult } from '../../src/workflows/failover';
 import { automaticFailovers, brokenChains, monitorRows, snapshotOf, stonithHook, waitForRow, writePidFiles } from '../support/monitor';
 import { eventually, startTestSandbox } from '../support/sandbox';
@@ -159,6 +159,10 @@ describe('the monitor', () => {
     expect(ended.detail.outcome).toBe('succeeded');
     expect(ended.detail.rtoMs).toBeGreaterThan(Number(started.detail.detectionMs));
     expect(ended.detail.lostTransactions).toBe(0); // the new primary had all any replica received
+    // The run trusted the monitor's fresh confirmation: one probe of its own, and it says why.
+    const confirm = (await stateOf(client.workflow.getHandle(String(started.detail.workflowId)))).steps.find((x) => x.name === 'confirm failure')!;
+    expect(confirm.note).toMatch(/^probe 1: .*\(the monitor confirmed orders-a dead \d+\.\d s before this run started: one probe to see it is still down\)$/);
+    expect(confirm.note).not.toContain('probe 2');
     // The worker that saw it end serves the measures.
     await eventually('RTO on the metrics endpoint', async () => /^runbook_last_failover_rto_seconds\{cluster="orders"\} [0-9.]+$/m.test(await (await fetch(`http://${worker.metricsAddress}/metrics`)).text()));
     const newPrimary = (await shape(config)).primary!;

@@ -38,7 +38,7 @@ describe('cluster config', () => {
       ['orders-c', 'region-c', 'replica', 'neutral'],
     ]);
     expect(orders.approval.failover!.emergency).toMatchObject({ mode: 'required', approvers: ['alice', 'bob'], fourEyes: true });
-    expect(orders.thresholds).toEqual({ maxLagSeconds: 5, catchUpTimeoutSeconds: 30, probeTimeoutSeconds: 3, rollForwardMinutes: 10, rollForwardRemindMinutes: 1, confirmProbes: 3, confirmIntervalMs: 1000, replicaGraceSeconds: 15, verifyTimeoutSeconds: 30, replayTimeoutSeconds: 21600 });
+    expect(orders.thresholds).toEqual({ maxLagSeconds: 5, catchUpTimeoutSeconds: 30, probeTimeoutSeconds: 3, rollForwardMinutes: 10, rollForwardRemindMinutes: 1, confirmProbes: 3, confirmIntervalMs: 1000, monitorConfirmationSeconds: 10, replicaGraceSeconds: 15, verifyTimeoutSeconds: 30, replayTimeoutSeconds: 21600 });
   });
 
   it('a missing field names its path and what was expected', () => {
