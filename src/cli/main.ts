@@ -129,10 +129,44 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
  * Run the program: its commands first (the run-level ones here, each runbook's from the registry,
  * handed in by src/main.ts so this folder never depends on the registry that lists it).
  */
-export async function runCli(runbookCommands: ((ctx: CliContext) => void)[]): Promise<void> {
+/** What the CLI needs of a runbook's entry in the registry (src/registry.ts). */
+export interface RunbookCommands {
+  commands: string[];
+  cli?: () => Promise<(ctx: CliContext) => void>;
+}
+
+/**
+ * The command word of an argv (after node and the script): the first argument that is not a global
+ * option (`-c`/`--config` take a value).
+ */
+export function commandWord(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '-c' || a === '--config') i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/**
+ * Which runbooks' commands to load: none for a built-in command (status, log, approve … are run
+ * dozens of times in an incident: loading every runbook's definitions was a fifth of their start),
+ * the one that owns the command, else all (help, or a word commander must call unknown).
+ */
+export function runbooksToLoad<R extends RunbookCommands>(runbooks: R[], word: string | undefined, builtIns: string[]): R[] {
+  const withCli = runbooks.filter((r) => r.cli);
+  if (word === undefined) return withCli;
+  if (builtIns.includes(word)) return [];
+  const owners = withCli.filter((r) => r.commands.includes(word));
+  return owners.length ? owners : withCli;
+}
+
+export async function runCli(runbooks: RunbookCommands[]): Promise<void> {
   try {
     registerRunCommands(ctx);
-    for (const register of runbookCommands) register(ctx);
+    const builtIns = program.commands.flatMap((c) => [c.name(), ...c.aliases()]);
+    const load = runbooksToLoad(runbooks, commandWord(process.argv.slice(2)), builtIns);
+    for (const register of await Promise.all(load.map((r) => r.cli!()))) register(ctx);
     await program.parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode); // commander already printed one line
