@@ -3,7 +3,7 @@
  * the log notifier is always there. A notification never fails a runbook: every notifier's error
  * is reported back, never thrown.
  */
-import { asyncLocalStorage, log } from '@temporalio/activity';
+import { asyncLocalStorage, heartbeat, log } from '@temporalio/activity';
 import type { BookkeepingBatch, BookkeepingResult, NotifyResult, NotifyThread, RunbookNotification } from '../core/notifications';
 import type { ActivityDeps } from './deps';
 import { writeAuditRows } from './audit';
@@ -88,22 +88,35 @@ export function createNotifyActivities(deps: ActivityDeps & { notifiers?: Notifi
      * attempt, bounded: a control database that is down is reported, and the step helper hands the
      * rows to `recordAudit`, which retries) while the notifications go out in order, each moving the
      * Slack thread along. Neither waits for the other's failure, and nothing here throws.
+     * It heartbeats while it works: a batch taken by a worker that then died is sent again within the
+     * heartbeat timeout, not after the start-to-close timeout (up to minutes with slow notifiers),
+     * and the run, which ends only once its rows are stored, does not wait that long.
      */
     async recordAndNotify(batch: BookkeepingBatch): Promise<BookkeepingResult> {
-      const audit = batch.rows.length
-        ? writeAuditRows(deps.config, batch.rows).then(
-            (report) => ({ report }),
-            (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
-          )
-        : Promise.resolve(undefined);
-      let thread = batch.thread;
-      const notices: BookkeepingResult['notices'] = [];
-      for (const n of batch.notices) {
-        const result = await notify(n, thread);
-        thread = result.thread;
-        notices.push({ failed: result.failed });
+      heartbeat();
+      const beat = setInterval(() => heartbeat(), 1000);
+      try {
+        return await recordAndNotifyOnce(batch);
+      } finally {
+        clearInterval(beat);
       }
-      return { audit: await audit, thread, notices };
     },
   };
+
+  async function recordAndNotifyOnce(batch: BookkeepingBatch): Promise<BookkeepingResult> {
+    const audit = batch.rows.length
+      ? writeAuditRows(deps.config, batch.rows).then(
+          (report) => ({ report }),
+          (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
+        )
+      : Promise.resolve(undefined);
+    let thread = batch.thread;
+    const notices: BookkeepingResult['notices'] = [];
+    for (const n of batch.notices) {
+      const result = await notify(n, thread);
+      thread = result.thread;
+      notices.push({ failed: result.failed });
+    }
+    return { audit: await audit, thread, notices };
+  }
 }
