@@ -48,7 +48,7 @@ let switchover: string | undefined;
 const BOOKKEEPING = new Set(['recordAndNotify', 'recordAudit', 'notify']);
 
 describe('the Temporal UI timeline of a planned switchover', () => {
-  it('holds at most 2 scheduled activities per runbook step, at most one of them bookkeeping, and every audit row once', async () => {
+  it('holds at most 2 scheduled activities per runbook step, at most one of them bookkeeping, none beside the hand-over, and every audit row once', async () => {
     const started = Date.now();
     const { result, workflowId } = await runFailover(client, taskQueue, { target: 'orders-b' });
     const tookMs = Date.now() - started;
@@ -93,6 +93,22 @@ describe('the Temporal UI timeline of a planned switchover', () => {
     for (const [seq, b] of perStep) expect(b.bookkeeping.length, `bookkeeping activities attributed to step ${seq}`).toBeLessThanOrEqual(1);
     // Steps with a single activity of their own read as at most two rows.
     for (const [seq, b] of perStep) if (b.own.length <= 1) expect(b.own.length + b.bookkeeping.length, `rows of step ${seq}`).toBeLessThanOrEqual(2);
+
+    // The write-blocking hand-over ran alone: no bookkeeping activity was open while it was (its
+    // own started row went after it, with its own time).
+    const open = new Map<string, { type: string; from: number; to: number }>();
+    for (const e of events) {
+      const id = Number(e.eventId);
+      const a = e.activityTaskScheduledEventAttributes;
+      if (a) open.set(String(id), { type: a.activityType!.name!, from: id, to: Infinity });
+      const closed =
+        e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+      if (closed) open.get(String(Number(closed.scheduledEventId)))!.to = id;
+    }
+    const handOver = [...open.values()].find((x) => x.type === 'handOverWrites')!;
+    expect(handOver, 'the hand-over activity').toBeDefined();
+    const beside = [...open.values()].filter((x) => BOOKKEEPING.has(x.type) && x.from < handOver.to && x.to > handOver.from);
+    expect(beside.map((x) => `${x.type} events ${x.from}–${x.to}`), `open while handOverWrites was (events ${handOver.from}–${handOver.to})`).toEqual([]);
 
     // The audit is as complete as before: every step's states (and the hand-over's sub-steps'), each once, in failover_log.
     const keys = log.map((r) => `${r.seq}.${r.sub ?? 0}:${r.status}`);

@@ -105,6 +105,7 @@ export async function fenceCatchUpPromote(rb: Runbook, p: Promotion, catchUp: Ca
   if (!('run' in catchUp)) {
     try {
       await rb.step(HAND_OVER_STEP, () => handOver(rb, p, catchUp.timeoutSeconds), {
+        alone: true,
         note: (r) => `writes blocked ${r.writesBlockedMs} ms on the servers: ${r.subSteps.map((s) => `${s.name} ${s.endedAt - s.startedAt} ms`).join(', ')}`,
         // Sub-step rows the control database did not take travel with the step's own row.
         detail: (r) => ({ writesBlockedMs: r.writesBlockedMs, endpoint: r.endpoint, ...(r.auditNotWritten ? { subStepsNotLogged: r.auditNotWritten } : {}) }),

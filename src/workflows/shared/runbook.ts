@@ -47,6 +47,11 @@ export interface StepOptions<T> {
   note?: (result: T) => string;
   /** Structured detail stored with the `succeeded` row. */
   detail?: (result: T) => Record<string, unknown>;
+  /**
+   * The step blocks writes: its activity runs with no audit or notification activity beside it
+   * (its own `started` row and what else is queued go when it ends, with their own times).
+   */
+  alone?: boolean;
 }
 
 // A read of the worker's own config: a local activity, no round trip through the Temporal server.
@@ -155,6 +160,8 @@ export class Runbook {
 
   /** Run one named step. `fn` calls the step's activities; their results pass through unchanged. */
   async step<T>(name: string, fn: () => Promise<T>, opts: StepOptions<T> = {}): Promise<T> {
+    // Held before the `started` row is queued, so that no batch carries it beside the step.
+    const release = opts.alone ? await this.bookkeeping.hold(1000) : undefined;
     const rec: StepRecord = { seq: ++this.seq, name, status: 'started', startedAt: now() };
     this.steps.push(rec);
     this.running.push(name);
@@ -164,6 +171,7 @@ export class Runbook {
     const frame: StepFrame = { seq: rec.seq, summary: opts.summary ?? `${this.meta.runbook} ${this.meta.cluster}: ${name}` };
     try {
       const result = await stepContext.run(frame, fn);
+      release?.();
       Object.assign(rec, { status: 'succeeded', endedAt: now(), attempt: frame.attempt, note: opts.note?.(result) });
       this.audit({
         step: name,
@@ -177,6 +185,7 @@ export class Runbook {
       this.notifyStep(rec);
       return result;
     } catch (err) {
+      release?.();
       const failure = classifyFailure(err);
       Object.assign(rec, { status: 'failed', endedAt: now(), attempt: failure.attempt ?? frame.attempt, error: failure.message, classification: failure.kind });
       this.audit({
@@ -198,6 +207,7 @@ export class Runbook {
         cause: err instanceof Error ? err : undefined,
       });
     } finally {
+      release?.();
       this.running.splice(this.running.indexOf(name), 1);
       this.render();
     }
