@@ -20,7 +20,7 @@ const view: PanelView = {
     writer: { instance: evil, region: 'region-a', address: evil, generation: 1 }, lastFailover: { workflowId: evil, status: 'succeeded', at: '', route: evil, rtoMs: 1200, rpo: evil },
     monitor: { verdict: 'healthy', autoFailover: 'auto', intervalSeconds: 5, block: { incidentId: evil, since: '2026-12-02T09:00:00.000Z', running: false }, downtimes: [{ target: 'orders-c', until: '2026-12-02T11:00:00.000Z', reason: evil, by: evil }] },
   }],
-  incidents: [{ workflowId: `wf-${evil}`, runbook: 'failover', cluster: 'orders', incidentId: evil, operator: evil, status: 'running', temporalStatus: 'RUNNING', startedAt: '', reason: evil, uiLink: `http://ui/"${evil}`, timeline: run, currentStep: evil }],
+  incidents: [{ workflowId: `wf-${evil}`, runId: evil, runbook: 'failover', cluster: 'orders', incidentId: evil, operator: evil, status: 'running', temporalStatus: 'RUNNING', startedAt: '', reason: evil, uiLink: `http://ui/"${evil}`, timeline: run, currentStep: evil }],
   approvals: [{ workflowId: evil, cluster: 'orders', runbook: 'failover', requester: evil, approvers: [evil], fourEyes: true, channels: [{ name: evil, via: ['cli'] }], deadline: null }],
   lag: [{ cluster: 'orders', instance: evil, samples: [{ at: Date.UTC(2026, 11, 2, 9, 59), lag: 3 }, { at: Date.UTC(2026, 11, 2, 10, 0), lag: null }] }],
 };

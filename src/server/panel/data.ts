@@ -67,6 +67,8 @@ export interface ApprovalView {
 
 export interface IncidentView {
   workflowId: string;
+  /** Temporal's run id (empty for a run known only from failover_log without one). */
+  runId: string;
   runbook: string;
   cluster: string;
   incidentId: string;
@@ -211,19 +213,26 @@ async function clusterView(src: PanelSources, name: string, lag: LagSeries[]): P
   return view;
 }
 
-/** Running runbooks, then those closed in the last day, newest first (Temporal visibility). */
-async function recentRuns(src: PanelSources, now: number): Promise<{ id: string; status: string; start: Date; sa: Record<string, string> }[]> {
+type RecentRun = { id: string; runId: string; status: string; start: Date; sa: Record<string, string> };
+
+/**
+ * Running runbooks, then those closed in the last day, newest first (Temporal visibility). A
+ * workflow id has at most one open run, so when visibility, which lags, still shows the run that
+ * just continued as new as running beside its successor, only the newest is kept.
+ */
+async function recentRuns(src: PanelSources, now: number): Promise<RecentRun[]> {
   const since = new Date(now - 24 * HOUR_MS).toISOString();
   // A run that continued as new (the monitor hands over every few thousand events) is its successor.
   const query = `RunbookType IS NOT NULL AND ExecutionStatus != 'ContinuedAsNew' AND (ExecutionStatus = 'Running' OR CloseTime > '${since}')`;
-  const runs: { id: string; status: string; start: Date; sa: Record<string, string> }[] = [];
+  const runs: RecentRun[] = [];
   for await (const w of src.client.workflow.list({ query, pageSize: 50 })) {
     const sa: Record<string, string> = {};
     for (const p of w.typedSearchAttributes.getAll()) sa[p.key.name] = text(p.value);
-    runs.push({ id: w.workflowId, status: w.status.name, start: w.startTime, sa });
+    runs.push({ id: w.workflowId, runId: w.runId, status: w.status.name, start: w.startTime, sa });
     if (runs.length >= 25) break;
   }
-  return runs.sort((a, b) => Number(b.status === 'RUNNING') - Number(a.status === 'RUNNING') || b.start.getTime() - a.start.getTime());
+  runs.sort((a, b) => Number(b.status === 'RUNNING') - Number(a.status === 'RUNNING') || b.start.getTime() - a.start.getTime());
+  return runs.filter((r, i) => r.status !== 'RUNNING' || !runs.slice(0, i).some((x) => x.status === 'RUNNING' && x.id === r.id));
 }
 
 function approvalView(src: PanelSources, workflowId: string, cluster: string, runbook: string, a: ApprovalState): ApprovalView {
@@ -277,11 +286,17 @@ export async function collectPanel(src: PanelSources): Promise<PanelView> {
           .query<RunbookState>('runbookState')
           .catch(() => undefined);
       }
-      const timeline = runTimelines(rows[i] ?? []).at(-1) ?? null;
+      // The trail is read by workflow id: an id reused by an earlier run (a monitor stopped and
+      // started again) has that run's rows too. Each run gets its own; the newest run of an id
+      // also gets the newest trail when none carries its run id (its predecessor's, continued as new).
+      const trails = runTimelines(rows[i] ?? []);
+      const newestOfId = runs.findIndex((x) => x.id === r.id) === i;
+      const timeline = trails.find((t) => t.runId === r.runId) ?? (newestOfId ? trails.at(-1) : undefined) ?? null;
       const cluster = r.sa.Cluster ?? '';
       const runbook = r.sa.RunbookType ?? '';
       incidents.push({
         workflowId: r.id,
+        runId: r.runId,
         runbook,
         cluster,
         incidentId: r.sa.IncidentId ?? '',
@@ -298,18 +313,20 @@ export async function collectPanel(src: PanelSources): Promise<PanelView> {
       if (approval?.status === 'pending') approvals.push(approvalView(src, r.id, cluster, runbook, approval));
     }),
   );
-  const order = new Map(runs.map((r, i) => [r.id, i]));
-  incidents.sort((a, b) => order.get(a.workflowId)! - order.get(b.workflowId)!);
+  const order = new Map(runs.map((r, i) => [`${r.id}|${r.runId}`, i]));
+  incidents.sort((a, b) => order.get(`${a.workflowId}|${a.runId}`)! - order.get(`${b.workflowId}|${b.runId}`)!);
+  const listed = new Set(runs.map((r) => r.id));
   // Runs failover_log knows and Temporal visibility does not (past its retention, another
   // namespace, or Temporal unreachable): listed after the others, from their audit trail alone.
   const recent = await withControl(src.config, (c) => failoverHistory(c, { pageSize: 500 }), 3000).catch(() => [] as HistoryRow[]);
   const since = now - 24 * HOUR_MS;
   // Only runbook runs (they have the run's own step-0 row), not the endpoint's or the CLI's events.
   const runbookRuns = new Set(recent.filter((r) => r.step_seq === 0 && r.workflow_id).map((r) => r.workflow_id));
-  for (const run of runTimelines(recent.filter((r) => r.workflow_id && runbookRuns.has(r.workflow_id) && !order.has(r.workflow_id) && src.config.clusters[r.cluster ?? ''])).reverse()) {
+  for (const run of runTimelines(recent.filter((r) => r.workflow_id && runbookRuns.has(r.workflow_id) && !listed.has(r.workflow_id) && src.config.clusters[r.cluster ?? ''])).reverse()) {
     if (!run.workflowId || logTimeMs(run.startedAt) < since || incidents.some((i) => i.workflowId === run.workflowId)) continue;
     incidents.push({
       workflowId: run.workflowId,
+      runId: run.runId ?? '',
       runbook: run.runbook,
       cluster: run.cluster,
       incidentId: run.incidentId ?? '',

@@ -154,7 +154,7 @@ may approve: <% a.channels.forEach(function(p, n){ %><%= n ? '; ' : '' %><b><%= 
 <h2>Incidents and runbooks</h2>
 <% if (!it.view.incidents.length) { %><p class="muted">no runbook in the last 24 hours</p><% } %>
 <% it.incidents.forEach(function(x){ var r = x.run; %>
-<div class="box incident" data-workflow="<%= r.workflowId %>">
+<div class="box incident" data-workflow="<%= r.workflowId %>" data-run="<%= r.runId %>">
 <b><%= r.runbook %> <%= r.cluster %></b><% if (r.incidentId) { %> · incident <%= r.incidentId %><% } %> · <%= r.status %><% if (r.currentStep) { %>, now: <%= r.currentStep %><% } %> · by <%= r.operator %> · started <%= r.startedAt %>
 <% if (r.uiLink) { %> · <a href="<%= r.uiLink %>" rel="noreferrer">Temporal UI</a><% } %><br>
 <% if (r.reason) { %><span class="reason">reason: <%= r.reason %></span><br><% } %>
