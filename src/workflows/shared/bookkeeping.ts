@@ -92,7 +92,7 @@ export class Bookkeeping {
   }
 
   /**
-   * Hold back new batches until the returned release is called, and wait (at most `maxWaitMs`) for
+   * Hold back new batches until the returned release is called (once), and wait (at most `maxWaitMs`) for
    * a batch already in flight: a step that blocks writes runs with no bookkeeping beside it on the
    * worker's cores (measured: the planned switchover's write window stretched from ~12 to ~18 ms
    * p50, p95 19 → 41–59 ms, when the step's own start row was written at the same time as its
@@ -101,15 +101,11 @@ export class Bookkeeping {
    */
   async hold(maxWaitMs: number): Promise<() => void> {
     this.holds++;
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
+    if (this.inFlight) await wf.condition(() => !this.inFlight, maxWaitMs);
+    return () => {
       this.holds--;
       this.kick();
     };
-    if (this.inFlight) await wf.condition(() => !this.inFlight, maxWaitMs);
-    return release;
   }
 
   /** Wait until every row is stored and every notice handed over. */

@@ -160,7 +160,8 @@ export class Runbook {
 
   /** Run one named step. `fn` calls the step's activities; their results pass through unchanged. */
   async step<T>(name: string, fn: () => Promise<T>, opts: StepOptions<T> = {}): Promise<T> {
-    // Held before the `started` row is queued, so that no batch carries it beside the step.
+    // Held before the `started` row is queued, so that no batch carries it beside the step; released
+    // in `finally`, before this activation settles, so the end's rows go with the rest at once.
     const release = opts.alone ? await this.bookkeeping.hold(1000) : undefined;
     const rec: StepRecord = { seq: ++this.seq, name, status: 'started', startedAt: now() };
     this.steps.push(rec);
@@ -171,7 +172,6 @@ export class Runbook {
     const frame: StepFrame = { seq: rec.seq, summary: opts.summary ?? `${this.meta.runbook} ${this.meta.cluster}: ${name}` };
     try {
       const result = await stepContext.run(frame, fn);
-      release?.();
       Object.assign(rec, { status: 'succeeded', endedAt: now(), attempt: frame.attempt, note: opts.note?.(result) });
       this.audit({
         step: name,
@@ -185,7 +185,6 @@ export class Runbook {
       this.notifyStep(rec);
       return result;
     } catch (err) {
-      release?.();
       const failure = classifyFailure(err);
       Object.assign(rec, { status: 'failed', endedAt: now(), attempt: failure.attempt ?? frame.attempt, error: failure.message, classification: failure.kind });
       this.audit({
