@@ -57,8 +57,13 @@ const waits = wf.proxyActivities<Activities>({
   heartbeatTimeout: '5s',
   retry: { initialInterval: '500ms', maximumAttempts: 3 },
 });
-// A failover must never be started on a guess: confirming a failure is not retried.
+// Hooks the engine does not know to be safe twice (fencing): run once; a lost attempt is reported, not repeated.
 const once = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { maximumAttempts: 1 } });
+// Confirming a failure is read-only and starts over when run again, so an attempt lost with its
+// worker (no heartbeat for 10 s) is run again elsewhere: an automatic failover must survive the
+// worker that started it. Its verdicts are final: a primary that answers, or replicas still
+// connected to it, are non-retryable refusals, so no retry turns "alive" into "dead".
+const confirm = wf.proxyActivities<Activities>({ startToCloseTimeout: '2m', heartbeatTimeout: '10s', retry: { initialInterval: '500ms', maximumAttempts: 3 } });
 // Short reads (the policy, the topology), the control database's own rows (the lock,
 // sync_status) and stopping the replicas' IO threads: local activities, run by the worker inside the workflow task, so that each costs
 // its own work and not two round trips through the Temporal server. Each is safe to run twice: a
@@ -135,7 +140,7 @@ async function emergencyFailover(rb: Runbook, gate: ApprovalGate, input: Failove
   // The execution's start time, from its history (the same on every replay; runStartTime is the
   // first activation a worker saw, which a worker that replays the run later sees later).
   const probes = confirmationProbes(policy.thresholds, input.confirmedDead, before.primary, wf.workflowInfo().startTime.getTime());
-  await rb.step('confirm failure', () => once.confirmPrimaryDown({ ...primary, attempts: probes.attempts, intervalMs: policy.thresholds.confirmIntervalMs, replicaGraceSeconds: policy.thresholds.replicaGraceSeconds }), {
+  await rb.step('confirm failure', () => confirm.confirmPrimaryDown({ ...primary, attempts: probes.attempts, intervalMs: policy.thresholds.confirmIntervalMs, replicaGraceSeconds: policy.thresholds.replicaGraceSeconds }), {
     note: (c) => `${c.evidence.join('; ')}${probes.because ? ` (${probes.because})` : ''}`,
   });
   const replicas = before.replicas.map((r) => r.instance);
